@@ -1,0 +1,707 @@
+//! `relocache build`: compute each target's key after its deps are done,
+//! restore its outputs from the depot stack on a hit, otherwise run it (once
+//! per key across processes, under the per-key lock) and store the result.
+//! Independent targets run in parallel on `jobs` workers; a failed target
+//! skips its dependents while the others finish.
+
+pub mod restore;
+pub mod run;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::depot::entries::{
+    outputs_digest, Entry, InputsSummary, OutputKind, OutputRecord, Reason,
+};
+use crate::depot::{DepotError, DepotStack};
+use crate::digest::{Digest, Key};
+use crate::inputs::{FileState, InputError, InputFile, Inputs, ProjectScan};
+use crate::key::{self, KeyInputs, Rooted};
+use crate::manifest::{Command, Manifest, Target};
+use crate::relpath::RelPath;
+use crate::report::Reporter;
+
+/// What `build` should do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Targets to build (with their deps); empty means all.
+    pub targets: Vec<String>,
+    /// Parallel workers; 0 means the number of cores.
+    pub jobs: usize,
+    /// Fail a target whose new entry would not be relocatable.
+    pub require_relocatable: bool,
+    /// Ignore existing entries of the named targets (all if none named) and overwrite them.
+    pub force: bool,
+}
+
+/// What happened to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Restored from the depot; the command did not run.
+    Hit,
+    /// The command ran and succeeded.
+    Built,
+    /// The command (or preparing it) failed.
+    Failed,
+    /// Not attempted because a dependency failed.
+    Skipped,
+}
+
+/// The result of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// Target name.
+    pub name: String,
+    /// Its key, when it could be computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Key>,
+    /// Hit, built, failed or skipped.
+    pub outcome: Outcome,
+    /// Wall time spent on it in this run.
+    pub duration_ms: u64,
+    /// For a hit: how long the stored build took (time saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_ms: Option<u64>,
+    /// Whether a new entry was stored for it.
+    pub stored: bool,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Things the user should know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Captured (or replayed) standard output.
+    #[serde(skip)]
+    pub stdout: Vec<u8>,
+    /// Captured (or replayed) standard error.
+    #[serde(skip)]
+    pub stderr: Vec<u8>,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// Per target, in dependency order.
+    pub targets: Vec<TargetReport>,
+    /// Count of hits.
+    pub hits: usize,
+    /// Count of targets built.
+    pub built: usize,
+    /// Count of failures.
+    pub failed: usize,
+    /// Count of skipped targets.
+    pub skipped: usize,
+    /// Wall time of the whole build.
+    pub duration_ms: u64,
+}
+
+impl BuildReport {
+    /// True when every target hit or built.
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.skipped == 0
+    }
+}
+
+/// Why a build could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A named target does not exist.
+    #[error("unknown target `{name}`\n  help: known targets: {known}")]
+    UnknownTarget {
+        /// The name given.
+        name: String,
+        /// The manifest's targets.
+        known: String,
+    },
+    /// The project could not be walked.
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    /// The depot failed.
+    #[error(transparent)]
+    Depot(#[from] DepotError),
+}
+
+/// A finished target as its dependents see it.
+#[derive(Debug, Clone)]
+struct DepOut {
+    digest: Digest,
+    files: Vec<RelPath>,
+}
+
+impl DepOut {
+    fn of(outputs: &[OutputRecord]) -> DepOut {
+        DepOut {
+            digest: outputs_digest(outputs),
+            files: outputs
+                .iter()
+                .filter(|o| o.kind != OutputKind::Dir)
+                .map(|o| o.path.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Checks that every name is a target of `manifest`.
+pub fn check_targets(manifest: &Manifest, names: &[String]) -> Result<(), BuildError> {
+    for n in names {
+        if !manifest.targets.contains_key(n) {
+            return Err(BuildError::UnknownTarget {
+                name: n.clone(),
+                known: manifest
+                    .targets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Shared, read-only context of one build.
+pub(crate) struct Ctx<'a> {
+    pub manifest: &'a Manifest,
+    pub depots: &'a DepotStack,
+    pub inputs: Inputs<'a>,
+    pub rooted: Rooted,
+    /// Per target: outputs it must not read (its own and non-deps').
+    pub excluded: HashMap<String, Vec<RelPath>>,
+    /// Per target: all transitive deps.
+    pub closure: HashMap<String, BTreeSet<String>>,
+}
+
+/// Everything a target's key is made of, computed from the tree as it is now.
+pub(crate) struct Computed {
+    pub key: Key,
+    pub inputs: Vec<InputFile>,
+    pub summary: InputsSummary,
+}
+
+/// Depot directories inside the project are never inputs.
+pub(crate) fn scan_skips(manifest: &Manifest, depots: &DepotStack) -> Vec<PathBuf> {
+    depots
+        .all()
+        .iter()
+        .map(|d| d.root().to_path_buf())
+        .filter(|p| p.starts_with(&manifest.root))
+        .collect()
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        manifest: &'a Manifest,
+        depots: &'a DepotStack,
+        scan: &'a ProjectScan,
+    ) -> Ctx<'a> {
+        let mut excluded = HashMap::new();
+        let mut closure = HashMap::new();
+        for name in manifest.targets.keys() {
+            let deps = manifest.transitive_deps(name);
+            let ex: Vec<RelPath> = manifest
+                .targets
+                .values()
+                .filter(|o| !deps.contains(&o.name))
+                .flat_map(|o| o.outputs.iter().cloned())
+                .collect();
+            excluded.insert(name.clone(), ex);
+            closure.insert(name.clone(), deps);
+        }
+        Ctx {
+            manifest,
+            depots,
+            inputs: Inputs::new(&manifest.root, scan),
+            rooted: Rooted::new(&manifest.root, depots.primary().root()),
+            excluded,
+            closure,
+        }
+    }
+
+    /// The key of `t`, given the output digests and files of its deps.
+    fn compute_with(
+        &self,
+        t: &Target,
+        deps: &HashMap<String, DepOut>,
+    ) -> Result<Computed, InputError> {
+        let dep_files: Vec<RelPath> = self.closure[&t.name]
+            .iter()
+            .filter_map(|d| deps.get(d))
+            .flat_map(|d| d.files.iter().cloned())
+            .collect();
+        let inputs = self
+            .inputs
+            .resolve(t, &self.excluded[&t.name], &dep_files)?;
+        let tools = self.inputs.tools(&t.tools)?;
+        let env: BTreeMap<String, Option<String>> = t
+            .env
+            .iter()
+            .map(|n| {
+                let v = std::env::var_os(n).map(|v| self.rooted.apply(&v.to_string_lossy()));
+                (n.clone(), v)
+            })
+            .collect();
+        let command = self.rooted.command(&t.command);
+        let dep_digests: BTreeMap<String, Digest> = t
+            .deps
+            .iter()
+            .map(|d| {
+                (
+                    d.clone(),
+                    deps.get(d).map(|o| o.digest).unwrap_or(Digest([0; 32])),
+                )
+            })
+            .collect();
+        let key = key::compute(&KeyInputs {
+            salt: &self.manifest.salt,
+            command: &command,
+            env: &env,
+            version: t.version,
+            tools: &tools,
+            inputs: &inputs,
+            deps: &dep_digests,
+            outputs: &t.outputs,
+        });
+        let (run, argv) = match command {
+            Command::Shell(s) => (Some(s), None),
+            Command::Argv(v) => (None, Some(v)),
+        };
+        let summary = InputsSummary {
+            run,
+            argv,
+            env,
+            tools,
+            version: t.version,
+            files: inputs
+                .iter()
+                .map(|i| (i.path.clone(), i.state.clone()))
+                .collect(),
+            deps: dep_digests,
+            outputs: t.outputs.clone(),
+        };
+        Ok(Computed {
+            key,
+            inputs,
+            summary,
+        })
+    }
+}
+
+/// Builds the selected targets and their deps.
+pub fn build(
+    manifest: &Manifest,
+    depots: &DepotStack,
+    opts: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> Result<BuildReport, BuildError> {
+    check_targets(manifest, &opts.targets)?;
+    let started = Instant::now();
+    let selected: Vec<String> = if opts.targets.is_empty() {
+        manifest.targets.keys().cloned().collect()
+    } else {
+        opts.targets.clone()
+    };
+    let forced: BTreeSet<String> = if opts.force {
+        selected.iter().cloned().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let order = manifest.closure(&selected);
+    let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, depots))?;
+    let ctx = Ctx::new(manifest, depots, &scan);
+    let n = order.len();
+    let index: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let mut dependents = vec![Vec::new(); n];
+    let mut waiting = vec![0usize; n];
+    for (i, name) in order.iter().enumerate() {
+        for d in &manifest.targets[name].deps {
+            dependents[index[d.as_str()]].push(i);
+            waiting[i] += 1;
+        }
+    }
+    struct Sched {
+        ready: BTreeSet<usize>,
+        waiting: Vec<usize>,
+        done: usize,
+        results: Vec<Option<TargetReport>>,
+        outs: HashMap<String, DepOut>,
+    }
+    let sched = Mutex::new(Sched {
+        ready: (0..n).filter(|i| waiting[*i] == 0).collect(),
+        waiting,
+        done: 0,
+        results: vec![None; n],
+        outs: HashMap::new(),
+    });
+    let cv = Condvar::new();
+    let jobs = if opts.jobs == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        opts.jobs
+    };
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(n.max(1)) {
+            s.spawn(|| loop {
+                let (i, deps) = {
+                    let mut g = sched.lock().unwrap();
+                    loop {
+                        if let Some(i) = g.ready.pop_first() {
+                            let deps: HashMap<String, DepOut> = ctx.closure[&order[i]]
+                                .iter()
+                                .filter_map(|d| g.outs.get(d).map(|o| (d.clone(), o.clone())))
+                                .collect();
+                            break (i, deps);
+                        }
+                        if g.done == n {
+                            return;
+                        }
+                        g = cv.wait(g).unwrap();
+                    }
+                };
+                let t = &manifest.targets[&order[i]];
+                reporter.target_started(&t.name);
+                let (report, out) =
+                    process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
+                let mut g = sched.lock().unwrap();
+                reporter.target_finished(&report);
+                let ok = out.is_some();
+                if let Some(o) = out {
+                    g.outs.insert(t.name.clone(), o);
+                }
+                g.results[i] = Some(report);
+                g.done += 1;
+                let mut stack = vec![(i, t.name.clone())];
+                while let Some((j, cause)) = stack.pop() {
+                    for &k in &dependents[j] {
+                        if ok && j == i {
+                            g.waiting[k] -= 1;
+                            if g.waiting[k] == 0 {
+                                g.ready.insert(k);
+                            }
+                        } else if g.results[k].is_none() {
+                            let r = TargetReport {
+                                name: order[k].clone(),
+                                key: None,
+                                outcome: Outcome::Skipped,
+                                duration_ms: 0,
+                                saved_ms: None,
+                                stored: false,
+                                error: Some(format!("dependency `{cause}` failed")),
+                                warnings: vec![],
+                                stdout: vec![],
+                                stderr: vec![],
+                            };
+                            reporter.target_finished(&r);
+                            g.results[k] = Some(r);
+                            g.done += 1;
+                            stack.push((k, cause.clone()));
+                        }
+                    }
+                }
+                cv.notify_all();
+            });
+        }
+    });
+    let g = sched.into_inner().unwrap();
+    let targets: Vec<TargetReport> = g
+        .results
+        .into_iter()
+        .map(|r| r.expect("every target finishes"))
+        .collect();
+    let count = |o: Outcome| targets.iter().filter(|t| t.outcome == o).count();
+    Ok(BuildReport {
+        hits: count(Outcome::Hit),
+        built: count(Outcome::Built),
+        failed: count(Outcome::Failed),
+        skipped: count(Outcome::Skipped),
+        duration_ms: started.elapsed().as_millis() as u64,
+        targets,
+    })
+}
+
+fn report(name: &str, key: Option<Key>, outcome: Outcome, started: Instant) -> TargetReport {
+    TargetReport {
+        name: name.to_owned(),
+        key,
+        outcome,
+        duration_ms: started.elapsed().as_millis() as u64,
+        saved_ms: None,
+        stored: false,
+        error: None,
+        warnings: vec![],
+        stdout: vec![],
+        stderr: vec![],
+    }
+}
+
+fn process(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    deps: &HashMap<String, DepOut>,
+    forced: bool,
+    opts: &BuildOptions,
+    reporter: &dyn Reporter,
+) -> (TargetReport, Option<DepOut>) {
+    let started = Instant::now();
+    let computed = match ctx.compute_with(t, deps) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut r = report(&t.name, None, Outcome::Failed, started);
+            r.error = Some(e.to_string());
+            return (r, None);
+        }
+    };
+    let key = computed.key;
+    let mut warnings = Vec::new();
+    if !forced {
+        if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
+            return finish_hit(t, key, hit, warnings, started);
+        }
+    }
+    let primary = ctx.depots.primary();
+    let mut waited = false;
+    let lock = match primary.lock_key(&key, |holder| {
+        waited = true;
+        reporter.waiting(&t.name, holder);
+    }) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            warnings.push(format!(
+                "could not take the build lock ({e}); building without it"
+            ));
+            None
+        }
+    };
+    if waited && !forced {
+        if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
+            if let Some(l) = lock {
+                l.release();
+            }
+            return finish_hit(t, key, hit, warnings, started);
+        }
+    }
+    let result = build_miss(ctx, t, computed, opts, &mut warnings, started);
+    if let Some(l) = lock {
+        l.release();
+    }
+    let (mut r, out) = result;
+    r.warnings = warnings;
+    (r, out)
+}
+
+struct Hit {
+    entry: Entry,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+fn finish_hit(
+    t: &Target,
+    key: Key,
+    hit: Hit,
+    warnings: Vec<String>,
+    started: Instant,
+) -> (TargetReport, Option<DepOut>) {
+    let out = DepOut::of(&hit.entry.outputs);
+    let mut r = report(&t.name, Some(key), Outcome::Hit, started);
+    r.saved_ms = Some(hit.entry.duration_ms);
+    r.stdout = hit.stdout;
+    r.stderr = hit.stderr;
+    r.warnings = warnings;
+    (r, Some(out))
+}
+
+/// Looks `key` up in every depot of the stack; restores the first usable
+/// entry. Damaged entries and corrupt blobs are warnings and count as misses.
+fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> Option<Hit> {
+    let primary = ctx.depots.primary();
+    for (i, depot) in ctx.depots.all().iter().enumerate() {
+        let entry = match depot.read_entry(key) {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                warnings.push(format!("ignoring a damaged entry: {e}"));
+                continue;
+            }
+        };
+        let logs = entry
+            .stdout
+            .map(|d| depot.read_blob(&d))
+            .transpose()
+            .and_then(|o| Ok((o, entry.stderr.map(|d| depot.read_blob(&d)).transpose()?)));
+        let (stdout, stderr) = match logs {
+            Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot restore `{}` from the cache: {e}; rebuilding",
+                    t.name
+                ));
+                continue;
+            }
+        };
+        if let Err(e) = restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs) {
+            warnings.push(format!(
+                "cannot restore `{}` from the cache: {e}; rebuilding",
+                t.name
+            ));
+            continue;
+        }
+        if i > 0 {
+            let copied = entry
+                .blobs()
+                .iter()
+                .try_for_each(|b| primary.import_blob(depot, b))
+                .and_then(|_| primary.write_entry(&entry));
+            if let Err(e) = copied {
+                warnings.push(format!(
+                    "could not copy the entry into `{}`: {e}",
+                    primary.root().display()
+                ));
+            }
+        }
+        let _ = primary.write_record(&ctx.manifest.name, &t.name, key);
+        return Some(Hit {
+            entry,
+            stdout,
+            stderr,
+        });
+    }
+    None
+}
+
+fn build_miss(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    computed: Computed,
+    opts: &BuildOptions,
+    warnings: &mut Vec<String>,
+    started: Instant,
+) -> (TargetReport, Option<DepOut>) {
+    let root = &ctx.manifest.root;
+    let key = computed.key;
+    let fail = |msg: String, stdout: Vec<u8>, stderr: Vec<u8>| {
+        let mut r = report(&t.name, Some(key), Outcome::Failed, started);
+        r.error = Some(msg);
+        r.stdout = stdout;
+        r.stderr = stderr;
+        (r, None)
+    };
+    // Stale outputs go first, so a command that forgets one is caught.
+    for o in &t.outputs {
+        let abs = o.to_path(root);
+        if let Err(e) = restore::remove_any(&abs) {
+            return fail(
+                format!("could not remove the old output: {e}"),
+                vec![],
+                vec![],
+            );
+        }
+        if let Some(parent) = abs.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
+    let run = match run::run(&t.command, root) {
+        Ok(r) => r,
+        Err(e) => {
+            let what = match &t.command {
+                Command::Shell(_) => "sh".to_owned(),
+                Command::Argv(v) => v[0].clone(),
+            };
+            return fail(format!("could not start `{what}`: {e}"), vec![], vec![]);
+        }
+    };
+    if !run.success {
+        return fail(
+            format!("command failed ({})", run.status),
+            run.stdout,
+            run.stderr,
+        );
+    }
+    let records = match store::collect(root, &t.outputs) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
+    };
+    let out = DepOut::of(&records);
+    let mut r = report(&t.name, Some(key), Outcome::Built, started);
+    let duration_ms = run.duration.as_millis() as u64;
+    if let Some(p) = ctx.inputs.first_changed(&computed.inputs) {
+        warnings.push(format!(
+            "input `{p}` changed while `{}` was running; its outputs were not stored (they may mix old and new input)\n  help: run the build again",
+            t.name
+        ));
+        r.stdout = run.stdout;
+        r.stderr = run.stderr;
+        return (r, Some(out));
+    }
+    let findings = store::relocatability(root, &records, &ctx.rooted.needles());
+    let mut reasons: Vec<Reason> = findings.iter().map(|f| f.reason.clone()).collect();
+    for i in &computed.inputs {
+        if let FileState::Untracked { .. } = i.state {
+            reasons.push(Reason {
+                kind: "untracked-input".into(),
+                path: Some(i.path.clone()),
+                offset: None,
+                detail:
+                    "tracked by size and mtime (track_content = false), which differ on every copy"
+                        .into(),
+            });
+            warnings.push(format!(
+                "`{}` reads `{}` with track_content = false: its entry is not relocatable",
+                t.name, i.path
+            ));
+        }
+    }
+    for f in &findings {
+        warnings.push(format!("`{}` is not relocatable: {}", t.name, f.message));
+    }
+    if opts.require_relocatable && !reasons.is_empty() {
+        let mut r = fail(
+            format!(
+                "`{}` is not relocatable and --require-relocatable is set; nothing was stored",
+                t.name
+            ),
+            run.stdout,
+            run.stderr,
+        );
+        r.1 = None;
+        return r;
+    }
+    let req = store::StoreRequest {
+        project: &ctx.manifest.name,
+        target: &t.name,
+        key,
+        duration_ms,
+        outputs: records,
+        reasons,
+        stdout: &run.stdout,
+        stderr: &run.stderr,
+        summary: &computed.summary,
+    };
+    let primary = ctx.depots.primary();
+    match store::store(primary, root, req) {
+        Ok(_) => {
+            r.stored = true;
+            if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &key) {
+                warnings.push(format!("could not record the build of `{}`: {e}", t.name));
+            }
+        }
+        Err(e) => warnings.push(format!(
+            "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
+            t.name
+        )),
+    }
+    r.stdout = run.stdout;
+    r.stderr = run.stderr;
+    (r, Some(out))
+}

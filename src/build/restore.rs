@@ -1,0 +1,193 @@
+//! Restoring an entry's outputs into the project: each file is written to a
+//! temporary name beside its destination and renamed over it, so a reader
+//! never sees half a file; outputs that already hold the right content are
+//! left untouched. Restores are copies, never hard links into the depot.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::depot::entries::{Entry, OutputKind, OutputRecord};
+use crate::depot::{Depot, DepotError};
+use crate::hash::hash_file;
+use crate::relpath::RelPath;
+
+/// What a restore did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Restored {
+    /// Files written.
+    pub files_written: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Files already correct and left alone.
+    pub files_unchanged: u64,
+}
+
+/// Makes the outputs declared by `declared` match `entry` below `root`.
+pub fn restore(
+    depot: &Depot,
+    entry: &Entry,
+    root: &Path,
+    declared: &[RelPath],
+) -> Result<Restored, DepotError> {
+    // Directories and symlinks first, in path order, so parents exist.
+    for o in &entry.outputs {
+        let dest = o.path.to_path(root);
+        match o.kind {
+            OutputKind::Dir => {
+                if let Ok(md) = fs::symlink_metadata(&dest) {
+                    if !md.is_dir() {
+                        remove_any(&dest)?;
+                    }
+                }
+                fs::create_dir_all(&dest)
+                    .map_err(DepotError::io("create output directory", &dest))?;
+            }
+            OutputKind::Symlink => restore_symlink(o, &dest)?,
+            OutputKind::File => {}
+        }
+    }
+    let files: Vec<&OutputRecord> = entry
+        .outputs
+        .iter()
+        .filter(|o| o.kind == OutputKind::File)
+        .collect();
+    let results: Vec<Result<Option<u64>, DepotError>> = files
+        .par_iter()
+        .map(|o| restore_file(depot, o, &o.path.to_path(root)))
+        .collect();
+    let mut stats = Restored::default();
+    for r in results {
+        match r? {
+            Some(n) => {
+                stats.files_written += 1;
+                stats.bytes_written += n;
+            }
+            None => stats.files_unchanged += 1,
+        }
+    }
+    prune_extra(entry, root, declared)?;
+    Ok(stats)
+}
+
+/// Whether the file at `dest` already matches `o` (kind, size, mode, content).
+fn already_there(o: &OutputRecord, dest: &Path) -> bool {
+    let md = match fs::symlink_metadata(dest) {
+        Ok(md) if md.is_file() => md,
+        _ => return false,
+    };
+    if md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable {
+        return false;
+    }
+    matches!(hash_file(dest), Ok((d, _)) if Some(d) == o.digest)
+}
+
+fn restore_file(depot: &Depot, o: &OutputRecord, dest: &Path) -> Result<Option<u64>, DepotError> {
+    if already_there(o, dest) {
+        return Ok(None);
+    }
+    let digest = o.digest.ok_or_else(|| DepotError::Damaged {
+        path: depot.root().to_path_buf(),
+        message: format!("output `{}` has no blob", o.path),
+    })?;
+    if let Ok(md) = fs::symlink_metadata(dest) {
+        if md.is_dir() {
+            remove_any(dest)?;
+        }
+    }
+    let parent = dest.parent().expect("outputs have a parent");
+    fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".relocache-")
+        .tempfile_in(parent)
+        .map_err(DepotError::io("create a temporary file in", parent))?;
+    let n = {
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        let n = depot.copy_blob(&digest, &mut w)?;
+        w.flush().map_err(DepotError::io("write output", dest))?;
+        n
+    };
+    let mode = if o.executable { 0o755 } else { 0o644 };
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
+        .map_err(DepotError::io("set permissions of", dest))?;
+    tmp.persist(dest)
+        .map_err(|e| DepotError::io("write output", dest)(e.error))?;
+    Ok(Some(n))
+}
+
+fn restore_symlink(o: &OutputRecord, dest: &Path) -> Result<(), DepotError> {
+    let target = o.target.as_deref().unwrap_or_default();
+    if let Ok(existing) = fs::read_link(dest) {
+        if existing.as_os_str() == target {
+            return Ok(());
+        }
+    }
+    if let Ok(md) = fs::symlink_metadata(dest) {
+        if md.is_dir() {
+            remove_any(dest)?;
+        }
+    }
+    let parent = dest.parent().expect("outputs have a parent");
+    fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
+    let tmp = parent.join(format!(".relocache-link-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(DepotError::io("create symlink", dest))?;
+    fs::rename(&tmp, dest).map_err(DepotError::io("create symlink", dest))
+}
+
+/// Inside declared output directories, removes whatever the entry does not list.
+fn prune_extra(entry: &Entry, root: &Path, declared: &[RelPath]) -> Result<(), DepotError> {
+    let listed: HashSet<&str> = entry.outputs.iter().map(|o| o.path.as_str()).collect();
+    for d in declared {
+        let is_dir = entry
+            .outputs
+            .iter()
+            .any(|o| o.path == *d && o.kind == OutputKind::Dir);
+        if !is_dir {
+            continue;
+        }
+        let abs = d.to_path(root);
+        let mut it = walkdir::WalkDir::new(&abs)
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter();
+        while let Some(item) = it.next() {
+            let Ok(item) = item else { continue };
+            let Ok(rel) = item.path().strip_prefix(root) else {
+                continue;
+            };
+            let Ok(rel) = RelPath::from_path(rel) else {
+                continue;
+            };
+            if !listed.contains(rel.as_str()) {
+                if item.file_type().is_dir() {
+                    it.skip_current_dir();
+                }
+                remove_any(item.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or directory tree.
+pub(crate) fn remove_any(p: &Path) -> Result<(), DepotError> {
+    let md = match fs::symlink_metadata(p) {
+        Ok(md) => md,
+        Err(_) => return Ok(()),
+    };
+    let r = if md.is_dir() {
+        fs::remove_dir_all(p)
+    } else {
+        fs::remove_file(p)
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DepotError::io("remove", p)(e)),
+    }
+}

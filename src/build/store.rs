@@ -1,0 +1,251 @@
+//! Storing a finished build: collect the declared outputs (files, whole
+//! directories, symlinks), scan them for embedded absolute roots, write their
+//! blobs, then publish the entry — blobs first, entry last.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reason, ENTRY_SCHEMA};
+use crate::depot::records::now_rfc3339;
+use crate::depot::{Depot, DepotError};
+use crate::digest::{Digest, Key};
+use crate::hash::hash_file;
+use crate::reloc::{scan_file, Needle};
+use crate::relpath::RelPath;
+
+/// Why outputs could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// A declared output was not created.
+    #[error("declared output `{0}` was not created by the command\n  help: make the command write it, or fix `outputs`")]
+    Missing(RelPath),
+    /// Reading an output failed.
+    #[error("could not read output `{}`: {source}", .path.display())]
+    Io {
+        /// The output.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file name in an output directory is not UTF-8 or otherwise unusable.
+    #[error("output `{0}`: {1}")]
+    BadName(String, String),
+}
+
+/// Lists and hashes every declared output, sorted by path.
+pub fn collect(root: &Path, declared: &[RelPath]) -> Result<Vec<OutputRecord>, CollectError> {
+    let io = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| CollectError::Io { path, source }
+    };
+    let mut records: Vec<OutputRecord> = Vec::new();
+    let mut files: Vec<RelPath> = Vec::new();
+    for d in declared {
+        let abs = d.to_path(root);
+        let md = match fs::symlink_metadata(&abs) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CollectError::Missing(d.clone()))
+            }
+            Err(e) => return Err(io(&abs)(e)),
+        };
+        if md.is_dir() {
+            for item in walkdir::WalkDir::new(&abs)
+                .follow_links(false)
+                .sort_by_file_name()
+            {
+                let item = item.map_err(|e| CollectError::BadName(d.to_string(), e.to_string()))?;
+                let rel = item
+                    .path()
+                    .strip_prefix(root)
+                    .map_err(|e| CollectError::BadName(d.to_string(), e.to_string()))
+                    .and_then(|r| {
+                        RelPath::from_path(r)
+                            .map_err(|e| CollectError::BadName(d.to_string(), e.to_string()))
+                    })?;
+                let ft = item.file_type();
+                if ft.is_dir() {
+                    records.push(dir_record(rel));
+                } else if ft.is_symlink() {
+                    records.push(symlink_record(item.path(), rel).map_err(io(item.path()))?);
+                } else if ft.is_file() {
+                    files.push(rel);
+                }
+            }
+        } else if md.file_type().is_symlink() {
+            records.push(symlink_record(&abs, d.clone()).map_err(io(&abs))?);
+        } else {
+            files.push(d.clone());
+        }
+    }
+    let hashed: Vec<OutputRecord> = files
+        .par_iter()
+        .map(|rel| {
+            let abs = rel.to_path(root);
+            let md = fs::metadata(&abs).map_err(io(&abs))?;
+            let (digest, size) = hash_file(&abs).map_err(io(&abs))?;
+            Ok(OutputRecord {
+                path: rel.clone(),
+                kind: OutputKind::File,
+                digest: Some(digest),
+                size,
+                executable: md.permissions().mode() & 0o111 != 0,
+                target: None,
+            })
+        })
+        .collect::<Result<_, CollectError>>()?;
+    records.extend(hashed);
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    records.dedup_by(|a, b| a.path == b.path);
+    Ok(records)
+}
+
+fn dir_record(path: RelPath) -> OutputRecord {
+    OutputRecord {
+        path,
+        kind: OutputKind::Dir,
+        digest: None,
+        size: 0,
+        executable: false,
+        target: None,
+    }
+}
+
+fn symlink_record(abs: &Path, path: RelPath) -> std::io::Result<OutputRecord> {
+    let target = fs::read_link(abs)?;
+    Ok(OutputRecord {
+        path,
+        kind: OutputKind::Symlink,
+        digest: None,
+        size: 0,
+        executable: false,
+        target: Some(target.to_string_lossy().into_owned()),
+    })
+}
+
+/// A reason an entry is not relocatable, with the full text for the user
+/// (which may name absolute paths; the stored [`Reason`] never does).
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What is stored in the entry.
+    pub reason: Reason,
+    /// What the user is told at build time.
+    pub message: String,
+}
+
+/// Scans outputs for embedded absolute roots and checks symlinks.
+pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle]) -> Vec<Finding> {
+    let mut found: Vec<Finding> = records
+        .par_iter()
+        .filter_map(|o| match o.kind {
+            OutputKind::File => {
+                let hit = scan_file(&o.path.to_path(root), needles).ok().flatten()?;
+                let what = if hit.placeholder == "@depot" { "depot" } else { "project" };
+                Some(Finding {
+                    reason: Reason {
+                        kind: "embedded-path".into(),
+                        path: Some(o.path.clone()),
+                        offset: Some(hit.offset),
+                        detail: format!(
+                            "embeds the absolute {what} root ({}) at byte {}",
+                            hit.placeholder, hit.offset
+                        ),
+                    },
+                    message: format!(
+                        "output `{}` embeds the absolute path `{}` at byte {}\n  help: build with relative paths, e.g. `-ffile-prefix-map={}=.` for C/C++, `--remap-path-prefix={}=.` for Rust, or write paths relative to the project",
+                        o.path, hit.text, hit.offset, hit.text, hit.text
+                    ),
+                })
+            }
+            OutputKind::Symlink => {
+                let t = o.target.as_deref().unwrap_or("");
+                let escapes = !t.starts_with('/') && {
+                    let base = o.path.parent().map(|p| p.to_string()).unwrap_or_default();
+                    RelPath::normalize(&format!("{base}/{t}")).is_err()
+                };
+                if t.starts_with('/') || escapes {
+                    let kind = if escapes { "escaping-symlink" } else { "absolute-symlink" };
+                    Some(Finding {
+                        reason: Reason {
+                            kind: kind.into(),
+                            path: Some(o.path.clone()),
+                            offset: None,
+                            detail: if escapes {
+                                "symlink points outside the project".into()
+                            } else {
+                                "symlink target is an absolute path".into()
+                            },
+                        },
+                        message: format!(
+                            "output symlink `{}` points to `{t}`, which is not inside the project\n  help: make the link relative to its directory (e.g. `ln -sr`)",
+                            o.path
+                        ),
+                    })
+                } else {
+                    None
+                }
+            }
+            OutputKind::Dir => None,
+        })
+        .collect();
+    found.sort_by(|a, b| a.reason.path.cmp(&b.reason.path));
+    found
+}
+
+/// Everything needed to publish an entry.
+pub struct StoreRequest<'a> {
+    /// Project name.
+    pub project: &'a str,
+    /// Target name.
+    pub target: &'a str,
+    /// The key.
+    pub key: Key,
+    /// Build wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Collected outputs.
+    pub outputs: Vec<OutputRecord>,
+    /// Why not relocatable.
+    pub reasons: Vec<Reason>,
+    /// Captured stdout.
+    pub stdout: &'a [u8],
+    /// Captured stderr.
+    pub stderr: &'a [u8],
+    /// What went into the key.
+    pub summary: &'a InputsSummary,
+}
+
+/// Writes every blob, then the entry. Returns the entry.
+pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry, DepotError> {
+    req.outputs
+        .par_iter()
+        .filter(|o| o.kind == OutputKind::File)
+        .map(|o| depot.put_file(&o.path.to_path(root), o.digest).map(|_| ()))
+        .collect::<Result<(), DepotError>>()?;
+    let log = |b: &[u8]| -> Result<Option<Digest>, DepotError> {
+        if b.is_empty() {
+            Ok(None)
+        } else {
+            depot.put_bytes(b).map(Some)
+        }
+    };
+    let summary = serde_json::to_vec(req.summary).expect("summaries serialize");
+    let entry = Entry {
+        schema: ENTRY_SCHEMA,
+        project: req.project.to_owned(),
+        target: req.target.to_owned(),
+        key: req.key,
+        created: now_rfc3339(),
+        duration_ms: req.duration_ms,
+        relocatable: req.reasons.is_empty(),
+        reasons: req.reasons,
+        stdout: log(req.stdout)?,
+        stderr: log(req.stderr)?,
+        inputs: depot.put_bytes(&summary)?,
+        outputs: req.outputs,
+    };
+    depot.write_entry(&entry)?;
+    Ok(entry)
+}

@@ -1,0 +1,136 @@
+//! `relocache build`: renders a [`BuildReport`] as one line per target and a
+//! summary, replays captured output, and maps failures to exit 1.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use anyhow::Result;
+use clap::Args;
+
+use relocache::build::{build, BuildOptions, BuildReport, Outcome, TargetReport};
+use relocache::report::Reporter;
+
+use super::Env;
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache build                 everything, in dependency order
+  relocache build app             `app` and what it depends on
+  relocache build -j 1            one target at a time
+  relocache build --json          {\"targets\":[{\"name\",\"key\",\"outcome\"}],\"hits\",\"built\",\"failed\",\"skipped\"}
+
+Exit status: 0 when every target hit or built, 1 when one failed or was skipped,
+2 for a bad manifest or unknown target.")]
+pub struct BuildArgs {
+    /// Targets to build (default: all)
+    pub targets: Vec<String>,
+    /// Parallel jobs (default: number of cores)
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Fail (exit 1) instead of warning when a new entry is not relocatable
+    #[arg(long)]
+    pub require_relocatable: bool,
+    /// Rebuild the named targets (default: all) even when cached, and overwrite their entries
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Prints per-target lines as targets finish.
+struct Printer {
+    json: bool,
+    quiet: bool,
+    lock: Mutex<()>,
+}
+
+impl Reporter for Printer {
+    fn target_finished(&self, r: &TargetReport) {
+        let _g = self.lock.lock().unwrap();
+        let mut err = std::io::stderr().lock();
+        let show_line = !self.quiet || matches!(r.outcome, Outcome::Failed | Outcome::Skipped);
+        if show_line && !self.json {
+            let detail = match r.outcome {
+                Outcome::Hit => r
+                    .saved_ms
+                    .map(|ms| format!("(saved {})", secs(ms)))
+                    .unwrap_or_default(),
+                Outcome::Built => secs(r.duration_ms),
+                Outcome::Failed | Outcome::Skipped => r.error.clone().unwrap_or_default(),
+            };
+            let word = match r.outcome {
+                Outcome::Hit => "hit",
+                Outcome::Built => "built",
+                Outcome::Failed => "failed",
+                Outcome::Skipped => "skipped",
+            };
+            let _ = writeln!(err, "{word:>8} {}  {detail}", r.name);
+        }
+        // Command output: replayed on a hit, shown once on a build.
+        if self.json {
+            let _ = err.write_all(&r.stdout);
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&r.stdout);
+            let _ = out.flush();
+        }
+        let _ = err.write_all(&r.stderr);
+        for w in &r.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+    }
+
+    fn waiting(&self, target: &str, holder: &str) {
+        let _g = self.lock.lock().unwrap();
+        eprintln!(" waiting {target}  another build of the same key is running ({holder})");
+    }
+
+    fn warning(&self, message: &str) {
+        let _g = self.lock.lock().unwrap();
+        eprintln!("warning: {message}");
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
+    let manifest = env.manifest()?;
+    let depots = env.depots(Some(&manifest))?;
+    let opts = BuildOptions {
+        targets: args.targets.clone(),
+        jobs: args.jobs.unwrap_or(0),
+        require_relocatable: args.require_relocatable,
+        force: args.force,
+    };
+    let printer = Printer {
+        json: env.cli.json,
+        quiet: env.cli.quiet,
+        lock: Mutex::new(()),
+    };
+    let report = build(&manifest, &depots, &opts, &printer)?;
+    if env.cli.json {
+        super::print_json(&report)?;
+    } else {
+        eprintln!("{}", summary(&report));
+    }
+    Ok(if report.success() { 0 } else { 1 })
+}
+
+fn summary(r: &BuildReport) -> String {
+    let saved: u64 = r.targets.iter().filter_map(|t| t.saved_ms).sum();
+    let mut s = format!(
+        "{} target{}: {} hit, {} built, {} failed, {} skipped in {}",
+        r.targets.len(),
+        if r.targets.len() == 1 { "" } else { "s" },
+        r.hits,
+        r.built,
+        r.failed,
+        r.skipped,
+        secs(r.duration_ms)
+    );
+    if saved > 0 {
+        s.push_str(&format!(" (saved {})", secs(saved)));
+    }
+    s
+}

@@ -1,0 +1,182 @@
+//! Command-line interface: argument parsing, depot and project selection,
+//! rendering of the library's summaries as text or `--json`, exit codes
+//! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
+
+mod build;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use relocache::build::BuildError;
+use relocache::depot::{select_paths, DepotError, DepotStack};
+use relocache::manifest::{Manifest, ManifestError};
+
+const EXAMPLES: &str = "\
+Examples:
+  relocache build                      build every target, restoring hits from the depot
+  relocache -C fixtures/c-demo build   build the project in another directory
+  relocache build app -j 4             build `app` and its deps on 4 workers
+  RELOCACHE_DEPOT=/ci/cache relocache build --json
+
+Depot selection (first match wins): --depot DIR, RELOCACHE_DEPOT,
+RELOCACHE_DEPOT_PATH (a `:`-separated stack: the first is written, all are read),
+`[project] depot` in relocache.toml, then $XDG_CACHE_HOME/relocache or ~/.cache/relocache.";
+
+/// A content-addressed, relocatable build-artifact cache.
+#[derive(Debug, Parser)]
+#[command(name = "relocache", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Run in DIR (the project holding relocache.toml), like `make -C`
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Use this depot (relative to the current directory)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub depot: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only failures, warnings and the summary
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Build or restore targets and their deps, in dependency order
+    Build(build::BuildArgs),
+}
+
+/// Where the command runs: the original working directory and the project dir.
+pub struct Env {
+    pub cwd: PathBuf,
+    pub cli: Cli,
+}
+
+impl Env {
+    /// The project directory: `-C DIR` or the current directory.
+    pub fn project_dir(&self) -> PathBuf {
+        match &self.cli.dir {
+            Some(d) => self.cwd.join(d),
+            None => self.cwd.clone(),
+        }
+    }
+
+    /// Loads the manifest: exactly `-C DIR/relocache.toml`, or the nearest one upwards.
+    pub fn manifest(&self) -> Result<Manifest, ManifestError> {
+        Manifest::discover(&self.project_dir(), self.cli.dir.is_none())
+    }
+
+    /// The depot paths for `manifest` (or without one).
+    pub fn depot_paths(&self, manifest: Option<&Manifest>) -> Result<Vec<PathBuf>, DepotError> {
+        let (paths, _) = select_paths(
+            self.cli.depot.as_deref(),
+            manifest.and_then(|m| m.depot.as_deref()),
+            &self.cwd,
+        )?;
+        Ok(paths)
+    }
+
+    /// Opens (creating) the depot stack.
+    pub fn depots(&self, manifest: Option<&Manifest>) -> Result<DepotStack, DepotError> {
+        DepotStack::open(&self.depot_paths(manifest)?)
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot read the current directory: {e}");
+            return 2;
+        }
+    };
+    let env = Env { cwd, cli };
+    let result = match &env.cli.command {
+        Cmd::Build(args) => build::run(&env, args),
+    };
+    match result {
+        Ok(code) => code,
+        // `relocache … | head` closing the pipe early is not an error.
+        Err(e) if is_broken_pipe(&e) => 0,
+        Err(e) => {
+            eprintln!("error: {}", render_error(&e));
+            exit_code(&e)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn render_error(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(&format!("\n  caused by: {c}"));
+        }
+    }
+    s
+}
+
+/// 2 for usage, manifest and environment problems; 1 for everything else.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if cause.downcast_ref::<ManifestError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
+            return 2;
+        }
+        if let Some(b) = cause.downcast_ref::<BuildError>() {
+            return match b {
+                BuildError::UnknownTarget { .. } => 2,
+                BuildError::Depot(d) => depot_code(d),
+                BuildError::Inputs(_) => 1,
+            };
+        }
+        if let Some(d) = cause.downcast_ref::<DepotError>() {
+            return depot_code(d);
+        }
+    }
+    1
+}
+
+fn depot_code(d: &DepotError) -> i32 {
+    match d {
+        DepotError::NotADepot(_) | DepotError::NewerFormat { .. } | DepotError::NoLocation => 2,
+        _ => 1,
+    }
+}
+
+/// A usage error found after parsing (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Writes `value` as pretty JSON on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Blobs: file contents stored once under `objects-v1/ab/<blake3>`, zstd
+//! compressed, or raw when compression does not pay. Every read is verified
+//! while it streams; a blob whose bytes do not match its name is moved to
+//! `quarantine/` and reported, never handed back.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{write, Depot, DepotError};
+use crate::digest::Digest;
+
+/// The zstd frame magic; a blob starting with it is compressed.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+/// Compression level for blobs.
+const LEVEL: i32 = 3;
+/// Sample used to decide whether compressing a file pays.
+const SAMPLE: usize = 128 * 1024;
+/// Files this large are compressed on several threads.
+const MT_MIN: u64 = 8 * 1024 * 1024;
+
+impl Depot {
+    /// Where blob `d` lives.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.to_hex();
+        self.root.join("objects-v1").join(&hex[..2]).join(hex)
+    }
+
+    /// Whether blob `d` is present (not verified).
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Stores `bytes` and returns their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, DepotError> {
+        let d = Digest::of(bytes);
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
+        let mut staged = write::staging(self)?;
+        let sample = &bytes[..bytes.len().min(SAMPLE)];
+        let path = staged.path().to_path_buf();
+        if should_compress(sample) {
+            let mut enc = zstd::Encoder::new(staged.as_file_mut(), LEVEL)
+                .map_err(DepotError::io("compress", &path))?;
+            enc.write_all(bytes)
+                .map_err(DepotError::io("write", &path))?;
+            enc.finish().map_err(DepotError::io("write", &path))?;
+        } else {
+            staged
+                .write_all(bytes)
+                .map_err(DepotError::io("write", &path))?;
+        }
+        write::persist(staged, &self.blob_path(&d))?;
+        Ok(d)
+    }
+
+    /// Stores the file at `src`, streaming. When `expected` is given the file
+    /// must still hash to it (it was hashed before); otherwise the file
+    /// changed while being stored and nothing is kept.
+    pub fn put_file(&self, src: &Path, expected: Option<Digest>) -> Result<Digest, DepotError> {
+        if let Some(d) = expected {
+            if self.has_blob(&d) {
+                return Ok(d);
+            }
+        }
+        let mut file = File::open(src).map_err(DepotError::io("read output", src))?;
+        let len = file.metadata().map_err(DepotError::io("stat", src))?.len();
+        let mut head = vec![0u8; SAMPLE.min(len as usize)];
+        file.read_exact(&mut head)
+            .map_err(DepotError::io("read output", src))?;
+        let mut staged = write::staging(self)?;
+        let stage_path = staged.path().to_path_buf();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&head);
+        let wio = DepotError::io("write", &stage_path);
+        let result = if should_compress(&head) {
+            let mut enc = zstd::Encoder::new(staged.as_file_mut(), LEVEL)
+                .map_err(DepotError::io("compress", src))?;
+            if len >= MT_MIN {
+                let _ = enc.multithread(rayon::current_num_threads() as u32);
+            }
+            enc.write_all(&head)
+                .and_then(|_| copy_hashing(&mut file, &mut enc, &mut hasher))
+                .and_then(|_| enc.finish().map(|_| ()))
+        } else {
+            staged
+                .write_all(&head)
+                .and_then(|_| copy_hashing(&mut file, staged.as_file_mut(), &mut hasher))
+        };
+        result.map_err(wio)?;
+        let d: Digest = hasher.finalize().into();
+        if let Some(e) = expected {
+            if e != d {
+                return Err(DepotError::Io {
+                    action: "store output (it changed while being stored)",
+                    path: src.to_path_buf(),
+                    source: io::Error::other("content changed during the store"),
+                });
+            }
+        }
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
+        write::persist(staged, &self.blob_path(&d))?;
+        Ok(d)
+    }
+
+    /// Streams blob `d` into `out`, verifying it. On a mismatch or a damaged
+    /// stream the blob is quarantined and [`DepotError::Corrupt`] returned;
+    /// `out` may then hold a prefix and must be discarded by the caller.
+    pub fn copy_blob(&self, d: &Digest, out: &mut impl Write) -> Result<u64, DepotError> {
+        let path = self.blob_path(d);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(DepotError::MissingBlob(*d))
+            }
+            Err(e) => return Err(DepotError::io("read blob", &path)(e)),
+        };
+        let mut reader = match open_stream(file) {
+            Ok(r) => r,
+            Err(_) => return Err(self.quarantine(d)),
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(self.quarantine(d)),
+            };
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(DepotError::io("write restored data for blob", &path))?;
+            total += n as u64;
+        }
+        if Digest::from(hasher.finalize()) != *d {
+            return Err(self.quarantine(d));
+        }
+        Ok(total)
+    }
+
+    /// Reads and verifies a whole (small) blob into memory.
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, DepotError> {
+        let mut v = Vec::new();
+        self.copy_blob(d, &mut v)?;
+        Ok(v)
+    }
+
+    /// Copies blob `d` from `other` into this depot as stored (no
+    /// recompression), verifying it on the way.
+    pub fn import_blob(&self, other: &Depot, d: &Digest) -> Result<(), DepotError> {
+        if self.has_blob(d) {
+            return Ok(());
+        }
+        // Verify first, then copy the stored bytes.
+        other.copy_blob(d, &mut io::sink())?;
+        let src = other.blob_path(d);
+        let mut staged = write::staging(self)?;
+        let mut f = File::open(&src).map_err(DepotError::io("read blob", &src))?;
+        io::copy(&mut f, staged.as_file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        write::persist(staged, &self.blob_path(d))
+    }
+
+    /// Moves a corrupt blob out of the way and returns the error to report.
+    pub fn quarantine(&self, d: &Digest) -> DepotError {
+        let from = self.blob_path(d);
+        let dir = self.root.join("quarantine");
+        let _ = std::fs::create_dir_all(&dir);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0);
+        let _ = std::fs::rename(&from, dir.join(format!("{}.{stamp}", d.to_hex())));
+        DepotError::Corrupt { digest: *d }
+    }
+}
+
+/// A reader over a stored blob's uncompressed bytes (not yet verified).
+pub(crate) fn open_stream(mut file: File) -> io::Result<Box<dyn Read + Send>> {
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match file.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let head = io::Cursor::new(magic[..got].to_vec());
+    let chained = head.chain(file);
+    if got == 4 && magic == ZSTD_MAGIC {
+        Ok(Box::new(zstd::Decoder::with_buffer(
+            BufReader::with_capacity(256 * 1024, chained),
+        )?))
+    } else {
+        Ok(Box::new(chained))
+    }
+}
+
+fn copy_hashing(
+    src: &mut File,
+    dst: &mut impl Write,
+    hasher: &mut blake3::Hasher,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        dst.write_all(&buf[..n])?;
+    }
+}
+
+/// Compress unless a quick level-1 pass over the sample saves under 10%.
+/// Data that starts with the zstd magic is always compressed, so a raw blob
+/// can never be mistaken for a compressed one.
+fn should_compress(sample: &[u8]) -> bool {
+    if sample.starts_with(&ZSTD_MAGIC) {
+        return true;
+    }
+    if sample.len() < 64 {
+        return false;
+    }
+    match zstd::bulk::compress(sample, 1) {
+        Ok(c) => c.len() * 10 < sample.len() * 9,
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depot() -> (tempfile::TempDir, Depot) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Depot::open_or_create(&dir.path().join("depot")).unwrap();
+        (dir, d)
+    }
+
+    #[test]
+    fn compressible_and_random_blobs_round_trip() {
+        let (dir, depot) = depot();
+        let text = b"hello hello hello hello ".repeat(1000);
+        let mut x = 1u64;
+        let random: Vec<u8> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut magic = ZSTD_MAGIC.to_vec();
+        magic.extend_from_slice(b"not really zstd");
+        for data in [
+            text.clone(),
+            random.clone(),
+            magic,
+            vec![],
+            b"tiny".to_vec(),
+        ] {
+            let src = dir.path().join("src");
+            std::fs::write(&src, &data).unwrap();
+            let d = depot.put_file(&src, None).unwrap();
+            assert_eq!(d, Digest::of(&data));
+            assert_eq!(depot.read_blob(&d).unwrap(), data);
+            assert_eq!(depot.put_bytes(&data).unwrap(), d);
+        }
+        let stored = std::fs::metadata(depot.blob_path(&Digest::of(&text)))
+            .unwrap()
+            .len();
+        assert!(stored < text.len() as u64 / 10, "text should compress");
+        let stored = std::fs::read(depot.blob_path(&Digest::of(&random))).unwrap();
+        assert_eq!(stored, random, "incompressible data is stored raw");
+    }
+
+    #[test]
+    fn a_flipped_byte_is_quarantined_never_returned() {
+        let (_dir, depot) = depot();
+        let d = depot.put_bytes(&b"abc".repeat(100)).unwrap();
+        let p = depot.blob_path(&d);
+        let mut raw = std::fs::read(&p).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 0xff;
+        std::fs::write(&p, raw).unwrap();
+        assert!(matches!(
+            depot.read_blob(&d),
+            Err(DepotError::Corrupt { .. })
+        ));
+        assert!(!p.exists());
+        assert_eq!(
+            std::fs::read_dir(depot.root().join("quarantine"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn put_file_refuses_content_that_changed_since_it_was_hashed() {
+        let (dir, depot) = depot();
+        let src = dir.path().join("src");
+        std::fs::write(&src, b"new content").unwrap();
+        let e = depot
+            .put_file(&src, Some(Digest::of(b"old content")))
+            .unwrap_err();
+        assert!(e.to_string().contains("changed"), "{e}");
+        assert!(!depot.has_blob(&Digest::of(b"new content")));
+    }
+}

@@ -1,0 +1,328 @@
+//! Entries: the record stored under a key (`entries-v1/ab/<key>.toml`) —
+//! which blobs make up the outputs, the replayed logs, relocatability, and a
+//! blob holding the inputs summary for `explain`. An entry is written last,
+//! after every blob it names is durable.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{write, Depot, DepotError};
+use crate::digest::{Digest, Key};
+use crate::inputs::FileState;
+use crate::relpath::RelPath;
+
+/// Version of the entry format.
+pub const ENTRY_SCHEMA: u32 = 1;
+
+/// One stored execution of a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// [`ENTRY_SCHEMA`] when written.
+    pub schema: u32,
+    /// The project that stored it.
+    pub project: String,
+    /// The target that stored it.
+    pub target: String,
+    /// Its key (also its file name).
+    pub key: Key,
+    /// UTC creation time, RFC 3339.
+    pub created: String,
+    /// How long the command ran, in milliseconds.
+    pub duration_ms: u64,
+    /// False when an output or input ties it to one location.
+    pub relocatable: bool,
+    /// Why it is not relocatable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<Reason>,
+    /// Captured standard output, replayed on a hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<Digest>,
+    /// Captured standard error, replayed on a hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<Digest>,
+    /// Blob holding the JSON [`InputsSummary`].
+    pub inputs: Digest,
+    /// Every output file, directory and symlink, sorted by path.
+    #[serde(default)]
+    pub outputs: Vec<OutputRecord>,
+}
+
+/// Why an entry cannot move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// `embedded-path`, `absolute-symlink`, `untracked-input`, …
+    pub kind: String,
+    /// The output or input concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<RelPath>,
+    /// Byte offset of an embedded path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    /// Human explanation; absolute paths appear only as `@project`/`@depot`.
+    pub detail: String,
+}
+
+/// What an output path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A regular file (`digest`, `size`, `executable`).
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (`target`).
+    Symlink,
+}
+
+/// One output path of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Relative to the project root.
+    pub path: RelPath,
+    /// File, directory or symlink.
+    pub kind: OutputKind,
+    /// Content blob of a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// Size of a file.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    /// Execute bit of a file.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub executable: bool,
+    /// Link text of a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Everything that went into a key, kept so `explain` can diff two builds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputsSummary {
+    /// `run` (rooted), when the target uses a shell line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// `command` (rooted), when the target uses argv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Env name → value (rooted), `null` when unset.
+    pub env: BTreeMap<String, Option<String>>,
+    /// Tool name → content digest.
+    pub tools: BTreeMap<String, Digest>,
+    /// `version`.
+    pub version: i64,
+    /// Input path → state.
+    pub files: BTreeMap<RelPath, FileState>,
+    /// Dep name → outputs digest.
+    pub deps: BTreeMap<String, Digest>,
+    /// Declared outputs.
+    pub outputs: Vec<RelPath>,
+}
+
+impl Entry {
+    /// The digest dependents use for early cutoff: a hash of each output's
+    /// path, kind, content and mode, independent of the key.
+    pub fn outputs_digest(&self) -> Digest {
+        outputs_digest(&self.outputs)
+    }
+
+    /// Every blob this entry references.
+    pub fn blobs(&self) -> Vec<Digest> {
+        let mut v: Vec<Digest> = self.outputs.iter().filter_map(|o| o.digest).collect();
+        v.extend(self.stdout);
+        v.extend(self.stderr);
+        v.push(self.inputs);
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// See [`Entry::outputs_digest`].
+pub fn outputs_digest(outputs: &[OutputRecord]) -> Digest {
+    let mut h = blake3::Hasher::new_derive_key("relocache outputs v1");
+    for o in outputs {
+        h.update(&(o.path.as_str().len() as u64).to_le_bytes());
+        h.update(o.path.as_str().as_bytes());
+        match o.kind {
+            OutputKind::File => {
+                h.update(b"F");
+                h.update(&o.digest.map(|d| d.0).unwrap_or_default());
+                h.update(&[o.executable as u8]);
+            }
+            OutputKind::Dir => {
+                h.update(b"D");
+            }
+            OutputKind::Symlink => {
+                let t = o.target.as_deref().unwrap_or("");
+                h.update(b"L");
+                h.update(&(t.len() as u64).to_le_bytes());
+                h.update(t.as_bytes());
+            }
+        }
+    }
+    h.finalize().into()
+}
+
+impl Depot {
+    /// Where the entry for `key` lives.
+    pub fn entry_path(&self, key: &Key) -> PathBuf {
+        let hex = key.to_hex();
+        self.root
+            .join("entries-v1")
+            .join(&hex[..2])
+            .join(format!("{hex}.toml"))
+    }
+
+    /// The entry for `key`, if present.
+    pub fn read_entry(&self, key: &Key) -> Result<Option<Entry>, DepotError> {
+        let path = self.entry_path(key);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(DepotError::io("read entry", &path)(e)),
+        };
+        let entry = parse_entry(&text).map_err(|message| DepotError::Damaged {
+            path: path.clone(),
+            message,
+        })?;
+        if entry.key != *key {
+            return Err(DepotError::Damaged {
+                path,
+                message: format!("it records key {} under another name", entry.key),
+            });
+        }
+        Ok(Some(entry))
+    }
+
+    /// Publishes `entry`. Its blobs must already be stored.
+    pub fn write_entry(&self, entry: &Entry) -> Result<(), DepotError> {
+        let text = toml::to_string(entry).expect("entries serialize");
+        write::write_bytes(self, &self.entry_path(&entry.key), text.as_bytes())
+    }
+
+    /// Removes the entry for `key` (blobs stay until gc).
+    pub fn remove_entry(&self, key: &Key) -> Result<bool, DepotError> {
+        let path = self.entry_path(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(DepotError::io("remove entry", &path)(e)),
+        }
+    }
+
+    /// Reads the inputs summary blob of `entry`.
+    pub fn read_summary(&self, entry: &Entry) -> Result<InputsSummary, DepotError> {
+        let bytes = self.read_blob(&entry.inputs)?;
+        serde_json::from_slice(&bytes).map_err(|e| DepotError::Damaged {
+            path: self.blob_path(&entry.inputs),
+            message: format!("inputs summary: {e}"),
+        })
+    }
+}
+
+/// Parses an entry's text, refusing newer schemas.
+pub fn parse_entry(text: &str) -> Result<Entry, String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        schema: u32,
+    }
+    let probe: Probe = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+    if probe.schema > ENTRY_SCHEMA {
+        return Err(format!(
+            "entry schema {} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache",
+            probe.schema
+        ));
+    }
+    toml::from_str(text).map_err(|e| e.message().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        Entry {
+            schema: ENTRY_SCHEMA,
+            project: "demo".into(),
+            target: "lib".into(),
+            key: Key(Digest::of(b"key")),
+            created: "2026-11-21T00:00:00Z".into(),
+            duration_ms: 1234,
+            relocatable: false,
+            reasons: vec![Reason {
+                kind: "embedded-path".into(),
+                path: Some(RelPath::new("build/lib.o").unwrap()),
+                offset: Some(42),
+                detail: "contains @project".into(),
+            }],
+            stdout: Some(Digest::of(b"out")),
+            stderr: None,
+            inputs: Digest::of(b"inputs"),
+            outputs: vec![
+                OutputRecord {
+                    path: RelPath::new("build").unwrap(),
+                    kind: OutputKind::Dir,
+                    digest: None,
+                    size: 0,
+                    executable: false,
+                    target: None,
+                },
+                OutputRecord {
+                    path: RelPath::new("build/app").unwrap(),
+                    kind: OutputKind::File,
+                    digest: Some(Digest::of(b"app")),
+                    size: 3,
+                    executable: true,
+                    target: None,
+                },
+                OutputRecord {
+                    path: RelPath::new("build/link").unwrap(),
+                    kind: OutputKind::Symlink,
+                    digest: None,
+                    size: 0,
+                    executable: false,
+                    target: Some("app".into()),
+                },
+            ],
+        }
+    }
+
+    /// Golden file: the entry format on disk. Changing it needs ENTRY_SCHEMA + 1.
+    #[test]
+    fn entry_format_is_pinned() {
+        let text = toml::to_string(&sample()).unwrap();
+        let golden = include_str!("../../tests/golden/entry-v1.toml");
+        assert_eq!(text, golden);
+        assert_eq!(parse_entry(golden).unwrap(), sample());
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_advice() {
+        let text = toml::to_string(&sample())
+            .unwrap()
+            .replace("schema = 1", "schema = 7");
+        assert!(parse_entry(&text)
+            .unwrap_err()
+            .contains("upgrade relocache"));
+    }
+
+    #[test]
+    fn outputs_digest_ignores_key_and_time() {
+        let a = sample();
+        let mut b = sample();
+        b.key = Key(Digest::of(b"other"));
+        b.created = "2030-01-01T00:00:00Z".into();
+        assert_eq!(a.outputs_digest(), b.outputs_digest());
+        b.outputs[1].executable = false;
+        assert_ne!(a.outputs_digest(), b.outputs_digest());
+    }
+}

@@ -1,0 +1,123 @@
+//! Per-key build locks (`locks/<key>.lock`): advisory file locks so that two
+//! processes needing the same missing key build it once. The file stays while
+//! a build runs (or after a crash), which is the `started` state of `status`;
+//! the kernel drops the lock when its holder dies, so a dead holder's lock is
+//! simply taken over.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use super::{Depot, DepotError};
+use crate::digest::Key;
+
+/// A held per-key lock. Dropping it without [`KeyLock::release`] leaves the
+/// placeholder file behind, as a crash would.
+#[derive(Debug)]
+pub struct KeyLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Lock state of a key, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// No placeholder.
+    Free,
+    /// A live process holds it (its description).
+    Held(String),
+    /// A placeholder whose holder is gone (a crashed build).
+    Abandoned,
+}
+
+impl Depot {
+    /// Where the lock of `key` lives.
+    pub fn lock_path(&self, key: &Key) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("{}.lock", key.to_hex()))
+    }
+
+    /// Takes the lock of `key`, calling `waiting` with the holder's
+    /// description once if another process has it, then blocking.
+    pub fn lock_key(
+        &self,
+        key: &Key,
+        mut waiting: impl FnMut(&str),
+    ) -> Result<KeyLock, DepotError> {
+        let path = self.lock_path(key);
+        let mut told = false;
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(DepotError::io("create lock", &path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        waiting(&holder(&file));
+                        told = true;
+                    }
+                    file.lock()
+                        .map_err(DepotError::io("wait for lock", &path))?;
+                }
+                Err(TryLockError::Error(e)) => return Err(DepotError::io("lock", &path)(e)),
+            }
+            // The previous holder may have removed the file after we opened
+            // it: then our lock is on an orphaned inode, so start over.
+            let same = match (std::fs::metadata(&path), file.metadata()) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                let mut f = &file;
+                let _ = f.set_len(0);
+                let _ = writeln!(
+                    f,
+                    "pid {} since {}",
+                    std::process::id(),
+                    super::records::now_rfc3339()
+                );
+                return Ok(KeyLock { file, path });
+            }
+        }
+    }
+
+    /// Whether `key` has a build in progress or an abandoned placeholder.
+    /// Never creates anything.
+    pub fn lock_state(&self, key: &Key) -> LockState {
+        let path = self.lock_path(key);
+        let file = match OpenOptions::new().read(true).open(&path) {
+            Ok(f) => f,
+            Err(_) => return LockState::Free,
+        };
+        match file.try_lock_shared() {
+            Ok(()) => LockState::Abandoned,
+            Err(_) => LockState::Held(holder(&file)),
+        }
+    }
+}
+
+impl KeyLock {
+    /// Removes the placeholder and unlocks.
+    pub fn release(self) {
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file);
+    }
+}
+
+fn holder(mut file: &File) -> String {
+    let mut s = String::new();
+    let _ = file.read_to_string(&mut s);
+    let s = s.trim();
+    if s.is_empty() {
+        "another relocache process".to_owned()
+    } else {
+        format!("relocache {s}")
+    }
+}

@@ -1,0 +1,347 @@
+//! The depot: a directory of content-addressed blobs and entries that names no
+//! absolute path, so it can be copied anywhere and still hit.
+//!
+//! ```text
+//! <depot>/
+//!   DEPOT.toml                       format version, defaults
+//!   CACHEDIR.TAG                     so backup tools skip it
+//!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw
+//!   entries-v1/ab/<key-hex>.toml     one entry per key
+//!   projects-v1/<name>/<target>.toml last key built or restored per target
+//!   usage/  locks/  tmp/  quarantine/
+//! ```
+//!
+//! [`Depot`] is the only handle other modules use; they never build depot
+//! paths themselves. Every write goes through [`write`].
+
+pub mod blobs;
+pub mod entries;
+pub mod locks;
+pub mod records;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The depot layout version this build reads and writes.
+pub const DEPOT_FORMAT: u32 = 1;
+const DIRS: [&str; 6] = [
+    "objects-v1",
+    "entries-v1",
+    "projects-v1",
+    "usage",
+    "locks",
+    "tmp",
+];
+const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a relocache depot (a build cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// Errors from depot operations. Each names the path and what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DepotError {
+    /// An I/O operation failed.
+    #[error("could not {action} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done ("write blob", "read entry", …).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A non-empty directory without `DEPOT.toml` was named as a depot.
+    #[error("`{}` is not a relocache depot (no DEPOT.toml) and is not empty\n  help: point --depot/RELOCACHE_DEPOT at an empty or new directory", .0.display())]
+    NotADepot(PathBuf),
+    /// The depot was written by a newer relocache.
+    #[error("`{}` has depot format {found}, newer than this relocache supports ({DEPOT_FORMAT})\n  help: upgrade relocache, or use another depot", .path.display())]
+    NewerFormat {
+        /// The depot.
+        path: PathBuf,
+        /// Its format number.
+        found: u32,
+    },
+    /// A stored file failed to parse.
+    #[error("`{}` is damaged: {message}\n  help: run `relocache verify` and `relocache clear` the entry", .path.display())]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A blob's content does not match its name; it was moved to quarantine.
+    #[error("blob {digest} is corrupt (content does not match its name); moved to quarantine/")]
+    Corrupt {
+        /// The blob's name.
+        digest: crate::digest::Digest,
+    },
+    /// A blob an entry needs is absent.
+    #[error("blob {0} is missing from the depot")]
+    MissingBlob(crate::digest::Digest),
+    /// No depot location could be determined.
+    #[error("no depot location: neither --depot, RELOCACHE_DEPOT, RELOCACHE_DEPOT_PATH, XDG_CACHE_HOME nor HOME is set\n  help: pass --depot DIR")]
+    NoLocation,
+}
+
+impl DepotError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> DepotError {
+        let path = path.to_path_buf();
+        move |source| DepotError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// `DEPOT.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct DepotConfig {
+    /// Layout version.
+    pub format: u32,
+    /// Default size bound for `gc` and the automatic gc after `build` (e.g. `"10G"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+}
+
+/// An open depot.
+#[derive(Debug, Clone)]
+pub struct Depot {
+    root: PathBuf,
+    config: DepotConfig,
+}
+
+impl Depot {
+    /// Opens the depot at `root`, creating it when the directory is missing or empty.
+    pub fn open_or_create(root: &Path) -> Result<Depot, DepotError> {
+        let root = std::path::absolute(root).map_err(DepotError::io("resolve", root))?;
+        let conf_path = root.join("DEPOT.toml");
+        if !conf_path.exists() {
+            let empty = match std::fs::read_dir(&root) {
+                Ok(mut rd) => rd.next().is_none(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                Err(e) => return Err(DepotError::io("read", &root)(e)),
+            };
+            if !empty {
+                return Err(DepotError::NotADepot(root));
+            }
+            std::fs::create_dir_all(&root).map_err(DepotError::io("create depot", &root))?;
+            let config = DepotConfig {
+                format: DEPOT_FORMAT,
+                max_size: None,
+            };
+            let depot = Depot {
+                root: root.clone(),
+                config: config.clone(),
+            };
+            depot.ensure_layout()?;
+            let text = format!(
+                "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\n{}",
+                toml::to_string(&config).expect("DEPOT.toml serializes")
+            );
+            write::write_bytes(&depot, &conf_path, text.as_bytes())?;
+            write::write_bytes(&depot, &root.join("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())?;
+            return Ok(depot);
+        }
+        let depot = Depot::open_existing(&root)?;
+        // A copied or restored depot may lack empty directories (git, some CI caches).
+        if depot.ensure_layout().is_err() {
+            // Read-only depots are still readable; writes will report their own errors.
+        }
+        Ok(depot)
+    }
+
+    /// Opens an existing depot without creating or changing anything.
+    pub fn open_existing(root: &Path) -> Result<Depot, DepotError> {
+        let root = std::path::absolute(root).map_err(DepotError::io("resolve", root))?;
+        let conf_path = root.join("DEPOT.toml");
+        let text = std::fs::read_to_string(&conf_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                DepotError::NotADepot(root.clone())
+            } else {
+                DepotError::io("read", &conf_path)(e)
+            }
+        })?;
+        let config: DepotConfig = toml::from_str(&text).map_err(|e| DepotError::Damaged {
+            path: conf_path.clone(),
+            message: e.message().to_owned(),
+        })?;
+        if config.format > DEPOT_FORMAT {
+            return Err(DepotError::NewerFormat {
+                path: root,
+                found: config.format,
+            });
+        }
+        Ok(Depot { root, config })
+    }
+
+    fn ensure_layout(&self) -> Result<(), DepotError> {
+        for d in DIRS {
+            let p = self.root.join(d);
+            std::fs::create_dir_all(&p).map_err(DepotError::io("create", &p))?;
+        }
+        Ok(())
+    }
+
+    /// The depot directory (absolute).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `DEPOT.toml` settings.
+    pub fn config(&self) -> &DepotConfig {
+        &self.config
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+/// Where the depot stack comes from, in DESIGN.md's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DepotSource {
+    /// `--depot DIR`.
+    Flag,
+    /// `RELOCACHE_DEPOT`.
+    Env,
+    /// `RELOCACHE_DEPOT_PATH`.
+    EnvPath,
+    /// `[project] depot`.
+    Manifest,
+    /// The user cache directory.
+    UserCache,
+}
+
+/// The depots to use: the first is written, all are read.
+pub fn select_paths(
+    flag: Option<&Path>,
+    manifest: Option<&Path>,
+    cwd: &Path,
+) -> Result<(Vec<PathBuf>, DepotSource), DepotError> {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            cwd.join(p)
+        }
+    };
+    if let Some(f) = flag {
+        return Ok((vec![abs(f)], DepotSource::Flag));
+    }
+    if let Some(v) = std::env::var_os("RELOCACHE_DEPOT").filter(|v| !v.is_empty()) {
+        return Ok((vec![abs(Path::new(&v))], DepotSource::Env));
+    }
+    if let Some(v) = std::env::var_os("RELOCACHE_DEPOT_PATH").filter(|v| !v.is_empty()) {
+        let paths: Vec<PathBuf> = std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| abs(&p))
+            .collect();
+        if !paths.is_empty() {
+            return Ok((paths, DepotSource::EnvPath));
+        }
+    }
+    if let Some(m) = manifest {
+        return Ok((vec![m.to_path_buf()], DepotSource::Manifest));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .ok_or(DepotError::NoLocation)?;
+    Ok((vec![base.join("relocache")], DepotSource::UserCache))
+}
+
+/// A depot stack: `RELOCACHE_DEPOT_PATH` semantics, first written, all read.
+#[derive(Debug, Clone)]
+pub struct DepotStack {
+    depots: Vec<Depot>,
+}
+
+impl DepotStack {
+    /// Opens (creating) the first depot and every further one that exists.
+    pub fn open(paths: &[PathBuf]) -> Result<DepotStack, DepotError> {
+        let mut depots = vec![Depot::open_or_create(&paths[0])?];
+        for p in &paths[1..] {
+            match Depot::open_existing(p) {
+                Ok(d) => depots.push(d),
+                Err(DepotError::NotADepot(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(DepotStack { depots })
+    }
+
+    /// Opens the depots that exist, creating nothing (for read-only commands).
+    /// `None` when not even the first exists.
+    pub fn open_read_only(paths: &[PathBuf]) -> Result<Option<DepotStack>, DepotError> {
+        let mut depots = Vec::new();
+        for p in paths {
+            match Depot::open_existing(p) {
+                Ok(d) => depots.push(d),
+                Err(DepotError::NotADepot(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((!depots.is_empty()).then_some(DepotStack { depots }))
+    }
+
+    /// The depot that is written.
+    pub fn primary(&self) -> &Depot {
+        &self.depots[0]
+    }
+
+    /// All depots, in search order.
+    pub fn all(&self) -> &[Depot] {
+        &self.depots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_non_empty_directory_that_is_not_a_depot() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("precious.txt"), "x").unwrap();
+        assert!(matches!(
+            Depot::open_or_create(dir.path()),
+            Err(DepotError::NotADepot(_))
+        ));
+        assert!(dir.path().join("precious.txt").exists());
+    }
+
+    #[test]
+    fn refuses_a_newer_format() {
+        let dir = tempfile::tempdir().unwrap();
+        Depot::open_or_create(dir.path()).unwrap();
+        std::fs::write(dir.path().join("DEPOT.toml"), "format = 99\n").unwrap();
+        let e = Depot::open_or_create(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("newer than this relocache supports"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn depot_toml_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        Depot::open_or_create(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("DEPOT.toml")).unwrap();
+        assert_eq!(
+            text,
+            "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\nformat = 1\n"
+        );
+        assert!(std::fs::read_to_string(dir.path().join("CACHEDIR.TAG"))
+            .unwrap()
+            .starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+    }
+}

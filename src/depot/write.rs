@@ -1,0 +1,61 @@
+//! The one door for writing into the depot: a temporary file in `tmp/`,
+//! fsync, rename into place, fsync of the parent directory. A crash at any
+//! instant leaves either the old state or the complete new file under its
+//! final name, never a partial one. No other module writes depot files.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use tempfile::NamedTempFile;
+
+use super::{Depot, DepotError};
+
+/// A staging file in the depot's `tmp/`.
+pub(crate) fn staging(depot: &Depot) -> Result<NamedTempFile, DepotError> {
+    let tmp = depot.tmp_dir();
+    match tempfile::Builder::new().prefix(".stage-").tempfile_in(&tmp) {
+        Ok(f) => Ok(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&tmp).map_err(DepotError::io("create", &tmp))?;
+            tempfile::Builder::new()
+                .prefix(".stage-")
+                .tempfile_in(&tmp)
+                .map_err(DepotError::io("create a staging file in", &tmp))
+        }
+        Err(e) => Err(DepotError::io("create a staging file in", &tmp)(e)),
+    }
+}
+
+/// Makes a staged file durable and renames it to `dest`. Renaming onto an
+/// existing content-addressed name is fine: the content is the same.
+pub(crate) fn persist(staged: NamedTempFile, dest: &Path) -> Result<(), DepotError> {
+    staged
+        .as_file()
+        .sync_all()
+        .map_err(DepotError::io("sync", staged.path()))?;
+    let parent = dest.parent().expect("depot paths have a parent");
+    std::fs::create_dir_all(parent).map_err(DepotError::io("create", parent))?;
+    staged
+        .persist(dest)
+        .map_err(|e| DepotError::io("rename into", dest)(e.error))?;
+    sync_dir(parent);
+    Ok(())
+}
+
+/// Writes `bytes` to `dest` atomically and durably.
+pub(crate) fn write_bytes(depot: &Depot, dest: &Path, bytes: &[u8]) -> Result<(), DepotError> {
+    let mut staged = staging(depot)?;
+    staged
+        .write_all(bytes)
+        .map_err(DepotError::io("write", staged.path()))?;
+    persist(staged, dest)
+}
+
+/// fsync of a directory, so a rename in it survives a power cut. Best effort:
+/// some filesystems refuse to sync directories.
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}

@@ -1,0 +1,308 @@
+//! Action keys: the canonical encoding of everything a target's execution
+//! depends on, hashed with `blake3::derive_key("relocache action key v1", …)`.
+//!
+//! # Canonical encoding (schema 1)
+//!
+//! The encoding is a sequence of *fields*. A field is its tag (UTF-8), then its
+//! value, each prefixed by its length as a little-endian `u64`:
+//!
+//! ```text
+//! field(tag, value) = u64le(len(tag)) tag u64le(len(value)) value
+//! ```
+//!
+//! Lists are written as a `*.count` field holding `u64le(n)` followed by the
+//! items' fields in order. The fields, in this fixed order:
+//!
+//! 1. `schema` = `u32le(1)`; `salt` = the `[project] salt` bytes
+//! 2. `command.shell` = the `run` string, or `command.argv` = count + one
+//!    `arg` field per argument; absolute project and depot roots are replaced
+//!    by `@project` / `@depot` on whole path components (see [`Rooted`])
+//! 3. `env.count`, then per variable sorted by name: `env.name`, and
+//!    `env.set` = the value (rooted) or `env.unset` = empty
+//! 4. `version` = `i64le`
+//! 5. `tools.count`, then per tool sorted by name: `tool.name`, `tool.digest`
+//! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
+//!    `input.file` = digest (32 bytes) + `u8` executable bit,
+//!    `input.symlink` = the link text, `input.untracked` = `u64le(size)` +
+//!    `i128le(mtime_ns)`
+//! 7. `deps.count`, then per dep sorted by name: `dep.name`, `dep.outputs` =
+//!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest)
+//! 8. `outputs.count`, then `output` per declared output path, in manifest order
+//! 9. `platform.os`, `platform.arch`
+//!
+//! Absolute paths, mtimes (except untracked inputs), host and user names and
+//! the time never enter a key. A unit test pins one known key so the encoding
+//! cannot drift silently; change [`KEY_SCHEMA`] when it must change.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::digest::{Digest, Key};
+use crate::inputs::{FileState, InputFile};
+use crate::manifest::Command;
+use crate::relpath::RelPath;
+
+/// blake3 `derive_key` context for action keys.
+pub const KEY_CONTEXT: &str = "relocache action key v1";
+/// Version of the canonical encoding below.
+pub const KEY_SCHEMA: u32 = 1;
+
+/// Everything that identifies one execution of a target.
+#[derive(Debug, Clone)]
+pub struct KeyInputs<'a> {
+    /// `[project] salt`.
+    pub salt: &'a str,
+    /// The command, already rooted (see [`Rooted::command`]).
+    pub command: &'a Command,
+    /// Env names to values (rooted); `None` when unset.
+    pub env: &'a BTreeMap<String, Option<String>>,
+    /// `version`.
+    pub version: i64,
+    /// Tool name → content digest.
+    pub tools: &'a BTreeMap<String, Digest>,
+    /// Inputs, sorted by path.
+    pub inputs: &'a [InputFile],
+    /// Dep name → outputs digest.
+    pub deps: &'a BTreeMap<String, Digest>,
+    /// Declared outputs.
+    pub outputs: &'a [RelPath],
+}
+
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn field(&mut self, tag: &str, value: &[u8]) {
+        self.0.extend_from_slice(&(tag.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(tag.as_bytes());
+        self.0
+            .extend_from_slice(&(value.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(value);
+    }
+    fn count(&mut self, tag: &str, n: usize) {
+        self.field(tag, &(n as u64).to_le_bytes());
+    }
+}
+
+/// The canonical bytes of `k`, as documented at the top of this module.
+pub fn canonical_bytes(k: &KeyInputs<'_>) -> Vec<u8> {
+    let mut e = Enc(Vec::with_capacity(256 + k.inputs.len() * 80));
+    e.field("schema", &KEY_SCHEMA.to_le_bytes());
+    e.field("salt", k.salt.as_bytes());
+    match k.command {
+        Command::Shell(s) => e.field("command.shell", s.as_bytes()),
+        Command::Argv(argv) => {
+            e.count("command.argv", argv.len());
+            for a in argv {
+                e.field("arg", a.as_bytes());
+            }
+        }
+    }
+    e.count("env.count", k.env.len());
+    for (name, value) in k.env {
+        e.field("env.name", name.as_bytes());
+        match value {
+            Some(v) => e.field("env.set", v.as_bytes()),
+            None => e.field("env.unset", b""),
+        }
+    }
+    e.field("version", &k.version.to_le_bytes());
+    e.count("tools.count", k.tools.len());
+    for (name, d) in k.tools {
+        e.field("tool.name", name.as_bytes());
+        e.field("tool.digest", &d.0);
+    }
+    e.count("inputs.count", k.inputs.len());
+    for i in k.inputs {
+        e.field("input.path", i.path.as_str().as_bytes());
+        match &i.state {
+            FileState::File {
+                digest, executable, ..
+            } => {
+                let mut v = digest.0.to_vec();
+                v.push(*executable as u8);
+                e.field("input.file", &v);
+            }
+            FileState::Symlink { target } => e.field("input.symlink", target.as_bytes()),
+            FileState::Untracked { size, mtime_ns } => {
+                let mut v = size.to_le_bytes().to_vec();
+                v.extend_from_slice(&mtime_ns.to_le_bytes());
+                e.field("input.untracked", &v);
+            }
+        }
+    }
+    e.count("deps.count", k.deps.len());
+    for (name, d) in k.deps {
+        e.field("dep.name", name.as_bytes());
+        e.field("dep.outputs", &d.0);
+    }
+    e.count("outputs.count", k.outputs.len());
+    for o in k.outputs {
+        e.field("output", o.as_str().as_bytes());
+    }
+    e.field("platform.os", std::env::consts::OS.as_bytes());
+    e.field("platform.arch", std::env::consts::ARCH.as_bytes());
+    e.0
+}
+
+/// The action key of `k`.
+pub fn compute(k: &KeyInputs<'_>) -> Key {
+    Key(Digest(blake3::derive_key(KEY_CONTEXT, &canonical_bytes(k))))
+}
+
+/// Replaces absolute roots by placeholders, on whole path components only:
+/// the match must start at a non-path character and be followed by `/` or a
+/// non-path character, so `/src/app` never rewrites `/src/application`.
+#[derive(Debug, Clone)]
+pub struct Rooted {
+    /// (absolute path text, placeholder), longest first.
+    pairs: Vec<(String, &'static str)>,
+}
+
+impl Rooted {
+    /// Placeholders for the project root and the depot root, in both the
+    /// given and the canonical (symlink-resolved) spellings.
+    pub fn new(project: &Path, depot: &Path) -> Rooted {
+        let mut pairs = Vec::new();
+        for (p, ph) in [(project, "@project"), (depot, "@depot")] {
+            let mut forms = vec![p.to_path_buf()];
+            if let Ok(c) = std::fs::canonicalize(p) {
+                forms.push(c);
+            }
+            for f in forms {
+                let s = f.to_string_lossy().trim_end_matches('/').to_owned();
+                if s.len() > 1 && !pairs.iter().any(|(q, _)| *q == s) {
+                    pairs.push((s, ph));
+                }
+            }
+        }
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        Rooted { pairs }
+    }
+
+    /// The absolute forms being replaced, as needles for the relocatability scan.
+    pub fn needles(&self) -> Vec<crate::reloc::Needle> {
+        self.pairs
+            .iter()
+            .map(|(text, placeholder)| crate::reloc::Needle {
+                text: text.clone(),
+                placeholder,
+            })
+            .collect()
+    }
+
+    /// `s` with every whole-component occurrence of a root replaced.
+    pub fn apply(&self, s: &str) -> String {
+        let mut out = s.to_owned();
+        for (root, ph) in &self.pairs {
+            out = replace_components(&out, root, ph);
+        }
+        out
+    }
+
+    /// The command with roots replaced in the shell line or every argument.
+    pub fn command(&self, c: &Command) -> Command {
+        match c {
+            Command::Shell(s) => Command::Shell(self.apply(s)),
+            Command::Argv(v) => Command::Argv(v.iter().map(|a| self.apply(a)).collect()),
+        }
+    }
+}
+
+fn is_path_char(c: char) -> bool {
+    c.is_alphanumeric() || "._-+~@%#".contains(c)
+}
+
+fn replace_components(s: &str, root: &str, ph: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut prev: Option<char> = None;
+    while let Some(i) = rest.find(root) {
+        let before = rest[..i].chars().next_back().or(prev);
+        let after = rest[i + root.len()..].chars().next();
+        let start_ok = before.is_none_or(|c| !is_path_char(c) && c != '/');
+        let end_ok = after.is_none_or(|c| c == '/' || !is_path_char(c));
+        if start_ok && end_ok {
+            out.push_str(&rest[..i]);
+            out.push_str(ph);
+            prev = ph.chars().last();
+            rest = &rest[i + root.len()..];
+        } else {
+            let step = i + root.chars().next().map_or(1, |c| c.len_utf8());
+            out.push_str(&rest[..step]);
+            prev = rest[..step].chars().last();
+            rest = &rest[step..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn known_key_is_pinned() {
+        let env: BTreeMap<String, Option<String>> = [
+            ("CC".to_owned(), Some("gcc".to_owned())),
+            ("X".to_owned(), None),
+        ]
+        .into();
+        let tools: BTreeMap<String, Digest> = [("cc".to_owned(), Digest::of(b"cc"))].into();
+        let deps: BTreeMap<String, Digest> = [("gen".to_owned(), Digest::of(b"out"))].into();
+        let inputs = vec![];
+        let outputs = vec![RelPath::new("build/a.o").unwrap()];
+        let cmd = Command::Argv(vec!["cc".into(), "-c".into(), "@project/a.c".into()]);
+        let k = KeyInputs {
+            salt: "",
+            command: &cmd,
+            env: &env,
+            version: 2,
+            tools: &tools,
+            inputs: &inputs,
+            deps: &deps,
+            outputs: &outputs,
+        };
+        // Pinned for linux/x86_64, where CI runs; any change to the encoding
+        // must bump KEY_SCHEMA and this value together.
+        if std::env::consts::OS == "linux" && std::env::consts::ARCH == "x86_64" {
+            assert_eq!(
+                compute(&k).to_hex(),
+                "2c035a25564ceedaa58cde99ce76341e775eb6eeaf8a37218486490aadf07559"
+            );
+        }
+        let mut k2 = k.clone();
+        k2.version = 3;
+        assert_ne!(compute(&k), compute(&k2));
+    }
+
+    #[test]
+    fn roots_are_replaced_on_whole_components_only() {
+        let r = Rooted {
+            pairs: vec![("/src/app".into(), "@project")],
+        };
+        assert_eq!(r.apply("cc /src/app/a.c"), "cc @project/a.c");
+        assert_eq!(
+            r.apply("-ffile-prefix-map=/src/app=."),
+            "-ffile-prefix-map=@project=."
+        );
+        assert_eq!(r.apply("/src/application/x"), "/src/application/x");
+        assert_eq!(r.apply("/x/src/app/y"), "/x/src/app/y");
+        assert_eq!(r.apply("/src/app"), "@project");
+        assert_eq!(r.apply("a:/src/app:b"), "a:@project:b");
+    }
+
+    #[test]
+    fn canonical_root_form_is_replaced_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let r = Rooted::new(&link, &PathBuf::from("/nonexistent-depot"));
+        let canon = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(r.apply(&format!("{}/x", canon.display())), "@project/x");
+        assert_eq!(r.apply(&format!("{}/x", link.display())), "@project/x");
+    }
+}

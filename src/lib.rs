@@ -1,0 +1,33 @@
+//! relocache: a content-addressed, relocatable build-artifact cache.
+//!
+//! A project declares targets in `relocache.toml` ([`manifest`]). Each target's
+//! [`key`] is the blake3 of what it reads — contents, never mtimes — with the
+//! absolute project root replaced by `@project`. [`build`] restores a target's
+//! outputs from the [`depot`] when its key is stored, or runs it and stores the
+//! outputs. The depot names only relative paths, so it can be copied anywhere:
+//!
+//! ```text
+//! <depot>/
+//!   DEPOT.toml                        format version, defaults; no absolute paths
+//!   CACHEDIR.TAG                      so backup tools skip it
+//!   objects-v1/ab/<blake3-hex>        blobs, zstd-compressed or raw
+//!   entries-v1/ab/<key-hex>.toml      one entry per key
+//!   projects-v1/<name>/<target>.toml  last key built or restored per target
+//!   usage/                            append-only access logs (gc's LRU clock)
+//!   locks/                            per-key build locks (`started`)
+//!   tmp/                              staging: every write is tmp + fsync + rename
+//! ```
+//!
+//! The library never prints: it returns `Serialize` summaries and reports
+//! progress through [`report::Reporter`].
+
+pub mod build;
+pub mod depot;
+pub mod digest;
+pub mod hash;
+pub mod inputs;
+pub mod key;
+pub mod manifest;
+pub mod reloc;
+pub mod relpath;
+pub mod report;

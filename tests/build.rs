@@ -1,0 +1,454 @@
+//! `relocache build`: run-or-restore by content, relocatable across project
+//! and depot paths, driven through the real binary.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn cold_build_runs_everything_and_warm_build_runs_nothing() {
+    let p = chain();
+    let cold = p.build(&[]);
+    cold.ok();
+    assert_eq!(
+        cold.outcomes(),
+        [
+            ("a".into(), "built".into()),
+            ("b".into(), "built".into()),
+            ("c".into(), "built".into())
+        ]
+    );
+    assert_eq!(cold.json()["built"], 3);
+    assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
+
+    let warm = p.build(&[]);
+    warm.ok();
+    assert_eq!(warm.json()["hits"], 3);
+    assert_eq!(p.total_runs(), 3, "a warm build must not run any command");
+}
+
+#[test]
+fn deleted_outputs_are_restored_from_the_depot() {
+    let p = chain();
+    p.build(&[]).ok();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    std::fs::remove_file(p.path("out-c.txt")).unwrap();
+    let r = p.build(&[]);
+    assert_eq!(r.json()["hits"], 3);
+    assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
+    assert_eq!(p.read("out-c.txt"), "gamma\n");
+    assert_eq!(p.total_runs(), 3);
+}
+
+#[test]
+fn a_content_change_rebuilds_exactly_that_target_and_its_dependents() {
+    let p = chain();
+    p.build(&[]).ok();
+    p.write("a.txt", "ALPHA\n");
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("a"), "built");
+    assert_eq!(r.outcome("b"), "built");
+    assert_eq!(r.outcome("c"), "hit");
+    assert_eq!(p.read("out/b.txt"), "ALPHA\nbeta\n");
+    // Editing it back hits the first entries again.
+    p.write("a.txt", "alpha\n");
+    assert_eq!(p.build(&[]).json()["hits"], 3);
+}
+
+#[test]
+fn an_mtime_only_change_rebuilds_nothing() {
+    let p = chain();
+    p.build(&[]).ok();
+    for f in ["a.txt", "b.txt", "c.txt"] {
+        let s = std::process::Command::new("touch")
+            .args(["-d", "2031-01-01 00:00:00"])
+            .arg(p.path(f))
+            .status()
+            .unwrap();
+        assert!(s.success());
+    }
+    let r = p.build(&[]);
+    assert_eq!(r.json()["hits"], 3, "{}", r.stdout);
+    assert_eq!(p.total_runs(), 3);
+}
+
+#[test]
+fn a_dep_rebuilt_to_identical_bytes_leaves_dependents_hits() {
+    let p = chain();
+    p.build(&[]).ok();
+    // `a` strips spaces, so this edit changes a's key but not its output.
+    p.write("a.txt", "al pha\n");
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("a"), "built");
+    assert_eq!(
+        r.outcome("b"),
+        "hit",
+        "early cutoff: b depends on a's outputs, not a's key"
+    );
+    assert_eq!(p.runs("b"), 1);
+}
+
+#[test]
+fn the_project_copied_to_another_path_hits_everything() {
+    let manifest = format!("{CHAIN}\n[defaults]\nenv = [\"SRC_DIR\"]\n");
+    let p = Project::new(
+        &manifest,
+        &[
+            ("a.txt", "alpha\n"),
+            ("b.txt", "beta\n"),
+            ("c.txt", "gamma\n"),
+        ],
+    );
+    // An env value naming the project root is rewritten to @project in the key.
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env("SRC_DIR", p.root.join("src"));
+    output(c).ok();
+
+    let other = tempfile::tempdir().unwrap();
+    let moved = other.path().join("somewhere/else/proj");
+    std::fs::create_dir_all(&moved).unwrap();
+    for f in ["relocache.toml", "a.txt", "b.txt", "c.txt"] {
+        std::fs::copy(p.path(f), moved.join(f)).unwrap();
+    }
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&moved)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    c.env("SRC_DIR", moved.join("src"));
+    let r = output(c);
+    r.ok();
+    assert_eq!(r.json()["hits"], 3, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(moved.join("out/b.txt")).unwrap(),
+        "alpha\nbeta\n"
+    );
+}
+
+#[test]
+fn the_depot_copied_to_another_path_hits_everything() {
+    let p = chain();
+    p.build(&[]).ok();
+    let copy = p.tmp.path().join("copied-depot");
+    copy_tree(&p.depot, &copy);
+    std::fs::remove_dir_all(&p.depot).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    // Through RELOCACHE_DEPOT, relative to the current directory.
+    let mut c = bin();
+    c.current_dir(p.tmp.path())
+        .env("RELOCACHE_DEPOT", "copied-depot")
+        .arg("-C")
+        .arg("proj")
+        .args(["build", "--json"]);
+    let r = output(c);
+    r.ok();
+    assert_eq!(r.json()["hits"], 3);
+    assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
+    assert!(
+        !p.depot.exists(),
+        "the copy was used, not a new default depot"
+    );
+}
+
+#[test]
+fn a_version_bump_invalidates() {
+    let p = chain();
+    p.build(&[]).ok();
+    p.write(
+        "relocache.toml",
+        &CHAIN.replace("[target.c]\n", "[target.c]\nversion = 2\n"),
+    );
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("c"), "built");
+    assert_eq!(r.outcome("a"), "hit");
+}
+
+#[test]
+fn listed_env_invalidates_and_unlisted_env_does_not() {
+    let manifest = CHAIN.replace("[target.c]\n", "[target.c]\nenv = [\"FLAVOR\"]\n");
+    let p = Project::new(
+        &manifest,
+        &[("a.txt", "a\n"), ("b.txt", "b\n"), ("c.txt", "c\n")],
+    );
+    let build = |flavor: &str, other: &str| {
+        let mut c = p.cmd(&["build", "--json"]);
+        c.env("FLAVOR", flavor).env("UNLISTED", other);
+        output(c)
+    };
+    build("x", "1").ok();
+    let r = build("x", "2");
+    assert_eq!(
+        r.json()["hits"],
+        3,
+        "an unlisted variable must not enter the key"
+    );
+    let r = build("y", "2");
+    assert_eq!(r.outcome("c"), "built");
+    assert_eq!(r.outcome("a"), "hit");
+    // Unset differs from set.
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env_remove("FLAVOR");
+    assert_eq!(output(c).outcome("c"), "built");
+}
+
+#[test]
+fn a_failing_command_stores_nothing_and_skips_its_dependents() {
+    let p = chain();
+    p.write(
+        "relocache.toml",
+        &CHAIN.replace("tr -d ' ' < a.txt > out/a.txt", "echo broken >&2; exit 3"),
+    );
+    let r = p.build(&[]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.outcome("a"), "failed");
+    assert_eq!(r.outcome("b"), "skipped");
+    assert_eq!(r.outcome("c"), "built", "independent targets still finish");
+    assert!(
+        r.stderr.contains("broken"),
+        "the command's output is shown: {}",
+        r.stderr
+    );
+    assert_eq!(p.entries(), 1, "only c is stored");
+    // Text mode names the failure too.
+    let t = p.run(&["build"]);
+    assert_eq!(t.code, 1);
+    assert!(
+        t.stderr.contains("failed a") && t.stderr.contains("exit status 3"),
+        "{}",
+        t.stderr
+    );
+    assert!(t.stderr.contains("skipped b"), "{}", t.stderr);
+}
+
+#[test]
+fn a_missing_declared_output_is_an_error_naming_it_and_nothing_is_stored() {
+    let p = Project::new(
+        "[target.t]\nrun = 'echo hi > made.txt'\noutputs = ['made.txt', 'forgotten.txt']\n",
+        &[],
+    );
+    let r = p.run(&["build"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("forgotten.txt"), "{}", r.stderr);
+    assert_eq!(p.entries(), 0);
+}
+
+#[test]
+fn a_glob_matching_nothing_is_an_error_naming_it() {
+    let p = Project::new(
+        "[target.t]\nrun = 'true'\ninputs = ['src/*.cc']\n",
+        &[("src/a.c", "")],
+    );
+    let r = p.run(&["build"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`src/*.cc`") && r.stderr.contains("matched no files"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn globs_follow_path_rules_and_gitignore() {
+    let p = Project::new(
+        "[target.t]\nrun = 'echo t >> ../runs.log; touch out'\ninputs = ['*.h', 'src/**/*.c']\noutputs = ['out']\n",
+        &[
+            ("top.h", "1"),
+            ("sub/deep.h", "2"),
+            ("src/a.c", "3"),
+            ("src/x/y/b.c", "4"),
+            ("src/gen/ignored.c", "5"),
+            ("src/.gitignore", "gen/\n"),
+        ],
+    );
+    p.build(&[]).ok();
+    // `*.h` is top-level only; ignored files are not inputs.
+    p.write("sub/deep.h", "changed");
+    p.write("src/gen/ignored.c", "changed");
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    // `**` crosses directories.
+    p.write("src/x/y/b.c", "changed");
+    assert_eq!(p.build(&[]).outcome("t"), "built");
+    p.write("top.h", "changed");
+    assert_eq!(p.build(&[]).outcome("t"), "built");
+}
+
+#[test]
+fn directories_executables_and_relative_symlinks_are_restored() {
+    let p = Project::new(
+        r#"[target.t]
+run = "mkdir -p dist/bin dist/empty && printf '#!/bin/sh\necho ok\n' > dist/bin/tool && chmod +x dist/bin/tool && ln -s bin/tool dist/link && echo data > dist/data.txt"
+outputs = ["dist"]
+"#,
+        &[],
+    );
+    p.build(&[]).ok();
+    std::fs::remove_dir_all(p.path("dist")).unwrap();
+    std::fs::create_dir_all(p.path("dist")).unwrap();
+    p.write("dist/stray.txt", "not part of the entry");
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    let tool = std::process::Command::new(p.path("dist/bin/tool"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tool.stdout), "ok\n");
+    assert_eq!(
+        std::fs::read_link(p.path("dist/link")).unwrap().to_str(),
+        Some("bin/tool")
+    );
+    assert!(p.path("dist/empty").is_dir());
+    assert_eq!(p.read("dist/data.txt"), "data\n");
+    assert!(
+        !p.path("dist/stray.txt").exists(),
+        "a restored directory holds exactly the stored files"
+    );
+}
+
+#[test]
+fn stdout_and_stderr_are_replayed_on_a_hit() {
+    let p = Project::new(
+        "[target.t]\nrun = 'echo to-stdout; echo to-stderr >&2; touch o'\noutputs = ['o']\n",
+        &[],
+    );
+    let first = p.run(&["build"]);
+    assert!(first.stdout.contains("to-stdout") && first.stderr.contains("to-stderr"));
+    let second = p.run(&["build"]);
+    second.ok();
+    assert!(second.stderr.contains("hit t"), "{}", second.stderr);
+    assert!(second.stdout.contains("to-stdout"), "{}", second.stdout);
+    assert!(second.stderr.contains("to-stderr"), "{}", second.stderr);
+}
+
+#[test]
+fn selected_targets_build_with_their_deps_only() {
+    let p = chain();
+    let r = p.build(&["b"]);
+    r.ok();
+    assert_eq!(
+        r.outcomes(),
+        [("a".into(), "built".into()), ("b".into(), "built".into())]
+    );
+    assert_eq!(p.runs("c"), 0);
+    let r = p.run(&["build", "nope"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown target `nope`"), "{}", r.stderr);
+}
+
+#[test]
+fn independent_targets_run_in_parallel() {
+    // Each target waits until the other has started: this finishes only if both run at once.
+    let p = Project::new(
+        r#"[target.x]
+run = "touch x.started; for i in $(seq 100); do [ -e y.started ] && break; sleep 0.05; done; [ -e y.started ] && touch x.out"
+outputs = ["x.out"]
+[target.y]
+run = "touch y.started; for i in $(seq 100); do [ -e x.started ] && break; sleep 0.05; done; [ -e x.started ] && touch y.out"
+outputs = ["y.out"]
+"#,
+        &[],
+    );
+    p.build(&["-j", "2"]).ok();
+}
+
+#[test]
+fn the_depot_stack_reads_every_depot_and_writes_the_first() {
+    let p = chain();
+    p.build(&[]).ok();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let fresh = p.tmp.path().join("fresh");
+    let stack = std::env::join_paths([&fresh, &p.depot]).unwrap();
+    let mut c = bin();
+    c.env("RELOCACHE_DEPOT_PATH", &stack)
+        .arg("-C")
+        .arg(&p.root)
+        .args(["build", "--json"]);
+    let r = output(c);
+    r.ok();
+    assert_eq!(r.json()["hits"], 3);
+    // Hits from the second depot were copied into the first.
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&fresh)
+        .args(["build", "--json"]);
+    assert_eq!(output(c).json()["hits"], 3);
+}
+
+#[test]
+fn the_default_depot_is_the_user_cache_dir() {
+    let p = chain();
+    let home = p.tmp.path().join("home");
+    let mut c = bin();
+    c.env("HOME", &home)
+        .env_remove("XDG_CACHE_HOME")
+        .arg("-C")
+        .arg(&p.root)
+        .arg("build");
+    output(c).ok();
+    assert!(home.join(".cache/relocache/DEPOT.toml").is_file());
+    let xdg = p.tmp.path().join("xdg");
+    let mut c = bin();
+    c.env("HOME", &home)
+        .env("XDG_CACHE_HOME", &xdg)
+        .arg("-C")
+        .arg(&p.root)
+        .arg("build");
+    output(c).ok();
+    assert!(xdg.join("relocache/DEPOT.toml").is_file());
+}
+
+#[test]
+fn the_manifest_depot_setting_is_relative_to_the_root() {
+    let p = Project::new("[project]\ndepot = '.cache/depot'\n[target.t]\nrun = 'echo t >> ../runs.log; cp *.txt o'\ninputs = ['**/*']\noutputs = ['o']\n", &[("in.txt", "x")]);
+    let mut c = bin();
+    c.arg("-C").arg(&p.root).args(["build", "--json"]);
+    output(c).ok();
+    assert!(p.path(".cache/depot/DEPOT.toml").is_file());
+    // The depot inside the project is never an input: the second build hits.
+    let mut c = bin();
+    c.arg("-C").arg(&p.root).args(["build", "--json"]);
+    assert_eq!(output(c).json()["hits"], 1);
+}
+
+#[test]
+fn a_directory_that_is_not_a_depot_is_refused() {
+    let p = chain();
+    std::fs::create_dir_all(&p.depot).unwrap();
+    std::fs::write(p.depot.join("thesis.tex"), "precious").unwrap();
+    let r = p.run(&["build"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a relocache depot"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&p.depot).unwrap().count(), 1);
+}
+
+#[test]
+fn the_c_demo_fixture_builds_runs_and_moves() {
+    let p = Project::c_demo();
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.json()["built"], 5, "{}", r.stderr);
+    let out = std::process::Command::new(p.path("build/c-demo"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("7^2 = 49"));
+    assert_eq!(p.build(&[]).json()["hits"], 5);
+
+    let other = tempfile::tempdir().unwrap();
+    let moved = other.path().join("elsewhere");
+    copy_tree(&p.root, &moved);
+    std::fs::remove_dir_all(moved.join("build")).unwrap();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&moved)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    let r = output(c);
+    assert_eq!(r.json()["hits"], 5, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(moved.join("build/c-demo")).unwrap(),
+        std::fs::read(p.path("build/c-demo")).unwrap()
+    );
+}

@@ -1,0 +1,230 @@
+//! Test helpers: a project in a temp dir, driven through the real binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// A temp dir holding a project (`proj/`), a depot (`depot/`) and a log of
+/// command runs (`runs.log`, appended to by the fixture commands).
+pub struct Project {
+    pub tmp: tempfile::TempDir,
+    pub root: PathBuf,
+    pub depot: PathBuf,
+}
+
+/// The result of one relocache run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    /// target name → outcome, from `build --json`.
+    pub fn outcomes(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self.json()["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_owned(),
+                    t["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+    pub fn outcome(&self, name: &str) -> String {
+        self.outcomes()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no target {name} in {}", self.stdout))
+            .1
+    }
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_relocache"));
+    for v in [
+        "RELOCACHE_DEPOT",
+        "RELOCACHE_DEPOT_PATH",
+        "RELOCACHE_REMOTE",
+        "RELOCACHE_REMOTE_MODE",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+pub fn output(mut c: Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("relocache runs");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+impl Project {
+    /// A project with `manifest` and `files` (path, content).
+    pub fn new(manifest: &str, files: &[(&str, &str)]) -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("proj");
+        std::fs::create_dir_all(&root).unwrap();
+        let p = Project {
+            depot: tmp.path().join("depot"),
+            root,
+            tmp,
+        };
+        p.write("relocache.toml", manifest);
+        for (path, content) in files {
+            p.write(path, content);
+        }
+        p
+    }
+
+    /// Copies the c-demo fixture (without build outputs).
+    pub fn c_demo() -> Project {
+        let p = Project::new("", &[]);
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/c-demo"),
+            &p.root,
+        );
+        let _ = std::fs::remove_dir_all(p.root.join("build"));
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// `relocache -C <root> --depot <depot> ARGS`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.arg("-C")
+            .arg(&self.root)
+            .arg("--depot")
+            .arg(&self.depot)
+            .args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        output(self.cmd(args))
+    }
+
+    /// `build --json ARGS`.
+    pub fn build(&self, args: &[&str]) -> Run {
+        let mut a = vec!["build", "--json"];
+        a.extend_from_slice(args);
+        self.run(&a)
+    }
+
+    /// How many times each command ran (lines `name` in runs.log).
+    pub fn runs(&self, name: &str) -> usize {
+        std::fs::read_to_string(self.tmp.path().join("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l == name)
+            .count()
+    }
+
+    pub fn total_runs(&self) -> usize {
+        std::fs::read_to_string(self.tmp.path().join("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    /// Number of entries in the depot.
+    pub fn entries(&self) -> usize {
+        walkdir::WalkDir::new(self.depot.join("entries-v1"))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .count()
+    }
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(from).unwrap();
+        let dest = to.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(e.path()).unwrap();
+            std::os::unix::fs::symlink(t, &dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A two-step chain `a -> b` plus an independent `c`; each command logs its
+/// run to ../runs.log (outside the project, so it is never an input).
+pub const CHAIN: &str = r#"
+[target.a]
+run = "echo a >> ../runs.log && mkdir -p out && tr -d ' ' < a.txt > out/a.txt"
+inputs = ["a.txt"]
+outputs = ["out/a.txt"]
+
+[target.b]
+run = "echo b >> ../runs.log && cat out/a.txt b.txt > out/b.txt"
+inputs = ["b.txt", "out/a.txt"]
+deps = ["a"]
+outputs = ["out/b.txt"]
+
+[target.c]
+run = "echo c >> ../runs.log && cp c.txt out-c.txt"
+inputs = ["c.txt"]
+outputs = ["out-c.txt"]
+"#;
+
+pub fn chain() -> Project {
+    Project::new(
+        CHAIN,
+        &[
+            ("a.txt", "alpha\n"),
+            ("b.txt", "beta\n"),
+            ("c.txt", "gamma\n"),
+        ],
+    )
+}

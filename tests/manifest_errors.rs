@@ -1,0 +1,147 @@
+//! Every bad manifest exits 2 with `relocache.toml:LINE:COL`, the problem and a fix.
+
+mod common;
+
+use common::*;
+
+#[track_caller]
+fn rejects(manifest: &str, line_col: &str, words: &[&str]) {
+    let p = Project::new(manifest, &[("a.c", "")]);
+    let r = p.run(&["build"]);
+    assert_eq!(r.code, 2, "exit code for:\n{manifest}\n{}", r.stderr);
+    let loc = format!("relocache.toml:{line_col}");
+    assert!(r.stderr.contains(&loc), "expected {loc} in:\n{}", r.stderr);
+    for w in words {
+        assert!(r.stderr.contains(w), "expected `{w}` in:\n{}", r.stderr);
+    }
+    assert!(
+        r.stderr.contains("help:"),
+        "every error says what to do:\n{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert!(!p.depot.join("entries-v1").exists() || p.entries() == 0);
+}
+
+#[test]
+fn unknown_key() {
+    rejects(
+        "[target.a]\nrun = 'x'\noutput = ['o']\n",
+        "3:1",
+        &["unknown field `output`"],
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    rejects(
+        "[targets.a]\nrun = 'x'\n",
+        "1:2",
+        &["unknown field `targets`"],
+    );
+}
+
+#[test]
+fn absolute_path() {
+    rejects(
+        "[target.a]\nrun = 'x'\ninputs = ['/etc/passwd']\n",
+        "3:11",
+        &["absolute", "relative to the project root"],
+    );
+}
+
+#[test]
+fn escaping_path() {
+    rejects(
+        "[target.a]\nrun = 'x'\noutputs = ['build/../../out']\n",
+        "3:12",
+        &["escapes the project root"],
+    );
+    rejects(
+        "[target.a]\nrun = 'x'\ninclude_dependency = ['../secret']\n",
+        "3:23",
+        &["escapes"],
+    );
+}
+
+#[test]
+fn missing_dep() {
+    rejects(
+        "[target.a]\nrun = 'x'\ndeps = ['gen']\n",
+        "3:9",
+        &["unknown target `gen`", "known targets: a"],
+    );
+}
+
+#[test]
+fn dependency_cycle() {
+    rejects(
+        "[target.a]\nrun = 'x'\ndeps = ['b']\n[target.b]\nrun = 'y'\ndeps = ['c']\n[target.c]\nrun = 'z'\ndeps = ['a']\n",
+        "1:1",
+        &["dependency cycle: a -> b -> c -> a"],
+    );
+}
+
+#[test]
+fn both_run_and_command() {
+    rejects(
+        "[target.a]\nrun = 'x'\ncommand = ['y']\n",
+        "3:11",
+        &["both `run` and `command`"],
+    );
+}
+
+#[test]
+fn neither_run_nor_command() {
+    rejects(
+        "[target.a]\noutputs = ['o']\n",
+        "1:1",
+        &["neither `run` nor `command`"],
+    );
+}
+
+#[test]
+fn overlapping_outputs() {
+    rejects(
+        "[target.a]\nrun = 'x'\noutputs = ['build']\n[target.b]\nrun = 'y'\noutputs = ['build/b.o']\n",
+        "3:12",
+        &["overlaps", "build/b.o"],
+    );
+}
+
+#[test]
+fn bad_toml() {
+    rejects(
+        "[target.a]\nrun = 'x\n",
+        "2:9",
+        &["invalid literal string", "TOML syntax"],
+    );
+}
+
+#[test]
+fn wrong_value_type() {
+    rejects(
+        "[target.a]\nrun = 'x'\nversion = 'two'\n",
+        "3:11",
+        &["integer"],
+    );
+}
+
+#[test]
+fn bad_include_dependency_entry() {
+    rejects(
+        "[target.a]\nrun = 'x'\ninclude_dependency = [{ path = 'a.c', track = false }]\n",
+        "3:23",
+        &["unknown key `track`"],
+    );
+}
+
+#[test]
+fn no_manifest_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin();
+    c.arg("-C").arg(dir.path()).arg("build");
+    let r = output(c);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no relocache.toml"), "{}", r.stderr);
+}

@@ -74,8 +74,9 @@ pub struct InputFile {
     pub path: RelPath,
     /// What enters the key.
     pub state: FileState,
-    /// stat at hashing time, for the after-build re-check.
-    pub stamp: Stamp,
+    /// stat at hashing time, for the after-build re-check; `None` for a
+    /// dep's output, whose state comes from the dep's entry.
+    pub stamp: Option<Stamp>,
 }
 
 /// Why a target's inputs could not be determined.
@@ -200,6 +201,23 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
     Ok(files)
 }
 
+/// The files a target's deps produced, by their entries: a key can be
+/// computed from these before (or without) restoring them.
+#[derive(Debug, Clone, Default)]
+pub struct DepFiles {
+    /// The deps' declared outputs: below these, disk is not consulted.
+    pub declared: Vec<RelPath>,
+    /// Every file and symlink the deps' entries list.
+    pub files: BTreeMap<RelPath, FileState>,
+}
+
+impl DepFiles {
+    /// Whether `p` lies below a dep's declared output.
+    pub fn covers(&self, p: &RelPath) -> bool {
+        self.declared.iter().any(|d| p.is_within(d))
+    }
+}
+
 /// Resolves and hashes inputs for the targets of one build, sharing work
 /// between targets that read the same files.
 pub struct Inputs<'a> {
@@ -221,23 +239,24 @@ impl<'a> Inputs<'a> {
     }
 
     /// The sorted inputs of `target`. `excluded` are outputs it may not read
-    /// (its own, and those of targets it does not depend on); `dep_files` are
-    /// the files its deps produced, which globs may match even if they did not
-    /// exist when the project was walked.
+    /// (its own, and those of targets it does not depend on). Files below its
+    /// deps' declared outputs are taken from `deps` — the deps' entries — not
+    /// from disk, so a key can be computed before the deps are restored.
     pub fn resolve(
         &self,
         target: &Target,
         excluded: &[RelPath],
-        dep_files: &[RelPath],
+        deps: &DepFiles,
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.iter().any(|o| p.is_within(o));
         let mut wanted: BTreeMap<RelPath, bool> = BTreeMap::new();
         for input in &target.inputs {
             match &input.pattern {
-                Pattern::Literal(p) => self.literal(p, true, input.loc, &mut wanted)?,
+                Pattern::Literal(p) => self.literal(p, true, input.loc, deps, &mut wanted)?,
                 Pattern::Glob(g) => {
+                    let on_disk = self.scan.files.iter().filter(|f| !deps.covers(f));
                     let mut any = false;
-                    for f in self.scan.files.iter().chain(dep_files) {
+                    for f in on_disk.chain(deps.files.keys()) {
                         if g.is_match(f.as_str()) && !is_excluded(f) {
                             wanted.entry(f.clone()).or_insert(true);
                             any = true;
@@ -253,9 +272,9 @@ impl<'a> Inputs<'a> {
             }
         }
         for dep in &target.include_dependency {
-            self.literal(&dep.path, dep.track_content, dep.loc, &mut wanted)?;
+            self.literal(&dep.path, dep.track_content, dep.loc, deps, &mut wanted)?;
         }
-        self.states(wanted)
+        self.states(wanted, deps)
     }
 
     fn literal(
@@ -263,11 +282,28 @@ impl<'a> Inputs<'a> {
         p: &RelPath,
         track: bool,
         loc: Location,
+        deps: &DepFiles,
         wanted: &mut BTreeMap<RelPath, bool>,
     ) -> Result<(), InputError> {
+        let mut any = false;
+        for f in deps.files.keys().filter(|f| f.is_within(p)) {
+            merge(wanted, f.clone(), track);
+            any = true;
+        }
+        if deps.covers(p) {
+            return if any {
+                Ok(())
+            } else {
+                Err(InputError::Missing {
+                    path: p.clone(),
+                    loc,
+                })
+            };
+        }
         let abs = p.to_path(self.root);
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && any => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(InputError::Missing {
                     path: p.clone(),
@@ -278,7 +314,9 @@ impl<'a> Inputs<'a> {
         };
         if md.is_dir() {
             for f in walk_files(self.root, &abs, &[])? {
-                merge(wanted, f, track);
+                if !deps.covers(&f) {
+                    merge(wanted, f, track);
+                }
             }
         } else {
             merge(wanted, p.clone(), track);
@@ -286,11 +324,17 @@ impl<'a> Inputs<'a> {
         Ok(())
     }
 
-    fn states(&self, wanted: BTreeMap<RelPath, bool>) -> Result<Vec<InputFile>, InputError> {
+    fn states(
+        &self,
+        wanted: BTreeMap<RelPath, bool>,
+        deps: &DepFiles,
+    ) -> Result<Vec<InputFile>, InputError> {
         let known = self.states.lock().unwrap();
         let todo: Vec<(RelPath, bool)> = wanted
             .iter()
-            .filter(|(p, track)| !**track || !known.contains_key(*p))
+            .filter(|(p, track)| {
+                !deps.files.contains_key(*p) && (!**track || !known.contains_key(*p))
+            })
             .map(|(p, t)| (p.clone(), *t))
             .collect();
         drop(known);
@@ -312,10 +356,14 @@ impl<'a> Inputs<'a> {
             }
         }
         for (p, track) in wanted {
-            let (state, stamp) = if track {
-                known[&p].clone()
+            let (state, stamp) = if let Some(state) = deps.files.get(&p) {
+                (state.clone(), None)
+            } else if track {
+                let (s, st) = known[&p].clone();
+                (s, Some(st))
             } else {
-                fresh_untracked[&p].clone()
+                let (s, st) = fresh_untracked[&p].clone();
+                (s, Some(st))
             };
             out.push(InputFile {
                 path: p,
@@ -337,7 +385,7 @@ impl<'a> Inputs<'a> {
                     Ok(md) => md,
                     Err(_) => return true,
                 };
-                if Stamp::of(&md) == i.stamp {
+                if i.stamp.is_none_or(|s| Stamp::of(&md) == s) {
                     return false;
                 }
                 let track = !matches!(i.state, FileState::Untracked { .. });

@@ -28,6 +28,8 @@ pub mod hash;
 pub mod inputs;
 pub mod key;
 pub mod manifest;
+pub mod plan;
 pub mod reloc;
 pub mod relpath;
 pub mod report;
+pub mod units;

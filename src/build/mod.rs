@@ -18,9 +18,9 @@ use serde::Serialize;
 use crate::depot::entries::{
     outputs_digest, Entry, InputsSummary, OutputKind, OutputRecord, Reason,
 };
-use crate::depot::{DepotError, DepotStack};
+use crate::depot::{Depot, DepotError, DepotStack};
 use crate::digest::{Digest, Key};
-use crate::inputs::{FileState, InputError, InputFile, Inputs, ProjectScan};
+use crate::inputs::{DepFiles, FileState, InputError, InputFile, Inputs, ProjectScan};
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{Command, Manifest, Target};
 use crate::relpath::RelPath;
@@ -127,21 +127,35 @@ pub enum BuildError {
     Depot(#[from] DepotError),
 }
 
-/// A finished target as its dependents see it.
+/// A finished target as its dependents see it: its outputs by its entry.
 #[derive(Debug, Clone)]
-struct DepOut {
-    digest: Digest,
-    files: Vec<RelPath>,
+pub(crate) struct DepOut {
+    pub digest: Digest,
+    pub declared: Vec<RelPath>,
+    pub files: Vec<(RelPath, FileState)>,
 }
 
 impl DepOut {
-    fn of(outputs: &[OutputRecord]) -> DepOut {
+    pub(crate) fn of(declared: &[RelPath], outputs: &[OutputRecord]) -> DepOut {
         DepOut {
             digest: outputs_digest(outputs),
+            declared: declared.to_vec(),
             files: outputs
                 .iter()
-                .filter(|o| o.kind != OutputKind::Dir)
-                .map(|o| o.path.clone())
+                .filter_map(|o| {
+                    let state = match o.kind {
+                        OutputKind::Dir => return None,
+                        OutputKind::File => FileState::File {
+                            digest: o.digest?,
+                            size: o.size,
+                            executable: o.executable,
+                        },
+                        OutputKind::Symlink => FileState::Symlink {
+                            target: o.target.clone().unwrap_or_default(),
+                        },
+                    };
+                    Some((o.path.clone(), state))
+                })
                 .collect(),
         }
     }
@@ -168,7 +182,8 @@ pub fn check_targets(manifest: &Manifest, names: &[String]) -> Result<(), BuildE
 /// Shared, read-only context of one build.
 pub(crate) struct Ctx<'a> {
     pub manifest: &'a Manifest,
-    pub depots: &'a DepotStack,
+    /// The depot stack, first written; may be empty for read-only planning.
+    pub depots: &'a [Depot],
     pub inputs: Inputs<'a>,
     pub rooted: Rooted,
     /// Per target: outputs it must not read (its own and non-deps').
@@ -185,19 +200,20 @@ pub(crate) struct Computed {
 }
 
 /// Depot directories inside the project are never inputs.
-pub(crate) fn scan_skips(manifest: &Manifest, depots: &DepotStack) -> Vec<PathBuf> {
-    depots
-        .all()
+pub(crate) fn scan_skips(manifest: &Manifest, depot_roots: &[PathBuf]) -> Vec<PathBuf> {
+    depot_roots
         .iter()
-        .map(|d| d.root().to_path_buf())
         .filter(|p| p.starts_with(&manifest.root))
+        .cloned()
         .collect()
 }
 
 impl<'a> Ctx<'a> {
+    /// `depot_root` is the (first) depot's path, replaced by `@depot` in keys.
     pub(crate) fn new(
         manifest: &'a Manifest,
-        depots: &'a DepotStack,
+        depots: &'a [Depot],
+        depot_root: &std::path::Path,
         scan: &'a ProjectScan,
     ) -> Ctx<'a> {
         let mut excluded = HashMap::new();
@@ -217,23 +233,23 @@ impl<'a> Ctx<'a> {
             manifest,
             depots,
             inputs: Inputs::new(&manifest.root, scan),
-            rooted: Rooted::new(&manifest.root, depots.primary().root()),
+            rooted: Rooted::new(&manifest.root, depot_root),
             excluded,
             closure,
         }
     }
 
     /// The key of `t`, given the output digests and files of its deps.
-    fn compute_with(
+    pub(crate) fn compute_with(
         &self,
         t: &Target,
         deps: &HashMap<String, DepOut>,
     ) -> Result<Computed, InputError> {
-        let dep_files: Vec<RelPath> = self.closure[&t.name]
-            .iter()
-            .filter_map(|d| deps.get(d))
-            .flat_map(|d| d.files.iter().cloned())
-            .collect();
+        let mut dep_files = DepFiles::default();
+        for d in self.closure[&t.name].iter().filter_map(|d| deps.get(d)) {
+            dep_files.declared.extend(d.declared.iter().cloned());
+            dep_files.files.extend(d.files.iter().cloned());
+        }
         let inputs = self
             .inputs
             .resolve(t, &self.excluded[&t.name], &dep_files)?;
@@ -312,8 +328,13 @@ pub fn build(
         BTreeSet::new()
     };
     let order = manifest.closure(&selected);
-    let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, depots))?;
-    let ctx = Ctx::new(manifest, depots, &scan);
+    let roots: Vec<PathBuf> = depots
+        .all()
+        .iter()
+        .map(|d| d.root().to_path_buf())
+        .collect();
+    let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
+    let ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan);
     let n = order.len();
     let index: HashMap<&str, usize> = order
         .iter()
@@ -469,7 +490,7 @@ fn process(
             return finish_hit(t, key, hit, warnings, started);
         }
     }
-    let primary = ctx.depots.primary();
+    let primary = &ctx.depots[0];
     let mut waited = false;
     let lock = match primary.lock_key(&key, |holder| {
         waited = true;
@@ -513,7 +534,7 @@ fn finish_hit(
     warnings: Vec<String>,
     started: Instant,
 ) -> (TargetReport, Option<DepOut>) {
-    let out = DepOut::of(&hit.entry.outputs);
+    let out = DepOut::of(&t.outputs, &hit.entry.outputs);
     let mut r = report(&t.name, Some(key), Outcome::Hit, started);
     r.saved_ms = Some(hit.entry.duration_ms);
     r.stdout = hit.stdout;
@@ -525,8 +546,8 @@ fn finish_hit(
 /// Looks `key` up in every depot of the stack; restores the first usable
 /// entry. Damaged entries and corrupt blobs are warnings and count as misses.
 fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> Option<Hit> {
-    let primary = ctx.depots.primary();
-    for (i, depot) in ctx.depots.all().iter().enumerate() {
+    let primary = &ctx.depots[0];
+    for (i, depot) in ctx.depots.iter().enumerate() {
         let entry = match depot.read_entry(key) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
@@ -632,7 +653,7 @@ fn build_miss(
         Ok(r) => r,
         Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
     };
-    let out = DepOut::of(&records);
+    let out = DepOut::of(&t.outputs, &records);
     let mut r = report(&t.name, Some(key), Outcome::Built, started);
     let duration_ms = run.duration.as_millis() as u64;
     if let Some(p) = ctx.inputs.first_changed(&computed.inputs) {
@@ -688,7 +709,7 @@ fn build_miss(
         stderr: &run.stderr,
         summary: &computed.summary,
     };
-    let primary = ctx.depots.primary();
+    let primary = &ctx.depots[0];
     match store::store(primary, root, req) {
         Ok(_) => {
             r.stored = true;

@@ -3,6 +3,8 @@
 //! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
 
 mod build;
+#[allow(dead_code)] // used by the pack, unpack, gc and verify commands
+pub mod progress;
 
 use std::io::Write;
 use std::path::PathBuf;

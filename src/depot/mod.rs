@@ -198,6 +198,57 @@ impl Depot {
     pub(crate) fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
     }
+
+    /// Every entry key in the depot, sorted. Files that are not named like an
+    /// entry are skipped (staging leftovers); use `verify` to find them.
+    pub fn list_entries(&self) -> Result<Vec<crate::digest::Key>, DepotError> {
+        let mut keys = self.list_sharded("entries-v1", ".toml")?;
+        keys.sort();
+        Ok(keys.into_iter().map(crate::digest::Key).collect())
+    }
+
+    /// Every blob digest in the depot, sorted.
+    pub fn list_blobs(&self) -> Result<Vec<crate::digest::Digest>, DepotError> {
+        let mut d = self.list_sharded("objects-v1", "")?;
+        d.sort();
+        Ok(d)
+    }
+
+    /// Names `<dir>/ab/<hex><suffix>` whose shard matches their prefix.
+    fn list_sharded(
+        &self,
+        dir: &str,
+        suffix: &str,
+    ) -> Result<Vec<crate::digest::Digest>, DepotError> {
+        let base = self.root.join(dir);
+        let shards = match std::fs::read_dir(&base) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(DepotError::io("list", &base)(e)),
+        };
+        let mut out = Vec::new();
+        for shard in shards {
+            let shard = shard.map_err(DepotError::io("list", &base))?;
+            let sname = shard.file_name().to_string_lossy().into_owned();
+            if sname.len() != 2 || !shard.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let sp = shard.path();
+            for f in std::fs::read_dir(&sp).map_err(DepotError::io("list", &sp))? {
+                let f = f.map_err(DepotError::io("list", &sp))?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some(hex) = name.strip_suffix(suffix) else {
+                    continue;
+                };
+                if let Ok(d) = hex.parse::<crate::digest::Digest>() {
+                    if hex.starts_with(&sname) {
+                        out.push(d);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Where the depot stack comes from, in DESIGN.md's order.

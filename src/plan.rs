@@ -1,0 +1,91 @@
+//! Current keys without building: for each target, the key it would have now
+//! and the entry stored for it, computed from the tree and the depot stack.
+//! Used by `status`, `explain`, `key`, `path`, `pack TARGET…` and
+//! `verify --simulate`. Never runs a command and never writes anything.
+//!
+//! A target's key needs its deps' outputs. They are taken from the deps'
+//! entries for their current keys, so a fresh checkout with a copied depot
+//! plans exactly like the original; when a dep has no entry, the dependent's
+//! key is unknown until that dep is built.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::build::{check_targets, scan_skips, BuildError, Ctx, DepOut};
+use crate::depot::entries::{Entry, InputsSummary};
+use crate::depot::Depot;
+use crate::digest::Key;
+use crate::inputs::ProjectScan;
+use crate::manifest::Manifest;
+
+/// One target's current state.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// Target name.
+    pub name: String,
+    /// The key it has now; `None` when a dep has no entry or inputs failed.
+    pub key: Option<Key>,
+    /// The stored entry for `key`, and the index of the depot holding it.
+    pub entry: Option<(usize, Entry)>,
+    /// What went into `key`.
+    pub summary: Option<InputsSummary>,
+    /// The dep whose outputs are unknown, making `key` unknown.
+    pub blocked_by: Option<String>,
+    /// Why the inputs could not be resolved.
+    pub error: Option<String>,
+}
+
+/// Plans `targets` (all when empty) and their deps, in dependency order.
+/// `depots` may be empty (no depot yet); `depot_root` is the path that would
+/// be written, replaced by `@depot` in keys.
+pub fn plan(
+    manifest: &Manifest,
+    depots: &[Depot],
+    depot_root: &std::path::Path,
+    targets: &[String],
+) -> Result<Vec<Planned>, BuildError> {
+    check_targets(manifest, targets)?;
+    let selected: Vec<String> = if targets.is_empty() {
+        manifest.targets.keys().cloned().collect()
+    } else {
+        targets.to_vec()
+    };
+    let mut roots: Vec<PathBuf> = depots.iter().map(|d| d.root().to_path_buf()).collect();
+    roots.push(depot_root.to_path_buf());
+    let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
+    let ctx = Ctx::new(manifest, depots, depot_root, &scan);
+    let mut outs: HashMap<String, DepOut> = HashMap::new();
+    let mut result = Vec::new();
+    for name in manifest.closure(&selected) {
+        let t = &manifest.targets[&name];
+        let mut p = Planned {
+            name: name.clone(),
+            key: None,
+            entry: None,
+            summary: None,
+            blocked_by: None,
+            error: None,
+        };
+        if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(*d)) {
+            p.blocked_by = Some(d.clone());
+            result.push(p);
+            continue;
+        }
+        match ctx.compute_with(t, &outs) {
+            Ok(c) => {
+                p.key = Some(c.key);
+                p.summary = Some(c.summary);
+                p.entry = depots
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e)));
+                if let Some((_, e)) = &p.entry {
+                    outs.insert(name.clone(), DepOut::of(&t.outputs, &e.outputs));
+                }
+            }
+            Err(e) => p.error = Some(e.to_string()),
+        }
+        result.push(p);
+    }
+    Ok(result)
+}

@@ -30,6 +30,7 @@ pub mod inputs;
 pub mod inspect;
 pub mod key;
 pub mod manifest;
+pub mod memo;
 pub mod plan;
 pub mod reloc;
 pub mod relpath;

@@ -23,6 +23,7 @@ use crate::digest::{Digest, Key};
 use crate::inputs::{DepFiles, FileState, InputError, InputFile, Inputs, ProjectScan};
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{Command, Manifest, Target};
+use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 use crate::report::Reporter;
 
@@ -192,6 +193,8 @@ pub(crate) struct Ctx<'a> {
     pub closure: HashMap<String, BTreeSet<String>>,
     /// Whether the first depot accepts writes (locks, blobs, entries).
     pub writable: bool,
+    /// Digests of unchanged files, by stat.
+    pub memo: Option<&'a StatMemo>,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -217,6 +220,7 @@ impl<'a> Ctx<'a> {
         depots: &'a [Depot],
         depot_root: &std::path::Path,
         scan: &'a ProjectScan,
+        memo: Option<&'a StatMemo>,
     ) -> Ctx<'a> {
         let mut excluded = HashMap::new();
         let mut closure = HashMap::new();
@@ -234,7 +238,8 @@ impl<'a> Ctx<'a> {
         Ctx {
             manifest,
             depots,
-            inputs: Inputs::new(&manifest.root, scan),
+            inputs: Inputs::new(&manifest.root, scan, memo),
+            memo,
             rooted: Rooted::new(&manifest.root, depot_root),
             excluded,
             closure,
@@ -337,7 +342,12 @@ pub fn build(
         .map(|d| d.root().to_path_buf())
         .collect();
     let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
-    let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan);
+    let memo = StatMemo::load(StatMemo::location(
+        depots.primary(),
+        &manifest.name,
+        &manifest.root,
+    ));
+    let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
     if let Err(e) = depots.primary().probe_writable() {
         ctx.writable = false;
         reporter.warning(&format!(
@@ -445,6 +455,10 @@ pub fn build(
             });
         }
     });
+    if ctx.writable {
+        // Best effort: a memo that cannot be saved only costs hashing next time.
+        let _ = memo.save(depots.primary());
+    }
     let g = sched.into_inner().unwrap();
     let targets: Vec<TargetReport> = g
         .results
@@ -586,7 +600,7 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
                 continue;
             }
         };
-        if let Err(e) = restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs) {
+        if let Err(e) = restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
             warnings.push(format!(
                 "cannot restore `{}` from the cache: {e}; rebuilding",
                 t.name
@@ -664,7 +678,7 @@ fn build_miss(
             run.stderr,
         );
     }
-    let records = match store::collect(root, &t.outputs) {
+    let records = match store::collect(root, &t.outputs, ctx.memo) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
     };

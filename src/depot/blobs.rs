@@ -31,6 +31,15 @@ impl Depot {
         self.blob_path(d).is_file()
     }
 
+    /// Whether blob `d` is stored uncompressed (so its file is its content).
+    pub fn blob_is_raw(&self, d: &Digest) -> bool {
+        let mut magic = [0u8; 4];
+        match File::open(self.blob_path(d)).and_then(|mut f| f.read_exact(&mut magic)) {
+            Ok(()) => magic != ZSTD_MAGIC,
+            Err(_) => false,
+        }
+    }
+
     /// Stores `bytes` and returns their digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, DepotError> {
         let d = Digest::of(bytes);

@@ -3,8 +3,8 @@
 //! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
 
 mod build;
-#[allow(dead_code)] // used by the pack, unpack, gc and verify commands
 pub mod progress;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +51,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Build or restore targets and their deps, in dependency order
     Build(build::BuildArgs),
+    /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
+    Verify(verify::VerifyArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -108,6 +110,7 @@ pub fn main() -> i32 {
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),
+        Cmd::Verify(args) => verify::run(&env, args),
     };
     match result {
         Ok(code) => code,

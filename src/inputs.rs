@@ -181,6 +181,14 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
                 }
                 return WalkState::Continue;
             }
+            // Temporaries of an interrupted restore are never inputs.
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".relocache-")
+            {
+                return WalkState::Continue;
+            }
             if let Ok(rel) = entry.path().strip_prefix(root) {
                 match RelPath::from_path(rel) {
                     Ok(p) => found.lock().unwrap().push(p),

@@ -24,8 +24,10 @@
 pub mod build;
 pub mod depot;
 pub mod digest;
+pub mod graph;
 pub mod hash;
 pub mod inputs;
+pub mod inspect;
 pub mod key;
 pub mod manifest;
 pub mod plan;

@@ -67,7 +67,10 @@ pub fn plan(
             error: None,
         };
         if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(*d)) {
+            // The key is unknown, but what the target reads on disk now is
+            // still worth showing (graph --files, explain).
             p.blocked_by = Some(d.clone());
+            p.summary = ctx.compute_with(t, &outs).ok().map(|c| c.summary);
             result.push(p);
             continue;
         }

@@ -190,6 +190,8 @@ pub(crate) struct Ctx<'a> {
     pub excluded: HashMap<String, Vec<RelPath>>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
+    /// Whether the first depot accepts writes (locks, blobs, entries).
+    pub writable: bool,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -236,6 +238,7 @@ impl<'a> Ctx<'a> {
             rooted: Rooted::new(&manifest.root, depot_root),
             excluded,
             closure,
+            writable: true,
         }
     }
 
@@ -334,7 +337,15 @@ pub fn build(
         .map(|d| d.root().to_path_buf())
         .collect();
     let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
-    let ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan);
+    let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan);
+    if let Err(e) = depots.primary().probe_writable() {
+        ctx.writable = false;
+        reporter.warning(&format!(
+            "the depot `{}` is not writable ({}): targets still build and hits still restore, but new results are not cached",
+            depots.primary().root().display(),
+            e.source_text()
+        ));
+    }
     let n = order.len();
     let index: HashMap<&str, usize> = order
         .iter()
@@ -492,16 +503,20 @@ fn process(
     }
     let primary = &ctx.depots[0];
     let mut waited = false;
-    let lock = match primary.lock_key(&key, |holder| {
-        waited = true;
-        reporter.waiting(&t.name, holder);
-    }) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            warnings.push(format!(
-                "could not take the build lock ({e}); building without it"
-            ));
-            None
+    let lock = if !ctx.writable {
+        None
+    } else {
+        match primary.lock_key(&key, |holder| {
+            waited = true;
+            reporter.waiting(&t.name, holder);
+        }) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warnings.push(format!(
+                    "could not take the build lock ({e}); building without it"
+                ));
+                None
+            }
         }
     };
     if waited && !forced {
@@ -710,6 +725,11 @@ fn build_miss(
         summary: &computed.summary,
     };
     let primary = &ctx.depots[0];
+    if !ctx.writable {
+        r.stdout = run.stdout;
+        r.stderr = run.stderr;
+        return (r, Some(out));
+    }
     match store::store(primary, root, req) {
         Ok(_) => {
             r.stored = true;

@@ -3,6 +3,7 @@
 //! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
 
 mod build;
+mod inspect;
 pub mod progress;
 mod verify;
 
@@ -51,6 +52,16 @@ pub struct Cli {
 pub enum Cmd {
     /// Build or restore targets and their deps, in dependency order
     Build(build::BuildArgs),
+    /// Show each target: ready, stale (with changed inputs), unstarted or started
+    Status(inspect::StatusArgs),
+    /// Explain why a target's key differs from its last build
+    Explain(inspect::ExplainArgs),
+    /// Print the dependency graph (DOT, Mermaid or JSON), coloured by status
+    Graph(inspect::GraphArgs),
+    /// Print a target's current key
+    Key(inspect::TargetArg),
+    /// Print where a target's entry is (or would be) in the depot
+    Path(inspect::TargetArg),
     /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
     Verify(verify::VerifyArgs),
 }
@@ -110,6 +121,11 @@ pub fn main() -> i32 {
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),
+        Cmd::Status(args) => inspect::run_status(&env, args),
+        Cmd::Explain(args) => inspect::run_explain(&env, args),
+        Cmd::Graph(args) => inspect::run_graph(&env, args),
+        Cmd::Key(args) => inspect::run_key(&env, args),
+        Cmd::Path(args) => inspect::run_path(&env, args),
         Cmd::Verify(args) => verify::run(&env, args),
     };
     match result {

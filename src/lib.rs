@@ -36,3 +36,4 @@ pub mod reloc;
 pub mod relpath;
 pub mod report;
 pub mod units;
+pub mod verify;

@@ -4,8 +4,8 @@
 
 mod build;
 mod inspect;
-#[allow(dead_code)] // used by the pack, unpack, gc and verify commands
 pub mod progress;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -62,6 +62,8 @@ pub enum Cmd {
     Key(inspect::TargetArg),
     /// Print where a target's entry is (or would be) in the depot
     Path(inspect::TargetArg),
+    /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
+    Verify(verify::VerifyArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -124,6 +126,7 @@ pub fn main() -> i32 {
         Cmd::Graph(args) => inspect::run_graph(&env, args),
         Cmd::Key(args) => inspect::run_key(&env, args),
         Cmd::Path(args) => inspect::run_path(&env, args),
+        Cmd::Verify(args) => verify::run(&env, args),
     };
     match result {
         Ok(code) => code,

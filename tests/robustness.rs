@@ -156,6 +156,12 @@ outputs = ["c.bin"]
     });
     r.ok();
     check_depot_invariants(&depot);
+    let v = output({
+        let mut c = bin();
+        c.arg("--depot").arg(&depot).args(["verify", "--relocatable", "--integrity"]);
+        c
+    });
+    assert_eq!(v.code, 0, "verify --integrity after the crashes:\n{}{}", v.stdout, v.stderr);
     let mut want = big.repeat(2);
     want.extend_from_slice(&big.repeat(3));
     assert!(

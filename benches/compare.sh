@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Side-by-side timings of relocache and the tool a user would pick instead,
+# on the same generated data, in one run: medians of >= 5 runs (hyperfine),
+# printed as one table of ratios (relocache / peer; below 1 means faster).
+#
+#   benches/compare.sh            # the data sizes of issue 8 (~2 GB of scratch space, ~10 min)
+#   SCALE=10 benches/compare.sh   # a tenth of the data, for a quick look
+#   ONLY=noop,pack benches/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SCALE=${SCALE:-1}
+RUNS=${RUNS:-5}
+ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,ccache,cold,pack,unpack,restore}
+
+need=()
+for t in hyperfine b3sum ccache zstd make cc git python3; do
+  command -v "$t" >/dev/null || need+=("$t")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  pkgs=()
+  for t in "${need[@]}"; do case $t in cc) pkgs+=(gcc);; *) pkgs+=("$t");; esac; done
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    echo "compare.sh needs: ${pkgs[*]} (apt-get install them)" >&2; exit 2
+  fi
+fi
+
+cargo build --release -q
+R="$PWD/target/release/relocache"
+W=$(mktemp -d "${TMPDIR:-/tmp}/relocache-compare.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+RESULTS="$W/results.tsv"
+: > "$RESULTS"
+export RELOCACHE_DEPOT="$W/unused-depot"
+
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# pair NAME GOAL 'relocache cmd' 'peer cmd' [prepare-relocache] [prepare-peer]
+pair() {
+  local name=$1 goal=$2 ours=$3 theirs=$4 prep_ours=${5:-true} prep_theirs=${6:-true}
+  echo "== $name" >&2
+  hyperfine -N --style none --runs "$RUNS" --warmup 1 --export-json "$W/$name.json" \
+    --prepare "$prep_ours" -n relocache "$ours" \
+    --prepare "$prep_theirs" -n peer "$theirs" >/dev/null 2>&1 || {
+      # -N (no shell) cannot run pipelines; fall back to the shell.
+      hyperfine --style none --runs "$RUNS" --warmup 1 --export-json "$W/$name.json" \
+        --prepare "$prep_ours" -n relocache "$ours" \
+        --prepare "$prep_theirs" -n peer "$theirs" >/dev/null
+    }
+  python3 - "$W/$name.json" "$name" "$goal" "$theirs" >> "$RESULTS" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+ours, peer = r["relocache"]["median"], r["peer"]["median"]
+print("\t".join([sys.argv[2], "%.3f" % ours, "%.3f" % peer, "%.2f" % (ours / peer), sys.argv[3], sys.argv[4]]))
+PY
+}
+
+GEN="python3 $PWD/benches/gen_data.py"
+
+if want hash-small || want noop; then
+  $GEN small "$W/small" $((50000 / SCALE)) $((434 / SCALE))
+  printf '[target.count]\nrun = "find src -type f | wc -l > count.txt"\ninputs = ["src/**"]\noutputs = ["count.txt"]\n' > "$W/small/relocache.toml"
+  (cd "$W/small" && git init -q . && git add -A && git -c user.email=b@b -c user.name=b commit -qm data)
+fi
+if want hash-small; then
+  pair hash-small "<= 0.8" "$R -C $W/small hash src" \
+    "sh -c 'cd $W/small && find src -type f -print0 | xargs -0 -P2 b3sum > /dev/null'"
+fi
+if want noop; then
+  "$R" -C "$W/small" --depot "$W/depot-small" build -q
+  sleep 2.5 # let the files age past the stat memo's racy window, as in real use
+  "$R" -C "$W/small" --depot "$W/depot-small" build -q
+  pair noop "<= 1.5" "$R -C $W/small --depot $W/depot-small build -q" "git -C $W/small status --porcelain"
+fi
+if want hash-big; then
+  $GEN big "$W/big" 3 $((128 / SCALE))
+  pair hash-big "<= 1.0" "$R -C $W/big hash big0.bin big1.bin big2.bin" \
+    "b3sum $W/big/big0.bin $W/big/big1.bin $W/big/big2.bin"
+fi
+if want noop-c || want cold || want ccache; then
+  $GEN cproj "$W/c1" 200
+  cp -r "$W/c1" "$W/c2"
+fi
+if want noop-c; then
+  make -s -C "$W/c1" -j2 >/dev/null
+  "$R" -C "$W/c1" --depot "$W/depot-c" build -q -j2
+  sleep 2.5
+  "$R" -C "$W/c1" --depot "$W/depot-c" build -q
+  pair noop-c "<= 2" "$R -C $W/c1 --depot $W/depot-c build -q" "make -s -C $W/c1"
+fi
+if want ccache; then
+  # Warm both caches from checkout c1, then time a fresh checkout at another path (c2).
+  export CCACHE_DIR="$W/ccache" CCACHE_BASEDIR="$W"
+  make -s -C "$W/c1" clean >/dev/null 2>&1 || rm -rf "$W/c1/build"/*
+  rm -rf "$W/c1/build"; mkdir -p "$W/c1/build"
+  make -s -C "$W/c1" -j2 CC="ccache cc" >/dev/null
+  "$R" -C "$W/c1" --depot "$W/depot-cc" build -q -j2
+  cp -r "$W/depot-cc" "$W/depot-cc-copy"
+  pair ccache "<= 0.5" "$R -C $W/c2 --depot $W/depot-cc-copy build -q -j2" \
+    "make -s -C $W/c2 -j2 CC='ccache cc'" \
+    "rm -rf $W/c2/build" "sh -c 'rm -rf $W/c2/build && mkdir -p $W/c2/build'"
+  unset CCACHE_DIR CCACHE_BASEDIR
+fi
+if want cold; then
+  pair cold "<= 1.05" "$R -C $W/c2 --depot $W/depot-cold build -q -j2" "make -s -C $W/c2 -j2" \
+    "rm -rf $W/c2/build $W/depot-cold" "sh -c 'rm -rf $W/c2/build && mkdir -p $W/c2/build'"
+fi
+if want pack || want unpack || want restore; then
+  $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
+  "$R" -C "$W/out" --depot "$W/depot-out" build -q
+fi
+if want pack; then
+  pair pack "<= 1.0" "$R --depot $W/depot-out pack $W/depot.tar.zst" \
+    "sh -c 'tar -C $W/out -cf - out | zstd -q -T0 -3 -f -o $W/plain.tar.zst'"
+fi
+if want unpack; then
+  [ -f "$W/depot.tar.zst" ] || "$R" --depot "$W/depot-out" pack "$W/depot.tar.zst"
+  [ -f "$W/plain.tar.zst" ] || (tar -C "$W/out" -cf - out | zstd -q -T0 -3 -f -o "$W/plain.tar.zst")
+  pair unpack "<= 1.2" \
+    "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
+    "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
+    "rm -rf $W/depot-new $W/out/out" "sh -c 'rm -rf $W/untar && mkdir -p $W/untar'"
+fi
+if want restore; then
+  cp -r "$W/out/out" "$W/out-ref"
+  pair restore "<= 1.2" "$R -C $W/out --depot $W/depot-out build -q" "cp -r $W/out-ref $W/out-copy" \
+    "rm -rf $W/out/out" "rm -rf $W/out-copy"
+fi
+
+echo
+echo "relocache vs peers — $(nproc) cores, SCALE=$SCALE, medians of $RUNS runs (seconds)"
+echo
+echo "| work | relocache | peer | ratio | goal | peer command |"
+echo "|---|---:|---:|---:|---|---|"
+while IFS=$'\t' read -r name ours peer ratio goal cmd; do
+  echo "| $name | $ours | $peer | **$ratio** | $goal | \`${cmd//$W/\$W}\` |"
+done < "$RESULTS"

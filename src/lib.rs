@@ -21,6 +21,7 @@
 //! The library never prints: it returns `Serialize` summaries and reports
 //! progress through [`report::Reporter`].
 
+pub mod archive;
 pub mod build;
 pub mod depot;
 pub mod digest;

@@ -36,5 +36,6 @@ pub mod plan;
 pub mod reloc;
 pub mod relpath;
 pub mod report;
+pub mod treehash;
 pub mod units;
 pub mod verify;

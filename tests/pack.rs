@@ -70,11 +70,21 @@ fn tar_list(file: &Path) -> Vec<String> {
         .collect()
 }
 
-/// What `relocache verify` checks, through the library: every entry parses
-/// under its own name, every blob it names is present and matches its name,
-/// and no staging file is left behind.
+/// `relocache verify --relocatable --integrity` passes, and, checked again
+/// through the library: every entry parses under its own name, every blob it
+/// names is present and matches its name, and no staging file is left behind.
 #[track_caller]
 fn assert_depot_valid(depot: &Path) {
+    let mut c = bin();
+    c.arg("--depot")
+        .arg(depot)
+        .args(["verify", "--relocatable", "--integrity"]);
+    let v = output(c);
+    assert_eq!(
+        v.code, 0,
+        "verify must pass\nstdout:\n{}\nstderr:\n{}",
+        v.stdout, v.stderr
+    );
     let d = Depot::open_existing(depot).expect("the depot opens");
     for key in d.list_entries().unwrap() {
         let entry = d

@@ -21,6 +21,7 @@
 //! The library never prints: it returns `Serialize` summaries and reports
 //! progress through [`report::Reporter`].
 
+pub mod archive;
 pub mod build;
 pub mod depot;
 pub mod digest;
@@ -35,5 +36,6 @@ pub mod plan;
 pub mod reloc;
 pub mod relpath;
 pub mod report;
+pub mod treehash;
 pub mod units;
 pub mod verify;

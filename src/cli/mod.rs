@@ -4,6 +4,7 @@
 
 mod build;
 mod inspect;
+mod pack;
 pub mod progress;
 mod verify;
 
@@ -64,6 +65,12 @@ pub enum Cmd {
     Path(inspect::TargetArg),
     /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
     Verify(verify::VerifyArgs),
+    /// Write the depot, or what some targets need, as a deterministic .tar.zst
+    Pack(pack::PackArgs),
+    /// Merge a .tar.zst made by `pack` into the depot, verifying every blob
+    Unpack(pack::UnpackArgs),
+    /// One digest of files, directories or globs, for CI cache keys
+    Hash(pack::HashArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -127,6 +134,9 @@ pub fn main() -> i32 {
         Cmd::Key(args) => inspect::run_key(&env, args),
         Cmd::Path(args) => inspect::run_path(&env, args),
         Cmd::Verify(args) => verify::run(&env, args),
+        Cmd::Pack(args) => pack::pack(&env, args),
+        Cmd::Unpack(args) => pack::unpack(&env, args),
+        Cmd::Hash(args) => pack::hash(&env, args),
     };
     match result {
         Ok(code) => code,

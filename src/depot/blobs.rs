@@ -11,7 +11,7 @@ use super::{write, Depot, DepotError};
 use crate::digest::Digest;
 
 /// The zstd frame magic; a blob starting with it is compressed.
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+pub(crate) const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 /// Compression level for blobs.
 const LEVEL: i32 = 3;
 /// Sample used to decide whether compressing a file pays.

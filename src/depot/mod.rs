@@ -34,7 +34,7 @@ const DIRS: [&str; 6] = [
     "locks",
     "tmp",
 ];
-const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a relocache depot (a build cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n";
+pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a relocache depot (a build cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n";
 
 /// Errors from depot operations. Each names the path and what was being done.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1237 @@
+//! `pack` and `unpack`: depot entries moved between machines and CI caches as
+//! one standard tar stream compressed with zstd. This module owns the archive
+//! format and every check an archive must pass before it reaches a depot; it
+//! writes a depot only through [`Depot`] and [`crate::depot::write`], and never
+//! writes anywhere else (the one exception, [`pack_to_path`], writes the
+//! archive the user named).
+//!
+//! # The archive
+//!
+//! A POSIX ustar stream in one zstd frame (multithreaded, with a content
+//! checksum). Members, in this order:
+//!
+//! ```text
+//! CACHEDIR.TAG                      so that `tar -x` gives a directory backup tools skip
+//! DEPOT.toml                        `format = 1`: the layout version, never local settings
+//! objects-v1/  objects-v1/ab/       directories (0755)
+//! objects-v1/ab/<blake3-hex>        blobs exactly as stored (zstd or raw), by digest (0644)
+//! entries-v1/  entries-v1/ab/
+//! entries-v1/ab/<key-hex>.toml      entries, by key (0644)
+//! ```
+//!
+//! Blobs come before entries, the depot's own publish order, so even a plain
+//! `tar -x` that is interrupted never leaves an entry without its blobs.
+//! Every header has mtime 0, uid and gid 0, empty owner names and a fixed
+//! mode, members are sorted, and zstd's multithreaded streaming output does
+//! not depend on the number of threads: the same entries give the same bytes
+//! on any machine. Project records (`projects-v1/`), `usage/`, `locks/`,
+//! `tmp/` and `quarantine/` are local state and never packed.
+//!
+//! # What `unpack` accepts
+//!
+//! The stream is read once, never held in memory. Each member must be a
+//! regular file or directory whose path is exactly one of the forms above;
+//! `..`, absolute paths, links, devices, fifos and anything else are refused.
+//! Each blob is streamed into a staging file while the blake3 of its
+//! *uncompressed* content is computed, and renamed into place only when that
+//! matches its name (a blob the depot already has is verified and skipped).
+//! Entries are parsed, checked against their file name and held; they are
+//! published only after the whole archive was read, its tar end marker seen,
+//! and every blob each entry names is in the archive or the depot. A failed
+//! unpack publishes no entry; blobs it already verified stay (they are
+//! content-addressed and harmless, and `gc` reclaims them).
+//!
+//! Limits: the decompressed tar stream may not exceed `max_size`; once it is
+//! past [`BOMB_MIN`], it may not be more than `max_ratio` times the compressed
+//! bytes read so far (a relocache archive holds already-compressed blobs, so
+//! its ratio stays near 1); each blob's uncompressed content may not exceed
+//! `max_size` either, which bounds the work of hashing a compressed blob.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::depot::blobs::ZSTD_MAGIC;
+use crate::depot::entries::{parse_entry, Entry};
+use crate::depot::{write, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
+use crate::digest::{Digest, Key};
+use crate::report::Reporter;
+use crate::units::format_size;
+
+/// Default bound on an archive's decompressed size: 64 GiB.
+pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
+/// Default bound on decompressed / compressed bytes.
+pub const DEFAULT_MAX_RATIO: u64 = 1000;
+/// The ratio rule applies once this much was decompressed (16 MiB).
+pub const BOMB_MIN: u64 = 16 << 20;
+/// Default zstd level of the archive stream.
+pub const DEFAULT_LEVEL: i32 = 3;
+/// An entry file larger than this is refused (entries are small TOML files).
+const MAX_ENTRY_BYTES: u64 = 64 << 20;
+/// `DEPOT.toml` and `CACHEDIR.TAG` larger than this are refused.
+const MAX_SMALL_FILE: u64 = 64 << 10;
+const BUF: usize = 256 * 1024;
+
+/// Why a pack or unpack failed. Every variant of an unpack failure means
+/// that no entry of the archive was published.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The depot failed.
+    #[error("{0}")]
+    Depot(#[source] DepotError),
+    /// Reading or writing a file other than the depot failed.
+    #[error("could not {action} `{}`: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// Writing the archive stream failed.
+    #[error("could not write the archive: {0}")]
+    Write(#[source] io::Error),
+    /// The stream is not a valid zstd-compressed tar archive.
+    #[error("the archive is corrupt or truncated: {0}; nothing was published\n  help: make it again with `relocache pack`, or check the download or cache step that produced it")]
+    Corrupt(#[source] io::Error),
+    /// The tar stream ended without its end-of-archive marker.
+    #[error("the archive is truncated (it ends without tar's end-of-archive marker); nothing was published\n  help: make it again with `relocache pack`, or check the download or cache step that produced it")]
+    Truncated,
+    /// A member that a depot archive never holds.
+    #[error("archive member `{member}` {problem}; nothing was published\n  help: unpack only archives made by `relocache pack`; a depot archive holds regular files under objects-v1/ and entries-v1/ (plus DEPOT.toml and CACHEDIR.TAG)")]
+    BadMember {
+        /// The member's path as written in the archive.
+        member: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A blob's content does not match its name.
+    #[error("archive member `{member}`: its content hashes to {actual}, not to its name; nothing was published\n  help: the archive is corrupt or was tampered with; make it again with `relocache pack`")]
+    BlobMismatch {
+        /// The member.
+        member: String,
+        /// The digest of what it holds.
+        actual: Digest,
+    },
+    /// An entry names a blob that is neither in the archive nor in the depot.
+    #[error("entry {key} ({target}) needs blob {blob}, which is neither in the archive nor in the depot; nothing was published\n  help: pack the entry together with its blobs (`relocache pack` always does)")]
+    MissingBlob {
+        /// The entry.
+        key: Key,
+        /// `project/target` of the entry.
+        target: String,
+        /// The blob.
+        blob: Digest,
+    },
+    /// The decompressed stream exceeds `max_size`.
+    #[error("the archive decompresses to more than {} (--max-size); nothing was published\n  help: if you trust it, raise --max-size (e.g. --max-size 200G)", format_size(*.limit))]
+    TooLarge {
+        /// The bound, in bytes.
+        limit: u64,
+    },
+    /// One blob's content exceeds `max_size`.
+    #[error("archive member `{member}` holds more than {} of content (--max-size); nothing was published\n  help: if you trust the archive, raise --max-size", format_size(*.limit))]
+    BlobTooLarge {
+        /// The member.
+        member: String,
+        /// The bound, in bytes.
+        limit: u64,
+    },
+    /// The compression ratio signals a decompression bomb.
+    #[error("the archive expands more than {ratio}x ({} from {} compressed): refusing a likely decompression bomb; nothing was published\n  help: if you trust it, pass --max-ratio 0 to turn this check off", format_size(*.decompressed), format_size(*.compressed))]
+    Bomb {
+        /// The bound.
+        ratio: u64,
+        /// Decompressed bytes so far.
+        decompressed: u64,
+        /// Compressed bytes so far.
+        compressed: u64,
+    },
+    /// The archive was made by a newer relocache.
+    #[error("the archive has depot format {found}, newer than this relocache supports ({DEPOT_FORMAT}); nothing was published\n  help: upgrade relocache")]
+    NewerFormat {
+        /// Its format.
+        found: u32,
+    },
+    /// `pack` of named targets could not include every entry they need.
+    #[error("cannot pack every entry the targets need:{}\n  help: run `relocache build` for them (a corrupt blob was quarantined and is rebuilt then), then pack again", .0.iter().map(|s| format!("\n  {} {}: {}", s.target.as_deref().unwrap_or("?"), s.key.short(), s.reason)).collect::<String>())]
+    Incomplete(Vec<Skipped>),
+}
+
+impl From<DepotError> for ArchiveError {
+    fn from(e: DepotError) -> Self {
+        ArchiveError::Depot(e)
+    }
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_path_buf();
+    move |source| ArchiveError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// An entry named in a summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryRef {
+    /// Its key.
+    pub key: Key,
+    /// The project that stored it.
+    pub project: String,
+    /// The target that stored it.
+    pub target: String,
+}
+
+impl EntryRef {
+    fn of(e: &Entry) -> EntryRef {
+        EntryRef {
+            key: e.key,
+            project: e.project.clone(),
+            target: e.target.clone(),
+        }
+    }
+}
+
+/// An entry `pack` left out, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Its key.
+    pub key: Key,
+    /// `project/target`, when the entry could be read.
+    pub target: Option<String>,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// How to pack.
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    /// zstd level of the stream (1–19).
+    pub level: i32,
+    /// Fail instead of leaving out an entry whose blobs are missing or corrupt.
+    pub strict: bool,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            level: DEFAULT_LEVEL,
+            strict: false,
+        }
+    }
+}
+
+/// What `pack` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackSummary {
+    /// Entries packed, by key.
+    pub entries: Vec<EntryRef>,
+    /// Number of blobs packed.
+    pub blobs: u64,
+    /// Their stored (possibly compressed) size.
+    pub blob_bytes: u64,
+    /// Size of the archive written.
+    pub archive_bytes: u64,
+    /// Entries left out.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Every entry of `depot`, sorted by key; unreadable ones are reported as
+/// skipped.
+pub fn depot_entries(depot: &Depot) -> Result<(Vec<Entry>, Vec<Skipped>), ArchiveError> {
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for key in depot.list_entries()? {
+        match depot.read_entry(&key) {
+            Ok(Some(e)) => entries.push(e),
+            Ok(None) => {} // removed meanwhile
+            Err(e) => skipped.push(Skipped {
+                key,
+                target: None,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((entries, skipped))
+}
+
+/// Packs `entries` and every blob they reference into `out`. Blobs are taken
+/// from the first depot of `stack` holding them and verified first: an entry
+/// with a missing or corrupt blob is left out (and reported through
+/// `reporter`), or fails the pack when `opts.strict`.
+pub fn pack<W: Write>(
+    stack: &[Depot],
+    entries: Vec<Entry>,
+    out: W,
+    opts: &PackOptions,
+    reporter: &dyn Reporter,
+) -> Result<PackSummary, ArchiveError> {
+    let mut by_key: BTreeMap<Key, Entry> = BTreeMap::new();
+    for e in entries {
+        by_key.entry(e.key).or_insert(e);
+    }
+    let wanted: BTreeSet<Digest> = by_key.values().flat_map(|e| e.blobs()).collect();
+    let located = verify_blobs(stack, &wanted, reporter);
+
+    let mut skipped = Vec::new();
+    by_key.retain(|key, e| {
+        let bad = e.blobs().into_iter().find_map(|d| match &located[&d] {
+            Ok(_) => None,
+            Err(why) => Some(format!("blob {} {why}", d.short())),
+        });
+        match bad {
+            None => true,
+            Some(reason) => {
+                skipped.push(Skipped {
+                    key: *key,
+                    target: Some(format!("{}/{}", e.project, e.target)),
+                    reason,
+                });
+                false
+            }
+        }
+    });
+    if opts.strict && !skipped.is_empty() {
+        return Err(ArchiveError::Incomplete(skipped));
+    }
+    for s in &skipped {
+        reporter.warning(&format!(
+            "not packed: entry {} ({}): {}",
+            s.key.short(),
+            s.target.as_deref().unwrap_or("?"),
+            s.reason
+        ));
+    }
+    let blobs: BTreeMap<Digest, (PathBuf, u64)> = by_key
+        .values()
+        .flat_map(|e| e.blobs())
+        .map(|d| {
+            let (path, size) = located[&d].clone().expect("kept entries have their blobs");
+            (d, (path, size))
+        })
+        .collect();
+
+    let mut counter = CountingWriter { inner: out, n: 0 };
+    let blob_bytes = write_archive(&mut counter, &by_key, &blobs, opts.level, reporter)?;
+    counter.flush().map_err(ArchiveError::Write)?;
+    Ok(PackSummary {
+        entries: by_key.values().map(EntryRef::of).collect(),
+        blobs: blobs.len() as u64,
+        blob_bytes,
+        archive_bytes: counter.n,
+        skipped,
+    })
+}
+
+/// [`pack`] into the file `dest`, atomically: a temporary file beside it,
+/// fsync, rename. A failed pack leaves `dest` as it was.
+pub fn pack_to_path(
+    stack: &[Depot],
+    entries: Vec<Entry>,
+    dest: &Path,
+    opts: &PackOptions,
+    reporter: &dyn Reporter,
+) -> Result<PackSummary, ArchiveError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".relocache-pack-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(io_err("create a temporary file in", &dir))?;
+    let summary = pack(
+        stack,
+        entries,
+        BufWriter::with_capacity(BUF, tmp.as_file()),
+        opts,
+        reporter,
+    )?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err("sync", tmp.path()))?;
+    // Temporary files are created 0600; an archive is an ordinary file.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(io_err("set permissions of", tmp.path()))?;
+    }
+    tmp.persist(dest)
+        .map_err(|e| io_err("rename the archive into", dest)(e.error))?;
+    write::sync_dir(&dir);
+    Ok(summary)
+}
+
+/// Where each blob is (path, stored size), or why it cannot be packed.
+type Located = BTreeMap<Digest, Result<(PathBuf, u64), String>>;
+
+fn verify_blobs(stack: &[Depot], wanted: &BTreeSet<Digest>, reporter: &dyn Reporter) -> Located {
+    let total = wanted.len() as u64;
+    let done = AtomicU64::new(0);
+    let list: Vec<Digest> = wanted.iter().copied().collect();
+    list.par_iter()
+        .map(|d| {
+            let r = match stack.iter().find(|dep| dep.has_blob(d)) {
+                None => Err("is missing from the depot".to_owned()),
+                Some(dep) => match dep.copy_blob(d, &mut io::sink()) {
+                    Ok(_) => {
+                        let path = dep.blob_path(d);
+                        std::fs::metadata(&path)
+                            .map(|m| (path, m.len()))
+                            .map_err(|e| format!("cannot be read: {e}"))
+                    }
+                    Err(DepotError::Corrupt { .. }) => {
+                        Err("is corrupt (moved to quarantine/)".to_owned())
+                    }
+                    Err(e) => Err(format!("cannot be read: {e}")),
+                },
+            };
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            reporter.progress("verify", n, total);
+            (*d, r)
+        })
+        .collect()
+}
+
+fn write_archive<W: Write>(
+    out: W,
+    entries: &BTreeMap<Key, Entry>,
+    blobs: &BTreeMap<Digest, (PathBuf, u64)>,
+    level: i32,
+    reporter: &dyn Reporter,
+) -> Result<u64, ArchiveError> {
+    let mut enc = zstd::Encoder::new(out, level).map_err(ArchiveError::Write)?;
+    // Multithreaded streaming output is the same for any number of workers
+    // (>= 1), so the worker count is free to follow the machine.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(16)) as u32;
+    enc.multithread(workers).map_err(ArchiveError::Write)?;
+    enc.include_checksum(true).map_err(ArchiveError::Write)?;
+    let mut tar = tar::Builder::new(enc);
+
+    let config = DepotConfig {
+        format: DEPOT_FORMAT,
+        max_size: None,
+    };
+    let depot_toml = format!(
+        "# relocache depot archive: the layout version of the members below.\n{}",
+        toml::to_string(&config).expect("DEPOT.toml serializes")
+    );
+    append(&mut tar, "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes())?;
+    append(&mut tar, "DEPOT.toml", depot_toml.as_bytes())?;
+
+    let total: u64 = blobs.values().map(|(_, n)| n).sum();
+    let mut done = 0u64;
+    append_dir(&mut tar, "objects-v1/")?;
+    let mut shard = String::new();
+    for (d, (path, size)) in blobs {
+        let hex = d.to_hex();
+        if hex[..2] != shard {
+            shard = hex[..2].to_owned();
+            append_dir(&mut tar, &format!("objects-v1/{shard}/"))?;
+        }
+        let file = File::open(path).map_err(io_err("read blob", path))?;
+        let data = Exact {
+            inner: file.take(*size),
+            remaining: *size,
+        };
+        let h = header(
+            &format!("objects-v1/{shard}/{hex}"),
+            tar::EntryType::Regular,
+            *size,
+        );
+        tar.append(&h, data).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", path)(e),
+            _ => ArchiveError::Write(e),
+        })?;
+        done += size;
+        reporter.progress("pack", done, total);
+    }
+    append_dir(&mut tar, "entries-v1/")?;
+    shard.clear();
+    for (key, e) in entries {
+        let hex = key.to_hex();
+        if hex[..2] != shard {
+            shard = hex[..2].to_owned();
+            append_dir(&mut tar, &format!("entries-v1/{shard}/"))?;
+        }
+        let text = toml::to_string(e).expect("entries serialize");
+        append(
+            &mut tar,
+            &format!("entries-v1/{shard}/{hex}.toml"),
+            text.as_bytes(),
+        )?;
+    }
+    let enc = tar.into_inner().map_err(ArchiveError::Write)?;
+    enc.finish().map_err(ArchiveError::Write)?;
+    Ok(total)
+}
+
+/// A ustar header with everything but the path, type and size fixed.
+fn header(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    let name = &mut h.as_ustar_mut().expect("a ustar header").name;
+    debug_assert!(path.len() <= name.len(), "depot paths fit in 100 bytes");
+    name[..path.len()].copy_from_slice(path.as_bytes());
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_cksum();
+    h
+}
+
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+) -> Result<(), ArchiveError> {
+    let h = header(path, tar::EntryType::Regular, data.len() as u64);
+    tar.append(&h, data).map_err(ArchiveError::Write)
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> Result<(), ArchiveError> {
+    let h = header(path, tar::EntryType::Directory, 0);
+    tar.append(&h, io::empty()).map_err(ArchiveError::Write)
+}
+
+/// Yields exactly `remaining` bytes or fails: a tar member must hold as many
+/// bytes as its header says.
+struct Exact<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than when it was listed",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    n: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// How to unpack.
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// Bound on the decompressed stream, and on each blob's content.
+    pub max_size: u64,
+    /// Bound on decompressed / compressed bytes past [`BOMB_MIN`]; 0 turns it off.
+    pub max_ratio: u64,
+    /// The archive's size when known, for progress.
+    pub archive_len: Option<u64>,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            max_size: DEFAULT_MAX_SIZE,
+            max_ratio: DEFAULT_MAX_RATIO,
+            archive_len: None,
+        }
+    }
+}
+
+/// What `unpack` added to the depot.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnpackSummary {
+    /// Entries published, by key.
+    pub entries_added: Vec<EntryRef>,
+    /// Entries the depot already had.
+    pub entries_present: u64,
+    /// Blobs written.
+    pub blobs_added: u64,
+    /// Blobs the depot already had (verified, not written).
+    pub blobs_present: u64,
+    /// Bytes written into the depot (blobs as stored).
+    pub bytes_added: u64,
+    /// Compressed bytes read.
+    pub archive_bytes: u64,
+    /// Decompressed tar bytes read.
+    pub tar_bytes: u64,
+}
+
+/// Which limit the stream guard hit (the I/O error it returns travels
+/// through tar, which may rewrap it).
+#[derive(Debug, Clone, Copy)]
+enum Trip {
+    TooLarge,
+    Bomb { decompressed: u64, compressed: u64 },
+}
+
+/// Counts the compressed bytes read.
+struct CountingReader<R> {
+    inner: R,
+    n: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n.set(self.n.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Enforces `max_size` and the ratio rule on the decompressed stream.
+struct Guard<R> {
+    inner: R,
+    compressed: Rc<Cell<u64>>,
+    out: Rc<Cell<u64>>,
+    max_size: u64,
+    max_ratio: u64,
+    trip: Rc<Cell<Option<Trip>>>,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.trip.get().is_some() {
+            return Err(io::Error::other("archive limit exceeded"));
+        }
+        let n = self.inner.read(buf)?;
+        let out = self.out.get() + n as u64;
+        self.out.set(out);
+        let compressed = self.compressed.get().max(1);
+        if out > self.max_size {
+            self.trip.set(Some(Trip::TooLarge));
+        } else if self.max_ratio > 0
+            && out > BOMB_MIN
+            && out > compressed.saturating_mul(self.max_ratio)
+        {
+            self.trip.set(Some(Trip::Bomb {
+                decompressed: out,
+                compressed,
+            }));
+        }
+        if self.trip.get().is_some() {
+            return Err(io::Error::other("archive limit exceeded"));
+        }
+        Ok(n)
+    }
+}
+
+/// What a member path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Dir,
+    CacheTag,
+    DepotToml,
+    Blob(Digest),
+    Entry(Key),
+}
+
+fn is_shard(s: &str) -> bool {
+    s.len() == 2
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Maps a member path to the one depot layout form it must be, or says why not.
+fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
+    if path.starts_with('/') {
+        return Err("is an absolute path".into());
+    }
+    let trimmed = if is_dir {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    let parts: Vec<&str> = trimmed.split('/').collect();
+    if parts.contains(&"..") {
+        return Err("climbs out of the depot with `..`".into());
+    }
+    if trimmed.contains('\\') || parts.iter().any(|c| c.is_empty() || *c == ".") {
+        return Err("is not a normalized relative path".into());
+    }
+    let outside = || {
+        let top = parts[0];
+        let local = ["projects-v1", "usage", "locks", "tmp", "quarantine"];
+        let newer = ["objects-v", "entries-v", "projects-v"]
+            .iter()
+            .any(|p| top.starts_with(p));
+        if local.contains(&top) {
+            format!("is not part of the depot layout an archive carries (`{top}/` is local state)")
+        } else if newer && top != "objects-v1" && top != "entries-v1" {
+            format!("uses depot layout `{top}`, which this relocache does not know (made by a newer relocache? then upgrade)")
+        } else {
+            "is not part of the depot layout".to_owned()
+        }
+    };
+    if is_dir {
+        return match parts.as_slice() {
+            ["objects-v1" | "entries-v1"] => Ok(Member::Dir),
+            ["objects-v1" | "entries-v1", s] if is_shard(s) => Ok(Member::Dir),
+            _ => Err(outside()),
+        };
+    }
+    match parts.as_slice() {
+        ["CACHEDIR.TAG"] => Ok(Member::CacheTag),
+        ["DEPOT.toml"] => Ok(Member::DepotToml),
+        ["objects-v1", s, name] if is_shard(s) => match name.parse::<Digest>() {
+            Ok(d) if name.starts_with(s) => Ok(Member::Blob(d)),
+            _ => Err(
+                "is not named `objects-v1/ab/<blake3 hex>` with `ab` its first two digits".into(),
+            ),
+        },
+        ["entries-v1", s, name] if is_shard(s) => {
+            match name.strip_suffix(".toml").map(|h| (h, h.parse::<Key>())) {
+                Some((h, Ok(k))) if h.starts_with(s) => Ok(Member::Entry(k)),
+                _ => Err(
+                    "is not named `entries-v1/ab/<key hex>.toml` with `ab` its first two digits"
+                        .into(),
+                ),
+            }
+        }
+        _ => Err(outside()),
+    }
+}
+
+/// The blake3 of a stored blob's uncompressed content, fed its stored bytes
+/// in chunks (zstd when they start with the zstd magic, else raw — the rule
+/// of [`crate::depot::blobs`]).
+struct ContentCheck {
+    /// The first bytes, until the format is known.
+    head: Vec<u8>,
+    limit: u64,
+    decided: Option<Decided>,
+}
+
+enum Decided {
+    Raw(HashCount),
+    Zstd(zstd::stream::write::Decoder<'static, HashCount>),
+}
+
+/// Hashes and counts content, failing past `limit`.
+struct HashCount {
+    hasher: blake3::Hasher,
+    n: u64,
+    limit: u64,
+    over: bool,
+}
+
+impl Write for HashCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.n += buf.len() as u64;
+        if self.n > self.limit {
+            self.over = true;
+            return Err(io::Error::other("blob content exceeds the limit"));
+        }
+        self.hasher.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why a blob's content could not be hashed.
+enum CheckError {
+    /// Content beyond the limit.
+    Over,
+    /// Not a valid zstd stream: it cannot match its name.
+    Invalid,
+}
+
+impl ContentCheck {
+    fn new(limit: u64) -> ContentCheck {
+        ContentCheck {
+            head: Vec::with_capacity(4),
+            limit,
+            decided: None,
+        }
+    }
+
+    fn feed(&mut self, mut chunk: &[u8]) -> Result<(), CheckError> {
+        if self.decided.is_none() {
+            let take = (4 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.head.len() < 4 {
+                return Ok(());
+            }
+            let hc = HashCount::new(self.limit);
+            self.decided = Some(if self.head == ZSTD_MAGIC {
+                let mut dec =
+                    zstd::stream::write::Decoder::new(hc).map_err(|_| CheckError::Invalid)?;
+                write_checked(&mut dec, &self.head)?;
+                Decided::Zstd(dec)
+            } else {
+                let mut hc = hc;
+                write_checked(&mut hc, &self.head)?;
+                Decided::Raw(hc)
+            });
+        }
+        match self.decided.as_mut() {
+            Some(Decided::Raw(hc)) => write_checked(hc, chunk),
+            Some(Decided::Zstd(dec)) => write_checked(dec, chunk),
+            None => Ok(()), // fewer than 4 bytes so far
+        }
+    }
+
+    fn finish(self) -> Result<Digest, CheckError> {
+        let hc = match self.decided {
+            // Fewer than 4 bytes: raw.
+            None => {
+                let mut hc = HashCount::new(self.limit);
+                write_checked(&mut hc, &self.head)?;
+                hc
+            }
+            Some(Decided::Raw(hc)) => hc,
+            Some(Decided::Zstd(mut dec)) => match dec.do_finish() {
+                Ok(()) => dec.into_inner(),
+                Err(_) if dec.get_ref().over => return Err(CheckError::Over),
+                Err(_) => return Err(CheckError::Invalid),
+            },
+        };
+        Ok(hc.hasher.finalize().into())
+    }
+}
+
+impl HashCount {
+    fn new(limit: u64) -> HashCount {
+        HashCount {
+            hasher: blake3::Hasher::new(),
+            n: 0,
+            limit,
+            over: false,
+        }
+    }
+}
+
+/// Writes into a [`HashCount`] or a decoder over one, telling the limit
+/// apart from invalid data.
+fn write_checked<W: Write + HasCount>(w: &mut W, data: &[u8]) -> Result<(), CheckError> {
+    match w.write_all(data) {
+        Ok(()) => Ok(()),
+        Err(_) if w.count().over => Err(CheckError::Over),
+        Err(_) => Err(CheckError::Invalid),
+    }
+}
+
+trait HasCount {
+    fn count(&self) -> &HashCount;
+}
+impl HasCount for HashCount {
+    fn count(&self) -> &HashCount {
+        self
+    }
+}
+impl HasCount for zstd::stream::write::Decoder<'static, HashCount> {
+    fn count(&self) -> &HashCount {
+        self.get_ref()
+    }
+}
+
+/// State of one unpack.
+struct Unpacking<'a> {
+    depot: &'a Depot,
+    opts: &'a UnpackOptions,
+    summary: UnpackSummary,
+    entries: BTreeMap<Key, Entry>,
+    blobs: HashSet<Digest>,
+    trip: Rc<Cell<Option<Trip>>>,
+}
+
+impl Unpacking<'_> {
+    /// An I/O error from the stream: a tripped limit, or corruption.
+    fn read_err(&self, e: io::Error) -> ArchiveError {
+        match self.trip.get() {
+            Some(Trip::TooLarge) => ArchiveError::TooLarge {
+                limit: self.opts.max_size,
+            },
+            Some(Trip::Bomb {
+                decompressed,
+                compressed,
+            }) => ArchiveError::Bomb {
+                ratio: self.opts.max_ratio,
+                decompressed,
+                compressed,
+            },
+            None => ArchiveError::Corrupt(e),
+        }
+    }
+
+    fn member<R: Read>(&mut self, mut m: tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+        let name = String::from_utf8_lossy(&m.path_bytes()).into_owned();
+        let bad = |problem: &str| ArchiveError::BadMember {
+            member: name.clone(),
+            problem: problem.to_owned(),
+        };
+        use tar::EntryType as T;
+        let kind = m.header().entry_type();
+        let is_dir = match kind {
+            T::Regular => false,
+            T::Directory => true,
+            T::Symlink => return Err(bad("is a symbolic link (a depot archive holds none)")),
+            T::Link => return Err(bad("is a hard link (a depot archive holds none)")),
+            T::Char | T::Block => return Err(bad("is a device file")),
+            T::Fifo => return Err(bad("is a fifo")),
+            other => {
+                return Err(bad(&format!(
+                    "has tar type `{}`, not a regular file or directory",
+                    other.as_byte() as char
+                )))
+            }
+        };
+        if std::str::from_utf8(&m.path_bytes()).is_err() {
+            return Err(bad("is not valid UTF-8"));
+        }
+        let size = m.size();
+        match classify(&name, is_dir).map_err(|p| bad(&p))? {
+            Member::Dir => Ok(()),
+            Member::CacheTag => {
+                self.small(&mut m, &name, size)?;
+                Ok(())
+            }
+            Member::DepotToml => {
+                let text = self.small(&mut m, &name, size)?;
+                let config: DepotConfig = toml::from_str(&text)
+                    .map_err(|e| bad(&format!("is not a valid DEPOT.toml: {}", e.message())))?;
+                if config.format > DEPOT_FORMAT {
+                    return Err(ArchiveError::NewerFormat {
+                        found: config.format,
+                    });
+                }
+                Ok(())
+            }
+            Member::Blob(d) => self.blob(&mut m, &name, d, size),
+            Member::Entry(k) => self.entry(&mut m, &name, k, size),
+        }
+    }
+
+    /// Reads a member of at most `limit` bytes completely.
+    fn read_all(
+        &self,
+        m: &mut impl Read,
+        name: &str,
+        size: u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<String, ArchiveError> {
+        if size > limit {
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: format!(
+                    "is {}, too large for {what} (at most {})",
+                    format_size(size),
+                    format_size(limit)
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        m.read_to_end(&mut bytes).map_err(|e| self.read_err(e))?;
+        if bytes.len() as u64 != size {
+            return Err(ArchiveError::Truncated);
+        }
+        String::from_utf8(bytes).map_err(|_| ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: "is not UTF-8 text".into(),
+        })
+    }
+
+    fn small(&self, m: &mut impl Read, name: &str, size: u64) -> Result<String, ArchiveError> {
+        self.read_all(m, name, size, MAX_SMALL_FILE, "this file")
+    }
+
+    fn entry(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        key: Key,
+        size: u64,
+    ) -> Result<(), ArchiveError> {
+        let text = self.read_all(m, name, size, MAX_ENTRY_BYTES, "an entry")?;
+        let entry = parse_entry(&text).map_err(|message| ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: format!("is not a valid entry: {message}"),
+        })?;
+        if entry.key != key {
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: format!("records key {} under another name", entry.key),
+            });
+        }
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    fn blob(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        d: Digest,
+        size: u64,
+    ) -> Result<(), ArchiveError> {
+        let present = self.depot.has_blob(&d) || self.blobs.contains(&d);
+        let mut staged = if present {
+            None
+        } else {
+            Some(write::staging(self.depot)?)
+        };
+        let mut check = ContentCheck::new(self.opts.max_size);
+        let mut buf = vec![0u8; BUF];
+        let mut got = 0u64;
+        let limit = self.opts.max_size;
+        let checked = |r: Result<(), CheckError>| {
+            match r {
+            Ok(()) => Ok(()),
+            Err(CheckError::Over) => Err(ArchiveError::BlobTooLarge {
+                member: name.to_owned(),
+                limit,
+            }),
+            // Not a decodable stream: whatever it holds, it is not the blob
+            // its name says.
+            Err(CheckError::Invalid) => Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: "starts like zstd but is not a valid zstd stream, so it cannot hold the blob its name says".into(),
+            }),
+        }
+        };
+        loop {
+            let n = match m.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_err(e)),
+            };
+            got += n as u64;
+            if let Some(s) = staged.as_mut() {
+                let path = s.path().to_path_buf();
+                s.write_all(&buf[..n])
+                    .map_err(DepotError::io("write", &path))?;
+            }
+            checked(check.feed(&buf[..n]))?;
+        }
+        if got != size {
+            return Err(ArchiveError::Truncated);
+        }
+        let actual = match check.finish() {
+            Ok(a) => a,
+            Err(e) => return checked(Err(e)),
+        };
+        if actual != d {
+            return Err(ArchiveError::BlobMismatch {
+                member: name.to_owned(),
+                actual,
+            });
+        }
+        match staged {
+            Some(s) => {
+                write::persist(s, &self.depot.blob_path(&d))?;
+                self.summary.blobs_added += 1;
+                self.summary.bytes_added += got;
+            }
+            None => self.summary.blobs_present += 1,
+        }
+        self.blobs.insert(d);
+        Ok(())
+    }
+
+    /// Publishes the held entries once every blob they name is available.
+    fn publish(&mut self) -> Result<(), ArchiveError> {
+        for e in self.entries.values() {
+            for b in e.blobs() {
+                if !self.blobs.contains(&b) && !self.depot.has_blob(&b) {
+                    return Err(ArchiveError::MissingBlob {
+                        key: e.key,
+                        target: format!("{}/{}", e.project, e.target),
+                        blob: b,
+                    });
+                }
+            }
+        }
+        for e in self.entries.values() {
+            match self.depot.read_entry(&e.key) {
+                Ok(Some(_)) => self.summary.entries_present += 1,
+                // Absent, or damaged: the verified copy replaces it.
+                Ok(None) | Err(_) => {
+                    self.depot.write_entry(e)?;
+                    self.summary.entries_added.push(EntryRef::of(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Merges the archive read from `input` into `depot`; see the module docs
+/// for what is accepted. On any error no entry of the archive is published.
+pub fn unpack(
+    depot: &Depot,
+    input: impl Read,
+    opts: &UnpackOptions,
+    reporter: &dyn Reporter,
+) -> Result<UnpackSummary, ArchiveError> {
+    let compressed = Rc::new(Cell::new(0u64));
+    let decompressed = Rc::new(Cell::new(0u64));
+    let trip = Rc::new(Cell::new(None));
+    let counting = CountingReader {
+        inner: input,
+        n: compressed.clone(),
+    };
+    let decoder = zstd::Decoder::new(counting).map_err(ArchiveError::Corrupt)?;
+    let guard = Guard {
+        inner: decoder,
+        compressed: compressed.clone(),
+        out: decompressed.clone(),
+        max_size: opts.max_size,
+        max_ratio: opts.max_ratio,
+        trip: trip.clone(),
+    };
+    let mut state = Unpacking {
+        depot,
+        opts,
+        summary: UnpackSummary::default(),
+        entries: BTreeMap::new(),
+        blobs: HashSet::new(),
+        trip,
+    };
+    let mut archive = tar::Archive::new(guard);
+    {
+        let members = archive.entries().map_err(|e| state.read_err(e))?;
+        for m in members {
+            let m = m.map_err(|e| state.read_err(e))?;
+            state.member(m)?;
+            if let Some(total) = opts.archive_len {
+                reporter.progress("unpack", compressed.get().min(total), total);
+            }
+        }
+    }
+    // tar stops at the first zero block. A complete archive has at least one
+    // more (and maybe record padding), all zeros; a stream that simply ends
+    // was cut at a member boundary.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut trailer = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(state.read_err(e)),
+        };
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(ArchiveError::BadMember {
+                member: "(after the end of the archive)".into(),
+                problem: "is data after tar's end-of-archive marker".into(),
+            });
+        }
+        trailer += n as u64;
+    }
+    if trailer < 512 {
+        return Err(ArchiveError::Truncated);
+    }
+    state.publish()?;
+    if let Some(total) = opts.archive_len {
+        reporter.progress("unpack", total, total);
+    }
+    state.summary.archive_bytes = compressed.get();
+    state.summary.tar_bytes = decompressed.get();
+    Ok(state.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_depot_layout_is_accepted() {
+        let hex = Digest::of(b"x").to_hex();
+        let blob = format!("objects-v1/{}/{hex}", &hex[..2]);
+        assert!(matches!(classify(&blob, false), Ok(Member::Blob(_))));
+        let entry = format!("entries-v1/{}/{hex}.toml", &hex[..2]);
+        assert!(matches!(classify(&entry, false), Ok(Member::Entry(_))));
+        assert_eq!(classify("objects-v1/", true), Ok(Member::Dir));
+        assert_eq!(classify("entries-v1/0a/", true), Ok(Member::Dir));
+        assert_eq!(classify("DEPOT.toml", false), Ok(Member::DepotToml));
+        let wrong_shard = if &hex[..2] == "00" { "01" } else { "00" };
+        for bad in [
+            format!("objects-v1/{wrong_shard}/{hex}"),
+            format!("objects-v1/{}/{}", &hex[..2], hex.to_uppercase()),
+            format!("entries-v1/{}/{hex}", &hex[..2]),
+            format!("./{blob}"),
+            format!("/{blob}"),
+            format!("objects-v1/{}/../../{hex}", &hex[..2]),
+            "objects-v1//x".into(),
+            "tmp/x".into(),
+            "projects-v1/p/t.toml".into(),
+            "DEPOT.toml/x".into(),
+        ] {
+            assert!(classify(&bad, false).is_err(), "{bad}");
+        }
+        assert!(classify("tmp/", true).is_err());
+        assert!(classify("objects-v2/ab/x", false)
+            .unwrap_err()
+            .contains("newer relocache"));
+        assert!(classify("../x", false).unwrap_err().contains(".."));
+        assert!(classify("/etc/passwd", false)
+            .unwrap_err()
+            .contains("absolute"));
+    }
+
+    #[test]
+    fn content_check_hashes_raw_and_zstd_blobs_by_their_content() {
+        let data = b"some content ".repeat(1000);
+        let packed = zstd::encode_all(&data[..], 3).unwrap();
+        for (stored, chunk) in [(&data, 7), (&packed, 3), (&packed, 100_000)] {
+            let mut c = ContentCheck::new(u64::MAX);
+            for part in stored.chunks(chunk) {
+                assert!(c.feed(part).is_ok());
+            }
+            assert_eq!(c.finish().ok(), Some(Digest::of(&data)));
+        }
+        // Tiny raw blobs never reach the 4-byte decision.
+        let mut c = ContentCheck::new(u64::MAX);
+        assert!(c.feed(b"ab").is_ok());
+        assert_eq!(c.finish().ok(), Some(Digest::of(b"ab")));
+        // A truncated frame is invalid, never a prefix's digest.
+        let mut c = ContentCheck::new(u64::MAX);
+        assert!(c.feed(&packed[..packed.len() - 3]).is_ok());
+        assert!(matches!(c.finish(), Err(CheckError::Invalid)));
+        // Content past the limit is refused while streaming.
+        // (The decoder may hold decoded bytes until the next write or the end.)
+        let mut c = ContentCheck::new(100);
+        let over = match c.feed(&packed) {
+            Err(e) => matches!(e, CheckError::Over),
+            Ok(()) => matches!(c.finish(), Err(CheckError::Over)),
+        };
+        assert!(over);
+    }
+}

@@ -1,0 +1,312 @@
+//! `relocache pack`, `unpack` and `hash`: moving a depot through a CI cache or
+//! to another machine. Parses arguments, picks the depot, renders the
+//! library's summaries ([`relocache::archive`], [`relocache::treehash`]).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use relocache::archive::{
+    self, PackOptions, PackSummary, UnpackOptions, UnpackSummary, DEFAULT_MAX_RATIO,
+};
+use relocache::depot::DepotStack;
+use relocache::manifest::{Manifest, ManifestError};
+use relocache::plan::plan;
+use relocache::treehash::hash_paths;
+use relocache::units::{format_size, parse_size};
+
+use super::progress::Bars;
+use super::{Env, UsageError};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache pack depot.tar.zst              every entry of the depot and its blobs
+  relocache pack ci.tar.zst lib app         only what `lib` and `app` need now (with their deps)
+  relocache pack - | ssh host relocache unpack -
+  tar --zstd -tf depot.tar.zst              a standard tar.zst: GNU tar lists and extracts it
+
+The archive is deterministic: the same entries give the same bytes on any machine.
+It holds blobs (as stored), entries, DEPOT.toml and CACHEDIR.TAG; never project
+records, usage logs, locks or staging files. FILE is written atomically (a
+temporary file beside it, then a rename). Exit status: 0 packed, 1 a named target
+has no entry for its current inputs (nothing written), 2 usage or manifest error.")]
+pub struct PackArgs {
+    /// Archive to write (`.tar.zst`), or `-` for stdout
+    pub file: PathBuf,
+    /// Pack only these targets' current entries, their deps' and their blobs (default: the whole depot)
+    pub targets: Vec<String>,
+    /// zstd level of the archive, 1-19 (blobs are already compressed, so higher levels gain little)
+    #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache unpack ci.tar.zst               merge into the depot (existing blobs and entries are kept)
+  curl -sL $URL | relocache unpack -        stream from stdin; never held in memory
+  relocache --depot /ci/depot unpack ci.tar.zst --json
+
+Every blob is verified against its name before it becomes visible; entries are
+published only after the whole archive was read and every blob they name is in the
+archive or the depot. Refused (exit 1, no entry published, nothing written outside
+the depot): `..` or absolute member paths, links, devices, fifos, members outside the
+depot layout, blobs whose content does not match their name, entries naming absent
+blobs, a corrupt or truncated stream, more than --max-size decompressed, and a
+stream past 16 MiB that expands more than --max-ratio times.")]
+pub struct UnpackArgs {
+    /// Archive to read, or `-` for stdin
+    pub file: PathBuf,
+    /// Refuse archives that decompress to more than this (also bounds each blob's content)
+    #[arg(long, value_name = "SIZE", default_value = "64G", value_parser = parse_size_arg)]
+    pub max_size: u64,
+    /// Refuse archives that expand more than N times (past 16 MiB); 0 turns the check off
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RATIO)]
+    pub max_ratio: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache hash 'src/**/*.c' Cargo.lock    one digest of these files, for a CI cache key
+  relocache hash . --json                   every non-ignored file below here, with per-file digests
+  relocache -C fixtures/c-demo hash src     paths relative to the -C directory
+
+The digest is the blake3 of the sorted (relative path, content digest) list: the
+same tree gives the same digest at any path on any machine; mtimes and modes do not
+count. Globs work as in relocache.toml (`*` stays in one directory, `**` crosses
+them, .gitignore'd files match only when named); a directory means every file below
+it. An argument that matches nothing exits 2.")]
+pub struct HashArgs {
+    /// Files, directories or globs, relative to the current directory (or -C DIR)
+    #[arg(required = true, value_name = "PATH|GLOB")]
+    pub paths: Vec<String>,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn is_stdio(p: &std::path::Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// The manifest when there is one; a missing one is fine for commands that
+/// only need a depot, a broken one is not.
+fn optional_manifest(env: &Env) -> Result<Option<Manifest>> {
+    match env.manifest() {
+        Ok(m) => Ok(Some(m)),
+        Err(ManifestError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
+    let to_stdout = is_stdio(&args.file);
+    if to_stdout && env.cli.json {
+        return Err(UsageError(
+            "`pack -` writes the archive to stdout, so it cannot also print --json\n  help: pack into a file to get the JSON summary"
+                .into(),
+        )
+        .into());
+    }
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(UsageError(
+            "refusing to write a binary archive to a terminal\n  help: redirect stdout (`relocache pack - > ci.tar.zst`) or name a file".into(),
+        )
+        .into());
+    }
+    let manifest = if args.targets.is_empty() {
+        optional_manifest(env)?
+    } else {
+        Some(env.manifest()?)
+    };
+    let paths = env.depot_paths(manifest.as_ref())?;
+    let Some(stack) = DepotStack::open_read_only(&paths)? else {
+        return Err(UsageError(format!(
+            "there is no depot at `{}`, so there is nothing to pack\n  help: build first, or pass --depot DIR",
+            paths[0].display()
+        ))
+        .into());
+    };
+    let bars = Bars::new(!env.cli.quiet && !env.cli.json);
+    let (entries, opts) = if args.targets.is_empty() {
+        // The whole depot: the one that is written, not the read-only rest of a stack.
+        let (entries, skipped) = archive::depot_entries(stack.primary())?;
+        for s in &skipped {
+            relocache::report::Reporter::warning(
+                &bars,
+                &format!("not packed: entry {}: {}", s.key.short(), s.reason),
+            );
+        }
+        (
+            entries,
+            PackOptions {
+                level: args.level,
+                strict: false,
+            },
+        )
+    } else {
+        let manifest = manifest.as_ref().expect("loaded for targets");
+        let planned = plan(manifest, stack.all(), stack.primary().root(), &args.targets)?;
+        let mut entries = Vec::new();
+        let mut missing = Vec::new();
+        for p in planned {
+            match (p.entry, p.error, p.blocked_by) {
+                (Some((_, e)), _, _) => entries.push(e),
+                (None, Some(err), _) => missing.push(format!("{}: {err}", p.name)),
+                (None, None, Some(dep)) => {
+                    missing.push(format!("{}: its dep `{dep}` has no entry", p.name))
+                }
+                (None, None, None) => {
+                    missing.push(format!("{}: no entry for its current inputs", p.name))
+                }
+            }
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "cannot pack: {}\n  help: run `relocache build {}` first; nothing was written",
+                missing.join("; "),
+                args.targets.join(" ")
+            );
+        }
+        (
+            entries,
+            PackOptions {
+                level: args.level,
+                strict: true,
+            },
+        )
+    };
+    let summary = if to_stdout {
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        archive::pack(stack.all(), entries, out, &opts, &bars)
+    } else {
+        archive::pack_to_path(stack.all(), entries, &args.file, &opts, &bars)
+    };
+    bars.finish();
+    let summary = summary.with_context(|| match to_stdout {
+        true => "pack to stdout failed".to_owned(),
+        false => format!("pack into `{}` failed", args.file.display()),
+    })?;
+    if env.cli.json {
+        super::print_json(&summary)?;
+    } else {
+        eprintln!("{}", pack_line(&summary, &args.file));
+    }
+    Ok(0)
+}
+
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn pack_line(s: &PackSummary, file: &std::path::Path) -> String {
+    let dest = if is_stdio(file) {
+        "stdout".to_owned()
+    } else {
+        format!("`{}`", file.display())
+    };
+    let mut line = format!(
+        "packed {} and {} ({}) into {dest}: {}",
+        count(s.entries.len() as u64, "entry", "entries"),
+        count(s.blobs, "blob", "blobs"),
+        format_size(s.blob_bytes),
+        format_size(s.archive_bytes)
+    );
+    if !s.skipped.is_empty() {
+        line.push_str(&format!(
+            " ({} left out, see the warnings above)",
+            s.skipped.len()
+        ));
+    }
+    line
+}
+
+pub fn unpack(env: &Env, args: &UnpackArgs) -> Result<i32> {
+    let manifest = optional_manifest(env)?;
+    let from_stdin = is_stdio(&args.file);
+    let file = if from_stdin {
+        None
+    } else {
+        let path = env.cwd.join(&args.file);
+        match std::fs::File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(UsageError(format!(
+                    "archive `{}` does not exist\n  help: name a file made by `relocache pack`, or `-` for stdin",
+                    args.file.display()
+                ))
+                .into())
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("could not open `{}`", path.display()))
+            }
+        }
+    };
+    let stack = env.depots(manifest.as_ref())?;
+    let depot = stack.primary();
+    let opts = UnpackOptions {
+        max_size: args.max_size,
+        max_ratio: args.max_ratio,
+        archive_len: file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| m.len()),
+    };
+    let bars = Bars::new(!env.cli.quiet && !env.cli.json);
+    let result = match file {
+        Some(f) => archive::unpack(depot, f, &opts, &bars),
+        None => archive::unpack(depot, std::io::stdin().lock(), &opts, &bars),
+    };
+    bars.finish();
+    let name = if from_stdin {
+        "stdin".to_owned()
+    } else {
+        format!("`{}`", args.file.display())
+    };
+    let summary = result
+        .with_context(|| format!("unpack of {name} into `{}` failed", depot.root().display()))?;
+    if env.cli.json {
+        super::print_json(&summary)?;
+    } else {
+        eprintln!("{}", unpack_line(&summary, &name));
+    }
+    Ok(0)
+}
+
+fn unpack_line(s: &UnpackSummary, name: &str) -> String {
+    format!(
+        "unpacked {name}: {} added ({} already present), {} added ({} already present), {} written",
+        count(s.entries_added.len() as u64, "entry", "entries"),
+        s.entries_present,
+        count(s.blobs_added, "blob", "blobs"),
+        s.blobs_present,
+        format_size(s.bytes_added)
+    )
+}
+
+pub fn hash(env: &Env, args: &HashArgs) -> Result<i32> {
+    let base = env.project_dir();
+    let tree = hash_paths(&base, &args.paths).map_err(|e| {
+        if e.is_usage() {
+            anyhow::Error::new(UsageError(e.to_string()))
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    if env.cli.json {
+        super::print_json(&tree)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", tree.digest)?;
+        if !env.cli.quiet {
+            eprintln!("hashed {}", count(tree.files.len() as u64, "file", "files"));
+        }
+    }
+    Ok(0)
+}

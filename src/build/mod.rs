@@ -4,6 +4,7 @@
 //! Independent targets run in parallel on `jobs` workers; a failed target
 //! skips its dependents while the others finish.
 
+mod account;
 pub mod restore;
 pub mod run;
 pub mod store;
@@ -190,6 +191,8 @@ pub(crate) struct Ctx<'a> {
     pub excluded: HashMap<String, Vec<RelPath>>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
+    /// Uses and counters of this run, written to the depot's usage log at the end.
+    pub usage: crate::depot::usage::Recorder,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -236,6 +239,7 @@ impl<'a> Ctx<'a> {
             rooted: Rooted::new(&manifest.root, depot_root),
             excluded,
             closure,
+            usage: crate::depot::usage::Recorder::new(&manifest.name),
         }
     }
 
@@ -394,6 +398,7 @@ pub fn build(
                 reporter.target_started(&t.name);
                 let (report, out) =
                     process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
+                account::finished(&ctx.usage, &report, out.as_ref(), forced.contains(&t.name));
                 let mut g = sched.lock().unwrap();
                 reporter.target_finished(&report);
                 let ok = out.is_some();
@@ -434,6 +439,9 @@ pub fn build(
             });
         }
     });
+    if let Err(e) = ctx.usage.flush(depots.primary()) {
+        reporter.warning(&format!("could not record cache usage: {e}"));
+    }
     let g = sched.into_inner().unwrap();
     let targets: Vec<TargetReport> = g
         .results
@@ -571,13 +579,18 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
                 continue;
             }
         };
-        if let Err(e) = restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs) {
-            warnings.push(format!(
-                "cannot restore `{}` from the cache: {e}; rebuilding",
-                t.name
-            ));
-            continue;
-        }
+        let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs) {
+            Ok(r) => r,
+            Err(e) => {
+                warnings.push(format!(
+                    "cannot restore `{}` from the cache: {e}; rebuilding",
+                    t.name
+                ));
+                continue;
+            }
+        };
+        ctx.usage
+            .hit(&t.name, key, entry.duration_ms, restored.bytes_written);
         if i > 0 {
             let copied = entry
                 .blobs()

@@ -24,6 +24,7 @@
 pub mod build;
 pub mod depot;
 pub mod digest;
+pub mod gc;
 pub mod hash;
 pub mod inputs;
 pub mod key;
@@ -32,4 +33,5 @@ pub mod plan;
 pub mod reloc;
 pub mod relpath;
 pub mod report;
+pub mod stats;
 pub mod units;

@@ -3,8 +3,10 @@
 //! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
 
 mod build;
-#[allow(dead_code)] // used by the pack, unpack, gc and verify commands
+mod clear;
+mod gc;
 pub mod progress;
+mod stats;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,6 +53,12 @@ pub struct Cli {
 pub enum Cmd {
     /// Build or restore targets and their deps, in dependency order
     Build(build::BuildArgs),
+    /// Evict least recently used or old entries and sweep orphans
+    Gc(gc::GcArgs),
+    /// Drop the entries of targets, one key, this project, or all
+    Clear(clear::ClearArgs),
+    /// Show hits, misses, builds, bytes, time saved and depot size
+    Stats(stats::StatsArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -108,6 +116,9 @@ pub fn main() -> i32 {
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),
+        Cmd::Gc(args) => gc::run(&env, args),
+        Cmd::Clear(args) => clear::run(&env, args),
+        Cmd::Stats(args) => stats::run(&env, args),
     };
     match result {
         Ok(code) => code,

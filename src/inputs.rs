@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::hash::hash_file;
 use crate::manifest::{Location, Pattern, Target};
+use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 
 /// The state of one input file as it enters a key.
@@ -50,14 +51,15 @@ pub enum FileState {
 /// stat fields that say whether a file may have changed since it was hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-    ino: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
+    pub(crate) ctime_ns: i128,
+    pub(crate) ino: u64,
 }
 
 impl Stamp {
-    fn of(md: &std::fs::Metadata) -> Stamp {
+    /// The stamp of `md`.
+    pub fn of(md: &std::fs::Metadata) -> Stamp {
         Stamp {
             size: md.len(),
             mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
@@ -181,6 +183,14 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
                 }
                 return WalkState::Continue;
             }
+            // Temporaries of an interrupted restore are never inputs.
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".relocache-")
+            {
+                return WalkState::Continue;
+            }
             if let Ok(rel) = entry.path().strip_prefix(root) {
                 match RelPath::from_path(rel) {
                     Ok(p) => found.lock().unwrap().push(p),
@@ -223,16 +233,19 @@ impl DepFiles {
 pub struct Inputs<'a> {
     root: &'a Path,
     scan: &'a ProjectScan,
+    memo: Option<&'a StatMemo>,
     states: Mutex<HashMap<RelPath, (FileState, Stamp)>>,
     tools: Mutex<HashMap<String, Digest>>,
 }
 
 impl<'a> Inputs<'a> {
-    /// Over the project at `root`, as walked by `scan`.
-    pub fn new(root: &'a Path, scan: &'a ProjectScan) -> Inputs<'a> {
+    /// Over the project at `root`, as walked by `scan`, skipping the hashing
+    /// of files whose stat `memo` vouches for.
+    pub fn new(root: &'a Path, scan: &'a ProjectScan, memo: Option<&'a StatMemo>) -> Inputs<'a> {
         Inputs {
             root,
             scan,
+            memo,
             states: Mutex::new(HashMap::new()),
             tools: Mutex::new(HashMap::new()),
         }
@@ -341,7 +354,7 @@ impl<'a> Inputs<'a> {
         let fresh: Vec<(RelPath, bool, FileState, Stamp)> = todo
             .into_par_iter()
             .map(|(p, track)| {
-                let (state, stamp) = file_state(&p.to_path(self.root), track)?;
+                let (state, stamp) = file_state(self.root, &p, track, self.memo)?;
                 Ok((p, track, state, stamp))
             })
             .collect::<Result<_, InputError>>()?;
@@ -389,7 +402,7 @@ impl<'a> Inputs<'a> {
                     return false;
                 }
                 let track = !matches!(i.state, FileState::Untracked { .. });
-                match file_state(&abs, track) {
+                match file_state(self.root, &i.path, track, None) {
                     Ok((state, _)) => state != i.state,
                     Err(_) => true,
                 }
@@ -422,7 +435,13 @@ fn merge(wanted: &mut BTreeMap<RelPath, bool>, p: RelPath, track: bool) {
     *slot |= track;
 }
 
-fn file_state(abs: &Path, track: bool) -> Result<(FileState, Stamp), InputError> {
+fn file_state(
+    root: &Path,
+    rel: &RelPath,
+    track: bool,
+    memo: Option<&StatMemo>,
+) -> Result<(FileState, Stamp), InputError> {
+    let abs = &rel.to_path(root);
     let md = std::fs::symlink_metadata(abs).map_err(io_err(abs))?;
     let stamp = Stamp::of(&md);
     if md.file_type().is_symlink() {
@@ -443,11 +462,20 @@ fn file_state(abs: &Path, track: bool) -> Result<(FileState, Stamp), InputError>
             stamp,
         ));
     }
-    let (digest, size) = hash_file(abs).map_err(io_err(abs))?;
+    let digest = match memo.and_then(|m| m.lookup(rel, &stamp)) {
+        Some(d) => d,
+        None => {
+            let (d, _) = hash_file(abs).map_err(io_err(abs))?;
+            if let Some(m) = memo {
+                m.record(rel, stamp, d);
+            }
+            d
+        }
+    };
     Ok((
         FileState::File {
             digest,
-            size,
+            size: stamp.size,
             executable: md.permissions().mode() & 0o111 != 0,
         },
         stamp,

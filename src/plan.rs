@@ -17,6 +17,7 @@ use crate::depot::Depot;
 use crate::digest::Key;
 use crate::inputs::ProjectScan;
 use crate::manifest::Manifest;
+use crate::memo::StatMemo;
 
 /// One target's current state.
 #[derive(Debug, Clone)]
@@ -53,7 +54,11 @@ pub fn plan(
     let mut roots: Vec<PathBuf> = depots.iter().map(|d| d.root().to_path_buf()).collect();
     roots.push(depot_root.to_path_buf());
     let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
-    let ctx = Ctx::new(manifest, depots, depot_root, &scan);
+    // Read the memo of the first depot to avoid re-hashing; never write it.
+    let memo = depots
+        .first()
+        .map(|d| StatMemo::load(StatMemo::location(d, &manifest.name, &manifest.root)));
+    let ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
     let mut outs: HashMap<String, DepOut> = HashMap::new();
     let mut result = Vec::new();
     for name in manifest.closure(&selected) {
@@ -67,7 +72,10 @@ pub fn plan(
             error: None,
         };
         if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(*d)) {
+            // The key is unknown, but what the target reads on disk now is
+            // still worth showing (graph --files, explain).
             p.blocked_by = Some(d.clone());
+            p.summary = ctx.compute_with(t, &outs).ok().map(|c| c.summary);
             result.push(p);
             continue;
         }

@@ -24,6 +24,7 @@ use crate::digest::{Digest, Key};
 use crate::inputs::{DepFiles, FileState, InputError, InputFile, Inputs, ProjectScan};
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{Command, Manifest, Target};
+use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 use crate::report::Reporter;
 
@@ -191,6 +192,10 @@ pub(crate) struct Ctx<'a> {
     pub excluded: HashMap<String, Vec<RelPath>>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
+    /// Whether the first depot accepts writes (locks, blobs, entries).
+    pub writable: bool,
+    /// Digests of unchanged files, by stat.
+    pub memo: Option<&'a StatMemo>,
     /// Uses and counters of this run, written to the depot's usage log at the end.
     pub usage: crate::depot::usage::Recorder,
 }
@@ -218,6 +223,7 @@ impl<'a> Ctx<'a> {
         depots: &'a [Depot],
         depot_root: &std::path::Path,
         scan: &'a ProjectScan,
+        memo: Option<&'a StatMemo>,
     ) -> Ctx<'a> {
         let mut excluded = HashMap::new();
         let mut closure = HashMap::new();
@@ -235,10 +241,12 @@ impl<'a> Ctx<'a> {
         Ctx {
             manifest,
             depots,
-            inputs: Inputs::new(&manifest.root, scan),
+            inputs: Inputs::new(&manifest.root, scan, memo),
+            memo,
             rooted: Rooted::new(&manifest.root, depot_root),
             excluded,
             closure,
+            writable: true,
             usage: crate::depot::usage::Recorder::new(&manifest.name),
         }
     }
@@ -338,7 +346,20 @@ pub fn build(
         .map(|d| d.root().to_path_buf())
         .collect();
     let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
-    let ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan);
+    let memo = StatMemo::load(StatMemo::location(
+        depots.primary(),
+        &manifest.name,
+        &manifest.root,
+    ));
+    let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
+    if let Err(e) = depots.primary().probe_writable() {
+        ctx.writable = false;
+        reporter.warning(&format!(
+            "the depot `{}` is not writable ({}): targets still build and hits still restore, but new results are not cached",
+            depots.primary().root().display(),
+            e.source_text()
+        ));
+    }
     let n = order.len();
     let index: HashMap<&str, usize> = order
         .iter()
@@ -439,8 +460,12 @@ pub fn build(
             });
         }
     });
-    if let Err(e) = ctx.usage.flush(depots.primary()) {
-        reporter.warning(&format!("could not record cache usage: {e}"));
+    if ctx.writable {
+        // Best effort: a memo that cannot be saved only costs hashing next time.
+        let _ = memo.save(depots.primary());
+        if let Err(e) = ctx.usage.flush(depots.primary()) {
+            reporter.warning(&format!("could not record cache usage: {e}"));
+        }
     }
     let g = sched.into_inner().unwrap();
     let targets: Vec<TargetReport> = g
@@ -500,16 +525,20 @@ fn process(
     }
     let primary = &ctx.depots[0];
     let mut waited = false;
-    let lock = match primary.lock_key(&key, |holder| {
-        waited = true;
-        reporter.waiting(&t.name, holder);
-    }) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            warnings.push(format!(
-                "could not take the build lock ({e}); building without it"
-            ));
-            None
+    let lock = if !ctx.writable {
+        None
+    } else {
+        match primary.lock_key(&key, |holder| {
+            waited = true;
+            reporter.waiting(&t.name, holder);
+        }) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warnings.push(format!(
+                    "could not take the build lock ({e}); building without it"
+                ));
+                None
+            }
         }
     };
     if waited && !forced {
@@ -579,16 +608,17 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
                 continue;
             }
         };
-        let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs) {
-            Ok(r) => r,
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot restore `{}` from the cache: {e}; rebuilding",
-                    t.name
-                ));
-                continue;
-            }
-        };
+        let restored =
+            match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
+                Ok(r) => r,
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot restore `{}` from the cache: {e}; rebuilding",
+                        t.name
+                    ));
+                    continue;
+                }
+            };
         ctx.usage
             .hit(&t.name, key, entry.duration_ms, restored.bytes_written);
         if i > 0 {
@@ -662,7 +692,7 @@ fn build_miss(
             run.stderr,
         );
     }
-    let records = match store::collect(root, &t.outputs) {
+    let records = match store::collect(root, &t.outputs, ctx.memo) {
         Ok(r) => r,
         Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
     };
@@ -723,6 +753,11 @@ fn build_miss(
         summary: &computed.summary,
     };
     let primary = &ctx.depots[0];
+    if !ctx.writable {
+        r.stdout = run.stdout;
+        r.stderr = run.stderr;
+        return (r, Some(out));
+    }
     match store::store(primary, root, req) {
         Ok(_) => {
             r.stored = true;

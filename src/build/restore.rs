@@ -13,7 +13,10 @@ use rayon::prelude::*;
 
 use crate::depot::entries::{Entry, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
+use crate::digest::Digest;
 use crate::hash::hash_file;
+use crate::inputs::Stamp;
+use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 
 /// What a restore did.
@@ -33,6 +36,7 @@ pub fn restore(
     entry: &Entry,
     root: &Path,
     declared: &[RelPath],
+    memo: Option<&StatMemo>,
 ) -> Result<Restored, DepotError> {
     // Directories and symlinks first, in path order, so parents exist.
     for o in &entry.outputs {
@@ -58,7 +62,7 @@ pub fn restore(
         .collect();
     let results: Vec<Result<Option<u64>, DepotError>> = files
         .par_iter()
-        .map(|o| restore_file(depot, o, &o.path.to_path(root)))
+        .map(|o| restore_file(depot, o, &o.path.to_path(root), memo))
         .collect();
     let mut stats = Restored::default();
     for r in results {
@@ -74,8 +78,9 @@ pub fn restore(
     Ok(stats)
 }
 
-/// Whether the file at `dest` already matches `o` (kind, size, mode, content).
-fn already_there(o: &OutputRecord, dest: &Path) -> bool {
+/// Whether the file at `dest` already matches `o` (kind, size, mode, content);
+/// the memo spares hashing an output that has not been touched.
+fn already_there(o: &OutputRecord, dest: &Path, memo: Option<&StatMemo>) -> bool {
     let md = match fs::symlink_metadata(dest) {
         Ok(md) if md.is_file() => md,
         _ => return false,
@@ -83,11 +88,28 @@ fn already_there(o: &OutputRecord, dest: &Path) -> bool {
     if md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable {
         return false;
     }
-    matches!(hash_file(dest), Ok((d, _)) if Some(d) == o.digest)
+    let stamp = Stamp::of(&md);
+    if let Some(d) = memo.and_then(|m| m.lookup(&o.path, &stamp)) {
+        return Some(d) == o.digest;
+    }
+    match hash_file(dest) {
+        Ok((d, _)) => {
+            if let Some(m) = memo {
+                m.record(&o.path, stamp, d);
+            }
+            Some(d) == o.digest
+        }
+        Err(_) => false,
+    }
 }
 
-fn restore_file(depot: &Depot, o: &OutputRecord, dest: &Path) -> Result<Option<u64>, DepotError> {
-    if already_there(o, dest) {
+fn restore_file(
+    depot: &Depot,
+    o: &OutputRecord,
+    dest: &Path,
+    memo: Option<&StatMemo>,
+) -> Result<Option<u64>, DepotError> {
+    if already_there(o, dest, memo) {
         return Ok(None);
     }
     let digest = o.digest.ok_or_else(|| DepotError::Damaged {
@@ -101,6 +123,9 @@ fn restore_file(depot: &Depot, o: &OutputRecord, dest: &Path) -> Result<Option<u
     }
     let parent = dest.parent().expect("outputs have a parent");
     fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
+    if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
+        return Ok(Some(n));
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(".relocache-")
         .tempfile_in(parent)
@@ -117,6 +142,52 @@ fn restore_file(depot: &Depot, o: &OutputRecord, dest: &Path) -> Result<Option<u
     tmp.persist(dest)
         .map_err(|e| DepotError::io("write output", dest)(e.error))?;
     Ok(Some(n))
+}
+
+/// How outputs are written: `RELOCACHE_RESTORE=copy` disables reflinks.
+fn reflinks_allowed() -> bool {
+    std::env::var("RELOCACHE_RESTORE")
+        .map(|v| v != "copy")
+        .unwrap_or(true)
+}
+
+/// Restores a raw (uncompressed) blob by reflink when the filesystem can:
+/// the copy shares extents with the depot until either side is written, so
+/// it is still a copy, never a link. The result is hashed before it is
+/// renamed into place. `None` when a reflink is not possible here.
+fn try_reflink(
+    depot: &Depot,
+    digest: &Digest,
+    o: &OutputRecord,
+    dest: &Path,
+    parent: &Path,
+) -> Result<Option<u64>, DepotError> {
+    if !reflinks_allowed() || !depot.blob_is_raw(digest) {
+        return Ok(None);
+    }
+    let tmp = parent.join(format!(
+        ".relocache-{}-{}",
+        std::process::id(),
+        &digest.to_hex()[..16]
+    ));
+    let _ = fs::remove_file(&tmp);
+    if reflink_copy::reflink(depot.blob_path(digest), &tmp).is_err() {
+        let _ = fs::remove_file(&tmp);
+        return Ok(None);
+    }
+    let checked = hash_file(&tmp);
+    if !matches!(checked, Ok((d, _)) if d == *digest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(depot.quarantine(digest));
+    }
+    let mode = if o.executable { 0o755 } else { 0o644 };
+    let done = fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
+        .and_then(|_| fs::rename(&tmp, dest));
+    if let Err(e) = done {
+        let _ = fs::remove_file(&tmp);
+        return Err(DepotError::io("write output", dest)(e));
+    }
+    Ok(Some(o.size))
 }
 
 fn restore_symlink(o: &OutputRecord, dest: &Path) -> Result<(), DepotError> {

@@ -13,6 +13,8 @@ use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::hash::hash_file;
+use crate::inputs::Stamp;
+use crate::memo::StatMemo;
 use crate::reloc::{scan_file, Needle};
 use crate::relpath::RelPath;
 
@@ -36,7 +38,11 @@ pub enum CollectError {
 }
 
 /// Lists and hashes every declared output, sorted by path.
-pub fn collect(root: &Path, declared: &[RelPath]) -> Result<Vec<OutputRecord>, CollectError> {
+pub fn collect(
+    root: &Path,
+    declared: &[RelPath],
+    memo: Option<&StatMemo>,
+) -> Result<Vec<OutputRecord>, CollectError> {
     let io = |p: &Path| {
         let path = p.to_path_buf();
         move |source| CollectError::Io { path, source }
@@ -87,6 +93,10 @@ pub fn collect(root: &Path, declared: &[RelPath]) -> Result<Vec<OutputRecord>, C
             let abs = rel.to_path(root);
             let md = fs::metadata(&abs).map_err(io(&abs))?;
             let (digest, size) = hash_file(&abs).map_err(io(&abs))?;
+            if let Some(m) = memo {
+                // The stat was taken before hashing: any later edit changes it.
+                m.record(rel, Stamp::of(&md), digest);
+            }
             Ok(OutputRecord {
                 path: rel.clone(),
                 kind: OutputKind::File,

@@ -5,8 +5,10 @@
 mod build;
 mod clear;
 mod gc;
+mod inspect;
 pub mod progress;
 mod stats;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,6 +55,18 @@ pub struct Cli {
 pub enum Cmd {
     /// Build or restore targets and their deps, in dependency order
     Build(build::BuildArgs),
+    /// Show each target: ready, stale (with changed inputs), unstarted or started
+    Status(inspect::StatusArgs),
+    /// Explain why a target's key differs from its last build
+    Explain(inspect::ExplainArgs),
+    /// Print the dependency graph (DOT, Mermaid or JSON), coloured by status
+    Graph(inspect::GraphArgs),
+    /// Print a target's current key
+    Key(inspect::TargetArg),
+    /// Print where a target's entry is (or would be) in the depot
+    Path(inspect::TargetArg),
+    /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
+    Verify(verify::VerifyArgs),
     /// Evict least recently used or old entries and sweep orphans
     Gc(gc::GcArgs),
     /// Drop the entries of targets, one key, this project, or all
@@ -116,6 +130,12 @@ pub fn main() -> i32 {
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),
+        Cmd::Status(args) => inspect::run_status(&env, args),
+        Cmd::Explain(args) => inspect::run_explain(&env, args),
+        Cmd::Graph(args) => inspect::run_graph(&env, args),
+        Cmd::Key(args) => inspect::run_key(&env, args),
+        Cmd::Path(args) => inspect::run_path(&env, args),
+        Cmd::Verify(args) => verify::run(&env, args),
         Cmd::Gc(args) => gc::run(&env, args),
         Cmd::Clear(args) => clear::run(&env, args),
         Cmd::Stats(args) => stats::run(&env, args),

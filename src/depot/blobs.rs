@@ -31,6 +31,15 @@ impl Depot {
         self.blob_path(d).is_file()
     }
 
+    /// Whether blob `d` is stored uncompressed (so its file is its content).
+    pub fn blob_is_raw(&self, d: &Digest) -> bool {
+        let mut magic = [0u8; 4];
+        match File::open(self.blob_path(d)).and_then(|mut f| f.read_exact(&mut magic)) {
+            Ok(()) => magic != ZSTD_MAGIC,
+            Err(_) => false,
+        }
+    }
+
     /// Stores `bytes` and returns their digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, DepotError> {
         let d = Digest::of(bytes);
@@ -143,6 +152,71 @@ impl Depot {
         Ok(total)
     }
 
+    /// Re-hashes blob `d` without changing anything: unlike [`Depot::copy_blob`]
+    /// a mismatch is reported, not quarantined, so `verify` can inspect a
+    /// depot it must not modify. `Err` only for I/O failures other than
+    /// the blob being absent or undecodable.
+    pub fn check_blob(&self, d: &Digest) -> Result<BlobHealth, DepotError> {
+        let path = self.blob_path(d);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BlobHealth::Missing),
+            Err(e) => return Err(DepotError::io("read blob", &path)(e)),
+        };
+        let mut reader = match open_stream(file) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(BlobHealth::Corrupt {
+                    why: format!("its zstd stream cannot be opened ({e})"),
+                })
+            }
+        };
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Ok(BlobHealth::Corrupt {
+                        why: format!("its zstd stream is damaged ({e})"),
+                    })
+                }
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let actual = Digest::from(hasher.finalize());
+        if actual != *d {
+            return Ok(BlobHealth::Corrupt {
+                why: format!("its content hashes to {actual}"),
+            });
+        }
+        Ok(BlobHealth::Sound { size })
+    }
+
+    /// Copies blob `d` from `other` into this depot exactly as stored (no
+    /// verification, no recompression), for throwaway copies such as
+    /// `verify --simulate`. Returns false when `other` lacks it.
+    pub(crate) fn copy_stored_blob(&self, other: &Depot, d: &Digest) -> Result<bool, DepotError> {
+        let src = other.blob_path(d);
+        let mut f = match File::open(&src) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(DepotError::io("read blob", &src)(e)),
+        };
+        if self.has_blob(d) {
+            return Ok(true);
+        }
+        let mut staged = write::staging(self)?;
+        // On Linux this is copy_file_range: a reflink on btrfs and XFS.
+        io::copy(&mut f, staged.as_file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        write::persist(staged, &self.blob_path(d))?;
+        Ok(true)
+    }
+
     /// Reads and verifies a whole (small) blob into memory.
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, DepotError> {
         let mut v = Vec::new();
@@ -177,6 +251,23 @@ impl Depot {
         let _ = std::fs::rename(&from, dir.join(format!("{}.{stamp}", d.to_hex())));
         DepotError::Corrupt { digest: *d }
     }
+}
+
+/// What [`Depot::check_blob`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobHealth {
+    /// Present and its content hashes to its name.
+    Sound {
+        /// Uncompressed size.
+        size: u64,
+    },
+    /// No such file.
+    Missing,
+    /// Present but its content does not match its name.
+    Corrupt {
+        /// What is wrong, for the user.
+        why: String,
+    },
 }
 
 /// A reader over a stored blob's uncompressed bytes (not yet verified).
@@ -301,6 +392,29 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn check_blob_reports_a_flipped_byte_without_touching_the_depot() {
+        let (_dir, depot) = depot();
+        let d = depot.put_bytes(&b"abc".repeat(100)).unwrap();
+        assert_eq!(
+            depot.check_blob(&d).unwrap(),
+            BlobHealth::Sound { size: 300 }
+        );
+        let p = depot.blob_path(&d);
+        let mut raw = std::fs::read(&p).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 0xff;
+        std::fs::write(&p, &raw).unwrap();
+        assert!(matches!(
+            depot.check_blob(&d).unwrap(),
+            BlobHealth::Corrupt { .. }
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), raw, "left in place, unchanged");
+        assert!(!depot.root().join("quarantine").exists());
+        std::fs::remove_file(&p).unwrap();
+        assert_eq!(depot.check_blob(&d).unwrap(), BlobHealth::Missing);
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub enum DepotError {
 }
 
 impl DepotError {
+    /// The underlying OS error text, or the whole message.
+    pub fn source_text(&self) -> String {
+        match self {
+            DepotError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: &Path,
@@ -121,8 +129,7 @@ impl Depot {
     /// Opens the depot at `root`, creating it when the directory is missing or empty.
     pub fn open_or_create(root: &Path) -> Result<Depot, DepotError> {
         let root = std::path::absolute(root).map_err(DepotError::io("resolve", root))?;
-        let conf_path = root.join("DEPOT.toml");
-        if !conf_path.exists() {
+        if !root.join("DEPOT.toml").exists() {
             let empty = match std::fs::read_dir(&root) {
                 Ok(mut rd) => rd.next().is_none(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -131,31 +138,64 @@ impl Depot {
             if !empty {
                 return Err(DepotError::NotADepot(root));
             }
-            std::fs::create_dir_all(&root).map_err(DepotError::io("create depot", &root))?;
-            let config = DepotConfig {
-                format: DEPOT_FORMAT,
-                max_size: None,
-                usage_interval: None,
-            };
-            let depot = Depot {
-                root: root.clone(),
-                config: config.clone(),
-            };
-            depot.ensure_layout()?;
-            let text = format!(
-                "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\n{}",
-                toml::to_string(&config).expect("DEPOT.toml serializes")
-            );
-            write::write_bytes(&depot, &conf_path, text.as_bytes())?;
-            write::write_bytes(&depot, &root.join("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())?;
-            return Ok(depot);
+            Depot::create(&root)?;
         }
         let depot = Depot::open_existing(&root)?;
-        // A copied or restored depot may lack empty directories (git, some CI caches).
-        if depot.ensure_layout().is_err() {
-            // Read-only depots are still readable; writes will report their own errors.
-        }
+        // A copied or restored depot may lack empty directories (git, some CI
+        // caches). A read-only depot stays readable; writes report their own errors.
+        let _ = depot.ensure_layout();
         Ok(depot)
+    }
+
+    /// Creates a depot at `root` atomically: the layout is built in a sibling
+    /// directory and renamed into place, so a concurrent process sees either
+    /// nothing or a complete depot. Losing that race to another process is fine.
+    fn create(root: &Path) -> Result<(), DepotError> {
+        let parent = root.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(parent).map_err(DepotError::io("create", parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".relocache-depot-")
+            .tempdir_in(parent)
+            .map_err(DepotError::io("create a depot in", parent))?;
+        let config = DepotConfig {
+            format: DEPOT_FORMAT,
+            ..DepotConfig::default()
+        };
+        let fresh = Depot {
+            root: staging.path().to_path_buf(),
+            config: config.clone(),
+        };
+        fresh.ensure_layout()?;
+        let text = format!(
+            "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\n{}",
+            toml::to_string(&config).expect("DEPOT.toml serializes")
+        );
+        write::write_bytes(&fresh, &staging.path().join("DEPOT.toml"), text.as_bytes())?;
+        write::write_bytes(
+            &fresh,
+            &staging.path().join("CACHEDIR.TAG"),
+            CACHEDIR_TAG.as_bytes(),
+        )?;
+        std::fs::set_permissions(
+            staging.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .map_err(DepotError::io("create depot", root))?;
+        let built = staging.keep();
+        match std::fs::rename(&built, root) {
+            Ok(()) => {
+                write::sync_dir(parent);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&built);
+                if root.join("DEPOT.toml").exists() {
+                    Ok(()) // another process created it first
+                } else {
+                    Err(DepotError::io("create depot", root)(e))
+                }
+            }
+        }
     }
 
     /// Opens an existing depot without creating or changing anything.
@@ -198,6 +238,11 @@ impl Depot {
     /// `DEPOT.toml` settings.
     pub fn config(&self) -> &DepotConfig {
         &self.config
+    }
+
+    /// Whether new files can be written (creates and drops a staging file).
+    pub fn probe_writable(&self) -> Result<(), DepotError> {
+        write::staging(self).map(drop)
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {

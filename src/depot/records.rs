@@ -89,7 +89,9 @@ impl Depot {
         Ok(v)
     }
 
-    /// Removes every record of `project`; returns how many there were.
+    /// Removes every record of `project`, and the project's other files
+    /// (its stat memo, which only saves hashing); returns how many records
+    /// there were.
     pub fn remove_project_records(&self, project: &str) -> Result<usize, DepotError> {
         let dir = self.root.join("projects-v1").join(project);
         let rd = match std::fs::read_dir(&dir) {
@@ -103,6 +105,13 @@ impl Depot {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(target) = name.strip_suffix(".toml") {
                 n += usize::from(self.remove_record(project, target)?);
+            } else if e.file_type().is_ok_and(|t| t.is_file()) {
+                let p = e.path();
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(DepotError::io("remove", &p)(e)),
+                }
             }
         }
         let _ = std::fs::remove_dir(&dir);

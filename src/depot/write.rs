@@ -5,23 +5,29 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
 use super::{Depot, DepotError};
 
-/// A staging file in the depot's `tmp/`.
+/// A staging file in the depot's `tmp/`. Created 0666 minus the umask, like
+/// any ordinary file, so a depot shared between users stays readable
+/// (tempfile's default 0600 would lock others out).
 pub(crate) fn staging(depot: &Depot) -> Result<NamedTempFile, DepotError> {
     let tmp = depot.tmp_dir();
-    match tempfile::Builder::new().prefix(".stage-").tempfile_in(&tmp) {
+    let make = || {
+        tempfile::Builder::new()
+            .prefix(".stage-")
+            .permissions(std::fs::Permissions::from_mode(0o666))
+            .tempfile_in(&tmp)
+    };
+    match make() {
         Ok(f) => Ok(f),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(&tmp).map_err(DepotError::io("create", &tmp))?;
-            tempfile::Builder::new()
-                .prefix(".stage-")
-                .tempfile_in(&tmp)
-                .map_err(DepotError::io("create a staging file in", &tmp))
+            make().map_err(DepotError::io("create a staging file in", &tmp))
         }
         Err(e) => Err(DepotError::io("create a staging file in", &tmp)(e)),
     }

@@ -228,3 +228,34 @@ pub fn chain() -> Project {
         ],
     )
 }
+
+/// DESIGN.md's depot invariants, checked from the outside: every entry parses
+/// and names its key, every blob it references exists and hashes to its name,
+/// every blob file is named by its content, nothing but staging files in tmp/.
+pub fn check_depot_invariants(depot: &Path) {
+    use relocache::depot::Depot;
+    let d = Depot::open_existing(depot).expect("depot opens");
+    for key in d.list_entries().unwrap() {
+        let entry = d
+            .read_entry(&key)
+            .unwrap_or_else(|e| panic!("entry {key} unreadable: {e}"))
+            .unwrap();
+        for b in entry.blobs() {
+            assert!(d.has_blob(&b), "entry {key} names missing blob {b}");
+        }
+    }
+    for b in d.list_blobs().unwrap() {
+        let mut sink = std::io::sink();
+        d.copy_blob(&b, &mut sink)
+            .unwrap_or_else(|e| panic!("blob {b} is not its content: {e}"));
+    }
+    // No partial file under a final name: every file in objects-v1 is a blob.
+    for e in walkdir::WalkDir::new(depot.join("objects-v1")).min_depth(2) {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            name.len() == 64 && !name.starts_with('.'),
+            "stray file in objects-v1: {name}"
+        );
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Generate the data sets that benches/compare.sh measures.
+
+usage: gen_data.py small DIR N_FILES TOTAL_MB   many small files (a source-tree shape)
+       gen_data.py big DIR N_FILES MB_EACH      a few large files
+       gen_data.py cproj DIR N_TARGETS          a C project with a Makefile and relocache.toml
+       gen_data.py outputs DIR N_FILES TOTAL_MB a project whose one target writes N files
+Content is pseudo-random but half-compressible, like object files and sources.
+"""
+import os
+import random
+import sys
+
+
+def blob(rng, size):
+    # Half random bytes, half repeated text: compresses about 2x, like real artifacts.
+    half = size // 2
+    text = (b"int symbol_%d = %d;\n" % (rng.randrange(1 << 30), rng.randrange(1 << 30))) * (half // 24 + 1)
+    return rng.randbytes(size - half) + text[:half]
+
+
+def small(d, n, total_mb):
+    rng = random.Random(1)
+    avg = total_mb * 1024 * 1024 // n
+    for i in range(n):
+        sub = os.path.join(d, "src", "d%03d" % (i % 500), "e%02d" % (i % 7))
+        os.makedirs(sub, exist_ok=True)
+        size = max(16, int(rng.expovariate(1 / avg)))
+        with open(os.path.join(sub, "f%06d.c" % i), "wb") as f:
+            f.write(blob(rng, size))
+
+
+def big(d, n, mb):
+    rng = random.Random(2)
+    os.makedirs(d, exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(d, "big%d.bin" % i), "wb") as f:
+            for _ in range(mb):
+                f.write(blob(rng, 1 << 20))
+
+
+def cproj(d, n):
+    os.makedirs(os.path.join(d, "src"), exist_ok=True)
+    os.makedirs(os.path.join(d, "build"), exist_ok=True)
+    objs = []
+    man = ['[project]\nname = "bench-c"\n\n[defaults]\ntools = ["cc"]\n']
+    mk = ["CC ?= cc\nall: build/app\n"]
+    for i in range(n):
+        body = "\n".join(
+            "int f%d_%d(int x) { int y = x; for (int k = 0; k < %d; k++) y = y * 31 + k; return y; }" % (i, j, j + 3)
+            for j in range(40)
+        )
+        with open(os.path.join(d, "src", "m%03d.c" % i), "w") as f:
+            f.write('#include "common.h"\n' + body + "\nint m%d(void) { return f%d_1(%d); }\n" % (i, i, i))
+        objs.append("build/m%03d.o" % i)
+        man.append(
+            '[target.m%03d]\ncommand = ["cc", "-O1", "-Isrc", "-c", "src/m%03d.c", "-o", "build/m%03d.o"]\n'
+            'inputs = ["src/m%03d.c", "src/common.h"]\noutputs = ["build/m%03d.o"]\n' % (i, i, i, i, i)
+        )
+        mk.append("build/m%03d.o: src/m%03d.c src/common.h\n\t$(CC) -O1 -Isrc -c $< -o $@\n" % (i, i))
+    with open(os.path.join(d, "src", "common.h"), "w") as f:
+        f.write("#pragma once\n" + "".join("int m%d(void);\n" % i for i in range(n)))
+    with open(os.path.join(d, "src", "main.c"), "w") as f:
+        f.write('#include "common.h"\nint main(void) { int s = 0;\n' + "".join("s += m%d();\n" % i for i in range(n)) + "return s & 1; }\n")
+    man.append(
+        '[target.app]\ncommand = ["cc", "-Isrc", "src/main.c", %s, "-o", "build/app"]\ninputs = ["src/main.c", "src/common.h"]\n'
+        "deps = [%s]\noutputs = [\"build/app\"]\n" % (", ".join('"%s"' % o for o in objs), ", ".join('"m%03d"' % i for i in range(n)))
+    )
+    mk.append("build/app: src/main.c %s\n\t$(CC) -Isrc src/main.c %s -o build/app\n" % (" ".join(objs), " ".join(objs)))
+    with open(os.path.join(d, "relocache.toml"), "w") as f:
+        f.write("\n".join(man))
+    with open(os.path.join(d, "Makefile"), "w") as f:
+        f.write("\n".join(mk))
+    with open(os.path.join(d, ".gitignore"), "w") as f:
+        f.write("build/\n")
+
+
+def outputs(d, n, total_mb):
+    small(os.path.join(d, "data"), n, total_mb)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "relocache.toml"), "w") as f:
+        f.write('[target.copy]\nrun = "cp -r data/src out"\ninputs = ["data/**"]\noutputs = ["out"]\n')
+
+
+if __name__ == "__main__":
+    kind, d = sys.argv[1], sys.argv[2]
+    args = [int(a) for a in sys.argv[3:]]
+    {"small": small, "big": big, "cproj": cproj, "outputs": outputs}[kind](d, *args)

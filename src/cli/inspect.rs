@@ -1,0 +1,322 @@
+//! `status`, `explain`, `graph`, `key`, `path`: read-only views of the cache.
+//! None of them runs a command or creates or writes a depot.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use relocache::depot::{Depot, DepotStack};
+use relocache::graph::{graph, GraphOptions};
+use relocache::inspect::{explain, status, ChangeKind, Difference, Explanation, Status};
+use relocache::manifest::Manifest;
+use relocache::plan::plan;
+
+use super::{print_json, Env, UsageError};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache status                every target: ready | stale | unstarted | started
+  relocache status app --json     {\"targets\":[{\"name\",\"status\",\"key\",\"changed\":[{\"path\",\"change\"}]}]}")]
+pub struct StatusArgs {
+    /// Targets to show, with their deps (default: all)
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache explain lib                 why lib's key differs from its last build
+  relocache explain lib --show-values   include environment variable values")]
+pub struct ExplainArgs {
+    /// The target to explain
+    pub target: String,
+    /// Show the old and new values of changed environment variables
+    #[arg(long)]
+    pub show_values: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache graph > g.dot && dot -Tsvg g.dot > g.svg
+  relocache graph --format mermaid
+  relocache graph --files --for-file src/util.h   the targets that read src/util.h")]
+pub struct GraphArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+    /// Add the tracked input files as nodes
+    #[arg(long)]
+    pub files: bool,
+    /// Only targets that read PATH (relative to the project root), directly or through deps
+    #[arg(long, value_name = "PATH")]
+    pub for_file: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache key lib               the 64-hex key lib has now
+  relocache path lib              the entry file for that key in the depot")]
+pub struct TargetArg {
+    /// The target
+    pub target: String,
+}
+
+/// The manifest, the depots that exist (none are created) and the depot root.
+fn open(env: &Env) -> Result<(Manifest, Vec<Depot>, PathBuf)> {
+    let manifest = env.manifest()?;
+    let paths = env.depot_paths(Some(&manifest))?;
+    let depots = DepotStack::open_read_only(&paths)?
+        .map(|s| s.all().to_vec())
+        .unwrap_or_default();
+    Ok((manifest, depots, paths[0].clone()))
+}
+
+pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
+    let (manifest, depots, root) = open(env)?;
+    let targets = status(&manifest, &depots, &root, &args.targets)?;
+    if env.cli.json {
+        print_json(&serde_json::json!({ "targets": targets }))?;
+        return Ok(0);
+    }
+    let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    for t in &targets {
+        let mut detail = String::new();
+        if let Some(k) = t.key {
+            detail.push_str(&k.short());
+        }
+        if let Some(d) = &t.blocked_by {
+            detail.push_str(&format!("key known once `{d}` is built"));
+        }
+        if let Some(h) = &t.holder {
+            detail.push_str(&format!("  ({h})"));
+        }
+        if let Some(e) = &t.error {
+            detail.push_str(&format!("  {}", e.lines().next().unwrap_or_default()));
+        }
+        writeln!(out, "{:<9} {:<width$}  {detail}", t.status.as_str(), t.name)?;
+        for c in &t.changed {
+            let word = match c.change {
+                ChangeKind::Added => "added",
+                ChangeKind::Removed => "removed",
+                ChangeKind::Modified => "modified",
+            };
+            writeln!(out, "{:<9} {:<width$}    {word}: {}", "", "", c.path)?;
+        }
+    }
+    let ready = targets.iter().filter(|t| t.status == Status::Ready).count();
+    writeln!(out, "{ready} of {} targets ready", targets.len())?;
+    Ok(0)
+}
+
+pub fn run_explain(env: &Env, args: &ExplainArgs) -> Result<i32> {
+    let (manifest, depots, root) = open(env)?;
+    let ex = explain(&manifest, &depots, &root, &args.target, args.show_values)?;
+    if env.cli.json {
+        print_json(&ex)?;
+    } else {
+        let mut s = String::new();
+        render_explanation(&ex, 0, &mut s);
+        print!("{s}");
+    }
+    Ok(0)
+}
+
+fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    let head = match (ex.key, ex.previous_key) {
+        (_, _) if ex.same => String::new(),
+        (Some(k), Some(p)) => format!(
+            "`{}`: key {} differs from the last build's {}{}",
+            ex.target,
+            k.short(),
+            p.short(),
+            if ex.ready {
+                " (already in the depot)"
+            } else {
+                ""
+            }
+        ),
+        (None, Some(p)) => format!(
+            "`{}`: key unknown until its deps are built; last build's key {}",
+            ex.target,
+            p.short()
+        ),
+        _ => String::new(),
+    };
+    if !head.is_empty() {
+        out.push_str(&format!("{pad}{head}\n"));
+    }
+    if let Some(n) = &ex.note {
+        out.push_str(&format!("{pad}{n}\n"));
+    }
+    for d in &ex.differences {
+        let line = match d {
+            Difference::InputAdded { path } => format!("input added: {path}"),
+            Difference::InputRemoved { path } => format!("input removed: {path}"),
+            Difference::InputChanged { path, old, new } => {
+                format!("input changed: {path} ({old} -> {new})")
+            }
+            Difference::EnvChanged { name, old, new } => match (old, new) {
+                (None, None) => format!("env changed: {name} (values hidden; --show-values)"),
+                _ => format!(
+                    "env changed: {name} ({} -> {})",
+                    old.as_deref().unwrap_or("<unset>"),
+                    new.as_deref().unwrap_or("<unset>")
+                ),
+            },
+            Difference::ToolChanged { name, old, new } => format!(
+                "tool changed: {name} ({} -> {})",
+                old.as_deref().unwrap_or("<none>"),
+                new.as_deref().unwrap_or("<none>")
+            ),
+            Difference::VersionChanged { old, new } => format!("version bumped: {old} -> {new}"),
+            Difference::CommandChanged { old, new } => format!("command changed: {old} -> {new}"),
+            Difference::OutputsChanged { old, new } => {
+                format!(
+                    "outputs changed: [{}] -> [{}]",
+                    old.join(", "),
+                    new.join(", ")
+                )
+            }
+            Difference::DepChanged {
+                name,
+                old,
+                new,
+                because,
+            } => {
+                out.push_str(&format!(
+                    "{pad}dep outputs changed: {name} ({} -> {})\n",
+                    old.as_deref().unwrap_or("<none>"),
+                    new.as_deref().unwrap_or("not built yet")
+                ));
+                render_explanation(because, depth + 1, out);
+                continue;
+            }
+            Difference::Other { detail } => detail.clone(),
+        };
+        out.push_str(&format!("{pad}{line}\n"));
+    }
+}
+
+pub fn run_graph(env: &Env, args: &GraphArgs) -> Result<i32> {
+    let (manifest, depots, root) = open(env)?;
+    let for_file = match &args.for_file {
+        Some(f) => Some(project_relative(&manifest, f)?),
+        None => None,
+    };
+    let g = graph(
+        &manifest,
+        &depots,
+        &root,
+        &GraphOptions {
+            files: args.files,
+            for_file: for_file.clone(),
+        },
+    )?;
+    if let Some(f) = &for_file {
+        if g.nodes.is_empty() {
+            eprintln!("note: no target reads `{f}`");
+        }
+    }
+    match args.format {
+        GraphFormat::Dot => print!("{}", g.to_dot()),
+        GraphFormat::Mermaid => print!("{}", g.to_mermaid()),
+        GraphFormat::Json => print_json(&g)?,
+    }
+    Ok(0)
+}
+
+/// A path given on the command line, relative to the project root.
+fn project_relative(manifest: &Manifest, f: &str) -> Result<String> {
+    let p = std::path::Path::new(f);
+    let rel = if p.is_absolute() {
+        p.strip_prefix(&manifest.root)
+            .map_err(|_| {
+                UsageError(format!(
+                    "`{f}` is not inside the project `{}`",
+                    manifest.root.display()
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned()
+    } else {
+        f.to_owned()
+    };
+    Ok(relocache::relpath::RelPath::normalize(&rel)
+        .map_err(|e| UsageError(format!("--for-file: {e}")))?
+        .to_string())
+}
+
+/// The current key of `target`, or an error saying which dep must be built.
+fn current(
+    env: &Env,
+    target: &str,
+) -> Result<(relocache::digest::Key, Vec<Depot>, PathBuf, Option<usize>)> {
+    let (manifest, depots, root) = open(env)?;
+    let planned = plan(&manifest, &depots, &root, &[target.to_owned()])?;
+    let p = planned
+        .into_iter()
+        .find(|p| p.name == target)
+        .expect("plan includes the target");
+    if let Some(e) = p.error {
+        anyhow::bail!("cannot compute the key of `{target}`: {e}");
+    }
+    match p.key {
+        Some(k) => Ok((k, depots, root, p.entry.map(|(i, _)| i))),
+        None => anyhow::bail!(
+            "the key of `{target}` depends on the outputs of `{}`, which has no entry for its current key\n  help: run `relocache build {}` first",
+            p.blocked_by.clone().unwrap_or_default(),
+            p.blocked_by.unwrap_or_default()
+        ),
+    }
+}
+
+pub fn run_key(env: &Env, args: &TargetArg) -> Result<i32> {
+    let (key, ..) = current(env, &args.target)?;
+    if env.cli.json {
+        print_json(&serde_json::json!({ "target": args.target, "key": key }))?;
+    } else {
+        println!("{key}");
+    }
+    Ok(0)
+}
+
+pub fn run_path(env: &Env, args: &TargetArg) -> Result<i32> {
+    let (key, depots, root, found) = current(env, &args.target)?;
+    let path = match found {
+        Some(i) => depots[i].entry_path(&key),
+        None => {
+            let hex = key.to_hex();
+            root.join("entries-v1")
+                .join(&hex[..2])
+                .join(format!("{hex}.toml"))
+        }
+    };
+    if env.cli.json {
+        print_json(&serde_json::json!({
+            "target": args.target, "key": key, "path": path, "exists": found.is_some()
+        }))?;
+    } else {
+        println!("{}", path.display());
+        if found.is_none() {
+            eprintln!(
+                "note: no entry there yet; `relocache build {}` would store it",
+                args.target
+            );
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,381 @@
+//! Never corrupt, never lie: concurrent processes, kill -9 at any instant,
+//! bit rot, inputs edited during a build, unwritable depots.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Deterministic pseudo-random bytes.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn spawn_build(root: &Path, depot: &Path) -> Child {
+    let mut c = bin();
+    c.arg("-C")
+        .arg(root)
+        .arg("--depot")
+        .arg(depot)
+        .args(["build", "--json"]);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+fn kill_group(child: &mut Child) {
+    let pgid = format!("-{}", child.id());
+    Command::new("kill")
+        .args(["-9", "--", &pgid])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+}
+
+const SLOW: &str = r#"
+[target.gen]
+run = "echo gen >> ../runs.log; sleep 0.3; tr a-z A-Z < in.txt > gen.out"
+inputs = ["in.txt"]
+outputs = ["gen.out"]
+[target.left]
+run = "echo left >> ../runs.log; sleep 0.3; cat gen.out gen.out > left.out"
+deps = ["gen"]
+outputs = ["left.out"]
+[target.right]
+run = "echo right >> ../runs.log; sleep 0.3; cat gen.out in.txt > right.out"
+deps = ["gen"]
+outputs = ["right.out"]
+[target.top]
+run = "echo top >> ../runs.log; cat left.out right.out > top.out"
+deps = ["left", "right"]
+outputs = ["top.out"]
+"#;
+
+#[test]
+fn four_processes_on_one_depot_build_each_key_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depot = tmp.path().join("depot");
+    // Four checkouts of one project side by side (like four CI jobs), sharing
+    // ../runs.log and one depot.
+    let roots: Vec<PathBuf> = (0..4)
+        .map(|i| tmp.path().join(format!("checkout{i}")))
+        .collect();
+    for r in &roots {
+        std::fs::create_dir_all(r).unwrap();
+        std::fs::write(r.join("relocache.toml"), SLOW).unwrap();
+        std::fs::write(r.join("in.txt"), "shared input\n").unwrap();
+    }
+    let children: Vec<Child> = roots.iter().map(|r| spawn_build(r, &depot)).collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let log = std::fs::read_to_string(tmp.path().join("runs.log")).unwrap();
+    for t in ["gen", "left", "right", "top"] {
+        assert_eq!(
+            log.lines().filter(|l| *l == t).count(),
+            1,
+            "`{t}` must run exactly once:\n{log}"
+        );
+    }
+    let first = std::fs::read(roots[0].join("top.out")).unwrap();
+    for r in &roots[1..] {
+        assert_eq!(std::fs::read(r.join("top.out")).unwrap(), first);
+    }
+    check_depot_invariants(&depot);
+}
+
+#[test]
+fn kill_dash_nine_at_any_moment_leaves_a_valid_depot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("proj");
+    let depot = tmp.path().join("depot");
+    std::fs::create_dir_all(&root).unwrap();
+    let big = noise(6 << 20, 7);
+    std::fs::write(root.join("big.bin"), &big).unwrap();
+    std::fs::write(
+        root.join("relocache.toml"),
+        r#"
+[target.a]
+run = "mkdir -p out && cp big.bin out/a1 && cp big.bin out/a2 && cat big.bin big.bin > out/a3"
+inputs = ["big.bin"]
+outputs = ["out"]
+[target.b]
+run = "cat big.bin big.bin big.bin > b.bin"
+inputs = ["big.bin"]
+outputs = ["b.bin"]
+[target.c]
+run = "cat out/a3 b.bin > c.bin"
+deps = ["a", "b"]
+outputs = ["c.bin"]
+"#,
+    )
+    .unwrap();
+    let started = Instant::now();
+    for round in 0..24u64 {
+        // A fresh build every few rounds, so kills land in runs, stores and restores.
+        if round % 3 == 0 {
+            let _ = std::fs::remove_dir_all(depot.join("entries-v1"));
+        }
+        for f in ["out", "b.bin", "c.bin"] {
+            let p = root.join(f);
+            let _ = std::fs::remove_dir_all(&p);
+            let _ = std::fs::remove_file(&p);
+        }
+        let mut child = spawn_build(&root, &depot);
+        let delay = (noise(1, round + 11)[0] as u64 * 3) % 700;
+        std::thread::sleep(Duration::from_millis(delay));
+        kill_group(&mut child);
+        if depot.join("DEPOT.toml").exists() {
+            check_depot_invariants(&depot);
+        }
+    }
+    let r = output({
+        let mut c = bin();
+        c.arg("-C")
+            .arg(&root)
+            .arg("--depot")
+            .arg(&depot)
+            .args(["build", "--json"]);
+        c
+    });
+    r.ok();
+    check_depot_invariants(&depot);
+    let mut want = big.repeat(2);
+    want.extend_from_slice(&big.repeat(3));
+    assert!(
+        std::fs::read(root.join("c.bin")).unwrap() == want,
+        "outputs are correct after the crashes"
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+#[test]
+fn a_flipped_byte_in_a_blob_is_reported_rebuilt_and_quarantined() {
+    let p = Project::new(
+        "[target.t]\nrun = 'echo t >> ../runs.log; cat in.txt in.txt > out.txt'\ninputs = ['in.txt']\noutputs = ['out.txt']\n",
+        &[("in.txt", &"some content that compresses well ".repeat(50))],
+    );
+    p.build(&[]).ok();
+    let want = p.read("out.txt");
+    let digest = relocache::digest::Digest::of(want.as_bytes());
+    let hex = digest.to_hex();
+    let blob = p.depot.join("objects-v1").join(&hex[..2]).join(&hex);
+    let mut raw = std::fs::read(&blob).unwrap();
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0x01;
+    std::fs::write(&blob, raw).unwrap();
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+
+    let r = p.run(&["build"]);
+    r.ok();
+    assert!(
+        r.stderr.contains("corrupt"),
+        "the corruption is reported: {}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("corrupt").count(),
+        1,
+        "reported once: {}",
+        r.stderr
+    );
+    assert_eq!(p.runs("t"), 2, "rebuilt, never restored corrupt");
+    assert_eq!(p.read("out.txt"), want);
+    assert_eq!(
+        std::fs::read_dir(p.depot.join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // The rebuild stored a good blob again.
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(p.read("out.txt"), want);
+    check_depot_invariants(&p.depot);
+}
+
+#[test]
+fn an_input_edited_while_its_command_runs_is_not_stored() {
+    let p = Project::new(
+        "[target.t]\nrun = 'touch ../started; sleep 1; cp in.txt out.txt'\ninputs = ['in.txt']\noutputs = ['out.txt']\n",
+        &[("in.txt", "before\n")],
+    );
+    let child = spawn_build(&p.root, &p.depot);
+    let marker = p.tmp.path().join("started");
+    let t0 = Instant::now();
+    while !marker.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.write("in.txt", "after, and longer\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`in.txt` changed while `t` was running"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not stored"), "{stderr}");
+    assert_eq!(p.entries(), 0, "nothing stored");
+    // The next build sees the new input and stores a consistent result.
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("t"), "built");
+    assert_eq!(p.read("out.txt"), "after, and longer\n");
+    assert_eq!(p.entries(), 1);
+}
+
+#[test]
+fn an_output_edited_after_a_restore_never_changes_the_cache() {
+    let p = Project::new(
+        "[target.t]\nrun = 'echo original > out.txt'\noutputs = ['out.txt']\n",
+        &[],
+    );
+    p.build(&[]).ok();
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    let md = std::fs::metadata(p.path("out.txt")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::nlink(&md),
+        1,
+        "a copy, never a hard link into the depot"
+    );
+    std::fs::write(p.path("out.txt"), "edited by the user\n").unwrap();
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    p.build(&[]).ok();
+    assert_eq!(p.read("out.txt"), "original\n");
+    check_depot_invariants(&p.depot);
+}
+
+#[test]
+fn an_edited_output_is_put_back_by_the_next_build() {
+    let p = Project::new("[target.t]\nrun = 'echo t >> ../runs.log; echo original > out.txt'\noutputs = ['out.txt']\n", &[]);
+    p.build(&[]).ok();
+    p.write("out.txt", "tampered\n");
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(p.read("out.txt"), "original\n");
+    assert_eq!(p.runs("t"), 1);
+}
+
+#[test]
+fn a_read_only_depot_still_builds_with_a_warning() {
+    let p = chain();
+    p.build(&["a"]).ok();
+    let before = walkdir::WalkDir::new(&p.depot).into_iter().count();
+    // Build as a user who cannot write the depot (root can write anything,
+    // so drop to `nobody` when running as root).
+    let as_root = unsafe_euid_is_root();
+    let mut c = if as_root {
+        for d in [&p.root, p.tmp.path()] {
+            Command::new("chmod")
+                .arg("-R")
+                .arg("a+rwX")
+                .arg(d)
+                .status()
+                .unwrap();
+        }
+        // Only write access is taken away: the depot must be readable by
+        // other users as created (files 0666 minus umask, not 0600).
+        Command::new("chmod")
+            .args(["-R", "go-w"])
+            .arg(&p.depot)
+            .status()
+            .unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_relocache"));
+        c.env("HOME", p.tmp.path());
+        c
+    } else {
+        Command::new("chmod")
+            .args(["-R", "a-w"])
+            .arg(&p.depot)
+            .status()
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_relocache"))
+    };
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    let r = output(c);
+    if !as_root {
+        Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&p.depot)
+            .status()
+            .unwrap();
+    }
+    r.ok();
+    assert_eq!(r.outcome("a"), "hit", "reading still works");
+    assert_eq!(r.outcome("b"), "built");
+    assert_eq!(r.outcome("c"), "built");
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("not cached"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
+    assert_eq!(
+        walkdir::WalkDir::new(&p.depot).into_iter().count(),
+        before,
+        "the depot is unchanged"
+    );
+    check_depot_invariants(&p.depot);
+}
+
+fn unsafe_euid_is_root() -> bool {
+    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0"
+}
+
+#[test]
+fn a_waiting_process_says_who_holds_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let depot = tmp.path().join("depot");
+    let roots: Vec<PathBuf> = (0..2).map(|i| tmp.path().join(format!("c{i}"))).collect();
+    for r in &roots {
+        std::fs::create_dir_all(r).unwrap();
+        std::fs::write(
+            r.join("relocache.toml"),
+            "[target.t]\nrun = 'sleep 1; echo done > out'\noutputs = ['out']\n",
+        )
+        .unwrap();
+    }
+    let first = spawn_build(&roots[0], &depot);
+    // Wait until the first holds the lock.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        let locks = std::fs::read_dir(depot.join("locks"))
+            .map(|r| r.count())
+            .unwrap_or(0);
+        if locks > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn_build(&roots[1], &depot).wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success() && second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("waiting") && err.contains("pid"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(json["targets"][0]["outcome"], "hit");
+}

@@ -421,7 +421,7 @@ fn write_archive<W: Write>(
 
     let config = DepotConfig {
         format: DEPOT_FORMAT,
-        max_size: None,
+        ..DepotConfig::default()
     };
     let depot_toml = format!(
         "# relocache depot archive: the layout version of the members below.\n{}",

@@ -158,10 +158,16 @@ outputs = ["c.bin"]
     check_depot_invariants(&depot);
     let v = output({
         let mut c = bin();
-        c.arg("--depot").arg(&depot).args(["verify", "--relocatable", "--integrity"]);
+        c.arg("--depot")
+            .arg(&depot)
+            .args(["verify", "--relocatable", "--integrity"]);
         c
     });
-    assert_eq!(v.code, 0, "verify --integrity after the crashes:\n{}{}", v.stdout, v.stderr);
+    assert_eq!(
+        v.code, 0,
+        "verify --integrity after the crashes:\n{}{}",
+        v.stdout, v.stderr
+    );
     let mut want = big.repeat(2);
     want.extend_from_slice(&big.repeat(3));
     assert!(

@@ -4,6 +4,7 @@
 //! Independent targets run in parallel on `jobs` workers; a failed target
 //! skips its dependents while the others finish.
 
+mod account;
 pub mod restore;
 pub mod run;
 pub mod store;
@@ -195,6 +196,8 @@ pub(crate) struct Ctx<'a> {
     pub writable: bool,
     /// Digests of unchanged files, by stat.
     pub memo: Option<&'a StatMemo>,
+    /// Uses and counters of this run, written to the depot's usage log at the end.
+    pub usage: crate::depot::usage::Recorder,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -244,6 +247,7 @@ impl<'a> Ctx<'a> {
             excluded,
             closure,
             writable: true,
+            usage: crate::depot::usage::Recorder::new(&manifest.name),
         }
     }
 
@@ -415,6 +419,7 @@ pub fn build(
                 reporter.target_started(&t.name);
                 let (report, out) =
                     process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
+                account::finished(&ctx.usage, &report, out.as_ref(), forced.contains(&t.name));
                 let mut g = sched.lock().unwrap();
                 reporter.target_finished(&report);
                 let ok = out.is_some();
@@ -458,6 +463,9 @@ pub fn build(
     if ctx.writable {
         // Best effort: a memo that cannot be saved only costs hashing next time.
         let _ = memo.save(depots.primary());
+        if let Err(e) = ctx.usage.flush(depots.primary()) {
+            reporter.warning(&format!("could not record cache usage: {e}"));
+        }
     }
     let g = sched.into_inner().unwrap();
     let targets: Vec<TargetReport> = g
@@ -600,13 +608,19 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
                 continue;
             }
         };
-        if let Err(e) = restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
-            warnings.push(format!(
-                "cannot restore `{}` from the cache: {e}; rebuilding",
-                t.name
-            ));
-            continue;
-        }
+        let restored =
+            match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
+                Ok(r) => r,
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot restore `{}` from the cache: {e}; rebuilding",
+                        t.name
+                    ));
+                    continue;
+                }
+            };
+        ctx.usage
+            .hit(&t.name, key, entry.duration_ms, restored.bytes_written);
         if i > 0 {
             let copied = entry
                 .blobs()

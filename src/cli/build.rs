@@ -114,6 +114,9 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     } else {
         eprintln!("{}", summary(&report));
     }
+    if report.targets.iter().any(|t| t.stored) {
+        super::gc::after_build(env, depots.primary());
+    }
     Ok(if report.success() { 0 } else { 1 })
 }
 

@@ -3,9 +3,12 @@
 //! (0 success, 1 a check or build failed, 2 usage, manifest or environment).
 
 mod build;
+mod clear;
+mod gc;
 mod inspect;
 mod pack;
 pub mod progress;
+mod stats;
 mod verify;
 
 use std::io::Write;
@@ -71,6 +74,12 @@ pub enum Cmd {
     Unpack(pack::UnpackArgs),
     /// One digest of files, directories or globs, for CI cache keys
     Hash(pack::HashArgs),
+    /// Evict least recently used or old entries and sweep orphans
+    Gc(gc::GcArgs),
+    /// Drop the entries of targets, one key, this project, or all
+    Clear(clear::ClearArgs),
+    /// Show hits, misses, builds, bytes, time saved and depot size
+    Stats(stats::StatsArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -137,6 +146,9 @@ pub fn main() -> i32 {
         Cmd::Pack(args) => pack::pack(&env, args),
         Cmd::Unpack(args) => pack::unpack(&env, args),
         Cmd::Hash(args) => pack::hash(&env, args),
+        Cmd::Gc(args) => gc::run(&env, args),
+        Cmd::Clear(args) => clear::run(&env, args),
+        Cmd::Stats(args) => stats::run(&env, args),
     };
     match result {
         Ok(code) => code,

@@ -103,6 +103,45 @@ impl Depot {
     }
 }
 
+impl Depot {
+    /// Every lock placeholder (`locks/*.lock`), sorted.
+    pub(crate) fn lock_files(&self) -> Result<Vec<PathBuf>, DepotError> {
+        let dir = self.root.join("locks");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(DepotError::io("list", &dir)(e)),
+        };
+        let mut v = Vec::new();
+        for e in rd {
+            let e = e.map_err(DepotError::io("list", &dir))?;
+            if e.file_name().to_string_lossy().ends_with(".lock") {
+                v.push(e.path());
+            }
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    /// Removes the placeholder at `path` when no process holds it (a crashed
+    /// build's). It is removed while locked, and [`Depot::lock_key`]
+    /// re-checks the inode it locked, so a build taking the key at the same
+    /// moment simply starts over on a fresh file.
+    pub(crate) fn remove_abandoned_lock(&self, path: &std::path::Path) -> bool {
+        let Ok(file) = OpenOptions::new().read(true).open(path) else {
+            return false;
+        };
+        if file.try_lock().is_err() {
+            return false;
+        }
+        let same = match (std::fs::metadata(path), file.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        same && std::fs::remove_file(path).is_ok()
+    }
+}
+
 impl KeyLock {
     /// Removes the placeholder and unlocks.
     pub fn release(self) {

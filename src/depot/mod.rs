@@ -18,6 +18,7 @@ pub mod blobs;
 pub mod entries;
 pub mod locks;
 pub mod records;
+pub mod usage;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -112,6 +113,9 @@ pub struct DepotConfig {
     /// Default size bound for `gc` and the automatic gc after `build` (e.g. `"10G"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_size: Option<String>,
+    /// How often one key's use is logged at most (e.g. `"1d"`, `"0s"` for every use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_interval: Option<String>,
 }
 
 /// An open depot.

@@ -59,6 +59,66 @@ impl Depot {
     }
 }
 
+impl Depot {
+    /// Removes the record of `project`/`target`; false when there was none.
+    pub fn remove_record(&self, project: &str, target: &str) -> Result<bool, DepotError> {
+        let path = self.record_path(project, target);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(DepotError::io("remove record", &path)(e)),
+        }
+    }
+
+    /// Projects that have records, sorted.
+    pub fn record_projects(&self) -> Result<Vec<String>, DepotError> {
+        let dir = self.root.join("projects-v1");
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(DepotError::io("list", &dir)(e)),
+        };
+        let mut v = Vec::new();
+        for e in rd {
+            let e = e.map_err(DepotError::io("list", &dir))?;
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                v.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        v.sort();
+        Ok(v)
+    }
+
+    /// Removes every record of `project`, and the project's other files
+    /// (its stat memo, which only saves hashing); returns how many records
+    /// there were.
+    pub fn remove_project_records(&self, project: &str) -> Result<usize, DepotError> {
+        let dir = self.root.join("projects-v1").join(project);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(DepotError::io("list", &dir)(e)),
+        };
+        let mut n = 0;
+        for e in rd {
+            let e = e.map_err(DepotError::io("list", &dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(target) = name.strip_suffix(".toml") {
+                n += usize::from(self.remove_record(project, target)?);
+            } else if e.file_type().is_ok_and(|t| t.is_file()) {
+                let p = e.path();
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(DepotError::io("remove", &p)(e)),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        Ok(n)
+    }
+}
+
 /// The current UTC time, RFC 3339, whole seconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

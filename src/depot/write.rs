@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
@@ -56,6 +56,56 @@ pub(crate) fn write_bytes(depot: &Depot, dest: &Path, bytes: &[u8]) -> Result<()
         .write_all(bytes)
         .map_err(DepotError::io("write", staged.path()))?;
     persist(staged, dest)
+}
+
+/// Writes `bytes` durably under a new name `<prefix><unique><suffix>` in
+/// `dir`, never replacing an existing file, so two writers (processes or
+/// machines sharing the depot) can never overwrite each other. Returns the
+/// path written.
+pub(crate) fn write_new(
+    depot: &Depot,
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+    bytes: &[u8],
+) -> Result<PathBuf, DepotError> {
+    let mut staged = staging(depot)?;
+    staged
+        .write_all(bytes)
+        .map_err(DepotError::io("write", staged.path()))?;
+    staged
+        .as_file()
+        .sync_all()
+        .map_err(DepotError::io("sync", staged.path()))?;
+    std::fs::create_dir_all(dir).map_err(DepotError::io("create", dir))?;
+    let mut attempt = 0u32;
+    loop {
+        // The staging name is random; pid, time and attempt make a clash
+        // with another machine's name vanishingly unlikely, and a clash is
+        // refused by the no-clobber rename anyway.
+        let mut h = blake3::Hasher::new();
+        h.update(staged.path().as_os_str().as_encoded_bytes());
+        h.update(&std::process::id().to_le_bytes());
+        h.update(&attempt.to_le_bytes());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        h.update(&nanos.to_le_bytes());
+        let unique = &h.finalize().to_hex()[..16];
+        let dest = dir.join(format!("{prefix}{unique}{suffix}"));
+        match staged.persist_noclobber(&dest) {
+            Ok(_) => {
+                sync_dir(dir);
+                return Ok(dest);
+            }
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                staged = e.file;
+                attempt += 1;
+            }
+            Err(e) => return Err(DepotError::io("rename into", &dest)(e.error)),
+        }
+    }
 }
 
 /// fsync of a directory, so a rename in it survives a power cut. Best effort:

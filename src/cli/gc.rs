@@ -1,0 +1,226 @@
+//! `relocache gc`: renders a [`GcReport`]; also opens the depot for the other
+//! maintenance commands (`clear`, `stats`) without ever creating one.
+
+use anyhow::Result;
+use clap::Args;
+
+use relocache::depot::{Depot, DepotStack};
+use relocache::gc::{gc, GcOptions, GcReport, RemovedEntry};
+use relocache::manifest::{Manifest, ManifestError};
+use relocache::units::{format_size, parse_age, parse_size};
+
+use super::progress::Bars;
+use super::{Env, UsageError};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  relocache gc --max-size 2G      evict least recently used entries until under 2G (cleans to 80%)
+  relocache gc --max-age 30d      drop entries not used for 30 days
+  relocache gc --dry-run          say what would go and how much it frees
+  relocache gc                    only sweep orphans, and the DEPOT.toml max_size if set
+  relocache gc --json             {\"removed\":[…],\"bytes_freed\",\"size_before\",\"size_after\",…}
+
+Last use is recorded inside the depot (usage/), so a copied depot keeps its LRU order.
+Unreferenced blobs and staging files younger than --grace are kept: a running build
+may be writing them. With `max_size = \"10G\"` in DEPOT.toml, `build` runs this gc
+whenever it stores something and the depot is over the bound.")]
+pub struct GcArgs {
+    /// Evict least recently used entries while the depot is larger than SIZE (e.g. 500M, 2G); default: DEPOT.toml max_size
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Evict entries not used for AGE (e.g. 30d, 12h)
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<String>,
+    /// Keep unreferenced blobs and staging files younger than AGE
+    #[arg(long, value_name = "AGE", default_value = "1h")]
+    pub grace: String,
+    /// Only say what would be removed
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+}
+
+/// The manifest when there is one: the maintenance commands also work
+/// outside any project, on the depot `--depot`/the environment names.
+pub(super) fn optional_manifest(env: &Env) -> Result<Option<Manifest>> {
+    match env.manifest() {
+        Ok(m) => Ok(Some(m)),
+        Err(ManifestError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The depot that is written (the first of the stack), if it exists.
+pub(super) fn existing_depot(env: &Env, manifest: Option<&Manifest>) -> Result<Option<Depot>> {
+    let paths = env.depot_paths(manifest)?;
+    let stack = DepotStack::open_read_only(&paths[..1])?;
+    Ok(stack.map(|s| s.primary().clone()))
+}
+
+pub(super) fn no_depot(env: &Env, manifest: Option<&Manifest>) -> Result<()> {
+    let paths = env.depot_paths(manifest)?;
+    if !env.cli.quiet {
+        eprintln!("no depot at `{}` yet", paths[0].display());
+    }
+    Ok(())
+}
+
+pub(super) fn entry_line(r: &RemovedEntry) -> String {
+    format!(
+        "  {}/{}  {}  last used {}  {}",
+        r.project,
+        r.target,
+        r.key.short(),
+        r.last_used,
+        format_size(r.bytes)
+    )
+}
+
+pub fn run(env: &Env, args: &GcArgs) -> Result<i32> {
+    let usage = |e: relocache::units::UnitError| UsageError(e.to_string());
+    let max_size = args
+        .max_size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .map_err(usage)?;
+    let max_age = args
+        .max_age
+        .as_deref()
+        .map(parse_age)
+        .transpose()
+        .map_err(usage)?;
+    let grace = parse_age(&args.grace).map_err(usage)?;
+    let manifest = optional_manifest(env)?;
+    let Some(depot) = existing_depot(env, manifest.as_ref())? else {
+        no_depot(env, manifest.as_ref())?;
+        return Ok(0);
+    };
+    let max_size = match max_size {
+        Some(s) => Some(s),
+        None => relocache::gc::configured_max_size(&depot)?,
+    };
+    let opts = GcOptions {
+        max_size,
+        max_age,
+        grace,
+        dry_run: args.dry_run,
+    };
+    let bars = Bars::new(!env.cli.quiet && !env.cli.json);
+    let report = gc(&depot, &opts, &bars);
+    bars.finish();
+    let report = report?;
+    if env.cli.json {
+        super::print_json(&report)?;
+    } else {
+        print_report(&report, env.cli.quiet);
+    }
+    Ok(0)
+}
+
+/// The automatic gc after a build that stored something, when DEPOT.toml
+/// sets `max_size`. Its problems are warnings: the build itself succeeded.
+pub(super) fn after_build(env: &Env, depot: &Depot) {
+    match relocache::gc::auto(depot, &relocache::report::Silent) {
+        Ok(None) => {}
+        Ok(Some(r)) => {
+            if !env.cli.quiet {
+                eprintln!(
+                    "gc: the depot exceeded its max_size of {}; removed {} entr{} least recently used, freed {}",
+                    format_size(r.max_size.unwrap_or(0)),
+                    r.removed.len(),
+                    if r.removed.len() == 1 { "y" } else { "ies" },
+                    format_size(r.bytes_freed)
+                );
+            }
+        }
+        Err(e) => eprintln!("warning: automatic gc failed: {e}"),
+    }
+}
+
+/// Text rendering, on stderr like every human-facing line.
+pub(super) fn print_report(r: &GcReport, quiet: bool) {
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    let (verb, freed) = if r.dry_run {
+        ("would remove", "would free")
+    } else {
+        ("removed", "freed")
+    };
+    if !r.removed.is_empty() {
+        if !quiet {
+            eprintln!(
+                "{verb} {} entr{} (least recently used first):",
+                r.removed.len(),
+                if r.removed.len() == 1 { "y" } else { "ies" }
+            );
+            for e in &r.removed {
+                let why = match e.why {
+                    relocache::gc::Why::MaxAge => "max-age",
+                    relocache::gc::Why::MaxSize => "max-size",
+                    relocache::gc::Why::Cleared => "cleared",
+                };
+                eprintln!("{}  ({why})", entry_line(e));
+            }
+        }
+    } else if !quiet {
+        eprintln!("{verb} no entries");
+    }
+    let o = &r.orphans;
+    if !quiet {
+        eprintln!(
+            "orphans: {} blob{} ({}), {} staging file{} ({}), {} dead lock{}",
+            o.blobs,
+            plural(o.blobs),
+            format_size(o.blob_bytes),
+            o.tmp_files,
+            plural(o.tmp_files),
+            format_size(o.tmp_bytes),
+            o.dead_locks,
+            plural(o.dead_locks)
+        );
+        if o.kept_young > 0 {
+            eprintln!(
+                "kept {} unreferenced file{} younger than {} (a running build may be writing {})",
+                o.kept_young,
+                plural(o.kept_young),
+                humantime::format_duration(std::time::Duration::from_secs(r.grace_secs)),
+                if o.kept_young == 1 { "it" } else { "them" }
+            );
+        }
+    }
+    let mut line = format!(
+        "{freed} {}: {} -> {}, {} entr{} left",
+        format_size(r.bytes_freed),
+        format_size(r.size_before),
+        format_size(r.size_after),
+        r.entries_after,
+        if r.entries_after == 1 { "y" } else { "ies" }
+    );
+    if let (Some(b), Some(c)) = (r.max_size, r.clean_to) {
+        line.push_str(&format!(
+            " (over the bound of {}, cleaned to {})",
+            format_size(b),
+            format_size(c)
+        ));
+    } else if let Some(b) = r.max_size {
+        line.push_str(&format!(" (under the bound of {})", format_size(b)));
+    }
+    eprintln!("{line}");
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `DEFAULT_GRACE` is what `--grace` defaults to; keep them in step.
+#[cfg(test)]
+#[test]
+fn grace_default_matches_the_library() {
+    assert_eq!(parse_age("1h").unwrap(), relocache::gc::DEFAULT_GRACE);
+}

@@ -1,0 +1,666 @@
+//! Keeping a depot healthy: `gc`, `clear`, `stats`, access tracking and
+//! `build --force`, driven through the real binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// Four independent targets, each copying 64 KiB of incompressible bytes,
+/// so each entry weighs about 64 KiB in the depot.
+fn four() -> Project {
+    let mut manifest = String::new();
+    for t in ["w", "x", "y", "z"] {
+        manifest.push_str(&format!(
+            "[target.{t}]\nrun = \"echo {t} >> ../runs.log && cp {t}.src {t}.bin\"\ninputs = [\"{t}.src\"]\noutputs = [\"{t}.bin\"]\n\n"
+        ));
+    }
+    let p = Project::new(&manifest, &[]);
+    for (i, t) in ["w", "x", "y", "z"].iter().enumerate() {
+        std::fs::write(p.path(&format!("{t}.src")), noise(i as u64 + 1, 64 * 1024)).unwrap();
+    }
+    p
+}
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Builds the targets one process at a time, in this order.
+fn build_in_order(p: &Project, targets: &[&str]) {
+    for t in targets {
+        p.build(&[t]).ok();
+    }
+}
+
+fn set_depot_toml(depot: &Path, extra: &str) {
+    std::fs::write(depot.join("DEPOT.toml"), format!("format = 1\n{extra}\n")).unwrap();
+}
+
+/// Target names of `gc --json`'s removed entries, in eviction order.
+fn removed(r: &Run) -> Vec<String> {
+    r.json()["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["target"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+fn touch(path: &Path, when: &str) {
+    let s = std::process::Command::new("touch")
+        .args(["-h", "-d", when])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(s.success());
+}
+
+fn stats(p: &Project) -> Value {
+    let r = p.run(&["stats", "--json"]);
+    r.ok();
+    r.json()
+}
+
+fn target_stats(s: &Value, target: &str) -> Value {
+    s["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == target)
+        .unwrap_or_else(|| panic!("no target {target} in {s}"))
+        .clone()
+}
+
+fn key_of(r: &Run, target: &str) -> String {
+    r.json()["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == target)
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn gc_with_a_size_bound_keeps_the_most_recently_used_entries_and_frees_the_rest() {
+    let p = four();
+    build_in_order(&p, &["w"]);
+    // Log every use, so the hits below reorder the LRU within the test.
+    set_depot_toml(&p.depot, "usage_interval = \"0s\"");
+    build_in_order(&p, &["x", "y", "z"]);
+    // w and x are used again: y and z are now the least recently used.
+    build_in_order(&p, &["w", "x"]);
+    assert_eq!(p.total_runs(), 4);
+
+    let r = p.run(&["gc", "--max-size", "200K", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(removed(&r), ["y", "z"], "{j}");
+    assert!(j["size_before"].as_u64().unwrap() > 200 * 1024, "{j}");
+    assert!(
+        j["size_after"].as_u64().unwrap() <= 160 * 1024,
+        "cleaned to 80% of the bound: {j}"
+    );
+    assert!(j["bytes_freed"].as_u64().unwrap() >= 2 * 64 * 1024, "{j}");
+    assert_eq!(p.entries(), 2);
+    assert!(
+        walkdir_size(&p.depot) <= 160 * 1024,
+        "the depot really shrank"
+    );
+
+    // The kept entries still restore; the evicted ones rebuild.
+    for t in ["w", "x", "y", "z"] {
+        std::fs::remove_file(p.path(&format!("{t}.bin"))).unwrap();
+    }
+    let b = p.build(&[]);
+    b.ok();
+    assert_eq!(b.outcome("w"), "hit");
+    assert_eq!(b.outcome("x"), "hit");
+    assert_eq!(b.outcome("y"), "built");
+    assert_eq!(b.outcome("z"), "built");
+    assert_eq!(p.runs("w"), 1, "zero commands run for the kept entries");
+    assert_eq!(p.runs("x"), 1);
+    assert_eq!(
+        std::fs::read(p.path("w.bin")).unwrap(),
+        noise(1, 64 * 1024),
+        "restored bytes are the original bytes"
+    );
+}
+
+fn walkdir_size(dir: &Path) -> u64 {
+    files_under(dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum()
+}
+
+#[test]
+fn gc_under_the_bound_removes_nothing_and_dry_run_changes_nothing() {
+    let p = four();
+    build_in_order(&p, &["w", "x", "y", "z"]);
+    let r = p.run(&["gc", "--max-size", "10M", "--json"]);
+    r.ok();
+    assert!(removed(&r).is_empty());
+    assert_eq!(p.entries(), 4);
+
+    let before = files_under(&p.depot).len();
+    let r = p.run(&["gc", "--max-size", "200K", "--dry-run", "--json"]);
+    r.ok();
+    assert_eq!(r.json()["dry_run"], true);
+    assert_eq!(removed(&r), ["w", "x"]);
+    assert!(r.json()["bytes_freed"].as_u64().unwrap() >= 2 * 64 * 1024);
+    assert_eq!(p.entries(), 4, "a dry run removes nothing");
+    assert_eq!(files_under(&p.depot).len(), before);
+
+    let text = p.run(&["gc", "--max-size", "200K", "--dry-run"]);
+    text.ok();
+    assert!(
+        text.stderr.contains("would remove 2 entries"),
+        "{}",
+        text.stderr
+    );
+    assert!(text.stderr.contains("would free"), "{}", text.stderr);
+}
+
+#[test]
+fn last_use_survives_a_depot_copy_whose_mtimes_are_all_new() {
+    let p = four();
+    build_in_order(&p, &["w", "x", "y", "z"]);
+    let copy = p.tmp.path().join("copied-depot");
+    copy_tree(&p.depot, &copy);
+    // The copy's mtimes are new and say nothing; make the entries' say the
+    // opposite of the real order (w newest), as a careless copy might.
+    for f in files_under(&copy) {
+        touch(&f, "2030-01-01 00:00:00");
+    }
+    for (t, when) in [("w", "2030-04-01"), ("x", "2030-03-01")] {
+        let r = p.run(&["build", "--json", t]);
+        let key = key_of(&r, t);
+        touch(
+            &copy
+                .join("entries-v1")
+                .join(&key[..2])
+                .join(format!("{key}.toml")),
+            when,
+        );
+    }
+    let gc = |depot: &Path| {
+        let mut c = bin();
+        c.arg("-C").arg(&p.root).arg("--depot").arg(depot).args([
+            "gc",
+            "--max-size",
+            "200K",
+            "--json",
+        ]);
+        let r = output(c);
+        r.ok();
+        removed(&r)
+    };
+    assert_eq!(gc(&copy), ["w", "x"], "the copy keeps the LRU order");
+    assert_eq!(gc(&p.depot), ["w", "x"]);
+
+    // A fresh checkout on the copy restores the kept entries.
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&copy)
+        .args(["build", "--json", "y", "z"]);
+    let r = output(c);
+    r.ok();
+    assert_eq!(r.json()["hits"], 2);
+}
+
+#[test]
+fn gc_never_takes_what_a_running_build_is_writing() {
+    let p = chain();
+    p.build(&[]).ok();
+    let d = &p.depot;
+    // A blob just written by a build that has not published its entry yet,
+    // and its staging file: both fresh, both unreferenced.
+    let fresh = b"fresh output of a running build".to_vec();
+    let fresh_blob = blob_path(d, &fresh);
+    std::fs::create_dir_all(fresh_blob.parent().unwrap()).unwrap();
+    std::fs::write(&fresh_blob, &fresh).unwrap();
+    let fresh_tmp = d.join("tmp/.stage-running");
+    std::fs::write(&fresh_tmp, b"half written").unwrap();
+    // The same from a build that died two hours ago.
+    let old = b"left behind by a crash".to_vec();
+    let old_blob = blob_path(d, &old);
+    std::fs::create_dir_all(old_blob.parent().unwrap()).unwrap();
+    std::fs::write(&old_blob, &old).unwrap();
+    touch(&old_blob, "2 hours ago");
+    let old_tmp = d.join("tmp/.stage-crashed");
+    std::fs::write(&old_tmp, b"never renamed").unwrap();
+    touch(&old_tmp, "2 hours ago");
+    // A placeholder of a crashed build, and one a live build holds.
+    let dead_lock = d.join(format!("locks/{}.lock", "1".repeat(64)));
+    std::fs::write(&dead_lock, "pid 1 since then").unwrap();
+    touch(&dead_lock, "2 hours ago");
+    let live_lock = d.join(format!("locks/{}.lock", "2".repeat(64)));
+    let held = std::fs::File::create(&live_lock).unwrap();
+    held.lock().unwrap();
+    touch(&live_lock, "2 hours ago");
+
+    let r = p.run(&["gc", "--json"]);
+    r.ok();
+    let o = &r.json()["orphans"];
+    assert_eq!(o["blobs"], 1, "{o}");
+    assert_eq!(o["tmp_files"], 1, "{o}");
+    assert_eq!(o["dead_locks"], 1, "{o}");
+    assert_eq!(o["kept_young"], 2, "{o}");
+    assert!(fresh_blob.exists(), "a running build's blob must stay");
+    assert!(
+        fresh_tmp.exists(),
+        "a running build's staging file must stay"
+    );
+    assert!(live_lock.exists(), "a held lock must stay");
+    assert!(!old_blob.exists());
+    assert!(!old_tmp.exists());
+    assert!(!dead_lock.exists());
+    drop(held);
+    // Every entry is intact.
+    assert_eq!(p.entries(), 3);
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    assert_eq!(p.build(&[]).json()["hits"], 3);
+
+    // With a zero grace period the fresh orphans go too.
+    let r = p.run(&["gc", "--grace", "0s", "--json"]);
+    r.ok();
+    assert!(!fresh_blob.exists());
+    assert!(!fresh_tmp.exists());
+}
+
+fn blob_path(depot: &Path, content: &[u8]) -> PathBuf {
+    let hex = relocache::digest::Digest::of(content).to_hex();
+    depot.join("objects-v1").join(&hex[..2]).join(hex)
+}
+
+#[test]
+fn max_age_drops_entries_unused_for_that_long() {
+    let p = chain();
+    let r = p.build(&[]);
+    r.ok();
+    let key = key_of(&r, "a");
+    // No recorded use (as in a depot from before access tracking), and an
+    // entry created long ago: its creation time is its last use.
+    for f in files_under(&p.depot.join("usage")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let entry = p
+        .depot
+        .join("entries-v1")
+        .join(&key[..2])
+        .join(format!("{key}.toml"));
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let created = text.lines().find(|l| l.starts_with("created")).unwrap();
+    std::fs::write(
+        &entry,
+        text.replace(created, "created = \"2020-01-01T00:00:00Z\""),
+    )
+    .unwrap();
+
+    let dry = p.run(&["gc", "--max-age", "30d", "--dry-run", "--json"]);
+    dry.ok();
+    assert_eq!(removed(&dry), ["a"]);
+    assert_eq!(dry.json()["removed"][0]["why"], "max-age");
+    assert_eq!(p.entries(), 3);
+    let r = p.run(&["gc", "--max-age", "30d", "--json"]);
+    r.ok();
+    assert_eq!(removed(&r), ["a"]);
+    assert_eq!(p.entries(), 2);
+    let b = p.build(&[]);
+    assert_eq!(b.outcome("a"), "built");
+    assert_eq!(b.outcome("c"), "hit");
+}
+
+#[test]
+fn clear_by_target_and_by_key() {
+    let p = chain();
+    p.build(&[]).ok();
+    let r = p.run(&["clear", "a", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["removed"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["removed"][0]["target"], "a");
+    assert_eq!(j["records_removed"], 1);
+    assert!(j["blobs_removed"].as_u64().unwrap() >= 1);
+    assert_eq!(p.entries(), 2);
+    assert!(!p.depot.join("projects-v1/proj/a.toml").exists());
+    assert!(p.depot.join("projects-v1/proj/b.toml").exists());
+    let b = p.build(&[]);
+    assert_eq!(b.outcome("a"), "built");
+    assert_eq!(b.outcome("b"), "hit", "b's blobs were not touched");
+    assert_eq!(b.outcome("c"), "hit");
+
+    let key = key_of(&b, "b");
+    let wrong = p.run(&["clear", "c", "--key", &key[..10]]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("belongs to `proj/b`"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(p.entries(), 3);
+    let r = p.run(&["clear", "b", "--key", &key[..10]]);
+    r.ok();
+    assert!(
+        r.stderr.lines().last().unwrap().contains("removed 1 entry"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.entries(), 2);
+    assert_eq!(p.build(&[]).outcome("b"), "built");
+    assert_eq!(p.runs("b"), 2);
+
+    let missing = p.run(&["clear", "--key", "abcdef"]);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no entry has a key"),
+        "{}",
+        missing.stderr
+    );
+    let unknown = p.run(&["clear", "nosuch"]);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("unknown target `nosuch`"),
+        "{}",
+        unknown.stderr
+    );
+    let nothing = p.run(&["clear"]);
+    assert_eq!(nothing.code, 2);
+
+    p.run(&["clear", "--project"]).ok();
+    assert_eq!(p.entries(), 0);
+    assert!(!p.depot.join("projects-v1/proj").exists());
+}
+
+#[test]
+fn clear_keeps_blobs_that_other_entries_share() {
+    let p = Project::new(
+        r#"
+[target.one]
+run = "echo one >> ../runs.log && cp same.txt one.out"
+inputs = ["same.txt"]
+outputs = ["one.out"]
+
+[target.two]
+run = "echo two >> ../runs.log && cp same.txt two.out"
+inputs = ["same.txt"]
+outputs = ["two.out"]
+"#,
+        &[("same.txt", "shared bytes\n")],
+    );
+    p.build(&[]).ok();
+    p.run(&["clear", "one"]).ok();
+    std::fs::remove_file(p.path("two.out")).unwrap();
+    let r = p.build(&["two"]);
+    assert_eq!(r.outcome("two"), "hit");
+    assert_eq!(p.read("two.out"), "shared bytes\n");
+}
+
+#[test]
+fn clear_all_empties_the_depot_without_asking_when_not_a_terminal() {
+    let p = chain();
+    p.build(&[]).ok();
+    let r = p.run(&["clear", "--all"]);
+    r.ok();
+    assert_eq!(p.entries(), 0);
+    assert!(files_under(&p.depot.join("objects-v1")).is_empty());
+    assert!(files_under(&p.depot.join("projects-v1")).is_empty());
+    assert!(p.depot.join("DEPOT.toml").exists());
+    assert_eq!(p.build(&[]).json()["built"], 3);
+}
+
+#[test]
+fn stats_counts_are_exact_after_a_known_sequence_of_builds() {
+    let manifest = format!(
+        "{CHAIN}\n[target.f]\nrun = \"echo f >> ../runs.log && sh f.sh\"\ninputs = [\"f.sh\"]\noutputs = [\"f.out\"]\n"
+    );
+    let p = Project::new(
+        &manifest,
+        &[
+            ("a.txt", "alpha\n"),
+            ("b.txt", "beta\n"),
+            ("c.txt", "gamma\n"),
+            ("f.sh", "exit 3\n"),
+        ],
+    );
+    let mut saved = 0;
+    let mut saved_of = |r: &Run| {
+        saved += r.json()["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["saved_ms"].as_u64())
+            .sum::<u64>();
+    };
+    // 1. a, b, c built; f fails: 4 misses, 3 builds, 1 failure.
+    let r = p.build(&[]);
+    assert_eq!(r.code, 1);
+    // 2. three hits; c's output was deleted, so 6 bytes are restored.
+    std::fs::remove_file(p.path("out-c.txt")).unwrap();
+    let r = p.build(&["a", "b", "c"]);
+    r.ok();
+    assert_eq!(r.json()["hits"], 3);
+    saved_of(&r);
+    // 3. f fixed: a miss and a build storing 3 bytes.
+    p.write("f.sh", "echo ok > f.out\n");
+    p.build(&["f"]).ok();
+    // 4. forced: a build, not a miss.
+    p.build(&["f", "--force"]).ok();
+
+    let s = stats(&p);
+    assert_eq!(s["hits"], 3, "{s}");
+    assert_eq!(s["misses"], 5, "{s}");
+    assert_eq!(s["builds"], 5, "{s}");
+    assert_eq!(s["failures"], 1, "{s}");
+    assert_eq!(s["bytes_restored"], 6, "{s}");
+    // out/a.txt 6 + out/b.txt 11 + out-c.txt 6 + f.out 3 + 3.
+    assert_eq!(s["bytes_stored"], 29, "{s}");
+    assert_eq!(s["saved_ms"], saved, "{s}");
+    assert_eq!(s["entries"], 4, "{s}");
+    assert_eq!(s["hit_rate"], 3.0 / 8.0);
+    assert_eq!(s["logical_bytes"], 6 + 11 + 6 + 3);
+    assert!(s["blobs"].as_u64().unwrap() >= 4);
+    assert!(s["dedup_ratio"].as_f64().unwrap() > 0.0);
+    let f = target_stats(&s, "f");
+    assert_eq!(
+        (&f["misses"], &f["builds"], &f["failures"], &f["entries"]),
+        (&2.into(), &2.into(), &1.into(), &1.into()),
+        "{f}"
+    );
+    assert_eq!(target_stats(&s, "c")["bytes_restored"], 6);
+
+    let text = p.run(&["stats", "-v"]);
+    text.ok();
+    assert!(
+        text.stdout.contains("3 of 8 lookups (37.5%)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("proj/f"), "{}", text.stdout);
+
+    // Reset: counters restart, entries stay.
+    let r = p.run(&["stats", "--reset", "--json"]);
+    r.ok();
+    assert_eq!(r.json()["hits"], 0);
+    assert_eq!(r.json()["entries"], 4);
+    assert!(r.json()["since"].is_string());
+    p.build(&[]).ok();
+    let s = stats(&p);
+    assert_eq!(
+        (&s["hits"], &s["misses"], &s["builds"]),
+        (&4.into(), &0.into(), &0.into())
+    );
+}
+
+#[test]
+fn access_logs_written_by_processes_at_once_are_merged_without_losing_any() {
+    let p = chain();
+    p.build(&[]).ok();
+    // Builds and compacting gcs, all at once on one depot.
+    let mut children = Vec::new();
+    for i in 0..12 {
+        let args: &[&str] = if i % 2 == 1 {
+            &["gc", "--json"]
+        } else {
+            &["build", "--json"]
+        };
+        let mut c = p.cmd(args);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        children.push(c.spawn().unwrap());
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let s = stats(&p);
+    assert_eq!(s["hits"], 6 * 3, "{s}");
+    assert_eq!(s["builds"], 3, "{s}");
+    assert_eq!(p.total_runs(), 3);
+    // Merged once more, nothing changes.
+    p.run(&["gc"]).ok();
+    let again = stats(&p);
+    assert_eq!(again["hits"], 18);
+    assert_eq!(again["pending_logs"], 0);
+}
+
+#[test]
+fn a_no_op_build_within_the_interval_records_counts_but_no_uses() {
+    let p = chain();
+    p.build(&[]).ok();
+    let before: Vec<PathBuf> = files_under(&p.depot.join("usage"));
+    p.build(&[]).ok();
+    let new: Vec<PathBuf> = files_under(&p.depot.join("usage"))
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(new.len(), 1, "one log per process: {new:?}");
+    let text = std::fs::read_to_string(&new[0]).unwrap();
+    assert!(!text.contains("\"use\""), "{text}");
+    assert_eq!(text.matches("\"count\"").count(), 3, "{text}");
+    for f in &before {
+        assert!(f.exists(), "earlier logs are never rewritten");
+    }
+}
+
+#[test]
+fn force_rebuilds_and_overwrites_the_entry() {
+    let p = Project::new(
+        r#"
+[target.n]
+run = "echo n >> ../runs.log && wc -l < ../runs.log | tr -d ' ' > n.txt"
+inputs = ["seed.txt"]
+outputs = ["n.txt"]
+
+[target.m]
+run = "echo m >> ../runs.log && cp seed.txt m.txt"
+inputs = ["seed.txt"]
+outputs = ["m.txt"]
+"#,
+        &[("seed.txt", "seed\n")],
+    );
+    p.build(&[]).ok();
+    let first = p.read("n.txt");
+    assert_eq!(p.build(&[]).json()["hits"], 2);
+    let r = p.build(&["--force", "n"]);
+    r.ok();
+    assert_eq!(r.outcome("n"), "built");
+    assert_eq!(r.json()["targets"][0]["stored"], true);
+    assert_eq!(p.runs("n"), 2);
+    assert_eq!(p.runs("m"), 1, "only the named target is forced");
+    let second = p.read("n.txt");
+    assert_ne!(first, second);
+    assert_eq!(p.entries(), 2, "the entry was overwritten, not added");
+    std::fs::remove_file(p.path("n.txt")).unwrap();
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("n"), "hit");
+    assert_eq!(
+        p.read("n.txt"),
+        second,
+        "the forced build's output is what restores"
+    );
+}
+
+#[test]
+fn build_runs_gc_when_the_depot_exceeds_its_configured_max_size() {
+    let p = four();
+    build_in_order(&p, &["w"]);
+    set_depot_toml(&p.depot, "max_size = \"150K\"");
+    let r = p.build(&["x"]);
+    assert!(!r.stderr.contains("gc:"), "under the bound: {}", r.stderr);
+    let r = p.build(&["y"]);
+    r.ok();
+    assert!(
+        r.stderr.contains("gc: the depot exceeded its max_size"),
+        "{}",
+        r.stderr
+    );
+    assert!(walkdir_size(&p.depot) <= 150 * 1024);
+    assert_eq!(p.entries(), 1);
+    std::fs::remove_file(p.path("y.bin")).unwrap();
+    assert_eq!(
+        p.build(&["y"]).outcome("y"),
+        "hit",
+        "the newest entry is kept"
+    );
+    // gc without --max-size uses DEPOT.toml's.
+    let g = p.run(&["gc", "--json"]);
+    g.ok();
+    assert_eq!(g.json()["max_size"], 150 * 1024);
+}
+
+#[test]
+fn maintenance_commands_explain_themselves_and_reject_bad_units() {
+    for cmd in ["gc", "clear", "stats"] {
+        let r = output({
+            let mut c = bin();
+            c.args([cmd, "--help"]);
+            c
+        });
+        r.ok();
+        assert!(r.stdout.contains("Examples:"), "{cmd}: {}", r.stdout);
+    }
+    let p = chain();
+    p.build(&[]).ok();
+    let r = p.run(&["gc", "--max-size", "lots"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not a valid size"), "{}", r.stderr);
+    set_depot_toml(&p.depot, "max_size = \"huge\"");
+    let r = p.run(&["gc"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("DEPOT.toml") && r.stderr.contains("max_size"),
+        "{}",
+        r.stderr
+    );
+    // On a depot that does not exist yet: nothing to do, nothing created.
+    let empty = p.tmp.path().join("no-depot");
+    let mut c = bin();
+    c.arg("--depot").arg(&empty).arg("stats");
+    output(c).ok();
+    assert!(!empty.exists());
+}

@@ -67,6 +67,10 @@ pub struct TargetReport {
     pub outcome: Outcome,
     /// Wall time spent on it in this run.
     pub duration_ms: u64,
+    /// When its work began, in milliseconds since the build started.
+    pub start_ms: u64,
+    /// Which of the `-j` workers ran it (0-based; lanes of `--timings`).
+    pub worker: usize,
     /// For a hit: how long the stored build took (time saved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_ms: Option<u64>,
@@ -396,67 +400,76 @@ pub fn build(
     } else {
         opts.jobs
     };
+    let next_worker = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..jobs.min(n.max(1)) {
-            s.spawn(|| loop {
-                let (i, deps) = {
-                    let mut g = sched.lock().unwrap();
-                    loop {
-                        if let Some(i) = g.ready.pop_first() {
-                            let deps: HashMap<String, DepOut> = ctx.closure[&order[i]]
-                                .iter()
-                                .filter_map(|d| g.outs.get(d).map(|o| (d.clone(), o.clone())))
-                                .collect();
-                            break (i, deps);
-                        }
-                        if g.done == n {
-                            return;
-                        }
-                        g = cv.wait(g).unwrap();
-                    }
-                };
-                let t = &manifest.targets[&order[i]];
-                reporter.target_started(&t.name);
-                let (report, out) =
-                    process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
-                account::finished(&ctx.usage, &report, out.as_ref(), forced.contains(&t.name));
-                let mut g = sched.lock().unwrap();
-                reporter.target_finished(&report);
-                let ok = out.is_some();
-                if let Some(o) = out {
-                    g.outs.insert(t.name.clone(), o);
-                }
-                g.results[i] = Some(report);
-                g.done += 1;
-                let mut stack = vec![(i, t.name.clone())];
-                while let Some((j, cause)) = stack.pop() {
-                    for &k in &dependents[j] {
-                        if ok && j == i {
-                            g.waiting[k] -= 1;
-                            if g.waiting[k] == 0 {
-                                g.ready.insert(k);
+            s.spawn(|| {
+                let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                loop {
+                    let (i, deps) = {
+                        let mut g = sched.lock().unwrap();
+                        loop {
+                            if let Some(i) = g.ready.pop_first() {
+                                let deps: HashMap<String, DepOut> = ctx.closure[&order[i]]
+                                    .iter()
+                                    .filter_map(|d| g.outs.get(d).map(|o| (d.clone(), o.clone())))
+                                    .collect();
+                                break (i, deps);
                             }
-                        } else if g.results[k].is_none() {
-                            let r = TargetReport {
-                                name: order[k].clone(),
-                                key: None,
-                                outcome: Outcome::Skipped,
-                                duration_ms: 0,
-                                saved_ms: None,
-                                stored: false,
-                                error: Some(format!("dependency `{cause}` failed")),
-                                warnings: vec![],
-                                stdout: vec![],
-                                stderr: vec![],
-                            };
-                            reporter.target_finished(&r);
-                            g.results[k] = Some(r);
-                            g.done += 1;
-                            stack.push((k, cause.clone()));
+                            if g.done == n {
+                                return;
+                            }
+                            g = cv.wait(g).unwrap();
+                        }
+                    };
+                    let t = &manifest.targets[&order[i]];
+                    reporter.target_started(&t.name);
+                    let start_ms = started.elapsed().as_millis() as u64;
+                    let (mut report, out) =
+                        process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
+                    report.start_ms = start_ms;
+                    report.worker = worker;
+                    account::finished(&ctx.usage, &report, out.as_ref(), forced.contains(&t.name));
+                    let mut g = sched.lock().unwrap();
+                    reporter.target_finished(&report);
+                    let ok = out.is_some();
+                    if let Some(o) = out {
+                        g.outs.insert(t.name.clone(), o);
+                    }
+                    g.results[i] = Some(report);
+                    g.done += 1;
+                    let mut stack = vec![(i, t.name.clone())];
+                    while let Some((j, cause)) = stack.pop() {
+                        for &k in &dependents[j] {
+                            if ok && j == i {
+                                g.waiting[k] -= 1;
+                                if g.waiting[k] == 0 {
+                                    g.ready.insert(k);
+                                }
+                            } else if g.results[k].is_none() {
+                                let r = TargetReport {
+                                    name: order[k].clone(),
+                                    key: None,
+                                    outcome: Outcome::Skipped,
+                                    duration_ms: 0,
+                                    start_ms: started.elapsed().as_millis() as u64,
+                                    worker,
+                                    saved_ms: None,
+                                    stored: false,
+                                    error: Some(format!("dependency `{cause}` failed")),
+                                    warnings: vec![],
+                                    stdout: vec![],
+                                    stderr: vec![],
+                                };
+                                reporter.target_finished(&r);
+                                g.results[k] = Some(r);
+                                g.done += 1;
+                                stack.push((k, cause.clone()));
+                            }
                         }
                     }
+                    cv.notify_all();
                 }
-                cv.notify_all();
             });
         }
     });
@@ -490,6 +503,8 @@ fn report(name: &str, key: Option<Key>, outcome: Outcome, started: Instant) -> T
         key,
         outcome,
         duration_ms: started.elapsed().as_millis() as u64,
+        start_ms: 0,
+        worker: 0,
         saved_ms: None,
         stored: false,
         error: None,

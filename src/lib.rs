@@ -36,6 +36,7 @@ pub mod memo;
 pub mod plan;
 pub mod reloc;
 pub mod relpath;
+pub mod remote;
 pub mod report;
 pub mod stats;
 pub mod treehash;

@@ -34,6 +34,8 @@ pub struct Manifest {
     pub depot: Option<PathBuf>,
     /// Targets by name, sorted.
     pub targets: BTreeMap<String, Target>,
+    /// `[remote]`: a shared cache on object storage (before env overrides).
+    pub remote: Option<crate::remote::config::RemoteSettings>,
 }
 
 /// How a target's command is run.
@@ -155,6 +157,15 @@ struct RawManifest {
     project: Option<RawProject>,
     defaults: Option<RawDefaults>,
     target: Option<BTreeMap<String, Spanned<RawTarget>>>,
+    remote: Option<Spanned<RawRemote>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    url: Spanned<String>,
+    mode: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +297,7 @@ impl Manifest {
         }
         check_deps(&cx, &targets, &raw_targets)?;
         check_outputs(&cx, &targets, &raw_targets)?;
+        let remote = raw.remote.as_ref().map(|r| cx.remote(r)).transpose()?;
         Ok(Manifest {
             file: file.to_path_buf(),
             root: root.to_path_buf(),
@@ -293,6 +305,7 @@ impl Manifest {
             salt,
             depot,
             targets,
+            remote,
         })
     }
 
@@ -335,6 +348,56 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// `[remote]`: a URL without a password (a secret committed with the
+    /// project), a mode and a timeout.
+    fn remote(
+        &self,
+        raw: &Spanned<RawRemote>,
+    ) -> Result<crate::remote::config::RemoteSettings, ManifestError> {
+        use crate::remote::config::{self, Mode, Origin, RemoteSettings, RemoteUrl};
+        let r = raw.get_ref();
+        let url = RemoteUrl::parse(r.url.get_ref()).map_err(|m| {
+            self.err(
+                r.url.span(),
+                m,
+                "see README \"Sharing a cache across machines\" for the URL forms",
+            )
+        })?;
+        if url.password().is_some() {
+            return Err(self.err(
+                r.url.span(),
+                format!("`[remote] url` holds a password ({url})"),
+                "never commit credentials: set RELOCACHE_REMOTE=<url with password> in the environment instead",
+            ));
+        }
+        let mode = match &r.mode {
+            None => Mode::ReadWrite,
+            Some(m) => Mode::parse(m.get_ref()).ok_or_else(|| {
+                self.err(
+                    m.span(),
+                    format!("unknown remote mode `{}`", m.get_ref()),
+                    "use mode = \"read-write\" or mode = \"read-only\"",
+                )
+            })?,
+        };
+        let timeout = match &r.timeout {
+            None => config::DEFAULT_TIMEOUT,
+            Some(t) => config::parse_timeout(t.get_ref()).map_err(|m| {
+                self.err(
+                    t.span(),
+                    m,
+                    "write a duration such as timeout = \"30s\", \"500ms\" or \"2m\"",
+                )
+            })?,
+        };
+        Ok(RemoteSettings {
+            url,
+            mode,
+            timeout,
+            origin: Origin::Manifest,
+        })
+    }
+
     fn loc(&self, span: Range<usize>) -> Location {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];

@@ -5,6 +5,7 @@
 //! skips its dependents while the others finish.
 
 mod account;
+mod remote;
 pub mod restore;
 pub mod run;
 pub mod store;
@@ -39,6 +40,8 @@ pub struct BuildOptions {
     pub require_relocatable: bool,
     /// Ignore existing entries of the named targets (all if none named) and overwrite them.
     pub force: bool,
+    /// The shared remote cache, looked up after the depot stack and written after a store.
+    pub remote: Option<std::sync::Arc<crate::remote::Remote>>,
 }
 
 /// What happened to a target.
@@ -202,6 +205,8 @@ pub(crate) struct Ctx<'a> {
     pub memo: Option<&'a StatMemo>,
     /// Uses and counters of this run, written to the depot's usage log at the end.
     pub usage: crate::depot::usage::Recorder,
+    /// The shared remote cache, if any.
+    pub remote: Option<&'a crate::remote::Remote>,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -252,6 +257,7 @@ impl<'a> Ctx<'a> {
             closure,
             writable: true,
             usage: crate::depot::usage::Recorder::new(&manifest.name),
+            remote: None,
         }
     }
 
@@ -356,6 +362,7 @@ pub fn build(
         &manifest.root,
     ));
     let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
+    ctx.remote = opts.remote.as_deref();
     if let Err(e) = depots.primary().probe_writable() {
         ctx.writable = false;
         reporter.warning(&format!(
@@ -595,10 +602,10 @@ fn finish_hit(
     (r, Some(out))
 }
 
-/// Looks `key` up in every depot of the stack; restores the first usable
-/// entry. Damaged entries and corrupt blobs are warnings and count as misses.
+/// Looks `key` up in every depot of the stack, then on the remote; restores
+/// the first usable entry. Damaged entries, corrupt blobs and remote failures
+/// are warnings and count as misses.
 fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> Option<Hit> {
-    let primary = &ctx.depots[0];
     for (i, depot) in ctx.depots.iter().enumerate() {
         let entry = match depot.read_entry(key) {
             Ok(Some(e)) => e,
@@ -608,55 +615,72 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
                 continue;
             }
         };
-        let logs = entry
-            .stdout
-            .map(|d| depot.read_blob(&d))
-            .transpose()
-            .and_then(|o| Ok((o, entry.stderr.map(|d| depot.read_blob(&d)).transpose()?)));
-        let (stdout, stderr) = match logs {
-            Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
-            Err(e) => {
-                warnings.push(format!(
-                    "cannot restore `{}` from the cache: {e}; rebuilding",
-                    t.name
-                ));
-                continue;
-            }
-        };
-        let restored =
-            match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
-                Ok(r) => r,
-                Err(e) => {
-                    warnings.push(format!(
-                        "cannot restore `{}` from the cache: {e}; rebuilding",
-                        t.name
-                    ));
-                    continue;
-                }
-            };
-        ctx.usage
-            .hit(&t.name, key, entry.duration_ms, restored.bytes_written);
-        if i > 0 {
-            let copied = entry
-                .blobs()
-                .iter()
-                .try_for_each(|b| primary.import_blob(depot, b))
-                .and_then(|_| primary.write_entry(&entry));
-            if let Err(e) = copied {
-                warnings.push(format!(
-                    "could not copy the entry into `{}`: {e}",
-                    primary.root().display()
-                ));
-            }
+        if let Some(hit) = restore_entry(ctx, t, key, i, entry, warnings) {
+            return Some(hit);
         }
-        let _ = primary.write_record(&ctx.manifest.name, &t.name, key);
-        return Some(Hit {
-            entry,
-            stdout,
-            stderr,
-        });
     }
-    None
+    remote::fetch(ctx, t, key, warnings)
+        .and_then(|entry| restore_entry(ctx, t, key, 0, entry, warnings))
+}
+
+/// Restores `entry`, found in depot `i` of the stack, and copies it into
+/// the first depot when it came from another.
+fn restore_entry(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    key: &Key,
+    i: usize,
+    entry: Entry,
+    warnings: &mut Vec<String>,
+) -> Option<Hit> {
+    let primary = &ctx.depots[0];
+    let depot = &ctx.depots[i];
+    let logs = entry
+        .stdout
+        .map(|d| depot.read_blob(&d))
+        .transpose()
+        .and_then(|o| Ok((o, entry.stderr.map(|d| depot.read_blob(&d)).transpose()?)));
+    let (stdout, stderr) = match logs {
+        Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot restore `{}` from the cache: {e}; rebuilding",
+                t.name
+            ));
+            return None;
+        }
+    };
+    let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
+        Ok(r) => r,
+        Err(e) => {
+            warnings.push(format!(
+                "cannot restore `{}` from the cache: {e}; rebuilding",
+                t.name
+            ));
+            return None;
+        }
+    };
+    ctx.usage
+        .hit(&t.name, key, entry.duration_ms, restored.bytes_written);
+    if i > 0 {
+        let copied = entry
+            .blobs()
+            .iter()
+            .try_for_each(|b| primary.import_blob(depot, b))
+            .and_then(|_| primary.write_entry(&entry));
+        if let Err(e) = copied {
+            warnings.push(format!(
+                "could not copy the entry into `{}`: {e}",
+                primary.root().display()
+            ));
+        }
+    }
+    let _ = primary.write_record(&ctx.manifest.name, &t.name, key);
+    Some(Hit {
+        entry,
+        stdout,
+        stderr,
+    })
 }
 
 fn build_miss(
@@ -774,11 +798,12 @@ fn build_miss(
         return (r, Some(out));
     }
     match store::store(primary, root, req) {
-        Ok(_) => {
+        Ok(entry) => {
             r.stored = true;
             if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &key) {
                 warnings.push(format!("could not record the build of `{}`: {e}", t.name));
             }
+            remote::upload(ctx, t, &entry, warnings);
         }
         Err(e) => warnings.push(format!(
             "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",

@@ -97,11 +97,13 @@ fn secs(ms: u64) -> String {
 pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     let manifest = env.manifest()?;
     let depots = env.depots(Some(&manifest))?;
+    let remote = super::remote::open(Some(&manifest))?;
     let opts = BuildOptions {
         targets: args.targets.clone(),
         jobs: args.jobs.unwrap_or(0),
         require_relocatable: args.require_relocatable,
         force: args.force,
+        remote,
     };
     let printer = Printer {
         json: env.cli.json,

@@ -8,6 +8,7 @@ mod gc;
 mod inspect;
 mod pack;
 pub mod progress;
+mod remote;
 mod stats;
 mod verify;
 
@@ -80,6 +81,8 @@ pub enum Cmd {
     Clear(clear::ClearArgs),
     /// Show hits, misses, builds, bytes, time saved and depot size
     Stats(stats::StatsArgs),
+    /// The shared remote cache (S3, Redis, WebDAV…): `remote check`
+    Remote(remote::RemoteArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -149,6 +152,7 @@ pub fn main() -> i32 {
         Cmd::Gc(args) => gc::run(&env, args),
         Cmd::Clear(args) => clear::run(&env, args),
         Cmd::Stats(args) => stats::run(&env, args),
+        Cmd::Remote(args) => remote::run(&env, args),
     };
     match result {
         Ok(code) => code,

@@ -19,6 +19,9 @@ Examples:
   relocache stats --json          {\"hits\",\"misses\",\"saved_ms\",\"size\",\"dedup_ratio\",\"targets\":[…],…}
   relocache stats --reset         zero the counters (entries and last-use times stay)
 
+With a remote cache, `remote` shows its hits, misses, errors, timeouts and corrupt
+downloads, and `transferred` the bytes down and up (the JSON's remote_* fields).
+
 Counters live in the depot (usage/), so they move with it and add up across every
 process and machine that uses it. Time saved is the stored build time of each hit.")]
 pub struct StatsArgs {
@@ -112,6 +115,36 @@ fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
     row("restored", format_size(t.bytes_restored));
     row("stored", format_size(t.bytes_stored));
     row("time saved", secs(t.saved_ms));
+    let remote_used = t.remote_hits
+        + t.remote_misses
+        + t.remote_errors
+        + t.remote_timeouts
+        + t.remote_corrupt
+        + t.remote_uploads
+        + t.remote_bytes_up
+        > 0;
+    if remote_used {
+        row(
+            "remote",
+            format!(
+                "{} hits, {} misses, {} errors, {} timeouts, {} corrupt; {} uploads",
+                t.remote_hits,
+                t.remote_misses,
+                t.remote_errors,
+                t.remote_timeouts,
+                t.remote_corrupt,
+                t.remote_uploads
+            ),
+        );
+        row(
+            "transferred",
+            format!(
+                "{} down, {} up",
+                format_size(t.remote_bytes_down),
+                format_size(t.remote_bytes_up)
+            ),
+        );
+    }
     row(
         "since",
         r.since

@@ -74,6 +74,36 @@ pub struct Counters {
     pub saved_ms: u64,
     /// Time spent building.
     pub build_ms: u64,
+    /// Local misses restored from the remote cache.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_hits: u64,
+    /// Local misses the remote did not have either.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_misses: u64,
+    /// Remote requests that failed (unreachable, refused, server errors).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_errors: u64,
+    /// Remote requests that took longer than the timeout.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_timeouts: u64,
+    /// Downloads whose content did not match their name (never restored).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_corrupt: u64,
+    /// Entries uploaded to the remote.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_uploads: u64,
+    /// Bytes downloaded from the remote (as stored: compressed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_bytes_down: u64,
+    /// Bytes uploaded to the remote (as stored: compressed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_bytes_up: u64,
+}
+
+/// Remote counters are left out of a line while zero, so logs without a
+/// remote read exactly as before (and older relocaches ignore them).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counters {
@@ -87,6 +117,14 @@ impl Counters {
         self.bytes_restored += other.bytes_restored;
         self.saved_ms += other.saved_ms;
         self.build_ms += other.build_ms;
+        self.remote_hits += other.remote_hits;
+        self.remote_misses += other.remote_misses;
+        self.remote_errors += other.remote_errors;
+        self.remote_timeouts += other.remote_timeouts;
+        self.remote_corrupt += other.remote_corrupt;
+        self.remote_uploads += other.remote_uploads;
+        self.remote_bytes_down += other.remote_bytes_down;
+        self.remote_bytes_up += other.remote_bytes_up;
     }
 
     fn is_empty(&self) -> bool {
@@ -557,6 +595,7 @@ mod tests {
                     bytes_restored: 6,
                     saved_ms: 7,
                     build_ms: 8,
+                    ..Counters::default()
                 },
             },
             Line::Reset { t: 9 },

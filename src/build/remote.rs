@@ -1,0 +1,68 @@
+//! The build's side of the remote cache: after a local miss, fetch from the
+//! remote into the first depot; after a store, upload. Every remote problem
+//! becomes a warning and a counter, never a failed target.
+
+use super::{Ctx, Target};
+use crate::depot::entries::Entry;
+use crate::depot::usage::Counters;
+use crate::digest::Key;
+use crate::remote::Failure;
+
+/// Counts a failure and turns it into a warning (none for `Disabled`,
+/// which was reported when it happened).
+fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec<String>) {
+    let bump: fn(&mut Counters) = match f {
+        Failure::Disabled => return,
+        Failure::Timeout(_) => |c| c.remote_timeouts += 1,
+        Failure::Corrupt { .. } => |c| c.remote_corrupt += 1,
+        Failure::Error(_) | Failure::Incomplete(_) => |c| c.remote_errors += 1,
+    };
+    ctx.usage.count(&t.name, bump);
+    warnings.push(format!("remote: {what} `{}`: {f}", t.name));
+}
+
+/// Looks `key` up on the remote after every depot missed. On a hit the
+/// entry and its blobs are in the first depot, ready to restore.
+pub(super) fn fetch(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    key: &Key,
+    warnings: &mut Vec<String>,
+) -> Option<Entry> {
+    let remote = ctx.remote?;
+    if !ctx.writable {
+        // A hit must land in the first depot before it is restored.
+        return None;
+    }
+    match remote.fetch(&ctx.depots[0], key) {
+        Ok(Some(f)) => {
+            ctx.usage.count(&t.name, |c| {
+                c.remote_hits += 1;
+                c.remote_bytes_down += f.bytes_down;
+            });
+            Some(f.entry)
+        }
+        Ok(None) => {
+            ctx.usage.count(&t.name, |c| c.remote_misses += 1);
+            None
+        }
+        Err(f) => {
+            failed(ctx, t, &f, "could not fetch", warnings);
+            None
+        }
+    }
+}
+
+/// Uploads a newly stored entry (read-write remotes only).
+pub(super) fn upload(ctx: &Ctx<'_>, t: &Target, entry: &Entry, warnings: &mut Vec<String>) {
+    let Some(remote) = ctx.remote else {
+        return;
+    };
+    match remote.upload(&ctx.depots[0], entry) {
+        Ok(u) => ctx.usage.count(&t.name, |c| {
+            c.remote_bytes_up += u.bytes_up;
+            c.remote_uploads += u64::from(u.entry);
+        }),
+        Err(f) => failed(ctx, t, &f, "could not upload", warnings),
+    }
+}

@@ -1,0 +1,705 @@
+//! The shared remote cache: a small synchronous facade over Apache OpenDAL
+//! (S3 and S3-compatible stores, Redis, WebDAV; GCS and Azure as opt-in
+//! features). The core stays synchronous: [`Remote`] owns a tokio runtime
+//! and every public method blocks. It never prints, never writes a depot
+//! file except through [`crate::depot::write`], and never restores a byte
+//! it has not re-hashed.
+//!
+//! ```text
+//! <bucket>/<prefix>/relocache/v1/objects/<blake3-hex>   a blob exactly as stored in a depot
+//!                                                       (zstd or raw)
+//! <bucket>/<prefix>/relocache/v1/entries/<key-hex>      an entry's TOML, uploaded after its blobs
+//! <bucket>/<prefix>/relocache/v1/probe/<unique>         write probes, deleted at once
+//! ```
+//!
+//! Policy (sccache's and Gradle's): every failure or timeout is a miss,
+//! reported as a warning, never a failed build; after [`MAX_FAILURES`]
+//! failures in a row the remote is disabled for the rest of the process.
+//! Uploads are idempotent: a HEAD (stat) before each PUT, never relying on
+//! `If-None-Match`. A read-write remote that refuses the first write probe
+//! is used read-only.
+
+mod backend;
+pub mod config;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+pub use config::{Mode, RemoteSettings, RemoteUrl, Service};
+
+use crate::depot::entries::{parse_entry, Entry};
+use crate::depot::{write, Depot};
+use crate::digest::{Digest, Key};
+
+/// Layout version on the remote (in every object name).
+pub const LAYOUT: &str = "relocache/v1";
+/// Failures in a row after which the remote is disabled for the run.
+pub const MAX_FAILURES: u32 = 3;
+/// Transfers in flight at once, across all build workers.
+pub const IN_FLIGHT: usize = 8;
+/// Bytes per ranged read or write request.
+const CHUNK: u64 = 8 * 1024 * 1024;
+
+/// Why a remote could not be set up (exit 2: a configuration problem).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The URL's service was not compiled in.
+    #[error("the remote `{url}` needs {service} support, which this relocache was built without\n  help: rebuild with `cargo install relocache --features {service}`, or set RELOCACHE_REMOTE=off")]
+    NotCompiled {
+        /// The masked URL.
+        url: String,
+        /// The cargo feature.
+        service: &'static str,
+    },
+    /// OpenDAL refused the configuration.
+    #[error("cannot use the remote `{url}`: {message}\n  help: {help}")]
+    Config {
+        /// The masked URL.
+        url: String,
+        /// What is wrong.
+        message: String,
+        /// What to do.
+        help: String,
+    },
+    /// The async runtime could not start.
+    #[error("could not start the remote client: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Why one remote operation did not succeed. To a build, each is a miss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The remote was disabled earlier in this run (already reported).
+    Disabled,
+    /// A request failed (unreachable, refused, credentials, server error).
+    Error(String),
+    /// A request took longer than the timeout.
+    Timeout(String),
+    /// Downloaded data does not match its name: never used.
+    Corrupt {
+        /// The blob, when a blob (not the entry) was corrupt.
+        blob: Option<Digest>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The remote answers but lacks something an entry needs.
+    Incomplete(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Disabled => f.write_str("the remote is disabled for this run"),
+            Failure::Error(m)
+            | Failure::Timeout(m)
+            | Failure::Corrupt { message: m, .. }
+            | Failure::Incomplete(m) => f.write_str(m),
+        }
+    }
+}
+
+/// An entry fetched into the depot.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The entry, now in the depot with all its blobs.
+    pub entry: Entry,
+    /// Bytes downloaded (stored form).
+    pub bytes_down: u64,
+}
+
+/// What an upload sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Uploaded {
+    /// Bytes sent (stored form).
+    pub bytes_up: u64,
+    /// Whether the entry itself was sent (false: the remote had it).
+    pub entry: bool,
+}
+
+/// The remote cache of one process.
+pub struct Remote {
+    settings: RemoteSettings,
+    rt: tokio::runtime::Runtime,
+    op: opendal::Operator,
+    limit: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.settings.url)
+            .field("mode", &self.settings.mode)
+            .finish()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Failures in a row.
+    failures: u32,
+    disabled: bool,
+    /// `Some(true)` once a write probe succeeded, `Some(false)` once it failed.
+    writable: Option<bool>,
+    /// Blobs found corrupt on the remote: uploaded again even though present.
+    poisoned: HashSet<Digest>,
+}
+
+fn object_path(d: &Digest) -> String {
+    format!("{LAYOUT}/objects/{}", d.to_hex())
+}
+
+fn entry_path(k: &Key) -> String {
+    format!("{LAYOUT}/entries/{}", k.0.to_hex())
+}
+
+impl Remote {
+    /// Sets up the client for `settings`. Nothing is sent yet.
+    pub fn open(settings: RemoteSettings) -> Result<Remote, RemoteError> {
+        let url = &settings.url;
+        if !url.service.compiled() {
+            return Err(RemoteError::NotCompiled {
+                url: url.to_string(),
+                service: url.service.feature(),
+            });
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("relocache-remote")
+            .enable_all()
+            .build()
+            .map_err(RemoteError::Runtime)?;
+        let op = {
+            let _guard = rt.enter();
+            backend::operator(url).map_err(|e| RemoteError::Config {
+                url: url.to_string(),
+                message: mask(&e.to_string(), url),
+                help: backend::help(url.service).to_owned(),
+            })?
+        };
+        Ok(Remote {
+            settings,
+            rt,
+            op,
+            limit: Arc::new(Semaphore::new(IN_FLIGHT)),
+            state: Mutex::default(),
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// Whether uploads are still attempted (read-write and not fallen back).
+    pub fn writes(&self) -> bool {
+        self.settings.mode == Mode::ReadWrite && self.state.lock().unwrap().writable != Some(false)
+    }
+
+    fn io(&self) -> Io {
+        Io {
+            op: self.op.clone(),
+            timeout: self.settings.timeout,
+            url: self.settings.url.clone(),
+            limit: self.limit.clone(),
+        }
+    }
+
+    /// Runs one operation under the failure policy.
+    fn guarded<T>(&self, f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+        if self.state.lock().unwrap().disabled {
+            return Err(Failure::Disabled);
+        }
+        let result = self.rt.block_on(f);
+        let mut s = self.state.lock().unwrap();
+        match result {
+            Ok(v) => {
+                s.failures = 0;
+                Ok(v)
+            }
+            Err(Failure::Error(_) | Failure::Timeout(_)) if s.disabled => Err(Failure::Disabled),
+            Err(Failure::Error(m)) => Err(Failure::Error(self.count_failure(&mut s, m))),
+            Err(Failure::Timeout(m)) => Err(Failure::Timeout(self.count_failure(&mut s, m))),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn count_failure(&self, s: &mut State, message: String) -> String {
+        s.failures += 1;
+        if s.failures >= MAX_FAILURES {
+            s.disabled = true;
+            format!(
+                "{message}; after {MAX_FAILURES} failures in a row the remote is disabled for the rest of this run"
+            )
+        } else {
+            message
+        }
+    }
+
+    /// Looks `key` up on the remote. On a hit every blob the entry needs and
+    /// `depot` lacks is downloaded, re-hashed and stored, then the entry is
+    /// written: afterwards `depot` holds a complete entry. `Ok(None)` is a
+    /// plain miss.
+    pub fn fetch(&self, depot: &Depot, key: &Key) -> Result<Option<Fetched>, Failure> {
+        let io = self.io();
+        let result = self.guarded(async {
+            let path = entry_path(key);
+            let Some(bytes) = io.call(format!("read {path}"), io.op.read(&path)).await? else {
+                return Ok(None);
+            };
+            let damaged = |why: String| Failure::Corrupt {
+                blob: None,
+                message: format!("the remote entry {key} is damaged ({why}); it was not used"),
+            };
+            let text =
+                String::from_utf8(bytes.to_vec()).map_err(|_| damaged("not UTF-8".into()))?;
+            let entry = parse_entry(&text).map_err(damaged)?;
+            if entry.key != *key {
+                return Err(damaged(format!("it records key {}", entry.key)));
+            }
+            let mut set = tokio::task::JoinSet::new();
+            for d in entry.blobs() {
+                if !depot.has_blob(&d) {
+                    set.spawn(io.clone().download(depot.clone(), d));
+                }
+            }
+            let mut bytes_down = bytes.len() as u64;
+            let mut first_err = None;
+            while let Some(r) = set.join_next().await {
+                match r {
+                    Ok(Ok(n)) => bytes_down += n,
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(j) => {
+                        first_err
+                            .get_or_insert(Failure::Error(format!("download task failed: {j}")));
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            Ok(Some((entry, bytes_down)))
+        });
+        let (entry, bytes_down) = match result {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                if let Failure::Corrupt { blob: Some(d), .. } = &e {
+                    // Remember it, so this process uploads a good copy over it.
+                    self.state.lock().unwrap().poisoned.insert(*d);
+                }
+                return Err(e);
+            }
+        };
+        depot
+            .write_entry(&entry)
+            .map_err(|e| Failure::Incomplete(format!("could not write the fetched entry: {e}")))?;
+        Ok(Some(Fetched { entry, bytes_down }))
+    }
+
+    /// Uploads `entry` and its blobs from `depot`: each object only when the
+    /// remote lacks it (or had it corrupt), the entry last. Does nothing in
+    /// read-only mode. The first upload of a read-write remote probes a
+    /// write; when that fails the remote is used read-only from then on.
+    pub fn upload(&self, depot: &Depot, entry: &Entry) -> Result<Uploaded, Failure> {
+        if !self.writes() {
+            return Ok(Uploaded::default());
+        }
+        {
+            // Serialize the probe: the first worker probes, the others wait.
+            let mut s = self.state.lock().unwrap();
+            if s.writable.is_none() && !s.disabled {
+                let io = self.io();
+                let probe = self.rt.block_on(io.probe());
+                match probe {
+                    Ok(()) => s.writable = Some(true),
+                    Err(e) => {
+                        s.writable = Some(false);
+                        let m = format!(
+                            "a test write to the remote failed ({e}); using it read-only for the rest of this run"
+                        );
+                        return Err(Failure::Error(self.count_failure(&mut s, m)));
+                    }
+                }
+            }
+        }
+        let poisoned = self.state.lock().unwrap().poisoned.clone();
+        let io = self.io();
+        let blobs = entry.blobs();
+        let entry_file = depot.entry_path(&entry.key);
+        let key = entry.key;
+        let result = self.guarded(async {
+            let mut set = tokio::task::JoinSet::new();
+            for d in blobs {
+                set.spawn(io.clone().upload(depot.clone(), d, poisoned.contains(&d)));
+            }
+            let mut bytes_up = 0;
+            let mut first_err = None;
+            while let Some(r) = set.join_next().await {
+                match r {
+                    Ok(Ok(n)) => bytes_up += n,
+                    Ok(Err(e)) => {
+                        first_err.get_or_insert(e);
+                    }
+                    Err(j) => {
+                        first_err.get_or_insert(Failure::Error(format!("upload task failed: {j}")));
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                return Err(e);
+            }
+            // Only now, with every blob there, may the entry appear.
+            let path = entry_path(&key);
+            if io
+                .call(format!("stat {path}"), io.op.stat(&path))
+                .await?
+                .is_some()
+            {
+                return Ok(Uploaded {
+                    bytes_up,
+                    entry: false,
+                });
+            }
+            let text = std::fs::read(&entry_file)
+                .map_err(|e| Failure::Incomplete(format!("could not read the local entry: {e}")))?;
+            bytes_up += text.len() as u64;
+            io.call(format!("write {path}"), io.op.write(&path, text))
+                .await?;
+            Ok(Uploaded {
+                bytes_up,
+                entry: true,
+            })
+        });
+        if result.is_ok() {
+            let mut s = self.state.lock().unwrap();
+            s.poisoned.retain(|d| !entry.blobs().contains(d));
+        }
+        result
+    }
+
+    /// Reachability, credentials, writability and latency, for `remote check`.
+    pub fn check(&self) -> CheckReport {
+        let io = self.io();
+        let mut report = CheckReport {
+            url: self.settings.url.to_string(),
+            service: self.settings.url.service,
+            configured_mode: self.settings.mode,
+            timeout: humantime::format_duration(self.settings.timeout).to_string(),
+            reachable: false,
+            credentials: false,
+            writable: None,
+            mode: Mode::ReadOnly,
+            latency_ms: None,
+            problems: vec![],
+        };
+        let started = Instant::now();
+        let probe_path = format!("{LAYOUT}/entries/{}", "0".repeat(64));
+        let read = self
+            .rt
+            .block_on(io.call_raw(format!("stat {probe_path}"), io.op.stat(&probe_path)));
+        match read {
+            Ok(_) => {
+                report.latency_ms = Some(started.elapsed().as_millis() as u64);
+                report.reachable = true;
+                report.credentials = true;
+            }
+            Err((kind, message)) => {
+                if kind == Some(opendal::ErrorKind::PermissionDenied) {
+                    report.reachable = true;
+                    report.latency_ms = Some(started.elapsed().as_millis() as u64);
+                    report.problems.push(format!(
+                        "the remote refused to read ({message})\n  help: {}",
+                        backend::help(self.settings.url.service)
+                    ));
+                } else {
+                    report.problems.push(format!(
+                        "the remote cannot be reached ({message})\n  help: check the URL, the network and that the server runs"
+                    ));
+                }
+                return report;
+            }
+        }
+        if self.settings.mode == Mode::ReadWrite {
+            match self.rt.block_on(io.probe()) {
+                Ok(()) => {
+                    report.writable = Some(true);
+                    report.mode = Mode::ReadWrite;
+                }
+                Err(e) => {
+                    report.writable = Some(false);
+                    report.problems.push(format!(
+                        "mode is read-write but a test write failed ({e}); builds will use the remote read-only\n  help: grant write access, or set mode = \"read-only\" / RELOCACHE_REMOTE_MODE=read-only"
+                    ));
+                }
+            }
+        }
+        report
+    }
+}
+
+/// What `relocache remote check` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// The URL, password masked.
+    pub url: String,
+    /// The service.
+    pub service: Service,
+    /// The mode asked for.
+    pub configured_mode: Mode,
+    /// The request timeout.
+    pub timeout: String,
+    /// Whether the server answered.
+    pub reachable: bool,
+    /// Whether it accepted the credentials for a read.
+    pub credentials: bool,
+    /// Whether a test write and delete succeeded (`None`: not tried, read-only).
+    pub writable: Option<bool>,
+    /// How builds will use it.
+    pub mode: Mode,
+    /// Round trip of one metadata request.
+    pub latency_ms: Option<u64>,
+    /// What is wrong, with what to do.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// True when the remote can be used as configured.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Replaces the URL's password in `text`, wherever a message echoes it.
+fn mask(text: &str, url: &RemoteUrl) -> String {
+    match url.password().filter(|p| !p.is_empty()) {
+        Some(p) => text.replace(&p, "***"),
+        None => text.to_owned(),
+    }
+}
+
+/// What one transfer task needs (cheap to clone into tasks).
+#[derive(Clone)]
+struct Io {
+    op: opendal::Operator,
+    timeout: Duration,
+    url: RemoteUrl,
+    limit: Arc<Semaphore>,
+}
+
+impl Io {
+    /// One request under the timeout; `Ok(None)` when the object is absent.
+    async fn call<T>(
+        &self,
+        what: String,
+        fut: impl Future<Output = opendal::Result<T>>,
+    ) -> Result<Option<T>, Failure> {
+        match self.call_raw(what, fut).await {
+            Ok(v) => Ok(v),
+            Err((None, m)) => Err(Failure::Timeout(m)),
+            Err((Some(_), m)) => Err(Failure::Error(m)),
+        }
+    }
+
+    /// Like [`Io::call`], keeping the error kind (`None`: timed out).
+    async fn call_raw<T>(
+        &self,
+        what: String,
+        fut: impl Future<Output = opendal::Result<T>>,
+    ) -> Result<Option<T>, (Option<opendal::ErrorKind>, String)> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Err(_) => Err((
+                None,
+                format!(
+                    "{what} timed out after {}",
+                    humantime::format_duration(self.timeout)
+                ),
+            )),
+            Ok(Err(e)) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Ok(Err(e)) => Err((Some(e.kind()), mask(&format!("{what}: {e}"), &self.url))),
+            Ok(Ok(v)) => Ok(Some(v)),
+        }
+    }
+
+    /// Writes and deletes a unique object.
+    async fn probe(&self) -> Result<(), Failure> {
+        let unique = Digest::of(
+            format!(
+                "{}-{:?}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now(),
+                std::thread::current().id()
+            )
+            .as_bytes(),
+        );
+        let path = format!("{LAYOUT}/probe/{}", unique.to_hex());
+        self.call(
+            format!("write {path}"),
+            self.op.write(&path, b"probe".to_vec()),
+        )
+        .await?;
+        self.call(format!("delete {path}"), self.op.delete(&path))
+            .await?;
+        Ok(())
+    }
+
+    /// Downloads blob `d` into a staging file of `depot`, re-hashes its
+    /// content and only then renames it into place. Returns the bytes read.
+    async fn download(self, depot: Depot, d: Digest) -> Result<u64, Failure> {
+        let _permit = self.limit.clone().acquire_owned().await;
+        let path = object_path(&d);
+        let local = |e: crate::depot::DepotError| Failure::Incomplete(format!("{e}"));
+        let Some(meta) = self
+            .call(format!("stat {path}"), self.op.stat(&path))
+            .await?
+        else {
+            return Err(Failure::Incomplete(format!(
+                "the remote entry names blob {d}, which the remote lacks"
+            )));
+        };
+        let size = meta.content_length();
+        let mut staged = write::staging(&depot).map_err(local)?;
+        if size > 0 {
+            let Some(reader) = self
+                .call(format!("read {path}"), self.op.reader(&path))
+                .await?
+            else {
+                return Err(Failure::Incomplete(format!(
+                    "blob {d} vanished from the remote"
+                )));
+            };
+            let mut off = 0;
+            while off < size {
+                let end = (off + CHUNK).min(size);
+                let Some(buf) = self
+                    .call(format!("read {path}"), reader.read(off..end))
+                    .await?
+                else {
+                    return Err(Failure::Incomplete(format!(
+                        "blob {d} vanished from the remote"
+                    )));
+                };
+                if buf.is_empty() {
+                    break;
+                }
+                off += buf.len() as u64;
+                staged
+                    .write_all(&buf.to_bytes())
+                    .map_err(|e| Failure::Incomplete(format!("could not stage blob {d}: {e}")))?;
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            verify_staged(&staged, &d)?;
+            write::persist(staged, &depot.blob_path(&d)).map_err(local)?;
+            Ok(size)
+        })
+        .await
+        .map_err(|e| Failure::Incomplete(format!("verifying blob {d} failed: {e}")))?
+    }
+
+    /// Uploads blob `d` of `depot` unless the remote has it (`force`: it had
+    /// a corrupt copy). The local copy is verified first, so a damaged depot
+    /// never poisons the shared cache. Returns the bytes sent.
+    async fn upload(self, depot: Depot, d: Digest, force: bool) -> Result<u64, Failure> {
+        let _permit = self.limit.clone().acquire_owned().await;
+        let path = object_path(&d);
+        if !force
+            && self
+                .call(format!("stat {path}"), self.op.stat(&path))
+                .await?
+                .is_some()
+        {
+            return Ok(0);
+        }
+        let check = depot.clone();
+        tokio::task::spawn_blocking(move || check.copy_blob(&d, &mut std::io::sink()))
+            .await
+            .map_err(|e| Failure::Incomplete(format!("verifying blob {d} failed: {e}")))?
+            .map_err(|e| Failure::Incomplete(format!("not uploading blob {d}: {e}")))?;
+        let file = depot.blob_path(&d);
+        let mut f = std::fs::File::open(&file)
+            .map_err(|e| Failure::Incomplete(format!("could not read blob {d}: {e}")))?;
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if size <= CHUNK {
+            let mut bytes = Vec::with_capacity(size as usize);
+            f.read_to_end(&mut bytes)
+                .map_err(|e| Failure::Incomplete(format!("could not read blob {d}: {e}")))?;
+            let n = bytes.len() as u64;
+            self.call(format!("write {path}"), self.op.write(&path, bytes))
+                .await?;
+            return Ok(n);
+        }
+        let Some(mut w) = self
+            .call(format!("write {path}"), self.op.writer(&path))
+            .await?
+        else {
+            return Err(Failure::Error(format!("write {path}: not found")));
+        };
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; CHUNK as usize];
+            let mut got = 0;
+            while got < buf.len() {
+                match f.read(&mut buf[got..]) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = w.abort().await;
+                        return Err(Failure::Incomplete(format!("could not read blob {d}: {e}")));
+                    }
+                }
+            }
+            if got == 0 {
+                break;
+            }
+            buf.truncate(got);
+            sent += got as u64;
+            if let Err(e) = self.call(format!("write {path}"), w.write(buf)).await {
+                let _ = w.abort().await;
+                return Err(e);
+            }
+        }
+        self.call(format!("write {path}"), w.close()).await?;
+        Ok(sent)
+    }
+}
+
+/// Whether the staged stored bytes (zstd or raw) decode to content named `d`.
+fn verify_staged(staged: &tempfile::NamedTempFile, d: &Digest) -> Result<(), Failure> {
+    let corrupt = |why: String| Failure::Corrupt {
+        blob: Some(*d),
+        message: format!("blob {d} downloaded from the remote is corrupt ({why}); it was not used"),
+    };
+    let file = staged
+        .reopen()
+        .map_err(|e| Failure::Incomplete(format!("could not reopen staged blob {d}: {e}")))?;
+    let mut reader =
+        crate::depot::blobs::open_stream(file).map_err(|e| corrupt(format!("zstd: {e}")))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(corrupt(format!("zstd: {e}"))),
+        }
+    }
+    let actual = Digest::from(hasher.finalize());
+    if actual != *d {
+        return Err(corrupt(format!("its content hashes to {}", actual.short())));
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use relocache::manifest::Manifest;
-use relocache::remote::{config, CheckReport, Remote};
+use relocache::remote::{config, CheckReport, Mode, Remote};
 
 use super::gc::optional_manifest;
 use super::{Env, UsageError};
@@ -94,15 +94,16 @@ fn render(r: &CheckReport) -> String {
         "writable",
         match r.writable {
             Some(w) => yes(w).to_owned(),
-            None => "not tried (read-only)".to_owned(),
+            None if r.configured_mode == Mode::ReadOnly => "not tried (read-only)".to_owned(),
+            None => "not tried".to_owned(),
         },
     );
     row(
         "mode",
-        if r.mode == r.configured_mode {
-            r.mode.to_string()
-        } else {
-            format!("{} (configured {})", r.mode, r.configured_mode)
+        match r.mode {
+            Some(m) if m == r.configured_mode => m.to_string(),
+            Some(m) => format!("{m} (configured {})", r.configured_mode),
+            None => format!("unusable (configured {})", r.configured_mode),
         },
     );
     row(

@@ -573,6 +573,33 @@ mod tests {
         list_logs(depot).unwrap()
     }
 
+    /// Remote counters appear in a line only when non-zero, so a log of a
+    /// build without a remote is byte-for-byte the v1 format above.
+    #[test]
+    fn remote_counters_are_written_only_when_used() {
+        let line = |c: Counters| Line::Count {
+            t: 1,
+            project: "p".into(),
+            target: "t".into(),
+            counters: c,
+        };
+        let plain = render(&[line(Counters::default())]);
+        assert!(!plain.contains("remote"), "{plain}");
+        let used = Counters {
+            remote_hits: 2,
+            remote_bytes_down: 300,
+            ..Counters::default()
+        };
+        let text = render(&[line(used)]);
+        assert!(
+            text.contains("\"remote_hits\":2,\"remote_bytes_down\":300"),
+            "{text}"
+        );
+        assert!(!text.contains("remote_misses"), "{text}");
+        let back: Line = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(back, line(used));
+    }
+
     /// Golden lines: the usage format on disk. Changing it needs USAGE_FORMAT + 1.
     #[test]
     fn line_format_is_pinned() {

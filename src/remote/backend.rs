@@ -34,6 +34,33 @@ fn root(url: &RemoteUrl) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// The host and port a plain TCP connect can test, when known without
+/// DNS tricks: Redis, WebDAV and S3 with an explicit endpoint.
+pub(super) fn address(url: &RemoteUrl) -> Option<(String, u16)> {
+    let http = |u: &url::Url| {
+        let port = u.port_or_known_default()?;
+        Some((u.host_str()?.to_owned(), port))
+    };
+    match url.service {
+        Service::Redis => Some((url.host().to_owned(), url.port().unwrap_or(6379))),
+        Service::Webdav => {
+            let scheme = match url.scheme() {
+                "webdavs" | "https" => "https",
+                _ => "http",
+            };
+            let port = url
+                .port()
+                .unwrap_or(if scheme == "https" { 443 } else { 80 });
+            Some((url.host().to_owned(), port))
+        }
+        Service::S3 | Service::Azblob => url
+            .param("endpoint")
+            .and_then(|e| url::Url::parse(&e).ok())
+            .and_then(|u| http(&u)),
+        Service::Gcs => None,
+    }
+}
+
 /// Builds the operator; `Err` for configuration OpenDAL refuses.
 pub(super) fn operator(url: &RemoteUrl) -> opendal::Result<opendal::Operator> {
     install_defaults();

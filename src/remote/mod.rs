@@ -129,6 +129,8 @@ pub struct Remote {
     rt: tokio::runtime::Runtime,
     op: opendal::Operator,
     limit: Arc<Semaphore>,
+    /// Where a plain TCP connect tells quickly whether the server is up.
+    addr: Option<(String, u16)>,
     state: Mutex<State>,
 }
 
@@ -145,6 +147,8 @@ impl fmt::Debug for Remote {
 struct State {
     /// Failures in a row.
     failures: u32,
+    /// Whether an operation has succeeded since the last failure.
+    healthy: bool,
     disabled: bool,
     /// `Some(true)` once a write probe succeeded, `Some(false)` once it failed.
     writable: Option<bool>,
@@ -184,7 +188,9 @@ impl Remote {
                 help: backend::help(url.service).to_owned(),
             })?
         };
+        let addr = backend::address(&settings.url);
         Ok(Remote {
+            addr,
             settings,
             rt,
             op,
@@ -212,16 +218,29 @@ impl Remote {
         }
     }
 
-    /// Runs one operation under the failure policy.
+    /// Runs one operation under the failure policy. Before the first one,
+    /// and after a failure, a plain TCP connect checks that the server is
+    /// up: some clients (Redis) retry a refused connection for seconds.
     fn guarded<T>(&self, f: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
-        if self.state.lock().unwrap().disabled {
-            return Err(Failure::Disabled);
-        }
-        let result = self.rt.block_on(f);
+        let healthy = {
+            let s = self.state.lock().unwrap();
+            if s.disabled {
+                return Err(Failure::Disabled);
+            }
+            s.healthy
+        };
+        let result = match (&self.addr, healthy) {
+            (Some(addr), false) => match self.rt.block_on(connect(addr, self.settings.timeout)) {
+                Ok(()) => self.rt.block_on(f),
+                Err(e) => Err(e),
+            },
+            _ => self.rt.block_on(f),
+        };
         let mut s = self.state.lock().unwrap();
         match result {
             Ok(v) => {
                 s.failures = 0;
+                s.healthy = true;
                 Ok(v)
             }
             Err(Failure::Error(_) | Failure::Timeout(_)) if s.disabled => Err(Failure::Disabled),
@@ -233,6 +252,7 @@ impl Remote {
 
     fn count_failure(&self, s: &mut State, message: String) -> String {
         s.failures += 1;
+        s.healthy = false;
         if s.failures >= MAX_FAILURES {
             s.disabled = true;
             format!(
@@ -319,17 +339,34 @@ impl Remote {
             let mut s = self.state.lock().unwrap();
             if s.writable.is_none() && !s.disabled {
                 let io = self.io();
-                let probe = self.rt.block_on(io.probe());
-                match probe {
-                    Ok(()) => s.writable = Some(true),
+                let reach = match (&self.addr, s.healthy) {
+                    (Some(addr), false) => self.rt.block_on(connect(addr, self.settings.timeout)),
+                    _ => Ok(()),
+                };
+                match reach {
+                    Ok(()) => {}
+                    Err(Failure::Timeout(m)) => {
+                        return Err(Failure::Timeout(self.count_failure(&mut s, m)))
+                    }
                     Err(e) => {
-                        s.writable = Some(false);
-                        let m = format!(
-                            "a test write to the remote failed ({e}); using it read-only for the rest of this run"
-                        );
-                        return Err(Failure::Error(self.count_failure(&mut s, m)));
+                        return Err(Failure::Error(self.count_failure(&mut s, e.to_string())))
                     }
                 }
+                if let Err(e) = self.rt.block_on(io.probe()) {
+                    // Reads working while the write failed means the remote
+                    // refuses this machine's writes: use it read-only. Else it
+                    // is unreachable, which is an ordinary failure.
+                    let m = if self.rt.block_on(io.read_check()).is_ok() {
+                        s.writable = Some(false);
+                        format!(
+                            "a test write to the remote failed ({e}); using it read-only for the rest of this run"
+                        )
+                    } else {
+                        e.to_string()
+                    };
+                    return Err(Failure::Error(self.count_failure(&mut s, m)));
+                }
+                s.writable = Some(true);
             }
         }
         let poisoned = self.state.lock().unwrap().poisoned.clone();
@@ -398,20 +435,25 @@ impl Remote {
             reachable: false,
             credentials: false,
             writable: None,
-            mode: Mode::ReadOnly,
+            mode: None,
             latency_ms: None,
             problems: vec![],
         };
+        if let Some(addr) = &self.addr {
+            if let Err(e) = self.rt.block_on(connect(addr, self.settings.timeout)) {
+                report.problems.push(format!(
+                    "the remote cannot be reached ({e})\n  help: check the URL, the network and that the server runs"
+                ));
+                return report;
+            }
+        }
         let started = Instant::now();
-        let probe_path = format!("{LAYOUT}/entries/{}", "0".repeat(64));
-        let read = self
-            .rt
-            .block_on(io.call_raw(format!("stat {probe_path}"), io.op.stat(&probe_path)));
-        match read {
+        match self.rt.block_on(io.read_check()) {
             Ok(_) => {
                 report.latency_ms = Some(started.elapsed().as_millis() as u64);
                 report.reachable = true;
                 report.credentials = true;
+                report.mode = Some(Mode::ReadOnly);
             }
             Err((kind, message)) => {
                 if kind == Some(opendal::ErrorKind::PermissionDenied) {
@@ -433,7 +475,7 @@ impl Remote {
             match self.rt.block_on(io.probe()) {
                 Ok(()) => {
                     report.writable = Some(true);
-                    report.mode = Mode::ReadWrite;
+                    report.mode = Some(Mode::ReadWrite);
                 }
                 Err(e) => {
                     report.writable = Some(false);
@@ -464,8 +506,8 @@ pub struct CheckReport {
     pub credentials: bool,
     /// Whether a test write and delete succeeded (`None`: not tried, read-only).
     pub writable: Option<bool>,
-    /// How builds will use it.
-    pub mode: Mode,
+    /// How builds will use it (`None`: not at all, it cannot be read).
+    pub mode: Option<Mode>,
     /// Round trip of one metadata request.
     pub latency_ms: Option<u64>,
     /// What is wrong, with what to do.
@@ -476,6 +518,27 @@ impl CheckReport {
     /// True when the remote can be used as configured.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// Connects to `addr` and hangs up, within `timeout` (at most 5 s).
+async fn connect(addr: &(String, u16), timeout: Duration) -> Result<(), Failure> {
+    let (host, port) = addr;
+    let limit = timeout.min(Duration::from_secs(5));
+    match tokio::time::timeout(
+        limit,
+        tokio::net::TcpStream::connect((host.as_str(), *port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Error(format!(
+            "cannot connect to {host}:{port}: {e}"
+        ))),
+        Err(_) => Err(Failure::Timeout(format!(
+            "connecting to {host}:{port} timed out after {}",
+            humantime::format_duration(limit)
+        ))),
     }
 }
 
@@ -525,9 +588,21 @@ impl Io {
                 ),
             )),
             Ok(Err(e)) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
-            Ok(Err(e)) => Err((Some(e.kind()), mask(&format!("{what}: {e}"), &self.url))),
+            Ok(Err(e)) => Err((
+                Some(e.kind()),
+                mask(&format!("{what}: {}", describe(&e)), &self.url),
+            )),
             Ok(Ok(v)) => Ok(Some(v)),
         }
+    }
+
+    /// A metadata read of an object that never exists: proves the remote
+    /// answers and accepts the credentials for reading.
+    async fn read_check(&self) -> Result<(), (Option<opendal::ErrorKind>, String)> {
+        let path = format!("{LAYOUT}/entries/{}", "0".repeat(64));
+        self.call_raw(format!("stat {path}"), self.op.stat(&path))
+            .await
+            .map(drop)
     }
 
     /// Writes and deletes a unique object.
@@ -672,6 +747,30 @@ impl Io {
         self.call(format!("write {path}"), w.close()).await?;
         Ok(sent)
     }
+}
+
+/// An OpenDAL error in one line: its kind, the server's message (first
+/// line, shortened) and the chain of causes (e.g. "connection refused").
+fn describe(e: &opendal::Error) -> String {
+    let mut s = e.kind().to_string();
+    let msg = e.message().lines().next().unwrap_or("").trim();
+    if !msg.is_empty() {
+        let short: String = msg.chars().take(200).collect();
+        s.push_str(&format!(": {short}"));
+    }
+    let mut cause = std::error::Error::source(e);
+    let mut causes = Vec::new();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !causes.contains(&text) && !s.contains(&text) {
+            causes.push(text);
+        }
+        cause = c.source();
+    }
+    if !causes.is_empty() {
+        s.push_str(&format!(" ({})", causes.join(": ")));
+    }
+    s
 }
 
 /// Whether the staged stored bytes (zstd or raw) decode to content named `d`.

@@ -460,3 +460,30 @@ fn remote_settings_errors_name_the_place_and_exit_2() {
     r.ok();
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }
+
+#[test]
+fn s3_a_large_output_travels_in_chunks_and_arrives_intact() {
+    let s3 = S3::start();
+    let env = s3.env();
+    // 9 MiB of random bytes: stored raw, above the 8 MiB request size, so
+    // the upload is a multi-part write and the download several ranged reads.
+    let manifest = r#"
+[target.big]
+run = "echo big >> ../runs.log && head -c 9437184 /dev/urandom > big.bin"
+outputs = ["big.bin"]
+"#;
+    let first = Project::new(manifest, &[]);
+    build_env(&first, &env).ok();
+    let original = std::fs::read(first.path("big.bin")).unwrap();
+    assert_eq!(original.len(), 9 * 1024 * 1024);
+    let hex = Digest::of(&original).to_hex();
+    assert_eq!(std::fs::read(s3.object_file(&hex)).unwrap(), original);
+
+    let second = Project::new(manifest, &[]);
+    let r = build_env(&second, &env);
+    r.ok();
+    assert_eq!(r.outcome("big"), "hit", "{}", r.stderr);
+    assert_eq!(second.total_runs(), 0);
+    assert!(std::fs::read(second.path("big.bin")).unwrap() == original);
+    check_depot_invariants(&second.depot);
+}

@@ -20,8 +20,12 @@ Examples:
   relocache build -j 1            one target at a time
   relocache build --json          {\"targets\":[{\"name\",\"key\",\"outcome\"}],\"hits\",\"built\",\"failed\",\"skipped\"}
 
+With a remote cache ([remote] in relocache.toml, or RELOCACHE_REMOTE=<url>), a local
+miss is looked up there and a new result uploaded; remote problems are warnings, never
+failures. See `relocache remote --help`.
+
 Exit status: 0 when every target hit or built, 1 when one failed or was skipped,
-2 for a bad manifest or unknown target.")]
+2 for a bad manifest, unknown target or bad remote settings.")]
 pub struct BuildArgs {
     /// Targets to build (default: all)
     pub targets: Vec<String>,

@@ -118,11 +118,18 @@ fn s3_two_depots_share_one_bucket_and_the_second_runs_nothing() {
 }
 
 #[test]
-fn s3_a_blob_corrupted_on_the_server_is_detected_rebuilt_and_healed() {
+fn s3_a_blob_or_entry_corrupted_on_the_server_is_detected_rebuilt_and_healed() {
     let s3 = S3::start();
     let env = s3.env();
     let first = chain();
     build_env(&first, &env).ok();
+    let c_key = first.run(&["key", "c"]).stdout.trim().to_owned();
+    let c_entry = s3
+        .data()
+        .join(&s3.bucket)
+        .join("ci/relocache/v1/entries")
+        .join(&c_key);
+    std::fs::write(&c_entry, b"schema = \"garbage\"\n").unwrap();
 
     // Flip the object holding out/a.txt ("alpha\n", small: stored raw).
     let hex = Digest::of(b"alpha\n").to_hex();
@@ -138,13 +145,18 @@ fn s3_a_blob_corrupted_on_the_server_is_detected_rebuilt_and_healed() {
     assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
     // a rebuilt to the same bytes, so b's key is unchanged and it still hits.
     assert_eq!(r.outcome("b"), "hit");
-    assert_eq!(r.outcome("c"), "hit");
+    // c's entry is damaged on the server: a miss, rebuilt.
+    assert_eq!(r.outcome("c"), "built");
+    assert!(r.stderr.contains("is damaged"), "{}", r.stderr);
     chain_outputs_are_right(&second);
     check_depot_invariants(&second.depot);
-    assert_eq!(counter(&stats(&second), "remote_corrupt"), 1);
+    assert_eq!(counter(&stats(&second), "remote_corrupt"), 2);
 
-    // The rebuild uploaded a good copy over the corrupt one.
+    // The rebuilds uploaded good copies over the corrupt ones.
     assert_eq!(std::fs::read(&object).unwrap(), b"alpha\n");
+    let healed = std::fs::read_to_string(&c_entry).unwrap();
+    let healed = relocache::depot::entries::parse_entry(&healed).expect("a sound entry again");
+    assert_eq!(healed.key.to_string(), c_key);
     let third = chain();
     all_hits(&build_env(&third, &env));
     assert_eq!(third.total_runs(), 0);

@@ -154,6 +154,8 @@ struct State {
     writable: Option<bool>,
     /// Blobs found corrupt on the remote: uploaded again even though present.
     poisoned: HashSet<Digest>,
+    /// Entries found damaged on the remote: uploaded again even though present.
+    poisoned_entries: HashSet<Key>,
 }
 
 fn object_path(d: &Digest) -> String {
@@ -269,6 +271,7 @@ impl Remote {
     /// plain miss.
     pub fn fetch(&self, depot: &Depot, key: &Key) -> Result<Option<Fetched>, Failure> {
         let io = self.io();
+        let bad = Mutex::new(Vec::new());
         let result = self.guarded(async {
             let path = entry_path(key);
             let Some(bytes) = io.call(format!("read {path}"), io.op.read(&path)).await? else {
@@ -296,6 +299,9 @@ impl Remote {
                 match r {
                     Ok(Ok(n)) => bytes_down += n,
                     Ok(Err(e)) => {
+                        if let Failure::Corrupt { blob: Some(d), .. } = &e {
+                            bad.lock().unwrap().push(*d);
+                        }
                         first_err.get_or_insert(e);
                     }
                     Err(j) => {
@@ -313,9 +319,12 @@ impl Remote {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(None),
             Err(e) => {
-                if let Failure::Corrupt { blob: Some(d), .. } = &e {
-                    // Remember it, so this process uploads a good copy over it.
-                    self.state.lock().unwrap().poisoned.insert(*d);
+                // Remember what is corrupt, so this process uploads good
+                // copies over it after rebuilding.
+                let mut s = self.state.lock().unwrap();
+                s.poisoned.extend(bad.into_inner().unwrap());
+                if let Failure::Corrupt { blob: None, .. } = &e {
+                    s.poisoned_entries.insert(*key);
                 }
                 return Err(e);
             }
@@ -369,7 +378,10 @@ impl Remote {
                 s.writable = Some(true);
             }
         }
-        let poisoned = self.state.lock().unwrap().poisoned.clone();
+        let (poisoned, entry_poisoned) = {
+            let s = self.state.lock().unwrap();
+            (s.poisoned.clone(), s.poisoned_entries.contains(&entry.key))
+        };
         let io = self.io();
         let blobs = entry.blobs();
         let entry_file = depot.entry_path(&entry.key);
@@ -397,10 +409,11 @@ impl Remote {
             }
             // Only now, with every blob there, may the entry appear.
             let path = entry_path(&key);
-            if io
-                .call(format!("stat {path}"), io.op.stat(&path))
-                .await?
-                .is_some()
+            if !entry_poisoned
+                && io
+                    .call(format!("stat {path}"), io.op.stat(&path))
+                    .await?
+                    .is_some()
             {
                 return Ok(Uploaded {
                     bytes_up,
@@ -420,6 +433,7 @@ impl Remote {
         if result.is_ok() {
             let mut s = self.state.lock().unwrap();
             s.poisoned.retain(|d| !entry.blobs().contains(d));
+            s.poisoned_entries.remove(&entry.key);
         }
         result
     }

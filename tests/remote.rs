@@ -499,3 +499,42 @@ outputs = ["big.bin"]
     assert!(std::fs::read(second.path("big.bin")).unwrap() == original);
     check_depot_invariants(&second.depot);
 }
+
+#[test]
+fn a_remote_that_never_answers_times_out_and_is_disabled_after_three_tries() {
+    // Accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let env = vec![
+        (
+            "RELOCACHE_REMOTE",
+            format!("s3://b/p?endpoint=http://127.0.0.1:{port}"),
+        ),
+        ("AWS_ACCESS_KEY_ID", "k".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "s".to_owned()),
+        ("RELOCACHE_REMOTE_TIMEOUT", "300ms".to_owned()),
+    ];
+    let p = chain();
+    let started = std::time::Instant::now();
+    let r = build_env(&p, &env);
+    r.ok();
+    assert_eq!(r.json()["built"], 3);
+    chain_outputs_are_right(&p);
+    assert!(r.stderr.contains("timed out after 300ms"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("disabled for the rest of this run"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "a silent remote must cost a few timeouts, not one per request"
+    );
+    assert_eq!(counter(&stats(&p), "remote_timeouts"), 3);
+}

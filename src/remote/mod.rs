@@ -365,15 +365,17 @@ impl Remote {
                     // Reads working while the write failed means the remote
                     // refuses this machine's writes: use it read-only. Else it
                     // is unreachable, which is an ordinary failure.
-                    let m = if self.rt.block_on(io.read_check()).is_ok() {
+                    if self.rt.block_on(io.read_check()).is_ok() {
                         s.writable = Some(false);
-                        format!(
+                        let m = format!(
                             "a test write to the remote failed ({e}); using it read-only for the rest of this run"
-                        )
-                    } else {
-                        e.to_string()
-                    };
-                    return Err(Failure::Error(self.count_failure(&mut s, m)));
+                        );
+                        return Err(Failure::Error(self.count_failure(&mut s, m)));
+                    }
+                    return Err(match e {
+                        Failure::Timeout(m) => Failure::Timeout(self.count_failure(&mut s, m)),
+                        other => Failure::Error(self.count_failure(&mut s, other.to_string())),
+                    });
                 }
                 s.writable = Some(true);
             }

@@ -29,6 +29,12 @@ fn install_defaults() {
 
 /// The bucket prefix: the URL path without surrounding slashes, as an
 /// OpenDAL root (always absolute, `/` for none).
+#[cfg(any(
+    feature = "s3",
+    feature = "webdav",
+    feature = "gcs",
+    feature = "azblob"
+))]
 fn root(url: &RemoteUrl) -> String {
     let parts = url.path_parts();
     format!("/{}", parts.join("/"))

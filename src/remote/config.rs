@@ -161,6 +161,13 @@ impl RemoteUrl {
                 _ => format!("`{parsed}` names no host"),
             });
         }
+        let object_store = matches!(service, Service::S3 | Service::Gcs | Service::Azblob);
+        if object_store && (!parsed.url.username().is_empty() || parsed.url.password().is_some()) {
+            return Err(format!(
+                "`{parsed}`: credentials in a {} URL are not used; they come from the environment (see `relocache remote --help`)",
+                parsed.url.scheme()
+            ));
+        }
         let allowed: &[&str] = match service {
             Service::S3 => S3_PARAMS,
             Service::Azblob => AZ_PARAMS,
@@ -410,6 +417,7 @@ mod tests {
             ("redis://host:6379/cache", "database number"),
             ("redis://host/1?db=2", "take no"),
             ("azblob://c/p", "needs ?endpoint="),
+            ("s3://AKIA:secret@bucket/p", "are not used"),
             ("not a url", "is not a URL"),
         ] {
             let e = RemoteUrl::parse(bad).unwrap_err();

@@ -208,7 +208,23 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct Computed {
     pub key: Key,
     pub inputs: Vec<InputFile>,
-    pub summary: InputsSummary,
+    /// The summary without its file list, which [`Computed::summary`] adds:
+    /// building that map is skipped on hits.
+    partial: InputsSummary,
+}
+
+impl Computed {
+    /// Everything that went into the key, for the entry and for `explain`.
+    pub fn summary(&self) -> InputsSummary {
+        InputsSummary {
+            files: self
+                .inputs
+                .iter()
+                .map(|i| (i.path.clone(), i.state.clone()))
+                .collect(),
+            ..self.partial.clone()
+        }
+    }
 }
 
 /// Depot directories inside the project are never inputs.
@@ -303,23 +319,20 @@ impl<'a> Ctx<'a> {
             Command::Shell(s) => (Some(s), None),
             Command::Argv(v) => (None, Some(v)),
         };
-        let summary = InputsSummary {
+        let partial = InputsSummary {
             run,
             argv,
             env,
             tools,
             version: t.version,
-            files: inputs
-                .iter()
-                .map(|i| (i.path.clone(), i.state.clone()))
-                .collect(),
+            files: BTreeMap::new(),
             deps: dep_digests,
             outputs: t.outputs.clone(),
         };
         Ok(Computed {
             key,
             inputs,
-            summary,
+            partial,
         })
     }
 }
@@ -765,7 +778,7 @@ fn build_miss(
         reasons,
         stdout: &run.stdout,
         stderr: &run.stderr,
-        summary: &computed.summary,
+        summary: &computed.summary(),
     };
     let primary = &ctx.depots[0];
     if !ctx.writable {

@@ -104,7 +104,7 @@ impl StatMemo {
         }
         let map = self.map.lock().unwrap();
         let bytes = encode(now_ns(), &map);
-        write::write_bytes(depot, path, &bytes)
+        write::write_hint(depot, path, &bytes)
     }
 }
 

@@ -460,7 +460,9 @@ fn a_file_with_a_non_utf8_name_does_not_break_the_build() {
         "[target.t]\nrun = 'cat src/a.c > out'\ninputs = ['src/**']\noutputs = ['out']\n",
         &[("src/a.c", "int a;\n")],
     );
-    let weird = p.path("src").join(std::ffi::OsStr::from_bytes(b"caf\xe9.c"));
+    let weird = p
+        .path("src")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.c"));
     std::fs::write(&weird, "latin-1 name").unwrap();
     p.build(&[]).ok();
     assert_eq!(p.build(&[]).outcome("t"), "hit");

@@ -134,7 +134,7 @@ fn restore_file(
         .tempfile_in(parent)
         .map_err(DepotError::io("create a temporary file in", parent))?;
     let n = {
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
         let n = depot.copy_blob(&digest, &mut w)?;
         w.flush().map_err(DepotError::io("write output", dest))?;
         n

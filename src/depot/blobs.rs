@@ -19,6 +19,25 @@ const SAMPLE: usize = 128 * 1024;
 /// Files this large are compressed on several threads.
 const MT_MIN: u64 = 8 * 1024 * 1024;
 
+/// When a stored blob becomes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync of the file and its directory before returning.
+    Now,
+    /// Renamed into place unsynced; [`Depot::sync_batch`] must run before
+    /// anything that references the blob is published.
+    Batched,
+}
+
+impl Durability {
+    fn persist(self, staged: tempfile::NamedTempFile, dest: &Path) -> Result<(), DepotError> {
+        match self {
+            Durability::Now => write::persist(staged, dest),
+            Durability::Batched => write::persist_batched(staged, dest),
+        }
+    }
+}
+
 impl Depot {
     /// Where blob `d` lives.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -42,6 +61,15 @@ impl Depot {
 
     /// Stores `bytes` and returns their digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, DepotError> {
+        self.put_bytes_with(bytes, Durability::Now)
+    }
+
+    /// [`Depot::put_bytes`] with a choice of durability.
+    pub fn put_bytes_with(
+        &self,
+        bytes: &[u8],
+        durability: Durability,
+    ) -> Result<Digest, DepotError> {
         let d = Digest::of(bytes);
         if self.has_blob(&d) {
             return Ok(d);
@@ -60,7 +88,7 @@ impl Depot {
                 .write_all(bytes)
                 .map_err(DepotError::io("write", &path))?;
         }
-        write::persist(staged, &self.blob_path(&d))?;
+        durability.persist(staged, &self.blob_path(&d))?;
         Ok(d)
     }
 
@@ -68,6 +96,16 @@ impl Depot {
     /// must still hash to it (it was hashed before); otherwise the file
     /// changed while being stored and nothing is kept.
     pub fn put_file(&self, src: &Path, expected: Option<Digest>) -> Result<Digest, DepotError> {
+        self.put_file_with(src, expected, Durability::Now)
+    }
+
+    /// [`Depot::put_file`] with a choice of durability.
+    pub fn put_file_with(
+        &self,
+        src: &Path,
+        expected: Option<Digest>,
+        durability: Durability,
+    ) -> Result<Digest, DepotError> {
         if let Some(d) = expected {
             if self.has_blob(&d) {
                 return Ok(d);
@@ -111,8 +149,13 @@ impl Depot {
         if self.has_blob(&d) {
             return Ok(d);
         }
-        write::persist(staged, &self.blob_path(&d))?;
+        durability.persist(staged, &self.blob_path(&d))?;
         Ok(d)
+    }
+
+    /// Makes all [`Durability::Batched`] writes so far durable (one `syncfs`).
+    pub fn sync_batch(&self) -> Result<(), DepotError> {
+        write::sync_batch(self)
     }
 
     /// Streams blob `d` into `out`, verifying it. On a mismatch or a damaged
@@ -132,7 +175,7 @@ impl Depot {
             Err(_) => return Err(self.quarantine(d)),
         };
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
         loop {
             let n = match reader.read(&mut buf) {
@@ -172,7 +215,7 @@ impl Depot {
             }
         };
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut size = 0u64;
         loop {
             let n = match reader.read(&mut buf) {
@@ -284,7 +327,7 @@ pub(crate) fn open_stream(mut file: File) -> io::Result<Box<dyn Read + Send>> {
     let chained = head.chain(file);
     if got == 4 && magic == ZSTD_MAGIC {
         Ok(Box::new(zstd::Decoder::with_buffer(
-            BufReader::with_capacity(256 * 1024, chained),
+            BufReader::with_capacity(64 * 1024, chained),
         )?))
     } else {
         Ok(Box::new(chained))
@@ -296,7 +339,7 @@ fn copy_hashing(
     dst: &mut impl Write,
     hasher: &mut blake3::Hasher,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => return Ok(()),

@@ -72,7 +72,7 @@ pub const DEFAULT_MAX_RATIO: u64 = 1000;
 /// The ratio rule applies once this much was decompressed (16 MiB).
 pub const BOMB_MIN: u64 = 16 << 20;
 /// Default zstd level of the archive stream.
-pub const DEFAULT_LEVEL: i32 = 3;
+pub const DEFAULT_LEVEL: i32 = 1;
 /// An entry file larger than this is refused (entries are small TOML files).
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 /// `DEPOT.toml` and `CACHEDIR.TAG` larger than this are refused.

@@ -201,8 +201,12 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
                 }
                 return WalkState::Continue;
             }
-            // Temporaries of an interrupted restore are never inputs.
-            if entry.file_name().as_bytes().starts_with(b".relocache-") {
+            // Temporaries of an interrupted restore, and `build --timings`'
+            // default report, are never inputs.
+            let name = entry.file_name().as_bytes();
+            if name.starts_with(b".relocache-")
+                || (name == b"relocache-timings.html" && entry.depth() == 1)
+            {
                 return WalkState::Continue;
             }
             // The walker yields `root/a/b` with normal components only, so the

@@ -45,6 +45,21 @@ impl Depot {
         self.root.join("objects-v1").join(&hex[..2]).join(hex)
     }
 
+    /// Whether blob `d` is present, marking it as just used when it is: a
+    /// store that reuses an existing blob refreshes its mtime so gc's grace
+    /// period protects it until the entry that references it is published.
+    fn reuse_blob(&self, d: &Digest) -> bool {
+        let path = self.blob_path(d);
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(f) => {
+                let _ = f.set_modified(std::time::SystemTime::now());
+                true
+            }
+            // Present but not ours to touch (a shared, read-only depot).
+            Err(_) => path.is_file(),
+        }
+    }
+
     /// Whether blob `d` is present (not verified).
     pub fn has_blob(&self, d: &Digest) -> bool {
         self.blob_path(d).is_file()
@@ -71,7 +86,7 @@ impl Depot {
         durability: Durability,
     ) -> Result<Digest, DepotError> {
         let d = Digest::of(bytes);
-        if self.has_blob(&d) {
+        if self.reuse_blob(&d) {
             return Ok(d);
         }
         let mut staged = write::staging(self)?;
@@ -107,7 +122,7 @@ impl Depot {
         durability: Durability,
     ) -> Result<Digest, DepotError> {
         if let Some(d) = expected {
-            if self.has_blob(&d) {
+            if self.reuse_blob(&d) {
                 return Ok(d);
             }
         }
@@ -146,7 +161,7 @@ impl Depot {
                 });
             }
         }
-        if self.has_blob(&d) {
+        if self.reuse_blob(&d) {
             return Ok(d);
         }
         durability.persist(staged, &self.blob_path(&d))?;
@@ -413,6 +428,31 @@ mod tests {
         assert!(stored < text.len() as u64 / 10, "text should compress");
         let stored = std::fs::read(depot.blob_path(&Digest::of(&random))).unwrap();
         assert_eq!(stored, random, "incompressible data is stored raw");
+    }
+
+    #[test]
+    fn reusing_a_blob_marks_it_fresh_for_gc() {
+        let (_dir, depot) = depot();
+        let d = depot.put_bytes(b"shared output").unwrap();
+        let p = depot.blob_path(&d);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(depot.put_bytes(b"shared output").unwrap(), d);
+        let age = std::fs::metadata(&p)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap();
+        assert!(
+            age.as_secs() < 60,
+            "a reused blob looks new to gc's grace period"
+        );
     }
 
     #[test]

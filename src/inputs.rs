@@ -305,7 +305,7 @@ impl<'a> Inputs<'a> {
     pub fn resolve(
         &self,
         target: &Target,
-        excluded: &[RelPath],
+        excluded: &[&RelPath],
         deps: &DepFiles,
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.iter().any(|o| p.is_within(o));

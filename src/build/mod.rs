@@ -193,7 +193,7 @@ pub(crate) struct Ctx<'a> {
     pub inputs: Inputs<'a>,
     pub rooted: Rooted,
     /// Per target: outputs it must not read (its own and non-deps').
-    pub excluded: HashMap<String, Vec<RelPath>>,
+    pub excluded: HashMap<String, Vec<&'a RelPath>>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
     /// Whether the first depot accepts writes (locks, blobs, entries).
@@ -249,11 +249,11 @@ impl<'a> Ctx<'a> {
         let mut closure = HashMap::new();
         for name in manifest.targets.keys() {
             let deps = manifest.transitive_deps(name);
-            let ex: Vec<RelPath> = manifest
+            let ex: Vec<&RelPath> = manifest
                 .targets
                 .values()
                 .filter(|o| !deps.contains(&o.name))
-                .flat_map(|o| o.outputs.iter().cloned())
+                .flat_map(|o| o.outputs.iter())
                 .collect();
             excluded.insert(name.clone(), ex);
             closure.insert(name.clone(), deps);

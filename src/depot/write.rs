@@ -40,12 +40,8 @@ pub(crate) fn persist(staged: NamedTempFile, dest: &Path) -> Result<(), DepotErr
         .as_file()
         .sync_all()
         .map_err(DepotError::io("sync", staged.path()))?;
-    let parent = dest.parent().expect("depot paths have a parent");
-    std::fs::create_dir_all(parent).map_err(DepotError::io("create", parent))?;
-    staged
-        .persist(dest)
-        .map_err(|e| DepotError::io("rename into", dest)(e.error))?;
-    sync_dir(parent);
+    persist_batched(staged, dest)?;
+    sync_dir(dest.parent().expect("depot paths have a parent"));
     Ok(())
 }
 
@@ -144,12 +140,7 @@ pub(crate) fn write_hint(depot: &Depot, dest: &Path, bytes: &[u8]) -> Result<(),
     staged
         .write_all(bytes)
         .map_err(DepotError::io("write", staged.path()))?;
-    let parent = dest.parent().expect("depot paths have a parent");
-    std::fs::create_dir_all(parent).map_err(DepotError::io("create", parent))?;
-    staged
-        .persist(dest)
-        .map_err(|e| DepotError::io("rename into", dest)(e.error))?;
-    Ok(())
+    persist_batched(staged, dest)
 }
 
 /// fsync of a directory, so a rename in it survives a power cut. Best effort:

@@ -72,7 +72,7 @@ pub const DEFAULT_MAX_RATIO: u64 = 1000;
 /// The ratio rule applies once this much was decompressed (16 MiB).
 pub const BOMB_MIN: u64 = 16 << 20;
 /// Default zstd level of the archive stream.
-pub const DEFAULT_LEVEL: i32 = 3;
+pub const DEFAULT_LEVEL: i32 = 1;
 /// An entry file larger than this is refused (entries are small TOML files).
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 /// `DEPOT.toml` and `CACHEDIR.TAG` larger than this are refused.
@@ -1054,7 +1054,8 @@ impl Unpacking<'_> {
         }
         match staged {
             Some(s) => {
-                write::persist(s, &self.depot.blob_path(&d))?;
+                // Synced all at once before any entry is published.
+                write::persist_batched(s, &self.depot.blob_path(&d))?;
                 self.summary.blobs_added += 1;
                 self.summary.bytes_added += got;
             }
@@ -1064,8 +1065,10 @@ impl Unpacking<'_> {
         Ok(())
     }
 
-    /// Publishes the held entries once every blob they name is available.
+    /// Publishes the held entries once every blob they name is available
+    /// and durable.
     fn publish(&mut self) -> Result<(), ArchiveError> {
+        self.depot.sync_batch()?;
         for e in self.entries.values() {
             for b in e.blobs() {
                 if !self.blobs.contains(&b) && !self.depot.has_blob(&b) {

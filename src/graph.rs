@@ -1,6 +1,10 @@
 //! `graph`: the dependency graph of targets — optionally with the files they
-//! read — coloured by status, as DOT, Mermaid or JSON. Edges point from a
-//! dependency to its dependent (file → target, dep → target).
+//! read — coloured by status, as DOT, Mermaid or JSON, or drawn as SVG/HTML
+//! by [`layout`] and `svg`. Edges point from a dependency to its dependent
+//! (file → target, dep → target).
+
+pub mod layout;
+mod svg;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

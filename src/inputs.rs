@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -158,13 +158,32 @@ impl ProjectScan {
 }
 
 fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>, InputError> {
+    use std::os::unix::ffi::OsStrExt;
+    /// Each walker thread collects locally and hands its files over once.
+    struct Collector<'a> {
+        local: Vec<RelPath>,
+        shared: &'a Mutex<Vec<RelPath>>,
+    }
+    impl Drop for Collector<'_> {
+        fn drop(&mut self) {
+            self.shared.lock().unwrap().append(&mut self.local);
+        }
+    }
     let found = Mutex::new(Vec::new());
     let error = Mutex::new(None);
-    let skip: Vec<PathBuf> = skip.to_vec();
+    let mut prefix = root.as_os_str().as_bytes().to_vec();
+    if prefix.last() != Some(&b'/') {
+        prefix.push(b'/');
+    }
     let mut b = walker(dir);
     b.threads(rayon::current_num_threads().min(8));
     b.build_parallel().run(|| {
-        Box::new(|res| {
+        let mut c = Collector {
+            local: Vec::new(),
+            shared: &found,
+        };
+        let (error, prefix) = (&error, &prefix);
+        Box::new(move |res| {
             use ignore::WalkState;
             let entry = match res {
                 Ok(e) => e,
@@ -173,9 +192,8 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
                     return WalkState::Quit;
                 }
             };
-            let ft = match entry.file_type() {
-                Some(ft) => ft,
-                None => return WalkState::Continue,
+            let Some(ft) = entry.file_type() else {
+                return WalkState::Continue;
             };
             if ft.is_dir() {
                 if skip.iter().any(|s| s == entry.path()) {
@@ -183,20 +201,23 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
                 }
                 return WalkState::Continue;
             }
-            // Temporaries of an interrupted restore are never inputs.
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".relocache-")
+            // Temporaries of an interrupted restore, and `build --timings`'
+            // default report, are never inputs.
+            let name = entry.file_name().as_bytes();
+            if name.starts_with(b".relocache-")
+                || (name == b"relocache-timings.html" && entry.depth() == 1)
             {
                 return WalkState::Continue;
             }
-            if let Ok(rel) = entry.path().strip_prefix(root) {
-                match RelPath::from_path(rel) {
-                    Ok(p) => found.lock().unwrap().push(p),
-                    Err(e) => {
-                        *error.lock().unwrap() = Some(e.to_string());
-                        return WalkState::Quit;
+            // The walker yields `root/a/b` with normal components only, so the
+            // relative part is already a normalized path. Names that are not
+            // UTF-8 or hold a backslash cannot be written in relocache.toml and
+            // are not inputs.
+            let bytes = entry.path().as_os_str().as_bytes();
+            if let Some(rel) = bytes.strip_prefix(prefix.as_slice()) {
+                if let Ok(rel) = std::str::from_utf8(rel) {
+                    if !rel.contains('\\') {
+                        c.local.push(RelPath::trusted(rel.to_owned()));
                     }
                 }
             }
@@ -207,7 +228,7 @@ fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>,
         return Err(InputError::Walk(e));
     }
     let mut files = found.into_inner().unwrap();
-    files.sort();
+    files.sort_unstable();
     Ok(files)
 }
 
@@ -234,9 +255,34 @@ pub struct Inputs<'a> {
     root: &'a Path,
     scan: &'a ProjectScan,
     memo: Option<&'a StatMemo>,
-    states: Mutex<HashMap<RelPath, (FileState, Stamp)>>,
+    /// Tracked states of the scanned files, by their index in the scan.
+    scanned: Vec<OnceLock<(FileState, Stamp)>>,
+    /// Tracked states of files outside the scan (ignored files named literally).
+    others: Mutex<HashMap<RelPath, (FileState, Stamp)>>,
     tools: Mutex<HashMap<String, Digest>>,
 }
+
+/// Where an input's state comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// `scan.files[i]`.
+    Scan(usize),
+    /// A dep's entry.
+    Dep,
+    /// Disk, outside the scan.
+    Other,
+}
+
+/// One wanted input while resolving.
+struct Want<'p> {
+    path: &'p RelPath,
+    source: Source,
+    track: bool,
+}
+
+/// Below this many files, hashing runs on the calling thread: waking the
+/// pool costs more than it saves.
+const PAR_MIN: usize = 64;
 
 impl<'a> Inputs<'a> {
     /// Over the project at `root`, as walked by `scan`, skipping the hashing
@@ -246,7 +292,8 @@ impl<'a> Inputs<'a> {
             root,
             scan,
             memo,
-            states: Mutex::new(HashMap::new()),
+            scanned: (0..scan.files.len()).map(|_| OnceLock::new()).collect(),
+            others: Mutex::new(HashMap::new()),
             tools: Mutex::new(HashMap::new()),
         }
     }
@@ -258,24 +305,38 @@ impl<'a> Inputs<'a> {
     pub fn resolve(
         &self,
         target: &Target,
-        excluded: &[RelPath],
+        excluded: &[&RelPath],
         deps: &DepFiles,
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.iter().any(|o| p.is_within(o));
-        let mut wanted: BTreeMap<RelPath, bool> = BTreeMap::new();
+        // Files found by walking literal directories outside the scan.
+        let mut walked: Vec<(Vec<RelPath>, bool)> = Vec::new();
+        let mut wanted: Vec<Want<'_>> = Vec::new();
+        let mut literals: Vec<(&RelPath, bool, Location)> = Vec::new();
         for input in &target.inputs {
             match &input.pattern {
-                Pattern::Literal(p) => self.literal(p, true, input.loc, deps, &mut wanted)?,
+                Pattern::Literal(p) => literals.push((p, true, input.loc)),
                 Pattern::Glob(g) => {
-                    let on_disk = self.scan.files.iter().filter(|f| !deps.covers(f));
-                    let mut any = false;
-                    for f in on_disk.chain(deps.files.keys()) {
-                        if g.is_match(f.as_str()) && !is_excluded(f) {
-                            wanted.entry(f.clone()).or_insert(true);
-                            any = true;
+                    let before = wanted.len();
+                    for (i, f) in self.scan.files.iter().enumerate() {
+                        if g.is_match(f.as_str()) && !deps.covers(f) && !is_excluded(f) {
+                            wanted.push(Want {
+                                path: f,
+                                source: Source::Scan(i),
+                                track: true,
+                            });
                         }
                     }
-                    if !any {
+                    for f in deps.files.keys() {
+                        if g.is_match(f.as_str()) && !is_excluded(f) {
+                            wanted.push(Want {
+                                path: f,
+                                source: Source::Dep,
+                                track: true,
+                            });
+                        }
+                    }
+                    if wanted.len() == before {
                         return Err(InputError::NoMatch {
                             glob: input.text.clone(),
                             loc: input.loc,
@@ -285,27 +346,54 @@ impl<'a> Inputs<'a> {
             }
         }
         for dep in &target.include_dependency {
-            self.literal(&dep.path, dep.track_content, dep.loc, deps, &mut wanted)?;
+            literals.push((&dep.path, dep.track_content, dep.loc));
         }
-        self.states(wanted, deps)
+        for (p, track, loc) in literals {
+            if let Some(files) = self.literal(p, track, loc, deps, &mut wanted)? {
+                walked.push(files);
+            }
+        }
+        for (files, track) in &walked {
+            for f in files.iter().filter(|f| !deps.covers(f)) {
+                let source = match self.scan.files.binary_search(f) {
+                    Ok(i) => Source::Scan(i),
+                    Err(_) => Source::Other,
+                };
+                wanted.push(Want {
+                    path: f,
+                    source,
+                    track: *track,
+                });
+            }
+        }
+        // A file named both ways is tracked by content.
+        wanted.sort_unstable_by(|a, b| a.path.cmp(b.path).then(b.track.cmp(&a.track)));
+        wanted.dedup_by(|later, first| later.path == first.path);
+        self.states(&wanted, deps)
     }
 
-    fn literal(
+    /// Adds literal input `p`: a dep's output, a scanned or ignored file, or a
+    /// directory (whose files are returned to be added by the caller).
+    fn literal<'p>(
         &self,
-        p: &RelPath,
+        p: &'p RelPath,
         track: bool,
         loc: Location,
-        deps: &DepFiles,
-        wanted: &mut BTreeMap<RelPath, bool>,
-    ) -> Result<(), InputError> {
+        deps: &'p DepFiles,
+        wanted: &mut Vec<Want<'p>>,
+    ) -> Result<Option<(Vec<RelPath>, bool)>, InputError> {
         let mut any = false;
         for f in deps.files.keys().filter(|f| f.is_within(p)) {
-            merge(wanted, f.clone(), track);
+            wanted.push(Want {
+                path: f,
+                source: Source::Dep,
+                track,
+            });
             any = true;
         }
         if deps.covers(p) {
             return if any {
-                Ok(())
+                Ok(None)
             } else {
                 Err(InputError::Missing {
                     path: p.clone(),
@@ -316,7 +404,7 @@ impl<'a> Inputs<'a> {
         let abs = p.to_path(self.root);
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && any => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && any => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(InputError::Missing {
                     path: p.clone(),
@@ -326,65 +414,69 @@ impl<'a> Inputs<'a> {
             Err(e) => return Err(io_err(&abs)(e)),
         };
         if md.is_dir() {
-            for f in walk_files(self.root, &abs, &[])? {
-                if !deps.covers(&f) {
-                    merge(wanted, f, track);
-                }
-            }
-        } else {
-            merge(wanted, p.clone(), track);
+            return Ok(Some((walk_files(self.root, &abs, &[])?, track)));
         }
-        Ok(())
+        let source = match self.scan.files.binary_search(p) {
+            Ok(i) => Source::Scan(i),
+            Err(_) => Source::Other,
+        };
+        wanted.push(Want {
+            path: p,
+            source,
+            track,
+        });
+        Ok(None)
     }
 
-    fn states(
+    /// The state of one wanted input, computing and sharing it as needed.
+    fn state_of(
         &self,
-        wanted: BTreeMap<RelPath, bool>,
+        w: &Want<'_>,
         deps: &DepFiles,
-    ) -> Result<Vec<InputFile>, InputError> {
-        let known = self.states.lock().unwrap();
-        let todo: Vec<(RelPath, bool)> = wanted
-            .iter()
-            .filter(|(p, track)| {
-                !deps.files.contains_key(*p) && (!**track || !known.contains_key(*p))
-            })
-            .map(|(p, t)| (p.clone(), *t))
-            .collect();
-        drop(known);
-        let fresh: Vec<(RelPath, bool, FileState, Stamp)> = todo
-            .into_par_iter()
-            .map(|(p, track)| {
-                let (state, stamp) = file_state(self.root, &p, track, self.memo)?;
-                Ok((p, track, state, stamp))
-            })
-            .collect::<Result<_, InputError>>()?;
-        let mut known = self.states.lock().unwrap();
-        let mut out = Vec::with_capacity(wanted.len());
-        let mut fresh_untracked = HashMap::new();
-        for (p, track, state, stamp) in fresh {
-            if track {
-                known.insert(p, (state, stamp));
-            } else {
-                fresh_untracked.insert(p, (state, stamp));
+    ) -> Result<(FileState, Option<Stamp>), InputError> {
+        if let Source::Dep = w.source {
+            return Ok((deps.files[w.path].clone(), None));
+        }
+        if !w.track {
+            let (s, st) = file_state(self.root, w.path, false, None)?;
+            return Ok((s, Some(st)));
+        }
+        match w.source {
+            Source::Scan(i) => {
+                if let Some((s, st)) = self.scanned[i].get() {
+                    return Ok((s.clone(), Some(*st)));
+                }
+                let (s, st) = file_state(self.root, w.path, true, self.memo)?;
+                let _ = self.scanned[i].set((s.clone(), st));
+                Ok((s, Some(st)))
+            }
+            _ => {
+                if let Some((s, st)) = self.others.lock().unwrap().get(w.path) {
+                    return Ok((s.clone(), Some(*st)));
+                }
+                let (s, st) = file_state(self.root, w.path, true, self.memo)?;
+                self.others
+                    .lock()
+                    .unwrap()
+                    .insert(w.path.clone(), (s.clone(), st));
+                Ok((s, Some(st)))
             }
         }
-        for (p, track) in wanted {
-            let (state, stamp) = if let Some(state) = deps.files.get(&p) {
-                (state.clone(), None)
-            } else if track {
-                let (s, st) = known[&p].clone();
-                (s, Some(st))
-            } else {
-                let (s, st) = fresh_untracked[&p].clone();
-                (s, Some(st))
-            };
-            out.push(InputFile {
-                path: p,
+    }
+
+    fn states(&self, wanted: &[Want<'_>], deps: &DepFiles) -> Result<Vec<InputFile>, InputError> {
+        let one = |w: &Want<'_>| {
+            self.state_of(w, deps).map(|(state, stamp)| InputFile {
+                path: w.path.clone(),
                 state,
                 stamp,
-            });
+            })
+        };
+        if wanted.len() < PAR_MIN {
+            wanted.iter().map(one).collect()
+        } else {
+            wanted.par_iter().map(one).collect()
         }
-        Ok(out)
     }
 
     /// The first input that changed since it was hashed (re-hashing only the
@@ -427,12 +519,6 @@ impl<'a> Inputs<'a> {
         }
         Ok(out)
     }
-}
-
-fn merge(wanted: &mut BTreeMap<RelPath, bool>, p: RelPath, track: bool) {
-    // Tracking by content wins over stat-only when a file is named both ways.
-    let slot = wanted.entry(p).or_insert(track);
-    *slot |= track;
 }
 
 fn file_state(

@@ -236,7 +236,7 @@ impl Manifest {
 
     /// Parses `text` as if read from `file` in project `root`.
     pub fn parse(text: &str, file: &Path, root: &Path) -> Result<Manifest, ManifestError> {
-        let cx = Cx { text, file };
+        let cx = Cx::new(text, file);
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
             let loc = cx.loc(e.span().unwrap_or(0..0));
             let message = e
@@ -345,9 +345,22 @@ impl Manifest {
 struct Cx<'a> {
     text: &'a str,
     file: &'a Path,
+    /// Byte offset where each line starts, for span → line:column.
+    line_starts: Vec<usize>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    fn new(text: &'a str, file: &'a Path) -> Cx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Cx {
+            text,
+            file,
+            line_starts,
+        }
+    }
+
     /// `[remote]`: a URL without a password (a secret committed with the
     /// project), a mode and a timeout.
     fn remote(
@@ -400,10 +413,9 @@ impl Cx<'_> {
 
     fn loc(&self, span: Range<usize>) -> Location {
         let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let column = before[line_start..].chars().count() + 1;
+        let line = self.line_starts.partition_point(|&s| s <= start);
+        let line_start = self.line_starts[line - 1];
+        let column = self.text[line_start..start].chars().count() + 1;
         Location { line, column }
     }
 

@@ -104,7 +104,7 @@ impl StatMemo {
         }
         let map = self.map.lock().unwrap();
         let bytes = encode(now_ns(), &map);
-        write::write_bytes(depot, path, &bytes)
+        write::write_hint(depot, path, &bytes)
     }
 }
 
@@ -150,7 +150,8 @@ fn decode(bytes: &[u8]) -> Option<(i128, HashMap<RelPath, Rec>)> {
     let mut map = HashMap::with_capacity(n.min(1 << 22));
     for _ in 0..n {
         let len = u32::from_le_bytes(r.take(4)?.try_into().ok()?) as usize;
-        let p = RelPath::new(std::str::from_utf8(r.take(len)?).ok()?).ok()?;
+        // Memo paths are only lookup keys; see RelPath::lookup_key.
+        let p = RelPath::lookup_key(std::str::from_utf8(r.take(len)?).ok()?.to_owned());
         let stamp = Stamp {
             size: r.u64()?,
             mtime_ns: r.i128()?,

@@ -75,14 +75,14 @@ pub fn plan(
             // The key is unknown, but what the target reads on disk now is
             // still worth showing (graph --files, explain).
             p.blocked_by = Some(d.clone());
-            p.summary = ctx.compute_with(t, &outs).ok().map(|c| c.summary);
+            p.summary = ctx.compute_with(t, &outs).ok().map(|c| c.summary());
             result.push(p);
             continue;
         }
         match ctx.compute_with(t, &outs) {
             Ok(c) => {
                 p.key = Some(c.key);
-                p.summary = Some(c.summary);
+                p.summary = Some(c.summary());
                 p.entry = depots
                     .iter()
                     .enumerate()

@@ -106,16 +106,27 @@ impl RelPath {
         RelPath::new(&parts.join("/"))
     }
 
+    /// Wraps text already known to be normalized (a walker's output).
+    pub(crate) fn trusted(s: String) -> RelPath {
+        debug_assert!(RelPath::new(&s).is_ok(), "{s}");
+        RelPath(s)
+    }
+
+    /// Wraps text without checking it, for values used only as lookup keys
+    /// (a damaged stat memo): a malformed one can never equal a real path.
+    pub(crate) fn lookup_key(s: String) -> RelPath {
+        RelPath(s)
+    }
+
     /// The `/`-separated text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The path below `root` on this machine.
+    /// The path below `root` on this machine (one join: on Unix the
+    /// `/`-separated text is already a native relative path).
     pub fn to_path(&self, root: &Path) -> PathBuf {
-        let mut p = root.to_path_buf();
-        p.extend(self.0.split('/'));
-        p
+        root.join(&self.0)
     }
 
     /// `self` with one more component.

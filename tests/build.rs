@@ -452,3 +452,18 @@ fn the_c_demo_fixture_builds_runs_and_moves() {
         std::fs::read(p.path("build/c-demo")).unwrap()
     );
 }
+
+#[test]
+fn a_file_with_a_non_utf8_name_does_not_break_the_build() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new(
+        "[target.t]\nrun = 'cat src/a.c > out'\ninputs = ['src/**']\noutputs = ['out']\n",
+        &[("src/a.c", "int a;\n")],
+    );
+    let weird = p
+        .path("src")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.c"));
+    std::fs::write(&weird, "latin-1 name").unwrap();
+    p.build(&[]).ok();
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+}

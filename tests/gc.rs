@@ -19,21 +19,9 @@ fn four() -> Project {
     }
     let p = Project::new(&manifest, &[]);
     for (i, t) in ["w", "x", "y", "z"].iter().enumerate() {
-        std::fs::write(p.path(&format!("{t}.src")), noise(i as u64 + 1, 64 * 1024)).unwrap();
+        std::fs::write(p.path(&format!("{t}.src")), noise(64 * 1024, i as u64 + 1)).unwrap();
     }
     p
-}
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Builds the targets one process at a time, in this order.
@@ -144,7 +132,7 @@ fn gc_with_a_size_bound_keeps_the_most_recently_used_entries_and_frees_the_rest(
     assert_eq!(p.runs("x"), 1);
     assert_eq!(
         std::fs::read(p.path("w.bin")).unwrap(),
-        noise(1, 64 * 1024),
+        noise(64 * 1024, 1),
         "restored bytes are the original bytes"
     );
 }

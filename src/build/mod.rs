@@ -196,7 +196,7 @@ pub(crate) struct Ctx<'a> {
     pub inputs: Inputs<'a>,
     pub rooted: Rooted,
     /// Per target: outputs it must not read (its own and non-deps').
-    pub excluded: HashMap<String, Vec<RelPath>>,
+    pub excluded: HashMap<String, Vec<&'a RelPath>>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
     /// Whether the first depot accepts writes (locks, blobs, entries).
@@ -213,7 +213,23 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct Computed {
     pub key: Key,
     pub inputs: Vec<InputFile>,
-    pub summary: InputsSummary,
+    /// The summary without its file list, which [`Computed::summary`] adds:
+    /// building that map is skipped on hits.
+    partial: InputsSummary,
+}
+
+impl Computed {
+    /// Everything that went into the key, for the entry and for `explain`.
+    pub fn summary(&self) -> InputsSummary {
+        InputsSummary {
+            files: self
+                .inputs
+                .iter()
+                .map(|i| (i.path.clone(), i.state.clone()))
+                .collect(),
+            ..self.partial.clone()
+        }
+    }
 }
 
 /// Depot directories inside the project are never inputs.
@@ -238,11 +254,11 @@ impl<'a> Ctx<'a> {
         let mut closure = HashMap::new();
         for name in manifest.targets.keys() {
             let deps = manifest.transitive_deps(name);
-            let ex: Vec<RelPath> = manifest
+            let ex: Vec<&RelPath> = manifest
                 .targets
                 .values()
                 .filter(|o| !deps.contains(&o.name))
-                .flat_map(|o| o.outputs.iter().cloned())
+                .flat_map(|o| o.outputs.iter())
                 .collect();
             excluded.insert(name.clone(), ex);
             closure.insert(name.clone(), deps);
@@ -309,23 +325,20 @@ impl<'a> Ctx<'a> {
             Command::Shell(s) => (Some(s), None),
             Command::Argv(v) => (None, Some(v)),
         };
-        let summary = InputsSummary {
+        let partial = InputsSummary {
             run,
             argv,
             env,
             tools,
             version: t.version,
-            files: inputs
-                .iter()
-                .map(|i| (i.path.clone(), i.state.clone()))
-                .collect(),
+            files: BTreeMap::new(),
             deps: dep_digests,
             outputs: t.outputs.clone(),
         };
         Ok(Computed {
             key,
             inputs,
-            summary,
+            partial,
         })
     }
 }
@@ -789,7 +802,7 @@ fn build_miss(
         reasons,
         stdout: &run.stdout,
         stderr: &run.stderr,
-        summary: &computed.summary,
+        summary: &computed.summary(),
     };
     let primary = &ctx.depots[0];
     if !ctx.writable {

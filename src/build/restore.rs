@@ -60,10 +60,13 @@ pub fn restore(
         .iter()
         .filter(|o| o.kind == OutputKind::File)
         .collect();
-    let results: Vec<Result<Option<u64>, DepotError>> = files
-        .par_iter()
-        .map(|o| restore_file(depot, o, &o.path.to_path(root), memo))
-        .collect();
+    let one = |o: &&OutputRecord| restore_file(depot, o, &o.path.to_path(root), memo);
+    // Waking the thread pool costs more than a few small files.
+    let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
+        files.iter().map(one).collect()
+    } else {
+        files.par_iter().map(one).collect()
+    };
     let mut stats = Restored::default();
     for r in results {
         match r? {
@@ -131,7 +134,7 @@ fn restore_file(
         .tempfile_in(parent)
         .map_err(DepotError::io("create a temporary file in", parent))?;
     let n = {
-        let mut w = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file_mut());
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
         let n = depot.copy_blob(&digest, &mut w)?;
         w.flush().map_err(DepotError::io("write output", dest))?;
         n

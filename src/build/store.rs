@@ -8,6 +8,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::depot::blobs::Durability;
 use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reason, ENTRY_SCHEMA};
 use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
@@ -229,10 +230,26 @@ pub struct StoreRequest<'a> {
 
 /// Writes every blob, then the entry. Returns the entry.
 pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry, DepotError> {
+    // Many outputs: write them unsynced and make them durable with one
+    // syncfs before the entry; a few: fsync each (cheaper than a syncfs).
+    let files = req
+        .outputs
+        .iter()
+        .filter(|o| o.kind == OutputKind::File)
+        .count();
+    let durability = if files > 4 {
+        Durability::Batched
+    } else {
+        Durability::Now
+    };
     req.outputs
         .par_iter()
         .filter(|o| o.kind == OutputKind::File)
-        .map(|o| depot.put_file(&o.path.to_path(root), o.digest).map(|_| ()))
+        .map(|o| {
+            depot
+                .put_file_with(&o.path.to_path(root), o.digest, durability)
+                .map(|_| ())
+        })
         .collect::<Result<(), DepotError>>()?;
     let log = |b: &[u8]| -> Result<Option<Digest>, DepotError> {
         if b.is_empty() {
@@ -242,6 +259,12 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         }
     };
     let summary = serde_json::to_vec(req.summary).expect("summaries serialize");
+    let inputs = depot.put_bytes_with(&summary, durability)?;
+    let stdout = log(req.stdout)?;
+    let stderr = log(req.stderr)?;
+    if durability == Durability::Batched {
+        depot.sync_batch()?;
+    }
     let entry = Entry {
         schema: ENTRY_SCHEMA,
         project: req.project.to_owned(),
@@ -251,9 +274,9 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         duration_ms: req.duration_ms,
         relocatable: req.reasons.is_empty(),
         reasons: req.reasons,
-        stdout: log(req.stdout)?,
-        stderr: log(req.stderr)?,
-        inputs: depot.put_bytes(&summary)?,
+        stdout,
+        stderr,
+        inputs,
         outputs: req.outputs,
     };
     depot.write_entry(&entry)?;

@@ -2,15 +2,17 @@
 //! summary, replays captured output, and maps failures to exit 1.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use relocache::build::{build, BuildOptions, BuildReport, Outcome, TargetReport};
 use relocache::report::Reporter;
+use relocache::timings;
 
-use super::Env;
+use super::{Env, UsageError};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -19,6 +21,8 @@ Examples:
   relocache build app             `app` and what it depends on
   relocache build -j 1            one target at a time
   relocache build --json          {\"targets\":[{\"name\",\"key\",\"outcome\"}],\"hits\",\"built\",\"failed\",\"skipped\"}
+  relocache build --timings       also write relocache-timings.html (timeline, critical path)
+  relocache build --timings=t.html --profile trace.json   open trace.json in ui.perfetto.dev
 
 With a remote cache ([remote] in relocache.toml, or RELOCACHE_REMOTE=<url>), a local
 miss is looked up there and a new result uploaded; remote problems are warnings, never
@@ -38,6 +42,12 @@ pub struct BuildArgs {
     /// Rebuild the named targets (default: all) even when cached, and overwrite their entries
     #[arg(long)]
     pub force: bool,
+    /// Write an HTML timeline of the build to PATH (default: relocache-timings.html in the project root)
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true)]
+    pub timings: Option<Option<PathBuf>>,
+    /// Write a Chrome trace-event JSON of the build to FILE (Perfetto, chrome://tracing)
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 /// Prints per-target lines as targets finish.
@@ -100,6 +110,20 @@ fn secs(ms: u64) -> String {
 
 pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     let manifest = env.manifest()?;
+    // Checked before building, so a typo does not cost a whole build.
+    let timings_path = match &args.timings {
+        Some(p) => Some(writable_path(
+            p.as_ref()
+                .map(|p| env.cwd.join(p))
+                .unwrap_or_else(|| manifest.root.join("relocache-timings.html")),
+            "--timings",
+        )?),
+        None => None,
+    };
+    let profile_path = match &args.profile {
+        Some(p) => Some(writable_path(env.cwd.join(p), "--profile")?),
+        None => None,
+    };
     let depots = env.depots(Some(&manifest))?;
     let remote = super::remote::open(Some(&manifest))?;
     let opts = BuildOptions {
@@ -114,6 +138,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         quiet: env.cli.quiet,
         lock: Mutex::new(()),
     };
+    let started = std::time::SystemTime::now();
     let report = build(&manifest, &depots, &opts, &printer)?;
     if env.cli.json {
         super::print_json(&report)?;
@@ -123,7 +148,74 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     if report.targets.iter().any(|t| t.stored) {
         super::gc::after_build(env, depots.primary());
     }
+    // Written also when the build failed: that is when the picture helps most.
+    if let Some(path) = &timings_path {
+        let page = timings::html(
+            &report,
+            &manifest,
+            &timings::PageInfo {
+                project: manifest.name.clone(),
+                generated: humantime::format_rfc3339_seconds(started).to_string(),
+            },
+        );
+        write_file(path, page.as_bytes(), "the timings page")?;
+        eprintln!("timings: {}", path.display());
+    }
+    if let Some(path) = &profile_path {
+        let trace = timings::trace(&report, &manifest.name);
+        let mut bytes = serde_json::to_vec(&trace)?;
+        bytes.push(b'\n');
+        write_file(path, &bytes, "the profile")?;
+        eprintln!(" profile: {}", path.display());
+    }
     Ok(if report.success() { 0 } else { 1 })
+}
+
+/// `path`, if its directory exists and it is not a directory itself.
+fn writable_path(path: PathBuf, flag: &str) -> Result<PathBuf> {
+    if path.is_dir() {
+        return Err(UsageError(format!(
+            "{flag}: `{}` is a directory\n  help: name a file, e.g. {flag}{}{}",
+            path.display(),
+            if flag == "--timings" { "=" } else { " " },
+            path.join(if flag == "--timings" {
+                "timings.html"
+            } else {
+                "trace.json"
+            })
+            .display()
+        ))
+        .into());
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent {
+        if !dir.is_dir() {
+            return Err(UsageError(format!(
+                "{flag}: the directory `{}` does not exist\n  help: create it first (mkdir -p {})",
+                dir.display(),
+                dir.display()
+            ))
+            .into());
+        }
+    }
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` via a temp file in the same directory and a
+/// rename, so an interrupted write never leaves half a page behind.
+fn write_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        // A temp file is private (0600); the page is an ordinary file.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {what} `{}`", path.display()))
 }
 
 fn summary(r: &BuildReport) -> String {

@@ -43,6 +43,10 @@ pub enum GraphFormat {
     Dot,
     Mermaid,
     Json,
+    /// A picture laid out by relocache itself (no graphviz needed)
+    Svg,
+    /// The SVG in a self-contained HTML page (hover highlights neighbours)
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +54,8 @@ pub enum GraphFormat {
 Examples:
   relocache graph > g.dot && dot -Tsvg g.dot > g.svg
   relocache graph --format mermaid
+  relocache graph --format svg > graph.svg     a picture, no graphviz needed
+  relocache graph --format html > graph.html   the same in a page; hover a stale node for its changed files
   relocache graph --files --for-file src/util.h   the targets that read src/util.h")]
 pub struct GraphArgs {
     /// Output format
@@ -235,6 +241,10 @@ pub fn run_graph(env: &Env, args: &GraphArgs) -> Result<i32> {
         GraphFormat::Dot => print!("{}", g.to_dot()),
         GraphFormat::Mermaid => print!("{}", g.to_mermaid()),
         GraphFormat::Json => print_json(&g)?,
+        GraphFormat::Svg => std::io::stdout().lock().write_all(g.to_svg().as_bytes())?,
+        GraphFormat::Html => std::io::stdout()
+            .lock()
+            .write_all(g.to_html(&manifest.name).as_bytes())?,
     }
     Ok(0)
 }

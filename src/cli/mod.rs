@@ -61,7 +61,7 @@ pub enum Cmd {
     Status(inspect::StatusArgs),
     /// Explain why a target's key differs from its last build
     Explain(inspect::ExplainArgs),
-    /// Print the dependency graph (DOT, Mermaid or JSON), coloured by status
+    /// Print the dependency graph (DOT, Mermaid, JSON, SVG or HTML), coloured by status
     Graph(inspect::GraphArgs),
     /// Print a target's current key
     Key(inspect::TargetArg),

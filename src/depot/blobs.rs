@@ -19,11 +19,45 @@ const SAMPLE: usize = 128 * 1024;
 /// Files this large are compressed on several threads.
 const MT_MIN: u64 = 8 * 1024 * 1024;
 
+/// When a stored blob becomes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync of the file and its directory before returning.
+    Now,
+    /// Renamed into place unsynced; [`Depot::sync_batch`] must run before
+    /// anything that references the blob is published.
+    Batched,
+}
+
+impl Durability {
+    fn persist(self, staged: tempfile::NamedTempFile, dest: &Path) -> Result<(), DepotError> {
+        match self {
+            Durability::Now => write::persist(staged, dest),
+            Durability::Batched => write::persist_batched(staged, dest),
+        }
+    }
+}
+
 impl Depot {
     /// Where blob `d` lives.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
         let hex = d.to_hex();
         self.root.join("objects-v1").join(&hex[..2]).join(hex)
+    }
+
+    /// Whether blob `d` is present, marking it as just used when it is: a
+    /// store that reuses an existing blob refreshes its mtime so gc's grace
+    /// period protects it until the entry that references it is published.
+    fn reuse_blob(&self, d: &Digest) -> bool {
+        let path = self.blob_path(d);
+        match std::fs::OpenOptions::new().append(true).open(&path) {
+            Ok(f) => {
+                let _ = f.set_modified(std::time::SystemTime::now());
+                true
+            }
+            // Present but not ours to touch (a shared, read-only depot).
+            Err(_) => path.is_file(),
+        }
     }
 
     /// Whether blob `d` is present (not verified).
@@ -42,8 +76,17 @@ impl Depot {
 
     /// Stores `bytes` and returns their digest.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, DepotError> {
+        self.put_bytes_with(bytes, Durability::Now)
+    }
+
+    /// [`Depot::put_bytes`] with a choice of durability.
+    pub fn put_bytes_with(
+        &self,
+        bytes: &[u8],
+        durability: Durability,
+    ) -> Result<Digest, DepotError> {
         let d = Digest::of(bytes);
-        if self.has_blob(&d) {
+        if self.reuse_blob(&d) {
             return Ok(d);
         }
         let mut staged = write::staging(self)?;
@@ -60,7 +103,7 @@ impl Depot {
                 .write_all(bytes)
                 .map_err(DepotError::io("write", &path))?;
         }
-        write::persist(staged, &self.blob_path(&d))?;
+        durability.persist(staged, &self.blob_path(&d))?;
         Ok(d)
     }
 
@@ -68,8 +111,18 @@ impl Depot {
     /// must still hash to it (it was hashed before); otherwise the file
     /// changed while being stored and nothing is kept.
     pub fn put_file(&self, src: &Path, expected: Option<Digest>) -> Result<Digest, DepotError> {
+        self.put_file_with(src, expected, Durability::Now)
+    }
+
+    /// [`Depot::put_file`] with a choice of durability.
+    pub fn put_file_with(
+        &self,
+        src: &Path,
+        expected: Option<Digest>,
+        durability: Durability,
+    ) -> Result<Digest, DepotError> {
         if let Some(d) = expected {
-            if self.has_blob(&d) {
+            if self.reuse_blob(&d) {
                 return Ok(d);
             }
         }
@@ -108,11 +161,16 @@ impl Depot {
                 });
             }
         }
-        if self.has_blob(&d) {
+        if self.reuse_blob(&d) {
             return Ok(d);
         }
-        write::persist(staged, &self.blob_path(&d))?;
+        durability.persist(staged, &self.blob_path(&d))?;
         Ok(d)
+    }
+
+    /// Makes all [`Durability::Batched`] writes so far durable (one `syncfs`).
+    pub fn sync_batch(&self) -> Result<(), DepotError> {
+        write::sync_batch(self)
     }
 
     /// Streams blob `d` into `out`, verifying it. On a mismatch or a damaged
@@ -132,7 +190,7 @@ impl Depot {
             Err(_) => return Err(self.quarantine(d)),
         };
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
         loop {
             let n = match reader.read(&mut buf) {
@@ -172,7 +230,7 @@ impl Depot {
             }
         };
         let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut size = 0u64;
         loop {
             let n = match reader.read(&mut buf) {
@@ -284,7 +342,7 @@ pub(crate) fn open_stream(mut file: File) -> io::Result<Box<dyn Read + Send>> {
     let chained = head.chain(file);
     if got == 4 && magic == ZSTD_MAGIC {
         Ok(Box::new(zstd::Decoder::with_buffer(
-            BufReader::with_capacity(256 * 1024, chained),
+            BufReader::with_capacity(64 * 1024, chained),
         )?))
     } else {
         Ok(Box::new(chained))
@@ -296,7 +354,7 @@ fn copy_hashing(
     dst: &mut impl Write,
     hasher: &mut blake3::Hasher,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match src.read(&mut buf) {
             Ok(0) => return Ok(()),
@@ -370,6 +428,31 @@ mod tests {
         assert!(stored < text.len() as u64 / 10, "text should compress");
         let stored = std::fs::read(depot.blob_path(&Digest::of(&random))).unwrap();
         assert_eq!(stored, random, "incompressible data is stored raw");
+    }
+
+    #[test]
+    fn reusing_a_blob_marks_it_fresh_for_gc() {
+        let (_dir, depot) = depot();
+        let d = depot.put_bytes(b"shared output").unwrap();
+        let p = depot.blob_path(&d);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(depot.put_bytes(b"shared output").unwrap(), d);
+        let age = std::fs::metadata(&p)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap();
+        assert!(
+            age.as_secs() < 60,
+            "a reused blob looks new to gc's grace period"
+        );
     }
 
     #[test]

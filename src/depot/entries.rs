@@ -229,20 +229,25 @@ impl Depot {
     }
 }
 
-/// Parses an entry's text, refusing newer schemas.
+/// Parses an entry's text, refusing newer schemas. The schema number is
+/// probed separately only when the full parse fails, so a newer entry gets
+/// the "upgrade relocache" message and the common case parses once.
 pub fn parse_entry(text: &str) -> Result<Entry, String> {
     #[derive(Deserialize)]
     struct Probe {
         schema: u32,
     }
-    let probe: Probe = toml::from_str(text).map_err(|e| e.message().to_owned())?;
-    if probe.schema > ENTRY_SCHEMA {
-        return Err(format!(
-            "entry schema {} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache",
-            probe.schema
-        ));
+    let newer = |schema: u32| {
+        format!("entry schema {schema} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")
+    };
+    match toml::from_str::<Entry>(text) {
+        Ok(e) if e.schema > ENTRY_SCHEMA => Err(newer(e.schema)),
+        Ok(e) => Ok(e),
+        Err(err) => match toml::from_str::<Probe>(text) {
+            Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
+            _ => Err(err.message().to_owned()),
+        },
     }
-    toml::from_str(text).map_err(|e| e.message().to_owned())
 }
 
 #[cfg(test)]

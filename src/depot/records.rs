@@ -51,7 +51,7 @@ impl Depot {
             key: *key,
             updated: now_rfc3339(),
         };
-        write::write_bytes(
+        write::write_hint(
             self,
             &path,
             toml::to_string(&rec).expect("records serialize").as_bytes(),

@@ -204,7 +204,16 @@ impl Usage {
     /// Lines that are neither whole JSON nor a known event (a newer relocache
     /// may add events) are skipped.
     fn apply_text(&mut self, text: &str) {
+        self.apply_lines(text, false);
+    }
+
+    /// With `uses_only`, counter lines (most of a log) are skipped without
+    /// being parsed: a build deciding which uses to log needs only uses.
+    fn apply_lines(&mut self, text: &str, uses_only: bool) {
         for l in text.lines() {
+            if uses_only && l.starts_with("{\"ev\":\"count\"") {
+                continue;
+            }
             if let Ok(line) = serde_json::from_str::<Line>(l) {
                 self.apply(line);
             }
@@ -361,18 +370,22 @@ fn lock(depot: &Depot, exclusive: bool, wait: bool) -> Result<Option<File>, Depo
 }
 
 fn read_unlocked(depot: &Depot) -> Result<Usage, DepotError> {
+    read_filtered(depot, false)
+}
+
+fn read_filtered(depot: &Depot, uses_only: bool) -> Result<Usage, DepotError> {
     let dir = usage_dir(depot);
     let logs = list_logs(depot)?;
     let mut usage = Usage::default();
     if let Some(text) = read_text(&dir.join(MERGED))? {
-        usage.apply_text(&text);
+        usage.apply_lines(&text, uses_only);
     }
     for name in logs {
         if usage.folded.contains(&name) {
             continue;
         }
         if let Some(text) = read_text(&dir.join(&name))? {
-            usage.apply_text(&text);
+            usage.apply_lines(&text, uses_only);
             usage.pending_logs += 1;
         }
     }
@@ -520,7 +533,8 @@ impl Recorder {
             let _ = compact(depot, CompactOptions::default());
         }
         let known = if interval > 0 && !p.used.is_empty() {
-            read(depot)?
+            let _shared = lock(depot, false, true)?;
+            read_filtered(depot, true)?
         } else {
             Usage::default()
         };

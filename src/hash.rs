@@ -12,6 +12,35 @@ const MMAP_MIN: u64 = 256 * 1024;
 /// Files at least this large are also hashed on several threads.
 const RAYON_MIN: u64 = 4 * 1024 * 1024;
 
+/// blake3 of a file whose size `len` the caller just read from `stat`:
+/// small files take one `open` + one `read` into a reused buffer (exactly
+/// `len` bytes, as git does), large ones go through [`hash_file`]. A file
+/// that changes size meanwhile hashes to what was read; the stat memo and
+/// the after-build input check compare stamps, so that never sticks.
+pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
+    if len >= MMAP_MIN {
+        return hash_file(path);
+    }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut file = File::open(path)?;
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.resize(len as usize, 0);
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Digest::of(&buf[..filled]), filled as u64))
+    })
+}
+
 /// blake3 of a file's bytes, with the number of bytes hashed.
 pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
     let mut file = File::open(path)?;
@@ -59,6 +88,7 @@ mod tests {
             let (d, n) = hash_file(&p).unwrap();
             assert_eq!(d, Digest::of(&data));
             assert_eq!(n, size as u64);
+            assert_eq!(hash_file_len(&p, size as u64).unwrap(), (d, n));
         }
     }
 }

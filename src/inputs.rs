@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::hash::hash_file;
+use crate::hash::{hash_file, hash_file_len};
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;
@@ -551,7 +551,7 @@ fn file_state(
     let digest = match memo.and_then(|m| m.lookup(rel, &stamp)) {
         Some(d) => d,
         None => {
-            let (d, _) = hash_file(abs).map_err(io_err(abs))?;
+            let (d, _) = hash_file_len(abs, stamp.size).map_err(io_err(abs))?;
             if let Some(m) = memo {
                 m.record(rel, stamp, d);
             }

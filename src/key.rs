@@ -85,7 +85,8 @@ impl Enc {
 
 /// The canonical bytes of `k`, as documented at the top of this module.
 pub fn canonical_bytes(k: &KeyInputs<'_>) -> Vec<u8> {
-    let mut e = Enc(Vec::with_capacity(256 + k.inputs.len() * 80));
+    let size: usize = k.inputs.iter().map(|i| 96 + i.path.as_str().len()).sum();
+    let mut e = Enc(Vec::with_capacity(256 + size));
     e.field("schema", &KEY_SCHEMA.to_le_bytes());
     e.field("salt", k.salt.as_bytes());
     match k.command {

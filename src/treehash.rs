@@ -30,7 +30,6 @@
 //! Each file appears once however many arguments match it. Modes, sizes and
 //! mtimes are not part of the digest.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
@@ -38,7 +37,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::hash::hash_file;
+use crate::hash::hash_file_len;
 use crate::inputs::{InputError, ProjectScan};
 use crate::relpath::RelPath;
 
@@ -129,7 +128,7 @@ impl TreeHashError {
 /// Hashes the files `args` name below `base` (see the module docs).
 pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashError> {
     let mut scan: Option<ProjectScan> = None;
-    let mut wanted: BTreeMap<RelPath, ()> = BTreeMap::new();
+    let mut wanted: Vec<RelPath> = Vec::new();
     for arg in args {
         let mut any = false;
         if arg.contains(['*', '?', '[', '{']) {
@@ -139,7 +138,7 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             }
             for f in scan.as_ref().expect("walked").files() {
                 if glob.is_match(f.as_str()) {
-                    wanted.insert(f.clone(), ());
+                    wanted.push(f.clone());
                     any = true;
                 }
             }
@@ -156,15 +155,16 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             if md.is_dir() {
                 let below = ProjectScan::walk(&abs, &[]).map_err(TreeHashError::Walk)?;
                 for f in below.files() {
+                    // Both parts are normalized, so their join is too.
                     let p = match &rel {
-                        Some(r) => r.join(f.as_str()).expect("joined relative paths"),
+                        Some(r) => RelPath::trusted(format!("{r}/{f}")),
                         None => f.clone(),
                     };
-                    wanted.insert(p, ());
+                    wanted.push(p);
                     any = true;
                 }
             } else if let Some(r) = rel {
-                wanted.insert(r, ());
+                wanted.push(r);
                 any = true;
             }
         }
@@ -172,9 +172,9 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             return Err(TreeHashError::NoMatch(arg.clone()));
         }
     }
+    wanted.sort_unstable();
+    wanted.dedup();
     let files: Vec<HashedFile> = wanted
-        .into_keys()
-        .collect::<Vec<_>>()
         .into_par_iter()
         .map(|path| hash_one(base, path))
         .collect::<Result<_, _>>()?;
@@ -242,7 +242,7 @@ fn hash_one(base: &Path, path: RelPath) -> Result<HashedFile, TreeHashError> {
             .ok_or_else(|| TreeHashError::NotUtf8(target.display().to_string()))?;
         (Kind::Symlink, Digest::of(text.as_bytes()))
     } else {
-        (Kind::File, hash_file(&abs).map_err(io)?.0)
+        (Kind::File, hash_file_len(&abs, md.len()).map_err(io)?.0)
     };
     Ok(HashedFile { path, kind, digest })
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::depot::entries::{Entry, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
-use crate::hash::hash_file;
+use crate::hash::{hash_file, hash_file_len};
 use crate::inputs::Stamp;
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;
@@ -95,7 +95,7 @@ fn already_there(o: &OutputRecord, dest: &Path, memo: Option<&StatMemo>) -> bool
     if let Some(d) = memo.and_then(|m| m.lookup(&o.path, &stamp)) {
         return Some(d) == o.digest;
     }
-    match hash_file(dest) {
+    match hash_file_len(dest, md.len()) {
         Ok((d, _)) => {
             if let Some(m) = memo {
                 m.record(&o.path, stamp, d);

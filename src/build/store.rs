@@ -13,7 +13,7 @@ use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reas
 use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
-use crate::hash::hash_file;
+use crate::hash::hash_file_len;
 use crate::inputs::Stamp;
 use crate::memo::StatMemo;
 use crate::reloc::{scan_file, Needle};
@@ -93,7 +93,7 @@ pub fn collect(
         .map(|rel| {
             let abs = rel.to_path(root);
             let md = fs::metadata(&abs).map_err(io(&abs))?;
-            let (digest, size) = hash_file(&abs).map_err(io(&abs))?;
+            let (digest, size) = hash_file_len(&abs, md.len()).map_err(io(&abs))?;
             if let Some(m) = memo {
                 // The stat was taken before hashing: any later edit changes it.
                 m.record(rel, Stamp::of(&md), digest);

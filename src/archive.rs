@@ -7,14 +7,18 @@
 //!
 //! # The archive
 //!
-//! A POSIX ustar stream in one zstd frame (multithreaded, with a content
-//! checksum). Members, in this order:
+//! A POSIX ustar stream, zstd-compressed as a sequence of frames that any
+//! zstd decoder reads as one stream (`tar --zstd -xf` works): compressed
+//! frames (multithreaded, with a content checksum) around a run of *stored*
+//! frames — raw blocks — carrying the blobs that are already zstd-compressed,
+//! so nothing is compressed twice. Members, in this order:
 //!
 //! ```text
 //! CACHEDIR.TAG                      so that `tar -x` gives a directory backup tools skip
 //! DEPOT.toml                        `format = 1`: the layout version, never local settings
-//! objects-v1/  objects-v1/ab/       directories (0755)
-//! objects-v1/ab/<blake3-hex>        blobs exactly as stored (zstd or raw), by digest (0644)
+//! objects-v1/  objects-v1/ab/…      directories (0755)
+//! objects-v1/ab/<blake3-hex>        blobs stored zstd-compressed, by digest, in stored frames
+//! objects-v1/ab/<blake3-hex>        blobs stored raw, by digest, in a compressed frame (0644)
 //! entries-v1/  entries-v1/ab/
 //! entries-v1/ab/<key-hex>.toml      entries, by key (0644)
 //! ```
@@ -411,13 +415,8 @@ fn write_archive<W: Write>(
     level: i32,
     reporter: &dyn Reporter,
 ) -> Result<u64, ArchiveError> {
-    let mut enc = zstd::Encoder::new(out, level).map_err(ArchiveError::Write)?;
-    // Multithreaded streaming output is the same for any number of workers
-    // (>= 1), so the worker count is free to follow the machine.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(16)) as u32;
-    enc.multithread(workers).map_err(ArchiveError::Write)?;
-    enc.include_checksum(true).map_err(ArchiveError::Write)?;
-    let mut tar = tar::Builder::new(enc);
+    let frames = Frames::new(out, level).map_err(ArchiveError::Write)?;
+    let mut tar = tar::Builder::new(frames);
 
     let config = DepotConfig {
         format: DEPOT_FORMAT,
@@ -431,34 +430,49 @@ fn write_archive<W: Write>(
     append(&mut tar, "DEPOT.toml", depot_toml.as_bytes())?;
 
     let total: u64 = blobs.values().map(|(_, n)| n).sum();
-    let mut done = 0u64;
     append_dir(&mut tar, "objects-v1/")?;
-    let mut shard = String::new();
-    for (d, (path, size)) in blobs {
-        let hex = d.to_hex();
-        if hex[..2] != shard {
-            shard = hex[..2].to_owned();
-            append_dir(&mut tar, &format!("objects-v1/{shard}/"))?;
-        }
-        let file = File::open(path).map_err(io_err("read blob", path))?;
-        let data = Exact {
-            inner: file.take(*size),
-            remaining: *size,
-        };
-        let h = header(
-            &format!("objects-v1/{shard}/{hex}"),
-            tar::EntryType::Regular,
-            *size,
-        );
-        tar.append(&h, data).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", path)(e),
-            _ => ArchiveError::Write(e),
-        })?;
-        done += size;
-        reporter.progress("pack", done, total);
+    let shards: BTreeSet<String> = blobs.keys().map(|d| d.to_hex()[..2].to_owned()).collect();
+    for shard in &shards {
+        append_dir(&mut tar, &format!("objects-v1/{shard}/"))?;
     }
+    // Blobs stored zstd-compressed go out as they are, in stored frames (no
+    // second compression); blobs stored raw (incompressible by their sample,
+    // or tiny) go into a compressed frame, where their tar padding and any
+    // redundancy still shrink. Each run is sorted by digest.
+    let (zstd_blobs, raw_blobs): (Vec<_>, Vec<_>) =
+        blobs.iter().partition(|(_, (path, _))| is_zstd_file(path));
+    let mut done = 0u64;
+    for (run, stored) in [(zstd_blobs, true), (raw_blobs, false)] {
+        if stored {
+            tar.get_mut().stored().map_err(ArchiveError::Write)?;
+        } else {
+            tar.get_mut().compressed().map_err(ArchiveError::Write)?;
+        }
+        for (d, (path, size)) in run {
+            let hex = d.to_hex();
+            let file = File::open(path).map_err(io_err("read blob", path))?;
+            let data = Exact {
+                inner: file.take(*size),
+                remaining: *size,
+            };
+            let h = header(
+                &format!("objects-v1/{}/{hex}", &hex[..2]),
+                tar::EntryType::Regular,
+                *size,
+            );
+            tar.append(&h, data).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => {
+                    io_err("read blob (it shrank while packing)", path)(e)
+                }
+                _ => ArchiveError::Write(e),
+            })?;
+            done += size;
+            reporter.progress("pack", done, total);
+        }
+    }
+    tar.get_mut().compressed().map_err(ArchiveError::Write)?;
     append_dir(&mut tar, "entries-v1/")?;
-    shard.clear();
+    let mut shard = String::new();
     for (key, e) in entries {
         let hex = key.to_hex();
         if hex[..2] != shard {
@@ -472,9 +486,141 @@ fn write_archive<W: Write>(
             text.as_bytes(),
         )?;
     }
-    let enc = tar.into_inner().map_err(ArchiveError::Write)?;
-    enc.finish().map_err(ArchiveError::Write)?;
+    let frames = tar.into_inner().map_err(ArchiveError::Write)?;
+    frames.finish().map_err(ArchiveError::Write)?;
     Ok(total)
+}
+
+/// The archive's zstd stream as a sequence of frames (decoders read
+/// concatenated frames as one stream): compressed frames — multithreaded,
+/// checksummed — for tar headers and entries, and *stored* frames of raw
+/// blocks for blob bytes, which are already compressed or incompressible.
+/// Each frame kind is written deterministically, so equal depots still give
+/// equal bytes.
+struct Frames<W: Write> {
+    state: FrameState<W>,
+    level: i32,
+}
+
+enum FrameState<W: Write> {
+    Compressed(zstd::Encoder<'static, W>),
+    Stored { out: W, buf: Vec<u8> },
+    Done,
+}
+
+/// A stored frame's blocks: at most 128 KiB each (zstd's block limit), with a
+/// 128 KiB window declared in the frame header.
+const STORED_BLOCK: usize = 128 * 1024;
+
+impl<W: Write> Frames<W> {
+    fn new(out: W, level: i32) -> io::Result<Frames<W>> {
+        Ok(Frames {
+            state: FrameState::Compressed(Self::encoder(out, level)?),
+            level,
+        })
+    }
+
+    fn encoder(out: W, level: i32) -> io::Result<zstd::Encoder<'static, W>> {
+        let mut enc = zstd::Encoder::new(out, level)?;
+        // Multithreaded streaming output is the same for any number of
+        // workers (>= 1), so the worker count is free to follow the machine.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(16)) as u32;
+        enc.multithread(workers)?;
+        enc.include_checksum(true)?;
+        Ok(enc)
+    }
+
+    /// Ends the current frame and hands back the writer.
+    fn end_frame(&mut self) -> io::Result<W> {
+        match std::mem::replace(&mut self.state, FrameState::Done) {
+            FrameState::Compressed(enc) => enc.finish(),
+            FrameState::Stored { mut out, buf } => {
+                stored_block(&mut out, &buf, true)?;
+                Ok(out)
+            }
+            FrameState::Done => Err(io::Error::other("archive stream already finished")),
+        }
+    }
+
+    /// Continues in a stored frame.
+    fn stored(&mut self) -> io::Result<()> {
+        if let FrameState::Stored { .. } = self.state {
+            return Ok(());
+        }
+        let mut out = self.end_frame()?;
+        // Magic, then a frame header descriptor with no content size, no
+        // checksum, no dictionary, and a window descriptor of 2^17 bytes.
+        out.write_all(&[0x28, 0xB5, 0x2F, 0xFD, 0x00, (17 - 10) << 3])?;
+        self.state = FrameState::Stored {
+            out,
+            buf: Vec::with_capacity(STORED_BLOCK),
+        };
+        Ok(())
+    }
+
+    /// Continues in a compressed frame.
+    fn compressed(&mut self) -> io::Result<()> {
+        if let FrameState::Compressed(_) = self.state {
+            return Ok(());
+        }
+        let out = self.end_frame()?;
+        self.state = FrameState::Compressed(Self::encoder(out, self.level)?);
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        let mut out = self.end_frame()?;
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+/// One raw block of a stored frame: a 3-byte little-endian header (last-block
+/// bit, block type 0 = raw, size) and the bytes as they are.
+fn stored_block(out: &mut impl Write, data: &[u8], last: bool) -> io::Result<()> {
+    debug_assert!(data.len() <= STORED_BLOCK);
+    let h = (last as u32) | ((data.len() as u32) << 3);
+    out.write_all(&h.to_le_bytes()[..3])?;
+    out.write_all(data)
+}
+
+impl<W: Write> Write for Frames<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match &mut self.state {
+            FrameState::Compressed(enc) => enc.write(data),
+            FrameState::Stored { out, buf } => {
+                if data.is_empty() {
+                    return Ok(0);
+                }
+                // A block is written only once more data follows it: the
+                // frame's last block is written by end_frame.
+                if buf.len() == STORED_BLOCK {
+                    stored_block(out, buf, false)?;
+                    buf.clear();
+                }
+                let n = data.len().min(STORED_BLOCK - buf.len());
+                buf.extend_from_slice(&data[..n]);
+                Ok(n)
+            }
+            FrameState::Done => Err(io::Error::other("archive stream already finished")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.state {
+            FrameState::Compressed(enc) => enc.flush(),
+            FrameState::Stored { out, .. } => out.flush(),
+            FrameState::Done => Ok(()),
+        }
+    }
+}
+
+/// Whether a stored blob file starts with the zstd frame magic.
+fn is_zstd_file(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == ZSTD_MAGIC)
 }
 
 /// A ustar header with everything but the path, type and size fixed.

@@ -197,6 +197,8 @@ struct RawTarget {
     env: Option<Vec<Spanned<String>>>,
     tools: Option<Vec<Spanned<String>>>,
     version: Option<Spanned<i64>>,
+    /// Free text for humans; accepted and ignored.
+    #[allow(dead_code)]
     description: Option<String>,
 }
 
@@ -461,7 +463,6 @@ impl<'a> Cx<'a> {
                 "use letters, digits, `.`, `_` and `-` only",
             ));
         }
-        let _ = &raw.description;
         let command =
             match (&raw.run, &raw.command) {
                 (Some(_), Some(c)) => return Err(self.err(
@@ -774,7 +775,6 @@ fn check_deps(
             }
         }
     }
-    let _ = raw;
     Ok(())
 }
 

@@ -382,18 +382,35 @@ fn system_tar_lists_and_extracts_the_archive() {
             "{local}/ is local state and must not be packed: {names:?}"
         );
     }
-    let mut sorted = names.clone();
-    sorted.sort();
+    // Member order: shard directories, then the blobs stored zstd-compressed
+    // (sent as they are), then the blobs stored raw (compressed in the
+    // archive), each run sorted by digest.
+    let blob_names: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("objects-v1/") && !n.ends_with('/'))
+        .collect();
+    let last_dir = names
+        .iter()
+        .rposition(|n| n.starts_with("objects-v1/") && n.ends_with('/'))
+        .unwrap();
+    let first_blob = names
+        .iter()
+        .position(|n| Some(&n) == blob_names.first())
+        .unwrap();
+    assert!(last_dir < first_blob, "shard directories come first");
+    let is_zstd = |n: &str| {
+        std::fs::read(p.depot.join(n))
+            .unwrap()
+            .starts_with(&[0x28, 0xB5, 0x2F, 0xFD])
+    };
+    let (mut zstd_run, mut raw_run): (Vec<&String>, Vec<&String>) =
+        blob_names.iter().partition(|n| is_zstd(n));
+    zstd_run.sort();
+    raw_run.sort();
+    let want: Vec<&String> = zstd_run.into_iter().chain(raw_run).collect();
     assert_eq!(
-        names
-            .iter()
-            .filter(|n| n.starts_with("objects-v1/"))
-            .collect::<Vec<_>>(),
-        sorted
-            .iter()
-            .filter(|n| n.starts_with("objects-v1/"))
-            .collect::<Vec<_>>(),
-        "blobs are sorted"
+        blob_names, want,
+        "compressed blobs, then raw blobs, each sorted"
     );
 
     // Plain `tar -x` gives a depot that hits.

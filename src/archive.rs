@@ -57,7 +57,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -273,7 +272,7 @@ pub fn depot_entries(depot: &Depot) -> Result<(Vec<Entry>, Vec<Skipped>), Archiv
 /// from the first depot of `stack` holding them and verified first: an entry
 /// with a missing or corrupt blob is left out (and reported through
 /// `reporter`), or fails the pack when `opts.strict`.
-pub fn pack<W: Write>(
+pub fn pack<W: Write + Send>(
     stack: &[Depot],
     entries: Vec<Entry>,
     out: W,
@@ -285,14 +284,57 @@ pub fn pack<W: Write>(
         by_key.entry(e.key).or_insert(e);
     }
     let wanted: BTreeSet<Digest> = by_key.values().flat_map(|e| e.blobs()).collect();
-    let located = verify_blobs(stack, &wanted, reporter);
-
+    let located = locate_blobs(stack, &wanted);
     let mut skipped = Vec::new();
+    drop_entries(&mut by_key, &mut skipped, |d| {
+        located[d].as_ref().err().cloned()
+    });
+    if opts.strict && !skipped.is_empty() {
+        return Err(ArchiveError::Incomplete(skipped));
+    }
+    let blobs: BTreeMap<Digest, Located> = by_key
+        .values()
+        .flat_map(|e| e.blobs())
+        .map(|d| {
+            (
+                d,
+                located[&d].clone().expect("kept entries have their blobs"),
+            )
+        })
+        .collect();
+
+    let mut counter = CountingWriter { inner: out, n: 0 };
+    let written = write_archive(&mut counter, stack, &mut by_key, &blobs, opts, reporter)?;
+    counter.flush().map_err(ArchiveError::Write)?;
+    skipped.extend(written.skipped);
+    for s in &skipped {
+        reporter.warning(&format!(
+            "not packed: entry {} ({}): {}",
+            s.key.short(),
+            s.target.as_deref().unwrap_or("?"),
+            s.reason
+        ));
+    }
+    Ok(PackSummary {
+        entries: by_key.values().map(EntryRef::of).collect(),
+        blobs: written.blobs,
+        blob_bytes: written.blob_bytes,
+        archive_bytes: counter.n,
+        skipped,
+    })
+}
+
+/// Removes the entries naming a blob for which `problem` has something to say.
+fn drop_entries(
+    by_key: &mut BTreeMap<Key, Entry>,
+    skipped: &mut Vec<Skipped>,
+    problem: impl Fn(&Digest) -> Option<String>,
+) {
     by_key.retain(|key, e| {
-        let bad = e.blobs().into_iter().find_map(|d| match &located[&d] {
-            Ok(_) => None,
-            Err(why) => Some(format!("blob {} {why}", d.short())),
-        });
+        let bad = e
+            .blobs()
+            .into_iter()
+            .find_map(|d| problem(&d).map(|why| format!("blob {} {why}", d.short())));
         match bad {
             None => true,
             Some(reason) => {
@@ -305,36 +347,6 @@ pub fn pack<W: Write>(
             }
         }
     });
-    if opts.strict && !skipped.is_empty() {
-        return Err(ArchiveError::Incomplete(skipped));
-    }
-    for s in &skipped {
-        reporter.warning(&format!(
-            "not packed: entry {} ({}): {}",
-            s.key.short(),
-            s.target.as_deref().unwrap_or("?"),
-            s.reason
-        ));
-    }
-    let blobs: BTreeMap<Digest, (PathBuf, u64)> = by_key
-        .values()
-        .flat_map(|e| e.blobs())
-        .map(|d| {
-            let (path, size) = located[&d].clone().expect("kept entries have their blobs");
-            (d, (path, size))
-        })
-        .collect();
-
-    let mut counter = CountingWriter { inner: out, n: 0 };
-    let blob_bytes = write_archive(&mut counter, &by_key, &blobs, opts.level, reporter)?;
-    counter.flush().map_err(ArchiveError::Write)?;
-    Ok(PackSummary {
-        entries: by_key.values().map(EntryRef::of).collect(),
-        blobs: blobs.len() as u64,
-        blob_bytes,
-        archive_bytes: counter.n,
-        skipped,
-    })
 }
 
 /// [`pack`] into the file `dest`, atomically: a temporary file beside it,
@@ -378,44 +390,69 @@ pub fn pack_to_path(
 }
 
 /// Where each blob is (path, stored size), or why it cannot be packed.
-type Located = BTreeMap<Digest, Result<(PathBuf, u64), String>>;
+/// Where a blob is: its depot (index in the stack), stored file and size.
+#[derive(Debug, Clone)]
+struct Located {
+    depot: usize,
+    path: PathBuf,
+    size: u64,
+}
 
-fn verify_blobs(stack: &[Depot], wanted: &BTreeSet<Digest>, reporter: &dyn Reporter) -> Located {
-    let total = wanted.len() as u64;
-    let done = AtomicU64::new(0);
-    let list: Vec<Digest> = wanted.iter().copied().collect();
-    list.par_iter()
+/// Finds each blob in the stack (no hashing yet: [`write_archive`] verifies
+/// each blob while the previous ones are being written).
+fn locate_blobs(
+    stack: &[Depot],
+    wanted: &BTreeSet<Digest>,
+) -> BTreeMap<Digest, Result<Located, String>> {
+    wanted
+        .iter()
         .map(|d| {
-            let r = match stack.iter().find(|dep| dep.has_blob(d)) {
+            let r = match stack.iter().position(|dep| dep.has_blob(d)) {
                 None => Err("is missing from the depot".to_owned()),
-                Some(dep) => match dep.copy_blob(d, &mut io::sink()) {
-                    Ok(_) => {
-                        let path = dep.blob_path(d);
-                        std::fs::metadata(&path)
-                            .map(|m| (path, m.len()))
-                            .map_err(|e| format!("cannot be read: {e}"))
-                    }
-                    Err(DepotError::Corrupt { .. }) => {
-                        Err("is corrupt (moved to quarantine/)".to_owned())
-                    }
-                    Err(e) => Err(format!("cannot be read: {e}")),
-                },
+                Some(i) => {
+                    let path = stack[i].blob_path(d);
+                    std::fs::metadata(&path)
+                        .map(|m| Located {
+                            depot: i,
+                            path,
+                            size: m.len(),
+                        })
+                        .map_err(|e| format!("cannot be read: {e}"))
+                }
             };
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            reporter.progress("verify", n, total);
             (*d, r)
         })
         .collect()
 }
 
-fn write_archive<W: Write>(
+/// Verifies one blob against its name (a corrupt one is quarantined).
+fn verify_blob(stack: &[Depot], d: &Digest, at: &Located) -> Result<(), String> {
+    match stack[at.depot].copy_blob(d, &mut io::sink()) {
+        Ok(_) => Ok(()),
+        Err(DepotError::Corrupt { .. }) => Err("is corrupt (moved to quarantine/)".to_owned()),
+        Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
+/// What [`write_archive`] wrote.
+struct Written {
+    blobs: u64,
+    blob_bytes: u64,
+    skipped: Vec<Skipped>,
+}
+
+/// Blobs are verified this many at a time, one batch ahead of the writer.
+const VERIFY_BATCH: usize = 64;
+
+fn write_archive<W: Write + Send>(
     out: W,
-    entries: &BTreeMap<Key, Entry>,
-    blobs: &BTreeMap<Digest, (PathBuf, u64)>,
-    level: i32,
+    stack: &[Depot],
+    entries: &mut BTreeMap<Key, Entry>,
+    blobs: &BTreeMap<Digest, Located>,
+    opts: &PackOptions,
     reporter: &dyn Reporter,
-) -> Result<u64, ArchiveError> {
-    let frames = Frames::new(out, level).map_err(ArchiveError::Write)?;
+) -> Result<Written, ArchiveError> {
+    let frames = Frames::new(out, opts.level).map_err(ArchiveError::Write)?;
     let mut tar = tar::Builder::new(frames);
 
     let config = DepotConfig {
@@ -429,7 +466,7 @@ fn write_archive<W: Write>(
     append(&mut tar, "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes())?;
     append(&mut tar, "DEPOT.toml", depot_toml.as_bytes())?;
 
-    let total: u64 = blobs.values().map(|(_, n)| n).sum();
+    let total: u64 = blobs.values().map(|l| l.size).sum();
     append_dir(&mut tar, "objects-v1/")?;
     let shards: BTreeSet<String> = blobs.keys().map(|d| d.to_hex()[..2].to_owned()).collect();
     for shard in &shards {
@@ -440,34 +477,57 @@ fn write_archive<W: Write>(
     // or tiny) go into a compressed frame, where their tar padding and any
     // redundancy still shrink. Each run is sorted by digest.
     let (zstd_blobs, raw_blobs): (Vec<_>, Vec<_>) =
-        blobs.iter().partition(|(_, (path, _))| is_zstd_file(path));
+        blobs.iter().partition(|(_, l)| is_zstd_file(&l.path));
     let mut done = 0u64;
+    let mut bad: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut written = Written {
+        blobs: 0,
+        blob_bytes: 0,
+        skipped: Vec::new(),
+    };
     for (run, stored) in [(zstd_blobs, true), (raw_blobs, false)] {
         if stored {
             tar.get_mut().stored().map_err(ArchiveError::Write)?;
         } else {
             tar.get_mut().compressed().map_err(ArchiveError::Write)?;
         }
-        for (d, (path, size)) in run {
-            let hex = d.to_hex();
-            let file = File::open(path).map_err(io_err("read blob", path))?;
-            let data = Exact {
-                inner: file.take(*size),
-                remaining: *size,
-            };
-            let h = header(
-                &format!("objects-v1/{}/{hex}", &hex[..2]),
-                tar::EntryType::Regular,
-                *size,
+        // A blob goes into the archive only once it is verified; the next
+        // batch is verified (on the pool) while this one is written.
+        let batches: Vec<&[(&Digest, &Located)]> = run.chunks(VERIFY_BATCH).collect();
+        let verify = |batch: &[(&Digest, &Located)]| -> Vec<Result<(), String>> {
+            batch
+                .par_iter()
+                .map(|(d, l)| verify_blob(stack, d, l))
+                .collect()
+        };
+        let mut checked = batches.first().map(|b| verify(b));
+        for (i, batch) in batches.iter().enumerate() {
+            let results = checked.take().expect("verified ahead");
+            let (next, wrote) = rayon::join(
+                || batches.get(i + 1).map(|b| verify(b)),
+                || -> Result<(), ArchiveError> {
+                    for ((d, l), ok) in batch.iter().zip(results) {
+                        if let Err(why) = ok {
+                            bad.insert(**d, why);
+                            continue;
+                        }
+                        append_blob(&mut tar, d, l)?;
+                        written.blobs += 1;
+                        written.blob_bytes += l.size;
+                        done += l.size;
+                        reporter.progress("pack", done, total);
+                    }
+                    Ok(())
+                },
             );
-            tar.append(&h, data).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    io_err("read blob (it shrank while packing)", path)(e)
-                }
-                _ => ArchiveError::Write(e),
-            })?;
-            done += size;
-            reporter.progress("pack", done, total);
+            wrote?;
+            checked = next;
+        }
+    }
+    if !bad.is_empty() {
+        drop_entries(entries, &mut written.skipped, |d| bad.get(d).cloned());
+        if opts.strict {
+            return Err(ArchiveError::Incomplete(written.skipped));
         }
     }
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
@@ -488,7 +548,29 @@ fn write_archive<W: Write>(
     }
     let frames = tar.into_inner().map_err(ArchiveError::Write)?;
     frames.finish().map_err(ArchiveError::Write)?;
-    Ok(total)
+    Ok(written)
+}
+
+fn append_blob<W: Write>(
+    tar: &mut tar::Builder<W>,
+    d: &Digest,
+    l: &Located,
+) -> Result<(), ArchiveError> {
+    let hex = d.to_hex();
+    let file = File::open(&l.path).map_err(io_err("read blob", &l.path))?;
+    let data = Exact {
+        inner: file.take(l.size),
+        remaining: l.size,
+    };
+    let h = header(
+        &format!("objects-v1/{}/{hex}", &hex[..2]),
+        tar::EntryType::Regular,
+        l.size,
+    );
+    tar.append(&h, data).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", &l.path)(e),
+        _ => ArchiveError::Write(e),
+    })
 }
 
 /// The archive's zstd stream as a sequence of frames (decoders read

@@ -183,7 +183,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
         )
     };
     let summary = if to_stdout {
-        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        let out = std::io::BufWriter::new(std::io::stdout());
         archive::pack(stack.all(), entries, out, &opts, &bars)
     } else {
         archive::pack_to_path(stack.all(), entries, &args.file, &opts, &bars)

@@ -445,18 +445,18 @@ pub fn build(
                     let t = &manifest.targets[&order[i]];
                     reporter.target_started(&t.name);
                     let start_ms = started.elapsed().as_millis() as u64;
-                    let (mut report, out) =
+                    let (mut done, out) =
                         process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
-                    report.start_ms = start_ms;
-                    report.worker = worker;
-                    account::finished(&ctx.usage, &report, out.as_ref(), forced.contains(&t.name));
+                    done.start_ms = start_ms;
+                    done.worker = worker;
+                    account::finished(&ctx.usage, &done, out.as_ref(), forced.contains(&t.name));
                     let mut g = sched.lock().unwrap();
-                    reporter.target_finished(&report);
+                    reporter.target_finished(&done);
                     let ok = out.is_some();
                     if let Some(o) = out {
                         g.outs.insert(t.name.clone(), o);
                     }
-                    g.results[i] = Some(report);
+                    g.results[i] = Some(done);
                     g.done += 1;
                     let mut stack = vec![(i, t.name.clone())];
                     while let Some((j, cause)) = stack.pop() {
@@ -467,20 +467,11 @@ pub fn build(
                                     g.ready.insert(k);
                                 }
                             } else if g.results[k].is_none() {
-                                let r = TargetReport {
-                                    name: order[k].clone(),
-                                    key: None,
-                                    outcome: Outcome::Skipped,
-                                    duration_ms: 0,
-                                    start_ms: started.elapsed().as_millis() as u64,
-                                    worker,
-                                    saved_ms: None,
-                                    stored: false,
-                                    error: Some(format!("dependency `{cause}` failed")),
-                                    warnings: vec![],
-                                    stdout: vec![],
-                                    stderr: vec![],
-                                };
+                                let mut r =
+                                    report(&order[k], None, Outcome::Skipped, Instant::now());
+                                r.start_ms = started.elapsed().as_millis() as u64;
+                                r.worker = worker;
+                                r.error = Some(format!("dependency `{cause}` failed"));
                                 reporter.target_finished(&r);
                                 g.results[k] = Some(r);
                                 g.done += 1;

@@ -106,15 +106,8 @@ impl Depot {
 impl Depot {
     /// Every lock placeholder (`locks/*.lock`), sorted.
     pub(crate) fn lock_files(&self) -> Result<Vec<PathBuf>, DepotError> {
-        let dir = self.root.join("locks");
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(DepotError::io("list", &dir)(e)),
-        };
         let mut v = Vec::new();
-        for e in rd {
-            let e = e.map_err(DepotError::io("list", &dir))?;
+        for e in super::list_dir(&self.root.join("locks"))? {
             if e.file_name().to_string_lossy().ends_with(".lock") {
                 v.push(e.path());
             }

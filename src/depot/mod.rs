@@ -270,22 +270,13 @@ impl Depot {
         dir: &str,
         suffix: &str,
     ) -> Result<Vec<crate::digest::Digest>, DepotError> {
-        let base = self.root.join(dir);
-        let shards = match std::fs::read_dir(&base) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(DepotError::io("list", &base)(e)),
-        };
         let mut out = Vec::new();
-        for shard in shards {
-            let shard = shard.map_err(DepotError::io("list", &base))?;
+        for shard in list_dir(&self.root.join(dir))? {
             let sname = shard.file_name().to_string_lossy().into_owned();
             if sname.len() != 2 || !shard.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 continue;
             }
-            let sp = shard.path();
-            for f in std::fs::read_dir(&sp).map_err(DepotError::io("list", &sp))? {
-                let f = f.map_err(DepotError::io("list", &sp))?;
+            for f in list_dir(&shard.path())? {
                 let name = f.file_name().to_string_lossy().into_owned();
                 let Some(hex) = name.strip_suffix(suffix) else {
                     continue;
@@ -299,6 +290,17 @@ impl Depot {
         }
         Ok(out)
     }
+}
+
+/// The entries of a depot directory; a directory that does not exist (yet)
+/// is empty. Errors name the directory.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, DepotError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(DepotError::io("list", dir)(e)),
+    };
+    rd.map(|e| e.map_err(DepotError::io("list", dir))).collect()
 }
 
 /// Where the depot stack comes from, in DESIGN.md's order.

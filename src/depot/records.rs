@@ -72,15 +72,8 @@ impl Depot {
 
     /// Projects that have records, sorted.
     pub fn record_projects(&self) -> Result<Vec<String>, DepotError> {
-        let dir = self.root.join("projects-v1");
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(DepotError::io("list", &dir)(e)),
-        };
         let mut v = Vec::new();
-        for e in rd {
-            let e = e.map_err(DepotError::io("list", &dir))?;
+        for e in super::list_dir(&self.root.join("projects-v1"))? {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 v.push(e.file_name().to_string_lossy().into_owned());
             }

@@ -283,14 +283,8 @@ fn usage_dir(depot: &Depot) -> PathBuf {
 /// stops the reader, as DESIGN.md asks of every on-disk name.
 fn list_logs(depot: &Depot) -> Result<Vec<String>, DepotError> {
     let dir = usage_dir(depot);
-    let rd = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(DepotError::io("list", &dir)(e)),
-    };
     let mut logs = Vec::new();
-    for f in rd {
-        let f = f.map_err(DepotError::io("list", &dir))?;
+    for f in super::list_dir(&dir)? {
         let name = f.file_name().to_string_lossy().into_owned();
         if name.starts_with(LOG_PREFIX) && name.ends_with(SUFFIX) {
             logs.push(name);

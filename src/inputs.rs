@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::hash::{hash_file, hash_file_len};
 use crate::manifest::{Location, Pattern, Target};
-use crate::memo::StatMemo;
+use crate::memo::{Slot, StatMemo};
 use crate::relpath::RelPath;
+use crate::walk::{self, Meta};
 
 /// The state of one input file as it enters a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,32 +124,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
     }
 }
 
-fn walker(dir: &Path) -> ignore::WalkBuilder {
-    let mut b = ignore::WalkBuilder::new(dir);
-    b.hidden(false)
-        .parents(false)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .ignore(false)
-        .follow_links(false)
-        .filter_entry(|e| e.file_name() != ".git");
-    b
-}
-
-/// Every non-ignored file and symlink below the project root, walked once.
+/// Every non-ignored file and symlink below the project root, walked once,
+/// with the stat the walk took of each.
 #[derive(Debug, Default)]
 pub struct ProjectScan {
     files: Vec<RelPath>,
+    meta: Vec<Option<Meta>>,
 }
 
 impl ProjectScan {
     /// Walks `root` in parallel, skipping `.git` and every directory in `skip`
     /// (the depot, when it lives inside the project).
     pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<ProjectScan, InputError> {
-        Ok(ProjectScan {
-            files: walk_files(root, root, skip)?,
-        })
+        let mut found = walk_files(root, skip)?;
+        found.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let (files, meta) = found.into_iter().unzip();
+        Ok(ProjectScan { files, meta })
     }
 
     /// The files, sorted.
@@ -157,79 +148,15 @@ impl ProjectScan {
     }
 }
 
-fn walk_files(root: &Path, dir: &Path, skip: &[PathBuf]) -> Result<Vec<RelPath>, InputError> {
-    use std::os::unix::ffi::OsStrExt;
-    /// Each walker thread collects locally and hands its files over once.
-    struct Collector<'a> {
-        local: Vec<RelPath>,
-        shared: &'a Mutex<Vec<RelPath>>,
-    }
-    impl Drop for Collector<'_> {
-        fn drop(&mut self) {
-            self.shared.lock().unwrap().append(&mut self.local);
-        }
-    }
-    let found = Mutex::new(Vec::new());
-    let error = Mutex::new(None);
-    let mut prefix = root.as_os_str().as_bytes().to_vec();
-    if prefix.last() != Some(&b'/') {
-        prefix.push(b'/');
-    }
-    let mut b = walker(dir);
-    b.threads(rayon::current_num_threads().min(8));
-    b.build_parallel().run(|| {
-        let mut c = Collector {
-            local: Vec::new(),
-            shared: &found,
-        };
-        let (error, prefix) = (&error, &prefix);
-        Box::new(move |res| {
-            use ignore::WalkState;
-            let entry = match res {
-                Ok(e) => e,
-                Err(e) => {
-                    *error.lock().unwrap() = Some(e.to_string());
-                    return WalkState::Quit;
-                }
-            };
-            let Some(ft) = entry.file_type() else {
-                return WalkState::Continue;
-            };
-            if ft.is_dir() {
-                if skip.iter().any(|s| s == entry.path()) {
-                    return WalkState::Skip;
-                }
-                return WalkState::Continue;
-            }
-            // Temporaries of an interrupted restore, and `build --timings`'
-            // default report, are never inputs.
-            let name = entry.file_name().as_bytes();
-            if name.starts_with(b".relocache-")
-                || (name == b"relocache-timings.html" && entry.depth() == 1)
-            {
-                return WalkState::Continue;
-            }
-            // The walker yields `root/a/b` with normal components only, so the
-            // relative part is already a normalized path. Names that are not
-            // UTF-8 or hold a backslash cannot be written in relocache.toml and
-            // are not inputs.
-            let bytes = entry.path().as_os_str().as_bytes();
-            if let Some(rel) = bytes.strip_prefix(prefix.as_slice()) {
-                if let Ok(rel) = std::str::from_utf8(rel) {
-                    if !rel.contains('\\') {
-                        c.local.push(RelPath::trusted(rel.to_owned()));
-                    }
-                }
-            }
-            WalkState::Continue
-        })
-    });
-    if let Some(e) = error.into_inner().unwrap() {
-        return Err(InputError::Walk(e));
-    }
-    let mut files = found.into_inner().unwrap();
-    files.sort_unstable();
-    Ok(files)
+/// The files below `dir`, relative to `dir`; `build --timings`' default
+/// report at the top is never an input.
+fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Vec<(RelPath, Option<Meta>)>, InputError> {
+    let found = walk::walk(dir, skip, &["relocache-timings.html"]).map_err(InputError::Walk)?;
+    // The walk joins normal, manifest-writable components: already normalized.
+    Ok(found
+        .into_iter()
+        .map(|(p, m)| (RelPath::trusted(p), m))
+        .collect())
 }
 
 /// The files a target's deps produced, by their entries: a key can be
@@ -255,6 +182,8 @@ pub struct Inputs<'a> {
     root: &'a Path,
     scan: &'a ProjectScan,
     memo: Option<&'a StatMemo>,
+    /// The memo's record of each scanned file, by its index in the scan.
+    slots: Vec<Slot>,
     /// Tracked states of the scanned files, by their index in the scan.
     scanned: Vec<OnceLock<(FileState, Stamp)>>,
     /// Tracked states of files outside the scan (ignored files named literally).
@@ -292,6 +221,7 @@ impl<'a> Inputs<'a> {
             root,
             scan,
             memo,
+            slots: memo.map(|m| m.align(&scan.files)).unwrap_or_default(),
             scanned: (0..scan.files.len()).map(|_| OnceLock::new()).collect(),
             others: Mutex::new(HashMap::new()),
             tools: Mutex::new(HashMap::new()),
@@ -414,7 +344,13 @@ impl<'a> Inputs<'a> {
             Err(e) => return Err(io_err(&abs)(e)),
         };
         if md.is_dir() {
-            return Ok(Some((walk_files(self.root, &abs, &[])?, track)));
+            let below = walk_files(&abs, &[])?;
+            // Both parts are normalized, so their join is too.
+            let files = below
+                .into_iter()
+                .map(|(f, _)| RelPath::trusted(format!("{p}/{f}")))
+                .collect();
+            return Ok(Some((files, track)));
         }
         let source = match self.scan.files.binary_search(p) {
             Ok(i) => Source::Scan(i),
@@ -446,7 +382,10 @@ impl<'a> Inputs<'a> {
                 if let Some((s, st)) = self.scanned[i].get() {
                     return Ok((s.clone(), Some(*st)));
                 }
-                let (s, st) = file_state(self.root, w.path, true, self.memo)?;
+                let (s, st) = match self.known_from_walk(i) {
+                    Some(known) => known,
+                    None => file_state(self.root, w.path, true, self.memo)?,
+                };
                 let _ = self.scanned[i].set((s.clone(), st));
                 Ok((s, Some(st)))
             }
@@ -462,6 +401,23 @@ impl<'a> Inputs<'a> {
                 Ok((s, Some(st)))
             }
         }
+    }
+
+    /// The state of scanned file `i` from the walk's stat, when the memo
+    /// vouches for its digest: the no-op path, with no further syscall.
+    fn known_from_walk(&self, i: usize) -> Option<(FileState, Stamp)> {
+        let meta = self.scan.meta[i]?;
+        if meta.symlink {
+            return None;
+        }
+        let slot = *self.slots.get(i)?;
+        let digest = self.memo?.lookup_slot(slot, &meta.stamp)?;
+        let state = FileState::File {
+            digest,
+            size: meta.stamp.size,
+            executable: meta.executable,
+        };
+        Some((state, meta.stamp))
     }
 
     fn states(&self, wanted: &[Want<'_>], deps: &DepFiles) -> Result<Vec<InputFile>, InputError> {

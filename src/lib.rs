@@ -44,3 +44,4 @@ pub mod timings;
 pub mod treehash;
 pub mod units;
 pub mod verify;
+pub mod walk;

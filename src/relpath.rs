@@ -112,12 +112,6 @@ impl RelPath {
         RelPath(s)
     }
 
-    /// Wraps text without checking it, for values used only as lookup keys
-    /// (a damaged stat memo): a malformed one can never equal a real path.
-    pub(crate) fn lookup_key(s: String) -> RelPath {
-        RelPath(s)
-    }
-
     /// The `/`-separated text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -151,6 +145,13 @@ impl RelPath {
 fn looks_like_drive(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+}
+
+/// Maps keyed by `RelPath` can be searched with a `&str` (same hash, same order).
+impl std::borrow::Borrow<str> for RelPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for RelPath {

@@ -65,6 +65,34 @@ fn a_file_changed_within_the_racy_window_is_rehashed() {
 }
 
 #[test]
+fn a_file_hashed_while_racy_is_trusted_once_the_memo_is_rewritten() {
+    let p = Project::new(
+        "[target.t]\nrun = 'cp in.txt out.txt'\ninputs = ['in.txt']\noutputs = ['out.txt']\n",
+        &[("in.txt", "one\n")],
+    );
+    // Modified 1.5 s ago: racy for a memo written now. The output, written by
+    // the build, is racy too; both are trusted by a memo written 2 s later.
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 1.5;
+    touch_d(&p.path("in.txt"), &format!("@{when:.3}"));
+    p.build(&[]).ok();
+    let memo = || std::fs::read(&memo_files(&p)[0]).unwrap();
+    let first = memo();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Racy, so hashed again: the memo must be rewritten (with a later write
+    // time) even though the record itself is unchanged, or the file would be
+    // hashed on every build.
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    let second = memo();
+    assert_ne!(first, second, "a racy re-hash rewrites the memo");
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(second, memo(), "a trusted file costs no rewrite");
+}
+
+#[test]
 fn a_copied_tree_with_all_new_mtimes_gives_the_same_keys() {
     let p = Project::c_demo();
     p.build(&[]).ok();

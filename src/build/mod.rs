@@ -368,12 +368,12 @@ pub fn build(
         .iter()
         .map(|d| d.root().to_path_buf())
         .collect();
-    let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;
-    let memo = StatMemo::load(StatMemo::location(
-        depots.primary(),
-        &manifest.name,
-        &manifest.root,
-    ));
+    let memo_at = StatMemo::location(depots.primary(), &manifest.name, &manifest.root);
+    let (scan, memo) = rayon::join(
+        || ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots)),
+        || StatMemo::load(memo_at),
+    );
+    let scan = scan?;
     let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
     ctx.remote = opts.remote.as_deref();
     if let Err(e) = depots.primary().probe_writable() {
@@ -486,7 +486,7 @@ pub fn build(
     });
     if ctx.writable {
         // Best effort: a memo that cannot be saved only costs hashing next time.
-        let _ = memo.save(depots.primary());
+        let _ = memo.save(depots.primary(), &manifest.root);
         if let Err(e) = ctx.usage.flush(depots.primary()) {
             reporter.warning(&format!("could not record cache usage: {e}"));
         }

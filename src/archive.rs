@@ -61,7 +61,7 @@ use std::rc::Rc;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::depot::blobs::ZSTD_MAGIC;
+use crate::depot::blobs::{self, ZSTD_MAGIC};
 use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::{write, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
@@ -252,10 +252,12 @@ pub struct PackSummary {
 /// Every entry of `depot`, sorted by key; unreadable ones are reported as
 /// skipped.
 pub fn depot_entries(depot: &Depot) -> Result<(Vec<Entry>, Vec<Skipped>), ArchiveError> {
+    let keys = depot.list_entries()?;
+    let read: Vec<_> = keys.par_iter().map(|k| depot.read_entry(k)).collect();
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
-    for key in depot.list_entries()? {
-        match depot.read_entry(&key) {
+    for (key, r) in keys.into_iter().zip(read) {
+        match r {
             Ok(Some(e)) => entries.push(e),
             Ok(None) => {} // removed meanwhile
             Err(e) => skipped.push(Skipped {
@@ -389,46 +391,69 @@ pub fn pack_to_path(
     Ok(summary)
 }
 
-/// Where each blob is (path, stored size), or why it cannot be packed.
-/// Where a blob is: its depot (index in the stack), stored file and size.
+/// Where a blob is: its depot (index in the stack), stored file, size and
+/// whether it is stored zstd-compressed.
 #[derive(Debug, Clone)]
 struct Located {
     depot: usize,
     path: PathBuf,
     size: u64,
+    zstd: bool,
 }
 
-/// Finds each blob in the stack (no hashing yet: [`write_archive`] verifies
-/// each blob while the previous ones are being written).
+/// Finds each blob in the stack, in parallel, with one `open` each (no
+/// hashing yet: [`write_archive`] verifies each blob while the previous ones
+/// are being written).
 fn locate_blobs(
     stack: &[Depot],
     wanted: &BTreeSet<Digest>,
 ) -> BTreeMap<Digest, Result<Located, String>> {
-    wanted
-        .iter()
-        .map(|d| {
-            let r = match stack.iter().position(|dep| dep.has_blob(d)) {
-                None => Err("is missing from the depot".to_owned()),
-                Some(i) => {
-                    let path = stack[i].blob_path(d);
-                    std::fs::metadata(&path)
-                        .map(|m| Located {
-                            depot: i,
-                            path,
-                            size: m.len(),
-                        })
-                        .map_err(|e| format!("cannot be read: {e}"))
-                }
+    let locate = |d: &Digest| -> Result<Located, String> {
+        for (depot, dep) in stack.iter().enumerate() {
+            let path = dep.blob_path(d);
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("cannot be read: {e}")),
             };
-            (*d, r)
-        })
-        .collect()
+            let size = file
+                .metadata()
+                .map_err(|e| format!("cannot be read: {e}"))?
+                .len();
+            let mut magic = [0u8; 4];
+            let zstd = file.read_exact(&mut magic).is_ok() && magic == ZSTD_MAGIC;
+            return Ok(Located {
+                depot,
+                path,
+                size,
+                zstd,
+            });
+        }
+        Err("is missing from the depot".to_owned())
+    };
+    let found: Vec<_> = wanted.par_iter().map(|d| (*d, locate(d))).collect();
+    found.into_iter().collect()
 }
 
-/// Verifies one blob against its name (a corrupt one is quarantined).
-fn verify_blob(stack: &[Depot], d: &Digest, at: &Located) -> Result<(), String> {
-    match stack[at.depot].copy_blob(d, &mut io::sink()) {
-        Ok(_) => Ok(()),
+/// Blobs up to this size are read once, by the verifier, which hands the
+/// verified bytes to the writer; larger ones are streamed twice.
+const KEEP_MAX: u64 = 4 << 20;
+
+/// Verifies one blob against its name (a corrupt one is quarantined), and
+/// returns its stored bytes when they are small enough to keep.
+fn verify_blob(stack: &[Depot], d: &Digest, at: &Located) -> Result<Option<Vec<u8>>, String> {
+    let depot = &stack[at.depot];
+    if at.size <= KEEP_MAX {
+        let stored = std::fs::read(&at.path).map_err(|e| format!("cannot be read: {e}"))?;
+        return if blobs::stored_bytes_match(d, &stored) {
+            Ok(Some(stored))
+        } else {
+            depot.quarantine(d);
+            Err("is corrupt (moved to quarantine/)".to_owned())
+        };
+    }
+    match depot.copy_blob(d, &mut io::sink()) {
+        Ok(_) => Ok(None),
         Err(DepotError::Corrupt { .. }) => Err("is corrupt (moved to quarantine/)".to_owned()),
         Err(e) => Err(format!("cannot be read: {e}")),
     }
@@ -476,8 +501,7 @@ fn write_archive<W: Write + Send>(
     // second compression); blobs stored raw (incompressible by their sample,
     // or tiny) go into a compressed frame, where their tar padding and any
     // redundancy still shrink. Each run is sorted by digest.
-    let (zstd_blobs, raw_blobs): (Vec<_>, Vec<_>) =
-        blobs.iter().partition(|(_, l)| is_zstd_file(&l.path));
+    let (zstd_blobs, raw_blobs): (Vec<_>, Vec<_>) = blobs.iter().partition(|(_, l)| l.zstd);
     let mut done = 0u64;
     let mut bad: BTreeMap<Digest, String> = BTreeMap::new();
     let mut written = Written {
@@ -494,7 +518,8 @@ fn write_archive<W: Write + Send>(
         // A blob goes into the archive only once it is verified; the next
         // batch is verified (on the pool) while this one is written.
         let batches: Vec<&[(&Digest, &Located)]> = run.chunks(VERIFY_BATCH).collect();
-        let verify = |batch: &[(&Digest, &Located)]| -> Vec<Result<(), String>> {
+        type Verified = Result<Option<Vec<u8>>, String>;
+        let verify = |batch: &[(&Digest, &Located)]| -> Vec<Verified> {
             batch
                 .par_iter()
                 .map(|(d, l)| verify_blob(stack, d, l))
@@ -506,12 +531,15 @@ fn write_archive<W: Write + Send>(
             let (next, wrote) = rayon::join(
                 || batches.get(i + 1).map(|b| verify(b)),
                 || -> Result<(), ArchiveError> {
-                    for ((d, l), ok) in batch.iter().zip(results) {
-                        if let Err(why) = ok {
-                            bad.insert(**d, why);
-                            continue;
-                        }
-                        append_blob(&mut tar, d, l)?;
+                    for ((d, l), verified) in batch.iter().zip(results) {
+                        let stored = match verified {
+                            Ok(stored) => stored,
+                            Err(why) => {
+                                bad.insert(**d, why);
+                                continue;
+                            }
+                        };
+                        append_blob(&mut tar, d, l, stored)?;
                         written.blobs += 1;
                         written.blob_bytes += l.size;
                         done += l.size;
@@ -551,12 +579,25 @@ fn write_archive<W: Write + Send>(
     Ok(written)
 }
 
+/// Appends blob `d`: `stored` when the verifier kept its bytes (they are
+/// what was verified), else read from its file.
 fn append_blob<W: Write>(
     tar: &mut tar::Builder<W>,
     d: &Digest,
     l: &Located,
+    stored: Option<Vec<u8>>,
 ) -> Result<(), ArchiveError> {
     let hex = d.to_hex();
+    if let Some(bytes) = stored {
+        let h = header(
+            &format!("objects-v1/{}/{hex}", &hex[..2]),
+            tar::EntryType::Regular,
+            bytes.len() as u64,
+        );
+        return tar
+            .append(&h, bytes.as_slice())
+            .map_err(ArchiveError::Write);
+    }
     let file = File::open(&l.path).map_err(io_err("read blob", &l.path))?;
     let data = Exact {
         inner: file.take(l.size),
@@ -695,14 +736,6 @@ impl<W: Write> Write for Frames<W> {
             FrameState::Done => Ok(()),
         }
     }
-}
-
-/// Whether a stored blob file starts with the zstd frame magic.
-fn is_zstd_file(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|()| magic == ZSTD_MAGIC)
 }
 
 /// A ustar header with everything but the path, type and size fixed.

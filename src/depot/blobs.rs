@@ -3,9 +3,12 @@
 //! while it streams; a blob whose bytes do not match its name is moved to
 //! `quarantine/` and reported, never handed back.
 
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+
+use zstd::zstd_safe::{DCtx, ResetDirective};
 
 use super::{write, Depot, DepotError};
 use crate::digest::Digest;
@@ -185,29 +188,29 @@ impl Depot {
             }
             Err(e) => return Err(DepotError::io("read blob", &path)(e)),
         };
-        let mut reader = match open_stream(file) {
-            Ok(r) => r,
-            Err(_) => return Err(self.quarantine(d)),
-        };
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return Err(self.quarantine(d)),
-            };
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(DepotError::io("write restored data for blob", &path))?;
-            total += n as u64;
+        let copied = with_stream(file, |reader| {
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return Ok(None),
+                };
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .map_err(DepotError::io("write restored data for blob", &path))?;
+                total += n as u64;
+            }
+            Ok((Digest::from(hasher.finalize()) == *d).then_some(total))
+        });
+        match copied {
+            Ok(Ok(Some(total))) => Ok(total),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(None)) | Err(_) => Err(self.quarantine(d)),
         }
-        if Digest::from(hasher.finalize()) != *d {
-            return Err(self.quarantine(d));
-        }
-        Ok(total)
     }
 
     /// Re-hashes blob `d` without changing anything: unlike [`Depot::copy_blob`]
@@ -221,31 +224,34 @@ impl Depot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BlobHealth::Missing),
             Err(e) => return Err(DepotError::io("read blob", &path)(e)),
         };
-        let mut reader = match open_stream(file) {
-            Ok(r) => r,
+        let hashed = with_stream(file, |reader| {
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut size = 0u64;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => return Ok((hasher, size)),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+        });
+        let (hasher, size) = match hashed {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                return Ok(BlobHealth::Corrupt {
+                    why: format!("its zstd stream is damaged ({e})"),
+                })
+            }
             Err(e) => {
                 return Ok(BlobHealth::Corrupt {
                     why: format!("its zstd stream cannot be opened ({e})"),
                 })
             }
         };
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Ok(BlobHealth::Corrupt {
-                        why: format!("its zstd stream is damaged ({e})"),
-                    })
-                }
-            };
-            hasher.update(&buf[..n]);
-            size += n as u64;
-        }
         let actual = Digest::from(hasher.finalize());
         if actual != *d {
             return Ok(BlobHealth::Corrupt {
@@ -328,8 +334,19 @@ pub enum BlobHealth {
     },
 }
 
-/// A reader over a stored blob's uncompressed bytes (not yet verified).
-pub(crate) fn open_stream(mut file: File) -> io::Result<Box<dyn Read + Send>> {
+thread_local! {
+    /// One zstd decompression context per thread, reused for every blob:
+    /// creating one costs more than decompressing a typical small blob.
+    static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` over a reader of a stored blob's uncompressed bytes (not yet
+/// verified). `Err` when the file cannot be read or its zstd stream cannot be
+/// started; errors while reading come out of the reader.
+pub(crate) fn with_stream<R: Read, T>(
+    mut file: R,
+    f: impl FnOnce(&mut dyn Read) -> T,
+) -> io::Result<T> {
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -338,15 +355,47 @@ pub(crate) fn open_stream(mut file: File) -> io::Result<Box<dyn Read + Send>> {
             n => got += n,
         }
     }
-    let head = io::Cursor::new(magic[..got].to_vec());
-    let chained = head.chain(file);
-    if got == 4 && magic == ZSTD_MAGIC {
-        Ok(Box::new(zstd::Decoder::with_buffer(
-            BufReader::with_capacity(64 * 1024, chained),
-        )?))
-    } else {
-        Ok(Box::new(chained))
+    let mut chained = io::Cursor::new(magic).take(got as u64).chain(file);
+    if got < 4 || magic != ZSTD_MAGIC {
+        return Ok(f(&mut chained));
     }
+    let input = BufReader::with_capacity(64 * 1024, chained);
+    DCTX.with(|cell| {
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            // Nested use on one thread: a context of its own.
+            return Ok(f(&mut zstd::Decoder::with_buffer(input)?));
+        };
+        let ctx = slot.get_or_insert_with(DCtx::create);
+        // A previous stream may have stopped half-way (a corrupt blob).
+        ctx.reset(ResetDirective::SessionOnly)
+            .map_err(|code| io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+        let out = f(&mut zstd::Decoder::with_context(input, ctx));
+        Ok(out)
+    })
+}
+
+/// Whether `stored` (the bytes of a blob file, zstd or raw) decodes to
+/// content named `d`.
+pub(crate) fn stored_bytes_match(d: &Digest, stored: &[u8]) -> bool {
+    if !stored.starts_with(&ZSTD_MAGIC) {
+        return Digest::of(stored) == *d;
+    }
+    let hashed = with_stream(stored, |reader| {
+        let mut hasher = blake3::Hasher::new();
+        // Big reads, so blake3 hashes many chunks at once.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(hasher),
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    matches!(hashed, Ok(Ok(h)) if Digest::from(h.finalize()) == *d)
 }
 
 fn copy_hashing(

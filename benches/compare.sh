@@ -37,8 +37,11 @@ export RELOCACHE_DEPOT="$W/unused-depot"
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 # pair NAME GOAL 'relocache cmd' 'peer cmd' [prepare-relocache] [prepare-peer]
+# Every run starts after a `sync`, so neither side pays for writing back the
+# other's (or the data generator's) dirty pages.
 pair() {
-  local name=$1 goal=$2 ours=$3 theirs=$4 prep_ours=${5:-true} prep_theirs=${6:-true}
+  local name=$1 goal=$2 ours=$3 theirs=$4
+  local prep_ours="sh -c 'sync; ${5:-true}'" prep_theirs="sh -c 'sync; ${6:-true}'"
   echo "== $name" >&2
   hyperfine -N --style none --runs "$RUNS" --warmup 1 --export-json "$W/$name.json" \
     --prepare "$prep_ours" -n relocache "$ours" \
@@ -99,12 +102,12 @@ if want ccache; then
   cp -r "$W/depot-cc" "$W/depot-cc-copy"
   pair ccache "<= 0.5" "$R -C $W/c2 --depot $W/depot-cc-copy build -q -j2" \
     "make -s -C $W/c2 -j2 CC='ccache cc'" \
-    "rm -rf $W/c2/build" "sh -c 'rm -rf $W/c2/build && mkdir -p $W/c2/build'"
+    "rm -rf $W/c2/build" "rm -rf $W/c2/build && mkdir -p $W/c2/build"
   unset CCACHE_DIR CCACHE_BASEDIR
 fi
 if want cold; then
   pair cold "<= 1.05" "$R -C $W/c2 --depot $W/depot-cold build -q -j2" "make -s -C $W/c2 -j2" \
-    "rm -rf $W/c2/build $W/depot-cold" "sh -c 'rm -rf $W/c2/build && mkdir -p $W/c2/build'"
+    "rm -rf $W/c2/build $W/depot-cold" "rm -rf $W/c2/build && mkdir -p $W/c2/build"
 fi
 if want pack || want unpack || want restore; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
@@ -120,7 +123,7 @@ if want unpack; then
   pair unpack "<= 1.2" \
     "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
     "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
-    "rm -rf $W/depot-new $W/out/out" "sh -c 'rm -rf $W/untar && mkdir -p $W/untar'"
+    "rm -rf $W/depot-new $W/out/out" "rm -rf $W/untar && mkdir -p $W/untar"
 fi
 if want restore; then
   cp -r "$W/out/out" "$W/out-ref"

@@ -80,7 +80,7 @@ pub const DEFAULT_LEVEL: i32 = 1;
 const MAX_ENTRY_BYTES: u64 = 64 << 20;
 /// `DEPOT.toml` and `CACHEDIR.TAG` larger than this are refused.
 const MAX_SMALL_FILE: u64 = 64 << 10;
-const BUF: usize = 256 * 1024;
+const BUF: usize = 64 * 1024;
 
 /// Why a pack or unpack failed. Every variant of an unpack failure means
 /// that no entry of the archive was published.
@@ -223,6 +223,8 @@ pub struct PackOptions {
     pub level: i32,
     /// Fail instead of leaving out an entry whose blobs are missing or corrupt.
     pub strict: bool,
+    /// [`pack_to_path`]: fsync the archive (and its directory) before returning.
+    pub fsync: bool,
 }
 
 impl Default for PackOptions {
@@ -230,6 +232,7 @@ impl Default for PackOptions {
         PackOptions {
             level: DEFAULT_LEVEL,
             strict: false,
+            fsync: false,
         }
     }
 }
@@ -352,7 +355,10 @@ fn drop_entries(
 }
 
 /// [`pack`] into the file `dest`, atomically: a temporary file beside it,
-/// fsync, rename. A failed pack leaves `dest` as it was.
+/// then a rename. A failed pack leaves `dest` as it was. Like `tar` and
+/// `zstd`, the file is not fsync'ed unless `opts.fsync`: an archive is a copy
+/// (the depot stays the source), and one cut short by a power loss is refused
+/// whole by [`unpack`], never half-used.
 pub fn pack_to_path(
     stack: &[Depot],
     entries: Vec<Entry>,
@@ -376,9 +382,11 @@ pub fn pack_to_path(
         opts,
         reporter,
     )?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err("sync", tmp.path()))?;
+    if opts.fsync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("sync", tmp.path()))?;
+    }
     // Temporary files are created 0600; an archive is an ordinary file.
     {
         use std::os::unix::fs::PermissionsExt;
@@ -387,7 +395,9 @@ pub fn pack_to_path(
     }
     tmp.persist(dest)
         .map_err(|e| io_err("rename the archive into", dest)(e.error))?;
-    write::sync_dir(&dir);
+    if opts.fsync {
+        write::sync_dir(&dir);
+    }
     Ok(summary)
 }
 
@@ -594,8 +604,14 @@ fn append_blob<W: Write>(
             tar::EntryType::Regular,
             bytes.len() as u64,
         );
-        return tar
-            .append(&h, bytes.as_slice())
+        // The record tar::Builder::append writes (header, data, zero padding
+        // to 512), in three writes instead of a copy through an 8 KiB buffer.
+        let out = tar.get_mut();
+        let pad = (512 - bytes.len() % 512) % 512;
+        return out
+            .write_all(h.as_bytes())
+            .and_then(|()| out.write_all(&bytes))
+            .and_then(|()| out.write_all(&[0; 512][..pad]))
             .map_err(ArchiveError::Write);
     }
     let file = File::open(&l.path).map_err(io_err("read blob", &l.path))?;
@@ -631,8 +647,10 @@ enum FrameState<W: Write> {
     Done,
 }
 
-/// A stored frame's blocks: at most 128 KiB each (zstd's block limit), with a
-/// 128 KiB window declared in the frame header.
+/// A stored frame's blocks: 128 KiB each (zstd's block limit), with a 128 KiB
+/// window declared in the frame header. Full blocks are written as soon as
+/// they are complete; the frame ends with a last block holding the rest
+/// (empty when nothing is left, which the format allows).
 const STORED_BLOCK: usize = 128 * 1024;
 
 impl<W: Write> Frames<W> {
@@ -712,17 +730,17 @@ impl<W: Write> Write for Frames<W> {
         match &mut self.state {
             FrameState::Compressed(enc) => enc.write(data),
             FrameState::Stored { out, buf } => {
-                if data.is_empty() {
-                    return Ok(0);
+                if buf.is_empty() && data.len() >= STORED_BLOCK {
+                    // Straight from the caller's bytes, no copy.
+                    stored_block(out, &data[..STORED_BLOCK], false)?;
+                    return Ok(STORED_BLOCK);
                 }
-                // A block is written only once more data follows it: the
-                // frame's last block is written by end_frame.
+                let n = data.len().min(STORED_BLOCK - buf.len());
+                buf.extend_from_slice(&data[..n]);
                 if buf.len() == STORED_BLOCK {
                     stored_block(out, buf, false)?;
                     buf.clear();
                 }
-                let n = data.len().min(STORED_BLOCK - buf.len());
-                buf.extend_from_slice(&data[..n]);
                 Ok(n)
             }
             FrameState::Done => Err(io::Error::other("archive stream already finished")),

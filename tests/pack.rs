@@ -950,3 +950,101 @@ fn help_shows_examples() {
         );
     }
 }
+
+/// A project whose one target writes blobs of every size class the packer
+/// treats differently: empty, tiny (raw), around and across the 128 KiB
+/// stored-block size, and a raw one past the 4 MiB the verifier keeps in
+/// memory.
+fn sized_outputs() -> Project {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, n) in [0usize, 1, 131_071, 131_072, 131_073, 400_000, 6_000_000]
+        .into_iter()
+        .enumerate()
+    {
+        // Half text, half noise: stored zstd-compressed, and not a multiple
+        // of anything once compressed.
+        let mut data: Vec<u8> = "compressible text line\n"
+            .bytes()
+            .cycle()
+            .take(n - n / 2)
+            .collect();
+        data.extend(noise(n / 2, i as u64 + 1));
+        files.push((format!("blob{i}.bin"), data));
+    }
+    // Incompressible, so stored raw: exactly one block, and past 4 MiB
+    // (verified and packed by streaming, not in memory).
+    files.push(("raw.bin".to_owned(), noise(131_072, 99)));
+    files.push(("big-raw.bin".to_owned(), noise(4_500_000, 98)));
+    for (name, data) in &files {
+        std::fs::write(dir.path().join(name), data).unwrap();
+    }
+    let src = dir.path().to_str().unwrap().to_owned();
+    let p = Project::new(
+        &format!("[target.t]\nrun = \"mkdir -p out && cp {src}/*.bin out/\"\noutputs = ['out']\n"),
+        &[],
+    );
+    p.build(&[]).ok();
+    // The source files must outlive the build only.
+    drop(dir);
+    p
+}
+
+#[test]
+fn blobs_of_every_size_round_trip_through_pack_and_unpack() {
+    let p = sized_outputs();
+    let want = outside_depot(&p.root.join("out"), &p.depot);
+    let archive = pack(&p, "sizes.tar.zst", &[]);
+    // A standard stream: the zstd tool checks every frame.
+    let t = std::process::Command::new("zstd")
+        .arg("-tq")
+        .arg(&archive)
+        .status()
+        .expect("zstd runs");
+    assert!(t.success(), "zstd -t rejects the archive");
+
+    // --fsync changes durability, never bytes.
+    let synced = p.tmp.path().join("synced.tar.zst");
+    p.run(&["pack", synced.to_str().unwrap(), "--fsync"]).ok();
+    assert!(std::fs::read(&synced).unwrap() == std::fs::read(&archive).unwrap());
+
+    let fresh = p.tmp.path().join("fresh-depot");
+    with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]).ok();
+    assert_depot_valid(&fresh);
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let b = with_depot(&p, &fresh, &["build", "--json"]);
+    b.ok();
+    assert_eq!(b.outcome("t"), "hit");
+    assert_eq!(outside_depot(&p.root.join("out"), &p.depot), want);
+}
+
+#[test]
+fn pack_leaves_out_an_entry_whose_compressed_blob_is_damaged() {
+    let p = sized_outputs();
+    // Flip a byte in the middle of every zstd-stored blob of 400 kB.
+    let mut damaged = 0;
+    for e in walkdir::WalkDir::new(p.depot.join("objects-v1")) {
+        let e = e.unwrap();
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let mut bytes = std::fs::read(e.path()).unwrap();
+        if bytes.starts_with(&[0x28, 0xB5, 0x2F, 0xFD])
+            && bytes.len() > 150_000
+            && bytes.len() < 1 << 20
+        {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x55;
+            std::fs::write(e.path(), bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 1, "one blob of that size class");
+    let whole = p.tmp.path().join("whole.tar.zst");
+    let r = p.run(&["pack", whole.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    assert_eq!(r.json()["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json()["entries"].as_array().unwrap().len(), 0);
+    assert!(p.depot.join("quarantine").read_dir().unwrap().count() == 1);
+}

@@ -31,8 +31,11 @@ Examples:
 The archive is deterministic: the same entries give the same bytes on any machine.
 It holds blobs (as stored), entries, DEPOT.toml and CACHEDIR.TAG; never project
 records, usage logs, locks or staging files. FILE is written atomically (a
-temporary file beside it, then a rename). Exit status: 0 packed, 1 a named target
-has no entry for its current inputs (nothing written), 2 usage or manifest error.")]
+temporary file beside it, then a rename), but not fsync'ed, like `tar` and `zstd`:
+after a power loss it may be truncated, which `unpack` detects and refuses whole.
+--fsync makes it durable before pack returns. Exit status: 0 packed, 1 a named
+target has no entry for its current inputs (nothing written), 2 usage or manifest
+error.")]
 pub struct PackArgs {
     /// Archive to write (`.tar.zst`), or `-` for stdout
     pub file: PathBuf,
@@ -42,6 +45,9 @@ pub struct PackArgs {
     #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
+    /// Flush the archive to disk (fsync) before returning
+    #[arg(long)]
+    pub fsync: bool,
 }
 
 #[derive(Debug, Args)]
@@ -148,6 +154,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
             PackOptions {
                 level: args.level,
                 strict: false,
+                fsync: args.fsync,
             },
         )
     } else {
@@ -179,6 +186,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
             PackOptions {
                 level: args.level,
                 strict: true,
+                fsync: args.fsync,
             },
         )
     };

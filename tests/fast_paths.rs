@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
 use common::*;
@@ -29,7 +30,7 @@ fn reflink_and_copy_restores_give_identical_bytes() {
     p.build(&[]).ok();
     let want_random = std::fs::read(p.path("out/random.txt")).unwrap();
     let want_text = std::fs::read(p.path("out/text.txt")).unwrap();
-    for mode in ["auto", "copy"] {
+    for mode in ["reflink", "copy"] {
         std::fs::remove_dir_all(p.path("out")).unwrap();
         let mut c = p.cmd(&["build", "--json"]);
         c.env("RELOCACHE_RESTORE", mode);
@@ -82,4 +83,68 @@ fn a_no_op_build_leaves_correct_outputs_untouched() {
         before, after,
         "outputs with the right content are never rewritten"
     );
+}
+
+/// The stored file of `content`'s blob, if stored raw.
+fn raw_blob(p: &Project, content: &[u8]) -> std::path::PathBuf {
+    let hex = relocache::digest::Digest::of(content).to_hex();
+    p.depot.join("objects-v1").join(&hex[..2]).join(&hex)
+}
+
+#[test]
+fn hard_links_are_opt_in_and_an_edit_through_one_is_caught() {
+    let random = common::noise(300_000, 7); // incompressible: stored raw, can be linked
+    let p = Project::new(MANIFEST, &[("text.txt", "x\n")]);
+    std::fs::write(p.path("random.txt"), &random).unwrap();
+    p.build(&[]).ok();
+    let blob = raw_blob(&p, &random);
+    let mut magic = [0u8; 4];
+    std::io::Read::read_exact(&mut std::fs::File::open(&blob).unwrap(), &mut magic).unwrap();
+    assert_ne!(magic, [0x28, 0xB5, 0x2F, 0xFD], "the blob is stored raw");
+
+    // A typo is a usage error, before anything is built.
+    let mut c = p.cmd(&["build"]);
+    c.env("RELOCACHE_RESTORE", "hardlinks");
+    let r = output(c);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("hardlink"), "{}", r.stderr);
+
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env("RELOCACHE_RESTORE", "hardlink");
+    let r = output(c);
+    assert_eq!(r.outcome("t"), "hit", "{}", r.stderr);
+    let out = std::fs::metadata(p.path("out/random.txt")).unwrap();
+    assert_eq!(out.ino(), std::fs::metadata(&blob).unwrap().ino(), "linked");
+    // The executable output is never linked (it would share the blob's mode).
+    let text = std::fs::metadata(p.path("out/text.txt")).unwrap();
+    assert_eq!(text.nlink(), 1);
+    assert!(text.mode() & 0o111 != 0);
+
+    // An edit in place goes through to the depot: verify --integrity says so.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(p.path("out/random.txt"))
+        .unwrap()
+        .write_all(b"edited in place")
+        .unwrap();
+    let v = p.run(&["verify", "--integrity"]);
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(
+        (v.stdout.clone() + &v.stderr).contains("corrupt"),
+        "{}{}",
+        v.stdout,
+        v.stderr
+    );
+
+    // The next build notices the output changed, finds the blob damaged,
+    // quarantines it and builds again: the right bytes, no link any more.
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("t"), "built", "{}", r.stderr);
+    assert_eq!(std::fs::read(p.path("out/random.txt")).unwrap(), random);
+    assert_eq!(
+        std::fs::metadata(p.path("out/random.txt")).unwrap().nlink(),
+        1
+    );
+    assert!(p.run(&["verify", "--integrity"]).code == 0);
 }

@@ -1,7 +1,8 @@
 //! Restoring an entry's outputs into the project: each file is written to a
 //! temporary name beside its destination and renamed over it, so a reader
 //! never sees half a file; outputs that already hold the right content are
-//! left untouched. Restores are copies, never hard links into the depot.
+//! left untouched. Restores are copies (reflinks where the filesystem can);
+//! hard links into the depot only on request (`RELOCACHE_RESTORE=hardlink`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -126,6 +127,11 @@ fn restore_file(
     }
     let parent = dest.parent().expect("outputs have a parent");
     fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
+    if restore_mode() == RestoreMode::Hardlink {
+        if let Some(n) = try_hardlink(depot, &digest, o, dest, parent)? {
+            return Ok(Some(n));
+        }
+    }
     if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
         return Ok(Some(n));
     }
@@ -147,11 +153,71 @@ fn restore_file(
     Ok(Some(n))
 }
 
-/// How outputs are written: `RELOCACHE_RESTORE=copy` disables reflinks.
+/// How outputs are written, from `RELOCACHE_RESTORE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreMode {
+    /// `reflink` (the default): reflinks where the filesystem can, else copies.
+    Reflink,
+    /// `copy`: always plain copies.
+    Copy,
+    /// `hardlink`: uncompressed, non-executable blobs are hard-linked into
+    /// the project (no bytes written); an edit made through such a link
+    /// changes the blob, which every read of it and `verify --integrity`
+    /// catch. Otherwise as `reflink`.
+    Hardlink,
+}
+
+impl RestoreMode {
+    /// The mode `RELOCACHE_RESTORE` asks for, or an error naming the choices.
+    pub fn from_env() -> Result<RestoreMode, String> {
+        match std::env::var("RELOCACHE_RESTORE").as_deref() {
+            Err(_) | Ok("") | Ok("reflink") => Ok(RestoreMode::Reflink),
+            Ok("copy") => Ok(RestoreMode::Copy),
+            Ok("hardlink") => Ok(RestoreMode::Hardlink),
+            Ok(other) => Err(format!(
+                "RELOCACHE_RESTORE=`{other}` is not a restore mode\n  help: use `reflink` (the default), `copy` or `hardlink`"
+            )),
+        }
+    }
+}
+
+fn restore_mode() -> RestoreMode {
+    static MODE: std::sync::OnceLock<RestoreMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| RestoreMode::from_env().unwrap_or(RestoreMode::Reflink))
+}
+
 fn reflinks_allowed() -> bool {
-    std::env::var("RELOCACHE_RESTORE")
-        .map(|v| v != "copy")
-        .unwrap_or(true)
+    restore_mode() != RestoreMode::Copy
+}
+
+/// Restores a raw, non-executable blob as a hard link to the depot's file,
+/// after checking the blob (a link to a damaged blob would hand the damage
+/// on). `None` when a link is not possible: a compressed blob, an executable
+/// output (the link would share the blob's mode), or another filesystem.
+fn try_hardlink(
+    depot: &Depot,
+    digest: &Digest,
+    o: &OutputRecord,
+    dest: &Path,
+    parent: &Path,
+) -> Result<Option<u64>, DepotError> {
+    if o.executable || !depot.blob_is_raw(digest) {
+        return Ok(None);
+    }
+    let blob = depot.blob_path(digest);
+    if !matches!(hash_file(&blob), Ok((d, _)) if d == *digest) {
+        return Err(depot.quarantine(digest));
+    }
+    let tmp = temp_name(parent, digest);
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(&blob, &tmp).is_err() {
+        return Ok(None);
+    }
+    if let Err(e) = fs::rename(&tmp, dest) {
+        let _ = fs::remove_file(&tmp);
+        return Err(DepotError::io("write output", dest)(e));
+    }
+    Ok(Some(o.size))
 }
 
 /// Restores a raw (uncompressed) blob by reflink when the filesystem can:
@@ -168,11 +234,7 @@ fn try_reflink(
     if !reflinks_allowed() || !depot.blob_is_raw(digest) {
         return Ok(None);
     }
-    let tmp = parent.join(format!(
-        ".relocache-{}-{}",
-        std::process::id(),
-        &digest.to_hex()[..16]
-    ));
+    let tmp = temp_name(parent, digest);
     let _ = fs::remove_file(&tmp);
     if reflink_copy::reflink(depot.blob_path(digest), &tmp).is_err() {
         let _ = fs::remove_file(&tmp);
@@ -191,6 +253,18 @@ fn try_reflink(
         return Err(DepotError::io("write output", dest)(e));
     }
     Ok(Some(o.size))
+}
+
+/// A temporary name beside an output, unique within this process: two
+/// outputs with the same content in one directory are restored in parallel.
+fn temp_name(parent: &Path, digest: &Digest) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    parent.join(format!(
+        ".relocache-{}-{n}-{}",
+        std::process::id(),
+        &digest.to_hex()[..16]
+    ))
 }
 
 fn restore_symlink(o: &OutputRecord, dest: &Path) -> Result<(), DepotError> {

@@ -28,6 +28,12 @@ With a remote cache ([remote] in relocache.toml, or RELOCACHE_REMOTE=<url>), a l
 miss is looked up there and a new result uploaded; remote problems are warnings, never
 failures. See `relocache remote --help`.
 
+Outputs are restored as copies: reflinks where the filesystem supports them, else
+plain copies (RELOCACHE_RESTORE=copy forces those). RELOCACHE_RESTORE=hardlink links
+uncompressed, non-executable blobs into the project instead (no bytes written); an
+edit made through such a link damages the depot's blob, which the next read of it and
+`relocache verify --integrity` catch (it is quarantined and the target rebuilt).
+
 Exit status: 0 when every target hit or built, 1 when one failed or was skipped,
 2 for a bad manifest, unknown target or bad remote settings.")]
 pub struct BuildArgs {
@@ -124,6 +130,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         Some(p) => Some(writable_path(env.cwd.join(p), "--profile")?),
         None => None,
     };
+    relocache::build::restore::RestoreMode::from_env().map_err(UsageError)?;
     let depots = env.depots(Some(&manifest))?;
     let remote = super::remote::open(Some(&manifest))?;
     let opts = BuildOptions {

@@ -36,6 +36,11 @@ export RELOCACHE_DEPOT="$W/unused-depot"
 
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
+# Right after a data set is written the kernel is still busy with it for a
+# while (writeback, journal), which slows whatever is timed first by up to a
+# half; a developer's tree is older than that. Let the machine settle.
+settle() { sync; sleep "${SETTLE:-20}"; }
+
 # pair NAME GOAL 'relocache cmd' 'peer cmd' [prepare-relocache] [prepare-peer]
 # Every run starts after a `sync`, so neither side pays for writing back the
 # other's (or the data generator's) dirty pages.
@@ -67,6 +72,7 @@ if want hash-small || want noop; then
   (cd "$W/small" && git init -q . && git add -A && git -c user.email=b@b -c user.name=b commit -qm data)
 fi
 if want hash-small; then
+  settle
   pair hash-small "<= 0.8" "$R -C $W/small hash src" \
     "sh -c 'cd $W/small && find src -type f -print0 | xargs -0 -P2 b3sum > /dev/null'"
 fi
@@ -74,6 +80,7 @@ if want noop; then
   "$R" -C "$W/small" --depot "$W/depot-small" build -q
   sleep 2.5 # let the files age past the stat memo's racy window, as in real use
   "$R" -C "$W/small" --depot "$W/depot-small" build -q
+  settle
   pair noop "<= 1.5" "$R -C $W/small --depot $W/depot-small build -q" "git -C $W/small status --porcelain"
 fi
 if want hash-big; then
@@ -90,6 +97,7 @@ if want noop-c; then
   "$R" -C "$W/c1" --depot "$W/depot-c" build -q -j2
   sleep 2.5
   "$R" -C "$W/c1" --depot "$W/depot-c" build -q
+  settle
   pair noop-c "<= 2" "$R -C $W/c1 --depot $W/depot-c build -q" "make -s -C $W/c1"
 fi
 if want ccache; then
@@ -112,6 +120,7 @@ fi
 if want pack || want unpack || want restore; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
   "$R" -C "$W/out" --depot "$W/depot-out" build -q
+  settle
 fi
 if want pack; then
   pair pack "<= 1.0" "$R --depot $W/depot-out pack $W/depot.tar.zst" \

@@ -145,7 +145,12 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
         } else {
             let rel = literal(base, arg)?;
             let abs = rel.as_ref().map_or(base.to_path_buf(), |r| r.to_path(base));
-            let md = match std::fs::symlink_metadata(&abs) {
+            // The base itself may be reached through a symlink (`-C link`).
+            let stat = match rel {
+                None => std::fs::metadata,
+                Some(_) => std::fs::symlink_metadata,
+            };
+            let md = match stat(&abs) {
                 Ok(md) => md,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(TreeHashError::NoMatch(arg.clone()))

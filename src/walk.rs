@@ -154,7 +154,12 @@ fn visit<'s>(
         return;
     }
     let fail = |e: rustix::io::Errno| w.fail(format!("{}: {}", abs.display(), io::Error::from(e)));
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // The base may be reached through a symlink (`-C link`); below it, a
+    // directory swapped for a symlink since it was listed is not followed.
+    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if !rel.is_empty() {
+        flags |= OFlags::NOFOLLOW;
+    }
     let dir = match openat(CWD, &abs, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(e) => return fail(e),

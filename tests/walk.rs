@@ -130,3 +130,25 @@ fn the_walk_sees_every_file_of_a_wide_deep_tree_once() {
     }
     assert_eq!(walked(root), want);
 }
+
+#[test]
+fn a_project_reached_through_a_symlink_is_walked() {
+    let p = Project::new(
+        "[target.t]\nrun = 'cat src/*.c > out.txt'\ninputs = ['src/*.c']\noutputs = ['out.txt']\n",
+        &[("src/a.c", "a\n"), ("src/b.c", "b\n")],
+    );
+    p.build(&[]).ok();
+    let link = p.tmp.path().join("link-to-proj");
+    std::os::unix::fs::symlink(&p.root, &link).unwrap();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&link)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    let r = output(c);
+    r.ok();
+    assert_eq!(r.outcome("t"), "hit", "{}", r.stderr);
+    assert_eq!(walked(&link), walked(&p.root));
+    assert_eq!(walked(&link).len(), 4); // relocache.toml, src/a.c, src/b.c, out.txt
+}

@@ -3,7 +3,7 @@
 # on the same generated data, in one run: medians of >= 5 runs (hyperfine),
 # printed as one table of ratios (relocache / peer; below 1 means faster).
 #
-#   benches/compare.sh            # the data sizes of issue 8 (~2 GB of scratch space, ~10 min)
+#   benches/compare.sh            # the data sizes of issue 8 (~25 GB of scratch space, ~15 min)
 #   SCALE=10 benches/compare.sh   # a tenth of the data, for a quick look
 #   ONLY=noop,pack benches/compare.sh
 set -euo pipefail
@@ -40,6 +40,19 @@ want() { [[ ",$ONLY," == *",$1,"* ]]; }
 # while (writeback, journal), which slows whatever is timed first by up to a
 # half; a developer's tree is older than that. Let the machine settle.
 settle() { sync; sleep "${SETTLE:-20}"; }
+
+# Timed runs never delete: on ext4 without a journal (this machine), creating
+# files within minutes of deleting many makes the inode allocator skip every
+# recently deleted inode, which costs more than the work being measured and
+# lands on whichever side recreates files where others were deleted. Runs move
+# their old outputs into $W/trash instead (deleted with $W at the end).
+mkdir -p "$W/trash"
+cat > "$W/trash.sh" <<EOF
+#!/bin/sh
+for p in "\$@"; do [ -e "\$p" ] && mv "\$p" "$W/trash/\$(date +%s%N)-\$\$"; done; true
+EOF
+chmod +x "$W/trash.sh"
+T="$W/trash.sh"
 
 # pair NAME GOAL 'relocache cmd' 'peer cmd' [prepare-relocache] [prepare-peer]
 # Every run starts after a `sync`, so neither side pays for writing back the
@@ -110,12 +123,12 @@ if want ccache; then
   cp -r "$W/depot-cc" "$W/depot-cc-copy"
   pair ccache "<= 0.5" "$R -C $W/c2 --depot $W/depot-cc-copy build -q -j2" \
     "make -s -C $W/c2 -j2 CC='ccache cc'" \
-    "rm -rf $W/c2/build" "rm -rf $W/c2/build && mkdir -p $W/c2/build"
+    "$T $W/c2/build" "$T $W/c2/build && mkdir -p $W/c2/build"
   unset CCACHE_DIR CCACHE_BASEDIR
 fi
 if want cold; then
   pair cold "<= 1.05" "$R -C $W/c2 --depot $W/depot-cold build -q -j2" "make -s -C $W/c2 -j2" \
-    "rm -rf $W/c2/build $W/depot-cold" "rm -rf $W/c2/build && mkdir -p $W/c2/build"
+    "$T $W/c2/build $W/depot-cold" "$T $W/c2/build && mkdir -p $W/c2/build"
 fi
 if want pack || want unpack || want restore; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
@@ -132,12 +145,12 @@ if want unpack; then
   pair unpack "<= 1.2" \
     "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
     "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
-    "rm -rf $W/depot-new $W/out/out" "rm -rf $W/untar && mkdir -p $W/untar"
+    "$T $W/depot-new $W/out/out" "$T $W/untar && mkdir -p $W/untar"
 fi
 if want restore; then
   cp -r "$W/out/out" "$W/out-ref"
   pair restore "<= 1.2" "$R -C $W/out --depot $W/depot-out build -q" "cp -r $W/out-ref $W/out-copy" \
-    "rm -rf $W/out/out" "rm -rf $W/out-copy"
+    "$T $W/out/out" "$T $W/out-copy"
 fi
 
 echo

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -82,17 +82,20 @@ pub fn restore(
     Ok(stats)
 }
 
-/// Whether the file at `dest` already matches `o` (kind, size, mode, content);
-/// the memo spares hashing an output that has not been touched.
-fn already_there(o: &OutputRecord, dest: &Path, memo: Option<&StatMemo>) -> bool {
-    let md = match fs::symlink_metadata(dest) {
-        Ok(md) if md.is_file() => md,
-        _ => return false,
-    };
-    if md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable {
+/// Whether the file at `dest`, whose stat is `md`, already matches `o`
+/// (kind, size, mode, content); the memo spares hashing an output that has
+/// not been touched.
+fn already_there(
+    o: &OutputRecord,
+    dest: &Path,
+    md: &fs::Metadata,
+    memo: Option<&StatMemo>,
+) -> bool {
+    if !md.is_file() || md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable
+    {
         return false;
     }
-    let stamp = Stamp::of(&md);
+    let stamp = Stamp::of(md);
     if let Some(d) = memo.and_then(|m| m.lookup(&o.path, &stamp)) {
         return Some(d) == o.digest;
     }
@@ -113,21 +116,23 @@ fn restore_file(
     dest: &Path,
     memo: Option<&StatMemo>,
 ) -> Result<Option<u64>, DepotError> {
-    if already_there(o, dest, memo) {
-        return Ok(None);
+    // One stat says both whether the output is already right and whether a
+    // directory is in the way.
+    if let Ok(md) = fs::symlink_metadata(dest) {
+        if already_there(o, dest, &md, memo) {
+            return Ok(None);
+        }
+        if md.is_dir() {
+            remove_any(dest)?;
+        }
     }
     let digest = o.digest.ok_or_else(|| DepotError::Damaged {
         path: depot.root().to_path_buf(),
         message: format!("output `{}` has no blob", o.path),
     })?;
-    if let Ok(md) = fs::symlink_metadata(dest) {
-        if md.is_dir() {
-            remove_any(dest)?;
-        }
-    }
     let parent = dest.parent().expect("outputs have a parent");
-    fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
     if restore_mode() == RestoreMode::Hardlink {
+        fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
         if let Some(n) = try_hardlink(depot, &digest, o, dest, parent)? {
             return Ok(Some(n));
         }
@@ -135,22 +140,38 @@ fn restore_file(
     if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
         return Ok(Some(n));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".relocache-")
-        .tempfile_in(parent)
-        .map_err(DepotError::io("create a temporary file in", parent))?;
-    let n = {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
+    // Created with its final mode (less the umask, like any file a build
+    // writes), so no chmod; the parent is created only when missing.
+    let mode = if o.executable { 0o777 } else { 0o666 };
+    let tmp = temp_name(parent, &digest);
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+    };
+    let file = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(parent)
+                .map_err(DepotError::io("create output directory", parent))?;
+            open()
+        }
+        r => r,
+    }
+    .map_err(DepotError::io("create a temporary file in", parent))?;
+    let written = (|| {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &file);
         let n = depot.copy_blob(&digest, &mut w)?;
         w.flush().map_err(DepotError::io("write output", dest))?;
-        n
-    };
-    let mode = if o.executable { 0o755 } else { 0o644 };
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode))
-        .map_err(DepotError::io("set permissions of", dest))?;
-    tmp.persist(dest)
-        .map_err(|e| DepotError::io("write output", dest)(e.error))?;
-    Ok(Some(n))
+        drop(w);
+        fs::rename(&tmp, dest).map_err(DepotError::io("write output", dest))?;
+        Ok(n)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map(Some)
 }
 
 /// How outputs are written, from `RELOCACHE_RESTORE`.
@@ -231,13 +252,27 @@ fn try_reflink(
     dest: &Path,
     parent: &Path,
 ) -> Result<Option<u64>, DepotError> {
-    if !reflinks_allowed() || !depot.blob_is_raw(digest) {
+    // Asked once per process: most filesystems cannot, and asking costs an
+    // open of the blob and a failed ioctl per output.
+    static UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !reflinks_allowed()
+        || UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed)
+        || !depot.blob_is_raw(digest)
+    {
         return Ok(None);
     }
+    fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
     let tmp = temp_name(parent, digest);
     let _ = fs::remove_file(&tmp);
-    if reflink_copy::reflink(depot.blob_path(digest), &tmp).is_err() {
+    if let Err(e) = reflink_copy::reflink(depot.blob_path(digest), &tmp) {
         let _ = fs::remove_file(&tmp);
+        // EOPNOTSUPP, ENOTTY, EXDEV, EINVAL: not on this filesystem (pair).
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EXDEV | libc::EINVAL)
+        ) {
+            UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         return Ok(None);
     }
     let checked = hash_file(&tmp);

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use zstd::zstd_safe::{DCtx, ResetDirective};
+use zstd::zstd_safe::{CCtx, CParameter, DCtx, ResetDirective};
 
 use super::{write, Depot, DepotError};
 use crate::digest::Digest;
@@ -96,11 +96,12 @@ impl Depot {
         let sample = &bytes[..bytes.len().min(SAMPLE)];
         let path = staged.path().to_path_buf();
         if should_compress(sample) {
-            let mut enc = zstd::Encoder::new(staged.as_file_mut(), LEVEL)
-                .map_err(DepotError::io("compress", &path))?;
-            enc.write_all(bytes)
-                .map_err(DepotError::io("write", &path))?;
-            enc.finish().map_err(DepotError::io("write", &path))?;
+            with_cctx(LEVEL, |ctx| {
+                let mut enc = zstd::stream::write::Encoder::with_context(staged.as_file_mut(), ctx);
+                enc.write_all(bytes)?;
+                enc.finish().map(|_| ())
+            })
+            .map_err(DepotError::io("compress", &path))?;
         } else {
             staged
                 .write_all(bytes)
@@ -139,15 +140,21 @@ impl Depot {
         let mut hasher = blake3::Hasher::new();
         hasher.update(&head);
         let wio = DepotError::io("write", &stage_path);
-        let result = if should_compress(&head) {
+        let compress = should_compress(&head);
+        let result = if compress && len >= MT_MIN {
             let mut enc = zstd::Encoder::new(staged.as_file_mut(), LEVEL)
                 .map_err(DepotError::io("compress", src))?;
-            if len >= MT_MIN {
-                let _ = enc.multithread(rayon::current_num_threads() as u32);
-            }
+            let _ = enc.multithread(rayon::current_num_threads() as u32);
             enc.write_all(&head)
                 .and_then(|_| copy_hashing(&mut file, &mut enc, &mut hasher))
                 .and_then(|_| enc.finish().map(|_| ()))
+        } else if compress {
+            with_cctx(LEVEL, |ctx| {
+                let mut enc = zstd::stream::write::Encoder::with_context(staged.as_file_mut(), ctx);
+                enc.write_all(&head)?;
+                copy_hashing(&mut file, &mut enc, &mut hasher)?;
+                enc.finish().map(|_| ())
+            })
         } else {
             staged
                 .write_all(&head)
@@ -338,6 +345,33 @@ thread_local! {
     /// One zstd decompression context per thread, reused for every blob:
     /// creating one costs more than decompressing a typical small blob.
     static DCTX: RefCell<Option<DCtx<'static>>> = const { RefCell::new(None) };
+    /// The same for compression (single-threaded streams only).
+    static CCTX: RefCell<Option<CCtx<'static>>> = const { RefCell::new(None) };
+}
+
+fn zstd_error(code: usize) -> io::Error {
+    io::Error::other(zstd::zstd_safe::get_error_name(code))
+}
+
+/// Runs `f` with this thread's compression context, reset to defaults and
+/// set to `level` (a nested use on one thread gets a context of its own).
+fn with_cctx<T>(level: i32, f: impl FnOnce(&mut CCtx<'static>) -> io::Result<T>) -> io::Result<T> {
+    CCTX.with(|cell| {
+        let mut own;
+        let mut slot = cell.try_borrow_mut().ok();
+        let ctx = match slot.as_deref_mut() {
+            Some(s) => s.get_or_insert_with(CCtx::create),
+            None => {
+                own = CCtx::create();
+                &mut own
+            }
+        };
+        ctx.reset(ResetDirective::SessionAndParameters)
+            .map_err(zstd_error)?;
+        ctx.set_parameter(CParameter::CompressionLevel(level))
+            .map_err(zstd_error)?;
+        f(ctx)
+    })
 }
 
 /// Runs `f` over a reader of a stored blob's uncompressed bytes (not yet
@@ -367,8 +401,7 @@ pub(crate) fn with_stream<R: Read, T>(
         };
         let ctx = slot.get_or_insert_with(DCtx::create);
         // A previous stream may have stopped half-way (a corrupt blob).
-        ctx.reset(ResetDirective::SessionOnly)
-            .map_err(|code| io::Error::other(zstd::zstd_safe::get_error_name(code)))?;
+        ctx.reset(ResetDirective::SessionOnly).map_err(zstd_error)?;
         let out = f(&mut zstd::Decoder::with_context(input, ctx));
         Ok(out)
     })
@@ -426,8 +459,13 @@ fn should_compress(sample: &[u8]) -> bool {
     if sample.len() < 64 {
         return false;
     }
-    match zstd::bulk::compress(sample, 1) {
-        Ok(c) => c.len() * 10 < sample.len() * 9,
+    let compressed = with_cctx(1, |ctx| {
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(sample.len()));
+        ctx.compress2(&mut out, sample).map_err(zstd_error)?;
+        Ok(out.len())
+    });
+    match compressed {
+        Ok(n) => n * 10 < sample.len() * 9,
         Err(_) => true,
     }
 }

@@ -1146,9 +1146,89 @@ struct Unpacking<'a> {
     entries: BTreeMap<Key, Entry>,
     blobs: HashSet<Digest>,
     trip: Rc<Cell<Option<Trip>>>,
+    /// Small blobs read but not yet checked and written (see [`Pending`]).
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+}
+
+/// A small blob member read into memory, to be checked and written with the
+/// rest of its batch on all cores while the stream is read on.
+struct Pending {
+    name: String,
+    digest: Digest,
+    bytes: Vec<u8>,
+    /// Already in the depot or earlier in the archive: check only.
+    present: bool,
+}
+
+/// Blobs up to this size are batched; larger ones are streamed one by one.
+const PENDING_MAX_BLOB: u64 = 4 << 20;
+/// A batch is processed once it holds this many blobs or bytes.
+const PENDING_COUNT: usize = 128;
+const PENDING_BYTES: usize = 32 << 20;
+
+/// The error for a content check of member `name` that failed.
+fn check_error(name: &str, limit: u64, e: CheckError) -> ArchiveError {
+    match e {
+        CheckError::Over => ArchiveError::BlobTooLarge {
+            member: name.to_owned(),
+            limit,
+        },
+        // Not a decodable stream: whatever it holds, it is not the blob its
+        // name says.
+        CheckError::Invalid => ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: "starts like zstd but is not a valid zstd stream, so it cannot hold the blob its name says".into(),
+        },
+    }
+}
+
+/// Checks one batched blob against its name and, unless present, writes it
+/// into the depot (durable with the batch's `syncfs`).
+fn settle_pending(depot: &Depot, limit: u64, p: &Pending) -> Result<(), ArchiveError> {
+    let mut check = ContentCheck::new(limit);
+    let fed = check.feed(&p.bytes).and_then(|()| check.finish());
+    let actual = fed.map_err(|e| check_error(&p.name, limit, e))?;
+    if actual != p.digest {
+        return Err(ArchiveError::BlobMismatch {
+            member: p.name.clone(),
+            actual,
+        });
+    }
+    if !p.present {
+        let mut staged = write::staging(depot)?;
+        let path = staged.path().to_path_buf();
+        staged
+            .write_all(&p.bytes)
+            .map_err(DepotError::io("write", &path))?;
+        write::persist_batched(staged, &depot.blob_path(&p.digest))?;
+    }
+    Ok(())
 }
 
 impl Unpacking<'_> {
+    /// Checks and writes the pending blobs, in parallel; the first failure
+    /// in archive order is the one reported.
+    fn flush_pending(&mut self) -> Result<(), ArchiveError> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let (depot, limit) = (self.depot, self.opts.max_size);
+        let results: Vec<Result<(), ArchiveError>> = batch
+            .par_iter()
+            .map(|p| settle_pending(depot, limit, p))
+            .collect();
+        for (p, r) in batch.iter().zip(results) {
+            r?;
+            if p.present {
+                self.summary.blobs_present += 1;
+            } else {
+                self.summary.blobs_added += 1;
+                self.summary.bytes_added += p.bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// An I/O error from the stream: a tripped limit, or corruption.
     fn read_err(&self, e: io::Error) -> ArchiveError {
         match self.trip.get() {
@@ -1278,7 +1358,26 @@ impl Unpacking<'_> {
         d: Digest,
         size: u64,
     ) -> Result<(), ArchiveError> {
-        let present = self.depot.has_blob(&d) || self.blobs.contains(&d);
+        let present = self.blobs.contains(&d) || self.depot.has_blob(&d);
+        if size <= PENDING_MAX_BLOB {
+            let mut bytes = Vec::with_capacity(size as usize);
+            m.read_to_end(&mut bytes).map_err(|e| self.read_err(e))?;
+            if bytes.len() as u64 != size {
+                return Err(ArchiveError::Truncated);
+            }
+            self.blobs.insert(d);
+            self.pending_bytes += bytes.len();
+            self.pending.push(Pending {
+                name: name.to_owned(),
+                digest: d,
+                bytes,
+                present,
+            });
+            if self.pending.len() >= PENDING_COUNT || self.pending_bytes >= PENDING_BYTES {
+                self.flush_pending()?;
+            }
+            return Ok(());
+        }
         let mut staged = if present {
             None
         } else {
@@ -1288,21 +1387,7 @@ impl Unpacking<'_> {
         let mut buf = vec![0u8; BUF];
         let mut got = 0u64;
         let limit = self.opts.max_size;
-        let checked = |r: Result<(), CheckError>| {
-            match r {
-            Ok(()) => Ok(()),
-            Err(CheckError::Over) => Err(ArchiveError::BlobTooLarge {
-                member: name.to_owned(),
-                limit,
-            }),
-            // Not a decodable stream: whatever it holds, it is not the blob
-            // its name says.
-            Err(CheckError::Invalid) => Err(ArchiveError::BadMember {
-                member: name.to_owned(),
-                problem: "starts like zstd but is not a valid zstd stream, so it cannot hold the blob its name says".into(),
-            }),
-        }
-        };
+        let checked = |r: Result<(), CheckError>| r.map_err(|e| check_error(name, limit, e));
         loop {
             let n = match m.read(&mut buf) {
                 Ok(0) => break,
@@ -1347,6 +1432,7 @@ impl Unpacking<'_> {
     /// Publishes the held entries once every blob they name is available
     /// and durable.
     fn publish(&mut self) -> Result<(), ArchiveError> {
+        self.flush_pending()?;
         self.depot.sync_batch()?;
         for e in self.entries.values() {
             for b in e.blobs() {
@@ -1404,6 +1490,8 @@ pub fn unpack(
         entries: BTreeMap::new(),
         blobs: HashSet::new(),
         trip,
+        pending: Vec::new(),
+        pending_bytes: 0,
     };
     let mut archive = tar::Archive::new(guard);
     {

@@ -231,22 +231,8 @@ impl Depot {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BlobHealth::Missing),
             Err(e) => return Err(DepotError::io("read blob", &path)(e)),
         };
-        let hashed = with_stream(file, |reader| {
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = match reader.read(&mut buf) {
-                    Ok(0) => return Ok((hasher, size)),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-        });
-        let (hasher, size) = match hashed {
+        let hashed = with_stream(file, hash_stream);
+        let (actual, size) = match hashed {
             Ok(Ok(done)) => done,
             Ok(Err(e)) => {
                 return Ok(BlobHealth::Corrupt {
@@ -259,7 +245,6 @@ impl Depot {
                 })
             }
         };
-        let actual = Digest::from(hasher.finalize());
         if actual != *d {
             return Ok(BlobHealth::Corrupt {
                 why: format!("its content hashes to {actual}"),
@@ -407,28 +392,33 @@ pub(crate) fn with_stream<R: Read, T>(
     })
 }
 
+/// The digest and length of everything `reader` yields, read in big chunks
+/// so blake3 hashes many at once.
+pub(crate) fn hash_stream(reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok((hasher.finalize().into(), size)),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Whether `stored` (the bytes of a blob file, zstd or raw) decodes to
 /// content named `d`.
 pub(crate) fn stored_bytes_match(d: &Digest, stored: &[u8]) -> bool {
     if !stored.starts_with(&ZSTD_MAGIC) {
         return Digest::of(stored) == *d;
     }
-    let hashed = with_stream(stored, |reader| {
-        let mut hasher = blake3::Hasher::new();
-        // Big reads, so blake3 hashes many chunks at once.
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(hasher),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    });
-    matches!(hashed, Ok(Ok(h)) if Digest::from(h.finalize()) == *d)
+    let hashed = with_stream(stored, hash_stream);
+    matches!(hashed, Ok(Ok((actual, _))) if actual == *d)
 }
 
 fn copy_hashing(

@@ -798,24 +798,9 @@ fn verify_staged(staged: &tempfile::NamedTempFile, d: &Digest) -> Result<(), Fai
     let file = staged
         .reopen()
         .map_err(|e| Failure::Incomplete(format!("could not reopen staged blob {d}: {e}")))?;
-    let hashed = crate::depot::blobs::with_stream(file, |reader| {
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(hasher),
-                Ok(n) => {
-                    hasher.update(&buf[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    });
-    let hasher = hashed
+    let (actual, _) = crate::depot::blobs::with_stream(file, crate::depot::blobs::hash_stream)
         .and_then(|r| r)
         .map_err(|e| corrupt(format!("zstd: {e}")))?;
-    let actual = Digest::from(hasher.finalize());
     if actual != *d {
         return Err(corrupt(format!("its content hashes to {}", actual.short())));
     }

@@ -3,7 +3,7 @@
 # on the same generated data, in one run: medians of >= 5 runs (hyperfine),
 # printed as one table of ratios (relocache / peer; below 1 means faster).
 #
-#   benches/compare.sh            # the data sizes of issue 8 (~25 GB of scratch space, ~15 min)
+#   benches/compare.sh            # the data sizes of issue 8 (~15 GB of scratch space, ~20 min)
 #   SCALE=10 benches/compare.sh   # a tenth of the data, for a quick look
 #   ONLY=noop,pack benches/compare.sh
 set -euo pipefail
@@ -45,8 +45,10 @@ settle() { sync; sleep "${SETTLE:-20}"; }
 # files within minutes of deleting many makes the inode allocator skip every
 # recently deleted inode, which costs more than the work being measured and
 # lands on whichever side recreates files where others were deleted. Runs move
-# their old outputs into $W/trash instead (deleted with $W at the end).
+# their old outputs into $W/trash instead, emptied after each such pair and
+# followed by a pause past the allocator's 60 s window (empty_trash).
 mkdir -p "$W/trash"
+empty_trash() { rm -rf "$W/trash"; mkdir -p "$W/trash"; sync; sleep "${SETTLE_DELETE:-65}"; }
 cat > "$W/trash.sh" <<EOF
 #!/bin/sh
 for p in "\$@"; do [ -e "\$p" ] && mv "\$p" "$W/trash/\$(date +%s%N)-\$\$"; done; true
@@ -67,7 +69,11 @@ pair() {
       # -N (no shell) cannot run pipelines; fall back to the shell.
       hyperfine --style none --runs "$RUNS" --warmup 1 --export-json "$W/$name.json" \
         --prepare "$prep_ours" -n relocache "$ours" \
-        --prepare "$prep_theirs" -n peer "$theirs" >/dev/null
+        --prepare "$prep_theirs" -n peer "$theirs" >/dev/null || {
+          # A failing command is a result too: say so and go on with the rest.
+          printf '%s\t-\t-\tFAILED\t%s\t%s\n' "$name" "$goal" "$theirs" >> "$RESULTS"
+          return 0
+        }
     }
   python3 - "$W/$name.json" "$name" "$goal" "$theirs" >> "$RESULTS" <<'PY'
 import json, sys
@@ -125,10 +131,12 @@ if want ccache; then
     "make -s -C $W/c2 -j2 CC='ccache cc'" \
     "$T $W/c2/build" "$T $W/c2/build && mkdir -p $W/c2/build"
   unset CCACHE_DIR CCACHE_BASEDIR
+  empty_trash
 fi
 if want cold; then
   pair cold "<= 1.05" "$R -C $W/c2 --depot $W/depot-cold build -q -j2" "make -s -C $W/c2 -j2" \
     "$T $W/c2/build $W/depot-cold" "$T $W/c2/build && mkdir -p $W/c2/build"
+  empty_trash
 fi
 if want pack || want unpack || want restore; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
@@ -146,6 +154,7 @@ if want unpack; then
     "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
     "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
     "$T $W/depot-new $W/out/out" "$T $W/untar && mkdir -p $W/untar"
+  empty_trash
 fi
 if want restore; then
   cp -r "$W/out/out" "$W/out-ref"

@@ -157,6 +157,11 @@ fn restore_file(
                 .map_err(DepotError::io("create output directory", parent))?;
             open()
         }
+        // Left by a killed process that had our pid: no live one can.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(&tmp);
+            open()
+        }
         r => r,
     }
     .map_err(DepotError::io("create a temporary file in", parent))?;

@@ -113,7 +113,7 @@ pub enum InputError {
         source: std::io::Error,
     },
     /// The walk failed.
-    #[error("could not walk the project: {0}")]
+    #[error("could not walk the project: {0}\n  help: make it readable, or list it in .gitignore if it is not an input")]
     Walk(String),
 }
 

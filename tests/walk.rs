@@ -152,3 +152,54 @@ fn a_project_reached_through_a_symlink_is_walked() {
     assert_eq!(walked(&link), walked(&p.root));
     assert_eq!(walked(&link).len(), 4); // relocache.toml, src/a.c, src/b.c, out.txt
 }
+
+#[test]
+fn an_unreadable_directory_is_a_clear_error_until_it_is_ignored() {
+    let p = Project::new(
+        "[target.t]\nrun = 'cat src/*.c > out.txt'\ninputs = ['src/*.c']\noutputs = ['out.txt']\n",
+        &[("src/a.c", "a\n"), ("secret/key", "k\n")],
+    );
+    let is_root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0";
+    let chmod = |args: &[&str], path: &Path| {
+        assert!(Command::new("chmod")
+            .args(args)
+            .arg(path)
+            .status()
+            .unwrap()
+            .success());
+    };
+    if is_root {
+        // root reads everything: the builds below run as `nobody`.
+        chmod(&["-R", "a+rwX"], p.tmp.path());
+    }
+    let build = || {
+        let mut c = if is_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(env!("CARGO_BIN_EXE_relocache"));
+            c.env("HOME", p.tmp.path());
+            c
+        } else {
+            bin()
+        };
+        c.arg("-C")
+            .arg(&p.root)
+            .arg("--depot")
+            .arg(&p.depot)
+            .arg("build");
+        output(c)
+    };
+    chmod(&["000"], &p.path("secret"));
+    let r = build();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("secret"), "{}", r.stderr);
+    assert!(r.stderr.contains("help: make it readable"), "{}", r.stderr);
+    // Ignored, it is never entered.
+    std::fs::write(p.path(".gitignore"), "secret/\n").unwrap();
+    let ok = build();
+    chmod(&["755"], &p.path("secret"));
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}

@@ -277,7 +277,7 @@ fn a_read_only_depot_still_builds_with_a_warning() {
     let before = walkdir::WalkDir::new(&p.depot).into_iter().count();
     // Build as a user who cannot write the depot (root can write anything,
     // so drop to `nobody` when running as root).
-    let as_root = unsafe_euid_is_root();
+    let as_root = is_root();
     let mut c = if as_root {
         for d in [&p.root, p.tmp.path()] {
             Command::new("chmod")
@@ -294,11 +294,7 @@ fn a_read_only_depot_still_builds_with_a_warning() {
             .arg(&p.depot)
             .status()
             .unwrap();
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(env!("CARGO_BIN_EXE_relocache"));
-        c.env("HOME", p.tmp.path());
-        c
+        bin_as_nobody(p.tmp.path())
     } else {
         Command::new("chmod")
             .args(["-R", "a-w"])
@@ -336,13 +332,6 @@ fn a_read_only_depot_still_builds_with_a_warning() {
         "the depot is unchanged"
     );
     check_depot_invariants(&p.depot);
-}
-
-fn unsafe_euid_is_root() -> bool {
-    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        == "0"
 }
 
 #[test]

@@ -159,10 +159,7 @@ fn an_unreadable_directory_is_a_clear_error_until_it_is_ignored() {
         "[target.t]\nrun = 'cat src/*.c > out.txt'\ninputs = ['src/*.c']\noutputs = ['out.txt']\n",
         &[("src/a.c", "a\n"), ("secret/key", "k\n")],
     );
-    let is_root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        == "0";
+    let is_root = is_root();
     let chmod = |args: &[&str], path: &Path| {
         assert!(Command::new("chmod")
             .args(args)
@@ -177,11 +174,7 @@ fn an_unreadable_directory_is_a_clear_error_until_it_is_ignored() {
     }
     let build = || {
         let mut c = if is_root {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(env!("CARGO_BIN_EXE_relocache"));
-            c.env("HOME", p.tmp.path());
-            c
+            bin_as_nobody(p.tmp.path())
         } else {
             bin()
         };

@@ -78,7 +78,10 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_relocache"));
+    without_relocache_env(Command::new(env!("CARGO_BIN_EXE_relocache")))
+}
+
+fn without_relocache_env(mut c: Command) -> Command {
     for v in [
         "RELOCACHE_DEPOT",
         "RELOCACHE_DEPOT_PATH",
@@ -88,6 +91,24 @@ pub fn bin() -> Command {
         c.env_remove(v);
     }
     c
+}
+
+/// Whether the tests run as root, who can read and write anything.
+pub fn is_root() -> bool {
+    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0"
+}
+
+/// The binary run as `nobody` (setpriv), with HOME at `home`: how a test
+/// running as root takes permissions away from relocache.
+pub fn bin_as_nobody(home: &Path) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_relocache"))
+        .env("HOME", home);
+    without_relocache_env(c)
 }
 
 pub fn output(mut c: Command) -> Run {

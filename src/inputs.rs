@@ -438,24 +438,27 @@ impl<'a> Inputs<'a> {
     /// The first input that changed since it was hashed (re-hashing only the
     /// files whose stat changed), or `None`.
     pub fn first_changed(&self, inputs: &[InputFile]) -> Option<RelPath> {
-        inputs
-            .par_iter()
-            .find_first(|i| {
-                let abs = i.path.to_path(self.root);
-                let md = match std::fs::symlink_metadata(&abs) {
-                    Ok(md) => md,
-                    Err(_) => return true,
-                };
-                if i.stamp.is_none_or(|s| Stamp::of(&md) == s) {
-                    return false;
-                }
-                let track = !matches!(i.state, FileState::Untracked { .. });
-                match file_state(self.root, &i.path, track, None) {
-                    Ok((state, _)) => state != i.state,
-                    Err(_) => true,
-                }
-            })
-            .map(|i| i.path.clone())
+        let changed = |i: &&InputFile| {
+            let abs = i.path.to_path(self.root);
+            let md = match std::fs::symlink_metadata(&abs) {
+                Ok(md) => md,
+                Err(_) => return true,
+            };
+            if i.stamp.is_none_or(|s| Stamp::of(&md) == s) {
+                return false;
+            }
+            let track = !matches!(i.state, FileState::Untracked { .. });
+            match file_state(self.root, &i.path, track, None) {
+                Ok((state, _)) => state != i.state,
+                Err(_) => true,
+            }
+        };
+        let found = if inputs.len() < PAR_MIN {
+            inputs.iter().find(changed)
+        } else {
+            inputs.par_iter().find_first(changed)
+        };
+        found.map(|i| i.path.clone())
     }
 
     /// Content digest of each tool, looked up on PATH (or relative to the

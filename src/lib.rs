@@ -34,6 +34,7 @@ pub mod key;
 pub mod manifest;
 pub mod memo;
 mod page;
+mod par;
 pub mod plan;
 pub mod reloc;
 pub mod relpath;

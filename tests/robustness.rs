@@ -270,6 +270,80 @@ fn an_edited_output_is_put_back_by_the_next_build() {
     assert_eq!(p.runs("t"), 1);
 }
 
+/// Stores run beside the next commands; one that fails must still reach the
+/// user (and the JSON report), leave no entry behind and not stop the build.
+#[test]
+fn a_store_that_fails_is_a_warning_and_the_build_goes_on() {
+    let p = chain();
+    p.build(&["a"]).ok();
+    // Blobs can no longer be published; the depot's tmp/ stays writable, so
+    // the build believes the depot is writable and tries to store.
+    let objects = p.depot.join("objects-v1");
+    let as_root = is_root();
+    let mut c = if as_root {
+        for d in [&p.root, p.tmp.path()] {
+            Command::new("chmod")
+                .arg("-R")
+                .arg("a+rwX")
+                .arg(d)
+                .status()
+                .unwrap();
+        }
+        Command::new("chmod")
+            .args(["-R", "go-w"])
+            .arg(&objects)
+            .status()
+            .unwrap();
+        bin_as_nobody(p.tmp.path())
+    } else {
+        Command::new("chmod")
+            .args(["-R", "a-w"])
+            .arg(&objects)
+            .status()
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_relocache"))
+    };
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json", "-j2"]);
+    let r = output(c);
+    Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(&objects)
+        .status()
+        .unwrap();
+    r.ok();
+    let json = r.json();
+    for (name, outcome) in [("a", "hit"), ("b", "built"), ("c", "built")] {
+        let t = json["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap();
+        assert_eq!(t["outcome"], outcome, "{name}: {t}");
+        if outcome == "built" {
+            assert_eq!(t["stored"], false, "{name}: {t}");
+            let warnings = t["warnings"].to_string();
+            assert!(warnings.contains("could not store"), "{name}: {t}");
+        }
+    }
+    assert!(
+        r.stderr.contains("could not store `b`") && r.stderr.contains("could not store `c`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
+    check_depot_invariants(&p.depot);
+    // Nothing half-stored: the next build (depot writable again) builds and stores them.
+    let again = p.build(&[]);
+    assert_eq!(again.outcome("b"), "built");
+    assert_eq!(again.outcome("c"), "built");
+    assert_eq!(p.build(&[]).outcome("c"), "hit");
+}
+
 #[test]
 fn a_read_only_depot_still_builds_with_a_warning() {
     let p = chain();

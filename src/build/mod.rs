@@ -12,6 +12,7 @@ pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -420,11 +421,24 @@ pub fn build(
     } else {
         opts.jobs
     };
-    let next_worker = std::sync::atomic::AtomicUsize::new(0);
+    let next_worker = AtomicUsize::new(0);
+    // Stores run beside the workers, at most `jobs` at a time; past that a
+    // worker stores its own target before it takes the next.
+    let storing = AtomicUsize::new(0);
     std::thread::scope(|s| {
+        let (sched, cv, ctx, order, forced, dependents, next_worker, storing) = (
+            &sched,
+            &cv,
+            &ctx,
+            &order,
+            &forced,
+            &dependents,
+            &next_worker,
+            &storing,
+        );
         for _ in 0..jobs.min(n.max(1)) {
-            s.spawn(|| {
-                let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.spawn(move || {
+                let worker = next_worker.fetch_add(1, Ordering::Relaxed);
                 loop {
                     let (i, deps) = {
                         let mut g = sched.lock().unwrap();
@@ -445,11 +459,19 @@ pub fn build(
                     let t = &manifest.targets[&order[i]];
                     reporter.target_started(&t.name);
                     let start_ms = started.elapsed().as_millis() as u64;
-                    let (mut done, out) =
-                        process(&ctx, t, &deps, forced.contains(&t.name), opts, reporter);
+                    let is_forced = forced.contains(&t.name);
+                    let (mut done, out, job) = process(ctx, t, &deps, is_forced, opts, reporter);
                     done.start_ms = start_ms;
                     done.worker = worker;
-                    account::finished(&ctx.usage, &done, out.as_ref(), forced.contains(&t.name));
+                    let job = match job {
+                        Some(job) => {
+                            Some((job, done.stdout.clone(), done.stderr.clone(), out.clone()))
+                        }
+                        None => {
+                            account::finished(&ctx.usage, &done, out.as_ref(), is_forced);
+                            None
+                        }
+                    };
                     let mut g = sched.lock().unwrap();
                     reporter.target_finished(&done);
                     let ok = out.is_some();
@@ -480,6 +502,34 @@ pub fn build(
                         }
                     }
                     cv.notify_all();
+                    drop(g);
+                    let Some((job, stdout, stderr, out)) = job else {
+                        continue;
+                    };
+                    let background = storing
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| {
+                            (k < jobs).then_some(k + 1)
+                        })
+                        .is_ok();
+                    let store = move || {
+                        let (stored, warnings) = job.run(ctx, &stdout, &stderr);
+                        for w in &warnings {
+                            reporter.warning(w);
+                        }
+                        let mut g = sched.lock().unwrap();
+                        let r = g.results[i].as_mut().expect("published before its store");
+                        r.stored = stored;
+                        r.warnings.extend(warnings);
+                        account::finished(&ctx.usage, r, out.as_ref(), is_forced);
+                        if background {
+                            storing.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    };
+                    if background {
+                        s.spawn(store);
+                    } else {
+                        store();
+                    }
                 }
             });
         }
@@ -525,28 +575,31 @@ fn report(name: &str, key: Option<Key>, outcome: Outcome, started: Instant) -> T
     }
 }
 
-fn process(
+/// Computes `t`'s key, restores a hit or runs the command. A successful run
+/// comes back with the [`StoreJob`] that caches it (holding the key's lock).
+fn process<'a>(
     ctx: &Ctx<'_>,
-    t: &Target,
+    t: &'a Target,
     deps: &HashMap<String, DepOut>,
     forced: bool,
     opts: &BuildOptions,
     reporter: &dyn Reporter,
-) -> (TargetReport, Option<DepOut>) {
+) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
     let started = Instant::now();
     let computed = match ctx.compute_with(t, deps) {
         Ok(c) => c,
         Err(e) => {
             let mut r = report(&t.name, None, Outcome::Failed, started);
             r.error = Some(e.to_string());
-            return (r, None);
+            return (r, None, None);
         }
     };
     let key = computed.key;
     let mut warnings = Vec::new();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
-            return finish_hit(t, key, hit, warnings, started);
+            let (r, out) = finish_hit(t, key, hit, warnings, started);
+            return (r, out, None);
         }
     }
     let primary = &ctx.depots[0];
@@ -572,16 +625,21 @@ fn process(
             if let Some(l) = lock {
                 l.release();
             }
-            return finish_hit(t, key, hit, warnings, started);
+            let (r, out) = finish_hit(t, key, hit, warnings, started);
+            return (r, out, None);
         }
     }
-    let result = build_miss(ctx, t, computed, opts, &mut warnings, started);
-    if let Some(l) = lock {
-        l.release();
+    let (mut r, out, mut job) = build_miss(ctx, t, computed, opts, &mut warnings, started);
+    match &mut job {
+        Some(job) => job.lock = lock,
+        None => {
+            if let Some(l) = lock {
+                l.release();
+            }
+        }
     }
-    let (mut r, out) = result;
     r.warnings = warnings;
-    (r, out)
+    (r, out, job)
 }
 
 struct Hit {
@@ -687,14 +745,14 @@ fn restore_entry(
     })
 }
 
-fn build_miss(
+fn build_miss<'a>(
     ctx: &Ctx<'_>,
-    t: &Target,
+    t: &'a Target,
     computed: Computed,
     opts: &BuildOptions,
     warnings: &mut Vec<String>,
     started: Instant,
-) -> (TargetReport, Option<DepOut>) {
+) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
     let root = &ctx.manifest.root;
     let key = computed.key;
     let fail = |msg: String, stdout: Vec<u8>, stderr: Vec<u8>| {
@@ -702,7 +760,7 @@ fn build_miss(
         r.error = Some(msg);
         r.stdout = stdout;
         r.stderr = stderr;
-        (r, None)
+        (r, None, None)
     };
     // Stale outputs go first, so a command that forgets one is caught.
     for o in &t.outputs {
@@ -749,7 +807,7 @@ fn build_miss(
         ));
         r.stdout = run.stdout;
         r.stderr = run.stderr;
-        return (r, Some(out));
+        return (r, Some(out), None);
     }
     let findings = store::relocatability(root, &records, &ctx.rooted.needles());
     let mut reasons: Vec<Reason> = findings.iter().map(|f| f.reason.clone()).collect();
@@ -784,37 +842,75 @@ fn build_miss(
         r.1 = None;
         return r;
     }
-    let req = store::StoreRequest {
-        project: &ctx.manifest.name,
-        target: &t.name,
+    r.stdout = run.stdout;
+    r.stderr = run.stderr;
+    if !ctx.writable {
+        return (r, Some(out), None);
+    }
+    let job = StoreJob {
+        target: t,
         key,
         duration_ms,
         outputs: records,
         reasons,
-        stdout: &run.stdout,
-        stderr: &run.stderr,
-        summary: &computed.summary(),
+        summary: computed.summary(),
+        lock: None,
     };
-    let primary = &ctx.depots[0];
-    if !ctx.writable {
-        r.stdout = run.stdout;
-        r.stderr = run.stderr;
-        return (r, Some(out));
-    }
-    match store::store(primary, root, req) {
-        Ok(entry) => {
-            r.stored = true;
-            if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &key) {
-                warnings.push(format!("could not record the build of `{}`: {e}", t.name));
+    (r, Some(out), Some(job))
+}
+
+/// Storing a built target's outputs, which the worker hands off so that it
+/// can start the next command while the blobs and the entry are written and
+/// made durable (the fsyncs are most of a small target's store). The target's
+/// outputs are already on disk and its dependents already have their
+/// [`DepOut`]; the per-key build lock moves with the job and is released once
+/// the entry is published.
+pub(crate) struct StoreJob<'a> {
+    target: &'a Target,
+    key: Key,
+    duration_ms: u64,
+    outputs: Vec<OutputRecord>,
+    reasons: Vec<Reason>,
+    summary: InputsSummary,
+    lock: Option<crate::depot::locks::KeyLock>,
+}
+
+impl StoreJob<'_> {
+    /// Stores the entry; returns whether it was stored and what went wrong.
+    fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<String>) {
+        let t = self.target;
+        let mut warnings = Vec::new();
+        let primary = &ctx.depots[0];
+        let req = store::StoreRequest {
+            project: &ctx.manifest.name,
+            target: &t.name,
+            key: self.key,
+            duration_ms: self.duration_ms,
+            outputs: self.outputs,
+            reasons: self.reasons,
+            stdout,
+            stderr,
+            summary: &self.summary,
+        };
+        let stored = match store::store(primary, &ctx.manifest.root, req) {
+            Ok(entry) => {
+                if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &self.key) {
+                    warnings.push(format!("could not record the build of `{}`: {e}", t.name));
+                }
+                remote::upload(ctx, t, &entry, &mut warnings);
+                true
             }
-            remote::upload(ctx, t, &entry, warnings);
+            Err(e) => {
+                warnings.push(format!(
+                    "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
+                    t.name
+                ));
+                false
+            }
+        };
+        if let Some(l) = self.lock {
+            l.release();
         }
-        Err(e) => warnings.push(format!(
-            "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
-            t.name
-        )),
+        (stored, warnings)
     }
-    r.stdout = run.stdout;
-    r.stderr = run.stderr;
-    (r, Some(out))
 }

@@ -6,8 +6,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use rayon::prelude::*;
-
 use crate::depot::blobs::Durability;
 use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reason, ENTRY_SCHEMA};
 use crate::depot::records::now_rfc3339;
@@ -16,6 +14,7 @@ use crate::digest::{Digest, Key};
 use crate::hash::hash_file_len;
 use crate::inputs::Stamp;
 use crate::memo::StatMemo;
+use crate::par;
 use crate::reloc::{scan_file, Needle};
 use crate::relpath::RelPath;
 
@@ -88,27 +87,26 @@ pub fn collect(
             files.push(d.clone());
         }
     }
-    let hashed: Vec<OutputRecord> = files
-        .par_iter()
-        .map(|rel| {
-            let abs = rel.to_path(root);
-            let md = fs::metadata(&abs).map_err(io(&abs))?;
-            let (digest, size) = hash_file_len(&abs, md.len()).map_err(io(&abs))?;
-            if let Some(m) = memo {
-                // The stat was taken before hashing: any later edit changes it.
-                m.record(rel, Stamp::of(&md), digest);
-            }
-            Ok(OutputRecord {
-                path: rel.clone(),
-                kind: OutputKind::File,
-                digest: Some(digest),
-                size,
-                executable: md.permissions().mode() & 0o111 != 0,
-                target: None,
-            })
+    // Large files are hashed on several threads anyway (hash_file_len).
+    let parallel = files.len() >= par::MIN_ITEMS;
+    let hashed: Result<Vec<OutputRecord>, CollectError> = par::map(&files, parallel, |rel| {
+        let abs = rel.to_path(root);
+        let md = fs::metadata(&abs).map_err(io(&abs))?;
+        let (digest, size) = hash_file_len(&abs, md.len()).map_err(io(&abs))?;
+        if let Some(m) = memo {
+            // The stat was taken before hashing: any later edit changes it.
+            m.record(rel, Stamp::of(&md), digest);
+        }
+        Ok(OutputRecord {
+            path: rel.clone(),
+            kind: OutputKind::File,
+            digest: Some(digest),
+            size,
+            executable: md.permissions().mode() & 0o111 != 0,
+            target: None,
         })
-        .collect::<Result<_, CollectError>>()?;
-    records.extend(hashed);
+    });
+    records.extend(hashed?);
     records.sort_by(|a, b| a.path.cmp(&b.path));
     records.dedup_by(|a, b| a.path == b.path);
     Ok(records)
@@ -149,13 +147,17 @@ pub struct Finding {
 
 /// Scans outputs for embedded absolute roots and checks symlinks.
 pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle]) -> Vec<Finding> {
-    let mut found: Vec<Finding> = records
-        .par_iter()
-        .filter_map(|o| match o.kind {
-            OutputKind::File => {
-                let hit = scan_file(&o.path.to_path(root), needles).ok().flatten()?;
-                let what = if hit.placeholder == "@depot" { "depot" } else { "project" };
-                Some(Finding {
+    let files = records.iter().filter(|o| o.kind == OutputKind::File);
+    let parallel = par::worth_it(files.clone().count(), files.map(|o| o.size).sum());
+    let found: Vec<Option<Finding>> = par::map(records, parallel, |o| match o.kind {
+        OutputKind::File => {
+            let hit = scan_file(&o.path.to_path(root), needles).ok().flatten()?;
+            let what = if hit.placeholder == "@depot" {
+                "depot"
+            } else {
+                "project"
+            };
+            Some(Finding {
                     reason: Reason {
                         kind: "embedded-path".into(),
                         path: Some(o.path.clone()),
@@ -170,16 +172,20 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
                         o.path, hit.text, hit.offset, hit.text, hit.text
                     ),
                 })
-            }
-            OutputKind::Symlink => {
-                let t = o.target.as_deref().unwrap_or("");
-                let escapes = !t.starts_with('/') && {
-                    let base = o.path.parent().map(|p| p.to_string()).unwrap_or_default();
-                    RelPath::normalize(&format!("{base}/{t}")).is_err()
+        }
+        OutputKind::Symlink => {
+            let t = o.target.as_deref().unwrap_or("");
+            let escapes = !t.starts_with('/') && {
+                let base = o.path.parent().map(|p| p.to_string()).unwrap_or_default();
+                RelPath::normalize(&format!("{base}/{t}")).is_err()
+            };
+            if t.starts_with('/') || escapes {
+                let kind = if escapes {
+                    "escaping-symlink"
+                } else {
+                    "absolute-symlink"
                 };
-                if t.starts_with('/') || escapes {
-                    let kind = if escapes { "escaping-symlink" } else { "absolute-symlink" };
-                    Some(Finding {
+                Some(Finding {
                         reason: Reason {
                             kind: kind.into(),
                             path: Some(o.path.clone()),
@@ -195,13 +201,13 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
                             o.path
                         ),
                     })
-                } else {
-                    None
-                }
+            } else {
+                None
             }
-            OutputKind::Dir => None,
-        })
-        .collect();
+        }
+        OutputKind::Dir => None,
+    });
+    let mut found: Vec<Finding> = found.into_iter().flatten().collect();
     found.sort_by(|a, b| a.reason.path.cmp(&b.reason.path));
     found
 }
@@ -242,15 +248,16 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
     } else {
         Durability::Now
     };
-    req.outputs
-        .par_iter()
-        .filter(|o| o.kind == OutputKind::File)
-        .map(|o| {
-            depot
+    let bytes = req.outputs.iter().map(|o| o.size).sum();
+    let put: Result<(), DepotError> = par::map(&req.outputs, par::worth_it(files, bytes), |o| {
+        match o.kind {
+            OutputKind::File => depot
                 .put_file_with(&o.path.to_path(root), o.digest, durability)
-                .map(|_| ())
-        })
-        .collect::<Result<(), DepotError>>()?;
+                .map(|_| ()),
+            _ => Ok(()),
+        }
+    });
+    put?;
     let log = |b: &[u8]| -> Result<Option<Digest>, DepotError> {
         if b.is_empty() {
             Ok(None)

@@ -1186,9 +1186,8 @@ fn check_error(name: &str, limit: u64, e: CheckError) -> ArchiveError {
 /// Checks one batched blob against its name and, unless present, writes it
 /// into the depot (durable with the batch's `syncfs`).
 fn settle_pending(depot: &Depot, limit: u64, p: &Pending) -> Result<(), ArchiveError> {
-    let mut check = ContentCheck::new(limit);
-    let fed = check.feed(&p.bytes).and_then(|()| check.finish());
-    let actual = fed.map_err(|e| check_error(&p.name, limit, e))?;
+    let actual =
+        stored_content_digest(&p.bytes, limit).map_err(|e| check_error(&p.name, limit, e))?;
     if actual != p.digest {
         return Err(ArchiveError::BlobMismatch {
             member: p.name.clone(),
@@ -1204,6 +1203,33 @@ fn settle_pending(depot: &Depot, limit: u64, p: &Pending) -> Result<(), ArchiveE
         write::persist_batched(staged, &depot.blob_path(&p.digest))?;
     }
     Ok(())
+}
+
+/// The digest of the content of a blob held whole in memory: what
+/// [`ContentCheck`] computes, read the way the depot reads blobs and with
+/// this thread's decompression context (creating one per blob was a sixth
+/// of unpack's CPU).
+fn stored_content_digest(stored: &[u8], limit: u64) -> Result<Digest, CheckError> {
+    if !stored.starts_with(&ZSTD_MAGIC) {
+        return if stored.len() as u64 > limit {
+            Err(CheckError::Over)
+        } else {
+            Ok(Digest::of(stored))
+        };
+    }
+    let hashed = blobs::with_stream(stored, |reader| {
+        let mut hc = HashCount::new(limit);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(hc.hasher.finalize().into()),
+                Ok(n) => hc.write_all(&buf[..n]).map_err(|_| CheckError::Over)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(CheckError::Invalid),
+            }
+        }
+    });
+    hashed.unwrap_or(Err(CheckError::Invalid))
 }
 
 impl Unpacking<'_> {
@@ -1603,5 +1629,34 @@ mod tests {
             Ok(()) => matches!(c.finish(), Err(CheckError::Over)),
         };
         assert!(over);
+    }
+
+    #[test]
+    fn in_memory_blobs_are_judged_like_streamed_ones() {
+        let data = b"some content ".repeat(10_000);
+        let packed = zstd::encode_all(&data[..], 3).unwrap();
+        let digest = |b: &[u8], limit| stored_content_digest(b, limit).ok();
+        // Twice each: the thread's reused context must not carry state over.
+        for _ in 0..2 {
+            assert_eq!(digest(&data, u64::MAX), Some(Digest::of(&data)));
+            assert_eq!(digest(&packed, u64::MAX), Some(Digest::of(&data)));
+            assert_eq!(digest(b"ab", u64::MAX), Some(Digest::of(b"ab")));
+            let cut = stored_content_digest(&packed[..packed.len() - 3], u64::MAX);
+            assert!(matches!(cut, Err(CheckError::Invalid)));
+            let mut junk = ZSTD_MAGIC.to_vec();
+            junk.extend_from_slice(b"not a frame at all");
+            assert!(matches!(
+                stored_content_digest(&junk, u64::MAX),
+                Err(CheckError::Invalid)
+            ));
+            assert!(matches!(
+                stored_content_digest(&packed, 100),
+                Err(CheckError::Over)
+            ));
+            assert!(matches!(
+                stored_content_digest(&data, 100),
+                Err(CheckError::Over)
+            ));
+        }
     }
 }

@@ -285,24 +285,38 @@ outputs = ["dist"]
         &[],
     );
     p.build(&[]).ok();
-    std::fs::remove_dir_all(p.path("dist")).unwrap();
-    std::fs::create_dir_all(p.path("dist")).unwrap();
-    p.write("dist/stray.txt", "not part of the entry");
-    assert_eq!(p.build(&[]).outcome("t"), "hit");
-    let tool = std::process::Command::new(p.path("dist/bin/tool"))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&tool.stdout), "ok\n");
-    assert_eq!(
-        std::fs::read_link(p.path("dist/link")).unwrap().to_str(),
-        Some("bin/tool")
-    );
-    assert!(p.path("dist/empty").is_dir());
-    assert_eq!(p.read("dist/data.txt"), "data\n");
-    assert!(
-        !p.path("dist/stray.txt").exists(),
-        "a restored directory holds exactly the stored files"
-    );
+    // Restored into: an emptied directory with a stray file, no directory
+    // at all, and a tree where a file stands in for a directory.
+    for damage in ["emptied", "gone", "file-for-dir"] {
+        std::fs::remove_dir_all(p.path("dist")).unwrap();
+        match damage {
+            "emptied" => {
+                std::fs::create_dir_all(p.path("dist")).unwrap();
+                p.write("dist/stray.txt", "not part of the entry");
+            }
+            "gone" => {}
+            _ => {
+                std::fs::create_dir_all(p.path("dist/empty")).unwrap();
+                p.write("dist/bin", "a file where a directory belongs");
+                p.write("dist/data.txt", "wrong\n");
+            }
+        }
+        assert_eq!(p.build(&[]).outcome("t"), "hit", "{damage}");
+        let tool = std::process::Command::new(p.path("dist/bin/tool"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&tool.stdout), "ok\n", "{damage}");
+        assert_eq!(
+            std::fs::read_link(p.path("dist/link")).unwrap().to_str(),
+            Some("bin/tool")
+        );
+        assert!(p.path("dist/empty").is_dir());
+        assert_eq!(p.read("dist/data.txt"), "data\n", "{damage}");
+        assert!(
+            !p.path("dist/stray.txt").exists(),
+            "a restored directory holds exactly the stored files"
+        );
+    }
 }
 
 #[test]

@@ -40,17 +40,27 @@ pub fn restore(
     memo: Option<&StatMemo>,
 ) -> Result<Restored, DepotError> {
     // Directories and symlinks first, in path order, so parents exist.
+    // Directories this restore creates are empty: their files need no stat.
+    let mut fresh: HashSet<&str> = HashSet::new();
     for o in &entry.outputs {
         let dest = o.path.to_path(root);
         match o.kind {
             OutputKind::Dir => {
-                if let Ok(md) = fs::symlink_metadata(&dest) {
-                    if !md.is_dir() {
-                        remove_any(&dest)?;
-                    }
-                }
+                let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
+                let existed = !parent_fresh
+                    && match fs::symlink_metadata(&dest) {
+                        Ok(md) if md.is_dir() => true,
+                        Ok(_) => {
+                            remove_any(&dest)?;
+                            false
+                        }
+                        Err(_) => false,
+                    };
                 fs::create_dir_all(&dest)
                     .map_err(DepotError::io("create output directory", &dest))?;
+                if !existed {
+                    fresh.insert(o.path.as_str());
+                }
             }
             OutputKind::Symlink => restore_symlink(o, &dest)?,
             OutputKind::File => {}
@@ -61,7 +71,10 @@ pub fn restore(
         .iter()
         .filter(|o| o.kind == OutputKind::File)
         .collect();
-    let one = |o: &&OutputRecord| restore_file(depot, o, &o.path.to_path(root), memo);
+    let one = |o: &&OutputRecord| {
+        let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
+        restore_file(depot, o, &o.path.to_path(root), new, memo)
+    };
     // Waking the thread pool costs more than a few small files.
     let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
         files.iter().map(one).collect()
@@ -110,15 +123,26 @@ fn already_there(
     }
 }
 
+/// The directory holding `path`, when it is not the project root.
+fn parent_of(path: &RelPath) -> Option<&str> {
+    path.as_str().rfind('/').map(|i| &path.as_str()[..i])
+}
+
+/// Writes one output file; `in_new_dir` says its directory was created by
+/// this restore, so nothing can be there yet.
 fn restore_file(
     depot: &Depot,
     o: &OutputRecord,
     dest: &Path,
+    in_new_dir: bool,
     memo: Option<&StatMemo>,
 ) -> Result<Option<u64>, DepotError> {
     // One stat says both whether the output is already right and whether a
     // directory is in the way.
-    if let Ok(md) = fs::symlink_metadata(dest) {
+    if let Some(md) = (!in_new_dir)
+        .then(|| fs::symlink_metadata(dest).ok())
+        .flatten()
+    {
         if already_there(o, dest, &md, memo) {
             return Ok(None);
         }

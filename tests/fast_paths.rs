@@ -148,3 +148,135 @@ fn hard_links_are_opt_in_and_an_edit_through_one_is_caught() {
     );
     assert!(p.run(&["verify", "--integrity"]).code == 0);
 }
+
+/// A btrfs filesystem in a loop image, mounted for one test (reflinks need a
+/// filesystem that can share extents; the usual ext4 cannot).
+struct LoopFs {
+    _image_dir: tempfile::TempDir,
+    mnt: std::path::PathBuf,
+}
+
+impl LoopFs {
+    /// `None` (said loudly) when not root: mounting needs it. As root, a
+    /// missing mkfs.btrfs or a refused mount fails the test.
+    fn mount() -> Option<LoopFs> {
+        if !is_root() {
+            eprintln!("SKIPPED: mounting a btrfs loop image needs root (.ci/run runs as root)");
+            return None;
+        }
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("fs.img");
+        let mnt = image_dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd
+                .output()
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e} (.ci/deps installs btrfs-progs)"));
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("mkfs.btrfs")
+            .arg("-q")
+            .arg(&image));
+        run(std::process::Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(&mnt));
+        Some(LoopFs {
+            _image_dir: image_dir,
+            mnt,
+        })
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// Whether every extent of `path` is shared with another file (FIEMAP, as
+/// `filefrag -v` reports it).
+fn shares_extents(path: &std::path::Path) -> bool {
+    let out = std::process::Command::new("filefrag")
+        .arg("-v")
+        .arg(path)
+        .output()
+        .expect("filefrag (e2fsprogs)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let extents: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(':'))
+        .collect();
+    assert!(!extents.is_empty(), "no extents in:\n{text}");
+    extents.iter().all(|l| l.contains("shared"))
+}
+
+#[test]
+fn raw_blobs_are_restored_as_reflinks_where_the_filesystem_can() {
+    let Some(fs) = LoopFs::mount() else { return };
+    let text = "compressible line\n".repeat(10_000); // stored zstd: decompressed
+    let p = Project::new_in(&fs.mnt, MANIFEST, &[("text.txt", &text)]);
+    let random = common::noise(2_000_000, 7); // stored raw: a reflink candidate
+    std::fs::write(p.path("random.txt"), &random).unwrap();
+    p.build(&[]).ok();
+    let want_text = std::fs::read(p.path("out/text.txt")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    std::process::Command::new("sync").status().unwrap();
+    // Under umask 027, to see that clones get the modes copies get.
+    let mut c = without_relocache_env(std::process::Command::new("sh"));
+    c.arg("-c")
+        .arg("umask 027; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_relocache"))
+        .arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    assert_eq!(output(c).outcome("t"), "hit");
+    let random_out = p.path("out/random.txt");
+    assert_eq!(std::fs::read(&random_out).unwrap(), random);
+    assert_eq!(std::fs::read(p.path("out/text.txt")).unwrap(), want_text);
+    std::process::Command::new("sync").status().unwrap();
+    assert!(
+        shares_extents(&random_out),
+        "the raw output was cloned from the depot"
+    );
+    assert!(
+        !shares_extents(&p.path("out/text.txt")),
+        "a zstd blob is written out"
+    );
+    // Modes as a copy would have them: the umask applies, the exec bit is kept.
+    let md = std::fs::metadata(&random_out).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o640, "mode of the cloned output");
+    assert_eq!(md.nlink(), 1, "a clone, never a hard link");
+    let md = std::fs::metadata(p.path("out/text.txt")).unwrap();
+    assert_eq!(md.mode() & 0o777, 0o750, "mode of the written output");
+    // An edit of the clone does not reach the depot.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&random_out)
+        .unwrap()
+        .write_all(b"edited in place")
+        .unwrap();
+    p.run(&["verify", "--integrity"]).ok();
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(std::fs::read(&random_out).unwrap(), random);
+    // RELOCACHE_RESTORE=copy writes the bytes out instead.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env("RELOCACHE_RESTORE", "copy");
+    assert_eq!(output(c).outcome("t"), "hit");
+    std::process::Command::new("sync").status().unwrap();
+    assert_eq!(std::fs::read(&random_out).unwrap(), random);
+    assert!(!shares_extents(&random_out), "copy mode does not clone");
+    drop(p);
+}

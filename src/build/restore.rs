@@ -12,6 +12,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::depot::blobs::ZSTD_MAGIC;
 use crate::depot::entries::{Entry, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
@@ -164,31 +165,8 @@ fn restore_file(
     if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
         return Ok(Some(n));
     }
-    // Created with its final mode (less the umask, like any file a build
-    // writes), so no chmod; the parent is created only when missing.
-    let mode = if o.executable { 0o777 } else { 0o666 };
     let tmp = temp_name(parent, &digest);
-    let open = || {
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-    };
-    let file = match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(parent)
-                .map_err(DepotError::io("create output directory", parent))?;
-            open()
-        }
-        // Left by a killed process that had our pid: no live one can.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_file(&tmp);
-            open()
-        }
-        r => r,
-    }
-    .map_err(DepotError::io("create a temporary file in", parent))?;
+    let file = create_temp(&tmp, parent, o.executable)?;
     let written = (|| {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &file);
         let n = depot.copy_blob(&digest, &mut w)?;
@@ -270,6 +248,34 @@ fn try_hardlink(
     Ok(Some(o.size))
 }
 
+/// Creates the temporary file an output is written to, with the output's
+/// final mode (less the umask, like any file a build writes), so no chmod
+/// follows; the parent directory is created only when it is missing.
+fn create_temp(tmp: &Path, parent: &Path, executable: bool) -> Result<fs::File, DepotError> {
+    let mode = if executable { 0o777 } else { 0o666 };
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(tmp)
+    };
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(parent)
+                .map_err(DepotError::io("create output directory", parent))?;
+            open()
+        }
+        // Left by a killed process that had our pid: no live one can.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = fs::remove_file(tmp);
+            open()
+        }
+        r => r,
+    }
+    .map_err(DepotError::io("create a temporary file in", parent))
+}
+
 /// Restores a raw (uncompressed) blob by reflink when the filesystem can:
 /// the copy shares extents with the depot until either side is written, so
 /// it is still a copy, never a link. The result is hashed before it is
@@ -281,38 +287,44 @@ fn try_reflink(
     dest: &Path,
     parent: &Path,
 ) -> Result<Option<u64>, DepotError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
     // Asked once per process: most filesystems cannot, and asking costs an
     // open of the blob and a failed ioctl per output.
-    static UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if !reflinks_allowed()
-        || UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed)
-        || !depot.blob_is_raw(digest)
-    {
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+    if !reflinks_allowed() || UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(None);
     }
-    fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
+    // A missing or unreadable blob is the copy path's to report.
+    let Ok(blob) = fs::File::open(depot.blob_path(digest)) else {
+        return Ok(None);
+    };
+    let mut magic = [0u8; 4];
+    let head = std::os::unix::fs::FileExt::read_at(&blob, &mut magic, 0);
+    if matches!(head, Ok(4)) && magic == ZSTD_MAGIC {
+        return Ok(None); // compressed: it must be decompressed, not cloned
+    }
     let tmp = temp_name(parent, digest);
-    let _ = fs::remove_file(&tmp);
-    if let Err(e) = reflink_copy::reflink(depot.blob_path(digest), &tmp) {
+    let file = create_temp(&tmp, parent, o.executable)?;
+    if let Err(e) = reflink_copy::reflink_file(&blob, &file) {
         let _ = fs::remove_file(&tmp);
         // EOPNOTSUPP, ENOTTY, EXDEV, EINVAL: not on this filesystem (pair).
         if matches!(
             e.raw_os_error(),
             Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EXDEV | libc::EINVAL)
-        ) {
-            UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        ) || e.kind() == std::io::ErrorKind::Unsupported
+        {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
         }
         return Ok(None);
     }
+    drop(file);
+    // Every read is verified: hash what the output now holds.
     let checked = hash_file(&tmp);
     if !matches!(checked, Ok((d, _)) if d == *digest) {
         let _ = fs::remove_file(&tmp);
         return Err(depot.quarantine(digest));
     }
-    let mode = if o.executable { 0o755 } else { 0o644 };
-    let done = fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
-        .and_then(|_| fs::rename(&tmp, dest));
-    if let Err(e) = done {
+    if let Err(e) = fs::rename(&tmp, dest) {
         let _ = fs::remove_file(&tmp);
         return Err(DepotError::io("write output", dest)(e));
     }

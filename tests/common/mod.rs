@@ -81,7 +81,7 @@ pub fn bin() -> Command {
     without_relocache_env(Command::new(env!("CARGO_BIN_EXE_relocache")))
 }
 
-fn without_relocache_env(mut c: Command) -> Command {
+pub fn without_relocache_env(mut c: Command) -> Command {
     for v in [
         "RELOCACHE_DEPOT",
         "RELOCACHE_DEPOT_PATH",
@@ -127,7 +127,12 @@ pub fn output(mut c: Command) -> Run {
 impl Project {
     /// A project with `manifest` and `files` (path, content).
     pub fn new(manifest: &str, files: &[(&str, &str)]) -> Project {
-        let tmp = tempfile::tempdir().unwrap();
+        Project::new_in(&std::env::temp_dir(), manifest, files)
+    }
+
+    /// [`Project::new`] in a fresh directory below `dir` (another filesystem, say).
+    pub fn new_in(dir: &Path, manifest: &str, files: &[(&str, &str)]) -> Project {
+        let tmp = tempfile::tempdir_in(dir).unwrap();
         let root = tmp.path().join("proj");
         std::fs::create_dir_all(&root).unwrap();
         let p = Project {

@@ -331,6 +331,15 @@ impl<'a> Inputs<'a> {
                 })
             };
         }
+        // A file the walk found needs no stat here: the walk took it.
+        if let Ok(i) = self.scan.files.binary_search(p) {
+            wanted.push(Want {
+                path: p,
+                source: Source::Scan(i),
+                track,
+            });
+            return Ok(None);
+        }
         let abs = p.to_path(self.root);
         let md = match std::fs::symlink_metadata(&abs) {
             Ok(md) => md,
@@ -352,13 +361,9 @@ impl<'a> Inputs<'a> {
                 .collect();
             return Ok(Some((files, track)));
         }
-        let source = match self.scan.files.binary_search(p) {
-            Ok(i) => Source::Scan(i),
-            Err(_) => Source::Other,
-        };
         wanted.push(Want {
             path: p,
-            source,
+            source: Source::Other,
             track,
         });
         Ok(None)

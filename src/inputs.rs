@@ -7,7 +7,7 @@
 //! config) is consulted, so the same tree gives the same inputs at any path on
 //! any machine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -176,6 +176,33 @@ impl DepFiles {
     }
 }
 
+/// The outputs a target may not read: those of every target but its deps,
+/// its own included.
+pub struct Excluded<'a> {
+    /// Every declared output with its target, sorted by path.
+    pub outputs: &'a [(&'a RelPath, &'a str)],
+    /// The target's transitive deps, whose outputs it may read.
+    pub deps: &'a BTreeSet<String>,
+}
+
+impl Excluded<'_> {
+    /// Whether `p` is, or is below, an output the target may not read: one
+    /// binary search per path component, however many targets there are.
+    pub fn contains(&self, p: &RelPath) -> bool {
+        let s = p.as_str();
+        s.match_indices('/')
+            .map(|(end, _)| &s[..end])
+            .chain(std::iter::once(s))
+            .any(|a| {
+                let lo = self.outputs.partition_point(|(o, _)| o.as_str() < a);
+                self.outputs[lo..]
+                    .iter()
+                    .take_while(|(o, _)| o.as_str() == a)
+                    .any(|(_, owner)| !self.deps.contains(*owner))
+            })
+    }
+}
+
 /// Resolves and hashes inputs for the targets of one build, sharing work
 /// between targets that read the same files.
 pub struct Inputs<'a> {
@@ -235,10 +262,10 @@ impl<'a> Inputs<'a> {
     pub fn resolve(
         &self,
         target: &Target,
-        excluded: &[&RelPath],
+        excluded: &Excluded<'_>,
         deps: &DepFiles,
     ) -> Result<Vec<InputFile>, InputError> {
-        let is_excluded = |p: &RelPath| excluded.iter().any(|o| p.is_within(o));
+        let is_excluded = |p: &RelPath| excluded.contains(p);
         // Files found by walking literal directories outside the scan.
         let mut walked: Vec<(Vec<RelPath>, bool)> = Vec::new();
         let mut wanted: Vec<Want<'_>> = Vec::new();
@@ -248,7 +275,14 @@ impl<'a> Inputs<'a> {
                 Pattern::Literal(p) => literals.push((p, true, input.loc)),
                 Pattern::Glob(g) => {
                     let before = wanted.len();
-                    for (i, f) in self.scan.files.iter().enumerate() {
+                    // Only the sorted scan's run below the glob's literal
+                    // directory can match: many targets with globs over a
+                    // big tree cost a binary search each, not a pass each.
+                    let prefix = glob_dir_prefix(g.glob().glob());
+                    let files = &self.scan.files;
+                    let lo = files.partition_point(|f| f.as_str() < prefix);
+                    let run = files[lo..].partition_point(|f| f.as_str().starts_with(prefix));
+                    for (i, f) in files.iter().enumerate().skip(lo).take(run) {
                         if g.is_match(f.as_str()) && !deps.covers(f) && !is_excluded(f) {
                             wanted.push(Want {
                                 path: f,
@@ -546,4 +580,68 @@ pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
+}
+
+/// The directory part of a (cleaned) glob before its first metacharacter,
+/// with its trailing `/`: `src/a/` for `src/a/**/*.c`, empty for `*.c` or
+/// `**/x`. Every path the glob matches starts with it (an escape ends it too).
+pub(crate) fn glob_dir_prefix(pattern: &str) -> &str {
+    let meta = pattern
+        .find(['*', '?', '[', '{', '\\'])
+        .unwrap_or(pattern.len());
+    match pattern[..meta].rfind('/') {
+        Some(i) => &pattern[..=i],
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_glob_matches_only_below_its_literal_directory() {
+        for (glob, prefix) in [
+            ("src/a/**/*.c", "src/a/"),
+            ("src/*.c", "src/"),
+            ("src/a/b.{c,h}", "src/a/"),
+            ("*.c", ""),
+            ("**/x", ""),
+            ("a/[bc]/d", "a/"),
+            ("a\\*/b/*", ""),
+            ("docs/x?y/z", "docs/"),
+        ] {
+            assert_eq!(glob_dir_prefix(glob), prefix, "{glob}");
+        }
+    }
+
+    #[test]
+    fn outputs_of_non_deps_are_excluded_with_everything_below_them() {
+        let p = |s: &str| RelPath::normalize(s).unwrap();
+        let (a, dist, gen, gen2) = (p("build/a.o"), p("dist"), p("gen/x.h"), p("gen"));
+        let mut outputs = vec![(&a, "a"), (&dist, "pkg"), (&gen, "gen"), (&gen2, "other")];
+        outputs.sort_unstable();
+        let deps: BTreeSet<String> = ["gen".to_owned()].into();
+        let ex = Excluded {
+            outputs: &outputs,
+            deps: &deps,
+        };
+        for (path, excluded) in [
+            ("build/a.o", true),
+            ("build/b.o", false),
+            ("dist", true),
+            ("dist/sub/file", true),
+            ("distx/y", false),
+            ("gen/x.h", true), // below `gen`, which a non-dep declares
+            ("src/main.c", false),
+        ] {
+            assert_eq!(ex.contains(&p(path)), excluded, "{path}");
+        }
+        let only_dep = [(&gen, "gen")];
+        let ex = Excluded {
+            outputs: &only_dep,
+            deps: &deps,
+        };
+        assert!(!ex.contains(&p("gen/x.h")), "a dep's output is readable");
+    }
 }

@@ -23,7 +23,7 @@ use crate::depot::entries::{
 };
 use crate::depot::{Depot, DepotError, DepotStack};
 use crate::digest::{Digest, Key};
-use crate::inputs::{DepFiles, FileState, InputError, InputFile, Inputs, ProjectScan};
+use crate::inputs::{DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan};
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{Command, Manifest, Target};
 use crate::memo::StatMemo;
@@ -196,8 +196,9 @@ pub(crate) struct Ctx<'a> {
     pub depots: &'a [Depot],
     pub inputs: Inputs<'a>,
     pub rooted: Rooted,
-    /// Per target: outputs it must not read (its own and non-deps').
-    pub excluded: HashMap<String, Vec<&'a RelPath>>,
+    /// Every target's declared outputs with the target, sorted by path:
+    /// what a target may not read unless the owner is one of its deps.
+    pub outputs: Vec<(&'a RelPath, &'a str)>,
     /// Per target: all transitive deps.
     pub closure: HashMap<String, BTreeSet<String>>,
     /// Whether the first depot accepts writes (locks, blobs, entries).
@@ -251,26 +252,24 @@ impl<'a> Ctx<'a> {
         scan: &'a ProjectScan,
         memo: Option<&'a StatMemo>,
     ) -> Ctx<'a> {
-        let mut excluded = HashMap::new();
-        let mut closure = HashMap::new();
-        for name in manifest.targets.keys() {
-            let deps = manifest.transitive_deps(name);
-            let ex: Vec<&RelPath> = manifest
-                .targets
-                .values()
-                .filter(|o| !deps.contains(&o.name))
-                .flat_map(|o| o.outputs.iter())
-                .collect();
-            excluded.insert(name.clone(), ex);
-            closure.insert(name.clone(), deps);
-        }
+        let closure = manifest
+            .targets
+            .keys()
+            .map(|name| (name.clone(), manifest.transitive_deps(name)))
+            .collect();
+        let mut outputs: Vec<(&RelPath, &str)> = manifest
+            .targets
+            .values()
+            .flat_map(|t| t.outputs.iter().map(|o| (o, t.name.as_str())))
+            .collect();
+        outputs.sort_unstable();
         Ctx {
             manifest,
             depots,
             inputs: Inputs::new(&manifest.root, scan, memo),
             memo,
             rooted: Rooted::new(&manifest.root, depot_root),
-            excluded,
+            outputs,
             closure,
             writable: true,
             usage: crate::depot::usage::Recorder::new(&manifest.name),
@@ -289,9 +288,11 @@ impl<'a> Ctx<'a> {
             dep_files.declared.extend(d.declared.iter().cloned());
             dep_files.files.extend(d.files.iter().cloned());
         }
-        let inputs = self
-            .inputs
-            .resolve(t, &self.excluded[&t.name], &dep_files)?;
+        let excluded = Excluded {
+            outputs: &self.outputs,
+            deps: &self.closure[&t.name],
+        };
+        let inputs = self.inputs.resolve(t, &excluded, &dep_files)?;
         let tools = self.inputs.tools(&t.tools)?;
         let env: BTreeMap<String, Option<String>> = t
             .env

@@ -204,16 +204,7 @@ impl Usage {
     /// Lines that are neither whole JSON nor a known event (a newer relocache
     /// may add events) are skipped.
     fn apply_text(&mut self, text: &str) {
-        self.apply_lines(text, false);
-    }
-
-    /// With `uses_only`, counter lines (most of a log) are skipped without
-    /// being parsed: a build deciding which uses to log needs only uses.
-    fn apply_lines(&mut self, text: &str, uses_only: bool) {
         for l in text.lines() {
-            if uses_only && l.starts_with("{\"ev\":\"count\"") {
-                continue;
-            }
             if let Ok(line) = serde_json::from_str::<Line>(l) {
                 self.apply(line);
             }
@@ -364,26 +355,72 @@ fn lock(depot: &Depot, exclusive: bool, wait: bool) -> Result<Option<File>, Depo
 }
 
 fn read_unlocked(depot: &Depot) -> Result<Usage, DepotError> {
-    read_filtered(depot, false)
-}
-
-fn read_filtered(depot: &Depot, uses_only: bool) -> Result<Usage, DepotError> {
     let dir = usage_dir(depot);
     let logs = list_logs(depot)?;
     let mut usage = Usage::default();
     if let Some(text) = read_text(&dir.join(MERGED))? {
-        usage.apply_lines(&text, uses_only);
+        usage.apply_text(&text);
     }
     for name in logs {
         if usage.folded.contains(&name) {
             continue;
         }
         if let Some(text) = read_text(&dir.join(&name))? {
-            usage.apply_lines(&text, uses_only);
+            usage.apply_text(&text);
             usage.pending_logs += 1;
         }
     }
     Ok(usage)
+}
+
+/// The last recorded use of each of `keys` in every usage file of `depot`.
+/// Use lines are matched as text and only those naming one of the keys are
+/// looked at, so a build's cost does not grow with the depot's history (the
+/// merged file of a depot that has seen 100k keys is 10 MB of JSON).
+fn last_uses_of<'k>(
+    depot: &Depot,
+    keys: impl Iterator<Item = &'k Key>,
+) -> Result<HashMap<Key, u64>, DepotError> {
+    let wanted: HashMap<String, Key> = keys.map(|k| (k.to_hex(), *k)).collect();
+    let mut last: HashMap<Key, u64> = HashMap::new();
+    let mut note = |key: Key, t: u64| {
+        let e = last.entry(key).or_insert(t);
+        *e = (*e).max(t);
+    };
+    let dir = usage_dir(depot);
+    let names = std::iter::once(MERGED.to_owned()).chain(list_logs(depot)?);
+    for name in names {
+        let Some(text) = read_text(&dir.join(&name))? else {
+            continue;
+        };
+        // Counter lines, most of a log, as this version writes them.
+        for l in text.lines().filter(|l| !l.starts_with("{\"ev\":\"count\"")) {
+            match use_line(l) {
+                Some((t, hex)) => {
+                    if let Some(k) = wanted.get(hex) {
+                        note(*k, t);
+                    }
+                }
+                // Any other line (or layout): parse it properly.
+                None => {
+                    if let Ok(Line::Use { t, key }) = serde_json::from_str::<Line>(l) {
+                        if wanted.contains_key(&key.to_hex()) {
+                            note(key, t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(last)
+}
+
+/// `(t, key hex)` of a use line exactly as [`render`] writes it.
+fn use_line(l: &str) -> Option<(u64, &str)> {
+    let rest = l.strip_prefix("{\"ev\":\"use\",\"t\":")?;
+    let (t, rest) = rest.split_once(',')?;
+    let hex = rest.strip_prefix("\"key\":\"")?.strip_suffix("\"}")?;
+    Some((t.parse().ok()?, hex))
 }
 
 /// Reads every usage file of `depot`, merged. Writes nothing (beyond the
@@ -528,9 +565,9 @@ impl Recorder {
         }
         let known = if interval > 0 && !p.used.is_empty() {
             let _shared = lock(depot, false, true)?;
-            read_filtered(depot, true)?
+            last_uses_of(depot, p.used.keys())?
         } else {
-            Usage::default()
+            HashMap::new()
         };
         let now = now_ms();
         let mut lines: Vec<Line> = counts
@@ -544,7 +581,6 @@ impl Recorder {
             .collect();
         for (key, t) in p.used {
             let recent = known
-                .last_use
                 .get(&key)
                 .is_some_and(|last| t.saturating_sub(*last) < interval);
             if !recent {
@@ -678,6 +714,43 @@ mod tests {
         assert_eq!(u.totals().saved_ms, 30);
         assert_eq!(u.totals().bytes_restored, 15);
         assert!(Recorder::new("p").flush(&depot).unwrap().is_none());
+    }
+
+    /// A build looks up only its own keys' last uses, as text; a use known
+    /// from the merged file, or written in another JSON layout, still counts,
+    /// and an old use or another key's does not.
+    #[test]
+    fn recent_uses_are_found_wherever_and_however_they_are_written() {
+        let (_dir, depot) = depot();
+        let r = Recorder::new("p");
+        r.used(&key(1));
+        r.flush(&depot).unwrap();
+        compact(&depot, CompactOptions::default()).unwrap().unwrap();
+        let now = now_ms();
+        let dir = usage_dir(&depot);
+        std::fs::write(
+            dir.join(format!("{LOG_PREFIX}handwritten{SUFFIX}")),
+            format!(
+                "{{\"key\":\"{}\",\"t\":{now},\"ev\":\"use\"}}\n{{\"ev\":\"use\",\"t\":1,\"key\":\"{}\"}}\nnot json\n",
+                key(2).to_hex(),
+                key(3).to_hex()
+            ),
+        )
+        .unwrap();
+        let keys = [key(1), key(2), key(3), key(4)];
+        let last = last_uses_of(&depot, keys.iter()).unwrap();
+        assert!(last[&key(1)] + 60_000 > now, "from the merged file");
+        assert_eq!(last[&key(2)], now, "a use line in another layout");
+        assert_eq!(last[&key(3)], 1);
+        assert!(!last.contains_key(&key(4)));
+        let r = Recorder::new("p");
+        for k in &keys {
+            r.used(k);
+        }
+        let text = std::fs::read_to_string(r.flush(&depot).unwrap().unwrap()).unwrap();
+        let logged: Vec<&str> = text.lines().filter(|l| l.contains("\"use\"")).collect();
+        assert_eq!(logged.len(), 2, "{text}");
+        assert!(text.contains(&key(3).to_hex()) && text.contains(&key(4).to_hex()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! module never touches the depot, the project tree (beyond reading the
 //! manifest) or runs a command.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -800,17 +800,46 @@ fn check_outputs(
             .map(|v| v[i].span())
             .unwrap_or(0..0)
     };
-    for (a, (na, ia, pa)) in all.iter().enumerate() {
-        for (nb, _, pb) in &all[a + 1..] {
-            if na != nb && (pa.is_within(pb) || pb.is_within(pa)) {
-                return Err(cx.err(
-                    span_of(na, *ia),
-                    format!("output `{pa}` of target `{na}` overlaps output `{pb}` of target `{nb}`"),
-                    "each file may be written by one target only; give the targets distinct outputs",
-                ));
-            }
-        }
+    // Outputs by path, so that overlaps are found by looking up each
+    // output's directories (not by comparing every pair: big projects have
+    // thousands of outputs).
+    let mut by_path: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, _, p)) in all.iter().enumerate() {
+        by_path.entry(p.as_str()).or_default().push(i);
     }
+    // Indices into `all` of the outputs that `p` is, or is below.
+    let at_or_above = |p: &RelPath| -> Vec<usize> {
+        let s = p.as_str();
+        s.match_indices('/')
+            .map(|(end, _)| &s[..end])
+            .chain(std::iter::once(s))
+            .filter_map(|a| by_path.get(a))
+            .flatten()
+            .copied()
+            .collect()
+    };
+    // The first overlapping pair in declaration order, as a pairwise scan finds it.
+    let all_ref = &all;
+    let overlap = all
+        .iter()
+        .enumerate()
+        .flat_map(|(j, (nj, _, pj))| {
+            at_or_above(pj)
+                .into_iter()
+                .filter(move |&i| all_ref[i].0 != *nj)
+                .map(move |i| (i.min(j), i.max(j)))
+        })
+        .min();
+    if let Some((a, b)) = overlap {
+        let ((na, ia, pa), (nb, _, pb)) = (all[a], all[b]);
+        return Err(cx.err(
+            span_of(na, ia),
+            format!("output `{pa}` of target `{na}` overlaps output `{pb}` of target `{nb}`"),
+            "each file may be written by one target only; give the targets distinct outputs",
+        ));
+    }
+    let mut sorted: Vec<usize> = (0..all.len()).collect();
+    sorted.sort_unstable_by_key(|&i| all[i].2.as_str());
     // A target that names another target's output literally must depend on it;
     // otherwise the order of the two would be a race.
     let manifest_like = |name: &str| {
@@ -836,7 +865,15 @@ fn check_outputs(
             .chain(t.include_dependency.iter().map(|d| (&d.path, d.loc)));
         let mut reach = None;
         for (p, loc) in literals {
-            for (owner, _, o) in &all {
+            // The outputs `p` is within, and those within `p`, in declaration order.
+            let below = format!("{p}/");
+            let lo = sorted.partition_point(|&i| all[i].2.as_str() < below.as_str());
+            let run = sorted[lo..].partition_point(|&i| all[i].2.as_str().starts_with(&below));
+            let mut related = at_or_above(p);
+            related.extend_from_slice(&sorted[lo..lo + run]);
+            related.sort_unstable();
+            related.dedup();
+            for (owner, _, o) in related.into_iter().map(|i| &all[i]) {
                 if *owner == name.as_str() {
                     if p.is_within(o) {
                         return Err(cx.invalid(
@@ -965,5 +1002,51 @@ version = 2
             err("[target.a]\nrun='x'\noutputs=['gen.h']\n[target.b]\nrun='y'\ninputs=['gen.h']");
         assert!(e.contains("without depending on it"), "{e}");
         assert!(parse("[target.a]\nrun='x'\noutputs=['gen.h']\n[target.b]\nrun='y'\ninputs=['gen.h']\ndeps=['a']").is_ok());
+        // A file below another target's output directory, and a directory
+        // holding another target's output, need the dep too.
+        let e =
+            err("[target.a]\nrun='x'\noutputs=['gen']\n[target.b]\nrun='y'\ninputs=['gen/x.h']");
+        assert!(
+            e.contains("reads `gen/x.h`, an output of target `a`"),
+            "{e}"
+        );
+        let e =
+            err("[target.a]\nrun='x'\noutputs=['gen/x.h']\n[target.b]\nrun='y'\ninputs=['gen']");
+        assert!(e.contains("reads `gen`, an output of target `a`"), "{e}");
+        assert!(parse("[target.a]\nrun='x'\noutputs=['gen/x.h']\n[target.b]\nrun='y'\ninputs=['gen']\ndeps=['a']").is_ok());
+        // A sibling that only shares a prefix is not an output.
+        assert!(parse(
+            "[target.a]\nrun='x'\noutputs=['gen']\n[target.b]\nrun='y'\ninputs=['gen2/x.h', 'ge']"
+        )
+        .is_ok());
+        let e = err("[target.a]\nrun='x'\noutputs=['out']\ninputs=['out/x']");
+        assert!(e.contains("reads its own output"), "{e}");
+        // A directory input holding the target's own output is allowed.
+        assert!(parse("[target.a]\nrun='x'\noutputs=['d/out']\ninputs=['d']").is_ok());
+    }
+
+    /// Overlaps are reported as a pairwise scan in declaration order would
+    /// report them: the first output that overlaps a later one.
+    #[test]
+    fn the_first_overlap_in_declaration_order_is_reported() {
+        let e = err("[target.a]\nrun='x'\noutputs=['z/deep/file', 'b']\n[target.b]\nrun='y'\noutputs=['z', 'b/x']");
+        assert!(
+            e.contains("output `z/deep/file` of target `a` overlaps output `z` of target `b`"),
+            "{e}"
+        );
+        let e = err("[target.a]\nrun='x'\noutputs=['one']\n[target.b]\nrun='y'\noutputs=['two/x']\n[target.c]\nrun='z'\noutputs=['two']");
+        assert!(
+            e.contains("output `two/x` of target `b` overlaps output `two` of target `c`"),
+            "{e}"
+        );
+        let e = err("[target.a]\nrun='x'\noutputs=['same']\n[target.b]\nrun='y'\noutputs=['same']");
+        assert!(
+            e.contains("output `same` of target `a` overlaps output `same` of target `b`"),
+            "{e}"
+        );
+        assert!(parse(
+            "[target.a]\nrun='x'\noutputs=['out', 'out2']\n[target.b]\nrun='y'\noutputs=['out3/x']"
+        )
+        .is_ok());
     }
 }

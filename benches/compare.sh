@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-5}
-ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,ccache,cold,pack,unpack,restore}
+ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,ccache,cold,pack,unpack,restore}
 
 need=()
 for t in hyperfine b3sum ccache zstd make cc git python3; do
@@ -118,6 +118,17 @@ if want noop-c; then
   "$R" -C "$W/c1" --depot "$W/depot-c" build -q
   settle
   pair noop-c "<= 2" "$R -C $W/c1 --depot $W/depot-c build -q" "make -s -C $W/c1"
+fi
+if want noop-3k; then
+  # Not one of issue 8's rows: a guard against costs that grow faster than
+  # the number of targets (3000 targets whose commands are a cp).
+  $GEN copyproj "$W/c3k" $((3000 / SCALE))
+  make -s -C "$W/c3k" -j2 >/dev/null
+  "$R" -C "$W/c3k" --depot "$W/depot-3k" build -q -j2
+  sleep 2.5
+  "$R" -C "$W/c3k" --depot "$W/depot-3k" build -q
+  settle
+  pair noop-3k "<= 2" "$R -C $W/c3k --depot $W/depot-3k build -q" "make -s -C $W/c3k"
 fi
 if want ccache; then
   # Warm both caches from checkout c1, then time a fresh checkout at another path (c2).

@@ -4,6 +4,7 @@
 usage: gen_data.py small DIR N_FILES TOTAL_MB   many small files (a source-tree shape)
        gen_data.py big DIR N_FILES MB_EACH      a few large files
        gen_data.py cproj DIR N_TARGETS          a C project with a Makefile and relocache.toml
+       gen_data.py copyproj DIR N_TARGETS       the same shape, each "compile" a cp (for big no-op builds)
        gen_data.py outputs DIR N_FILES TOTAL_MB a project whose one target writes N files
 Content is pseudo-random but half-compressible, like object files and sources.
 """
@@ -39,7 +40,7 @@ def big(d, n, mb):
                 f.write(blob(rng, 1 << 20))
 
 
-def cproj(d, n):
+def cproj(d, n, copy=False):
     os.makedirs(os.path.join(d, "src"), exist_ok=True)
     os.makedirs(os.path.join(d, "build"), exist_ok=True)
     objs = []
@@ -53,20 +54,27 @@ def cproj(d, n):
         with open(os.path.join(d, "src", "m%03d.c" % i), "w") as f:
             f.write('#include "common.h"\n' + body + "\nint m%d(void) { return f%d_1(%d); }\n" % (i, i, i))
         objs.append("build/m%03d.o" % i)
+        compile_cmd = '"cp", "src/m%03d.c"' % i if copy else '"cc", "-O1", "-Isrc", "-c", "src/m%03d.c", "-o"' % i
         man.append(
-            '[target.m%03d]\ncommand = ["cc", "-O1", "-Isrc", "-c", "src/m%03d.c", "-o", "build/m%03d.o"]\n'
-            'inputs = ["src/m%03d.c", "src/common.h"]\noutputs = ["build/m%03d.o"]\n' % (i, i, i, i, i)
+            '[target.m%03d]\ncommand = [%s, "build/m%03d.o"]\n'
+            'inputs = ["src/m%03d.c", "src/common.h"]\noutputs = ["build/m%03d.o"]\n' % (i, compile_cmd, i, i, i)
         )
-        mk.append("build/m%03d.o: src/m%03d.c src/common.h\n\t$(CC) -O1 -Isrc -c $< -o $@\n" % (i, i))
+        rule = "cp $< $@" if copy else "$(CC) -O1 -Isrc -c $< -o $@"
+        mk.append("build/m%03d.o: src/m%03d.c src/common.h\n\t%s\n" % (i, i, rule))
     with open(os.path.join(d, "src", "common.h"), "w") as f:
         f.write("#pragma once\n" + "".join("int m%d(void);\n" % i for i in range(n)))
     with open(os.path.join(d, "src", "main.c"), "w") as f:
         f.write('#include "common.h"\nint main(void) { int s = 0;\n' + "".join("s += m%d();\n" % i for i in range(n)) + "return s & 1; }\n")
+    if copy:
+        link = 'run = "cat src/main.c %s > build/app"' % " ".join(objs)
+    else:
+        link = 'command = ["cc", "-Isrc", "src/main.c", %s, "-o", "build/app"]' % ", ".join('"%s"' % o for o in objs)
     man.append(
-        '[target.app]\ncommand = ["cc", "-Isrc", "src/main.c", %s, "-o", "build/app"]\ninputs = ["src/main.c", "src/common.h"]\n'
-        "deps = [%s]\noutputs = [\"build/app\"]\n" % (", ".join('"%s"' % o for o in objs), ", ".join('"m%03d"' % i for i in range(n)))
+        '[target.app]\n%s\ninputs = ["src/main.c", "src/common.h"]\n'
+        "deps = [%s]\noutputs = [\"build/app\"]\n" % (link, ", ".join('"m%03d"' % i for i in range(n)))
     )
-    mk.append("build/app: src/main.c %s\n\t$(CC) -Isrc src/main.c %s -o build/app\n" % (" ".join(objs), " ".join(objs)))
+    link_rule = "cat src/main.c %s > build/app" if copy else "$(CC) -Isrc src/main.c %s -o build/app"
+    mk.append("build/app: src/main.c %s\n\t%s\n" % (" ".join(objs), link_rule % " ".join(objs)))
     with open(os.path.join(d, "relocache.toml"), "w") as f:
         f.write("\n".join(man))
     with open(os.path.join(d, "Makefile"), "w") as f:
@@ -85,4 +93,5 @@ def outputs(d, n, total_mb):
 if __name__ == "__main__":
     kind, d = sys.argv[1], sys.argv[2]
     args = [int(a) for a in sys.argv[3:]]
-    {"small": small, "big": big, "cproj": cproj, "outputs": outputs}[kind](d, *args)
+    copyproj = lambda d, n: cproj(d, n, copy=True)
+    {"small": small, "big": big, "cproj": cproj, "copyproj": copyproj, "outputs": outputs}[kind](d, *args)

@@ -715,13 +715,13 @@ fn check_deps(
         for (i, d) in t.deps.iter().enumerate() {
             if !targets.contains_key(d) {
                 let span = raw[name].get_ref().deps.as_ref().map(|v| v[i].span());
-                let known: Vec<&str> = targets.keys().map(|s| s.as_str()).collect();
+                let known = targets.keys().map(|s| s.as_str());
                 return Err(cx.err(
                     span.unwrap_or(0..0),
                     format!("target `{name}` depends on unknown target `{d}`"),
                     &format!(
-                        "define `[target.{d}]` or fix the name; known targets: {}",
-                        known.join(", ")
+                        "define `[target.{d}]` or fix the name; {}",
+                        unknown_target_help(known, d)
                     ),
                 ));
             }
@@ -898,6 +898,39 @@ fn check_outputs(
         }
     }
     Ok(())
+}
+
+/// The `help:` for a target name the manifest does not define: the closest
+/// names first, then the known ones — a few of them in a big manifest, where
+/// all would be thousands of names.
+pub fn unknown_target_help<'a>(known: impl IntoIterator<Item = &'a str>, wanted: &str) -> String {
+    let known: Vec<&str> = known.into_iter().collect();
+    let mut close: Vec<(f64, &str)> = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(wanted, k), *k))
+        .filter(|(score, _)| *score >= 0.85)
+        .collect();
+    close.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    let mut help = String::new();
+    if !close.is_empty() {
+        let names: Vec<String> = close
+            .iter()
+            .take(3)
+            .map(|(_, k)| format!("`{k}`"))
+            .collect();
+        help.push_str(&format!("did you mean {}? ", names.join(" or ")));
+    }
+    const SHOWN: usize = 12;
+    if known.len() <= SHOWN {
+        help.push_str(&format!("known targets: {}", known.join(", ")));
+    } else {
+        help.push_str(&format!(
+            "known targets: {}, … ({} in all; `relocache status` lists them)",
+            known[..SHOWN].join(", "),
+            known.len()
+        ));
+    }
+    help
 }
 
 fn valid_name(s: &str) -> bool {

@@ -350,6 +350,34 @@ fn selected_targets_build_with_their_deps_only() {
 }
 
 #[test]
+fn a_mistyped_target_gets_suggestions_and_a_big_manifest_a_short_list() {
+    let mut manifest = String::new();
+    for i in 0..40 {
+        manifest.push_str(&format!("[target.lib{i:02}]\nrun = 'true'\n"));
+    }
+    manifest.push_str("[target.install]\nrun = 'true'\n");
+    let p = Project::new(&manifest, &[]);
+    let r = p.run(&["build", "instal"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unknown target `instal`")
+            && r.stderr.contains("did you mean `install`?"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("(41 in all;"), "{}", r.stderr);
+    assert!(!r.stderr.contains("lib39"), "not every name: {}", r.stderr);
+    // `--timings PATH` (the value needs `=`) is not taken for a target.
+    let r = p.run(&["build", "--timings", "out/t.html"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("use `--timings=out/t.html`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn independent_targets_run_in_parallel() {
     // Each target waits until the other has started: this finishes only if both run at once.
     let p = Project::new(

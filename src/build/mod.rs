@@ -122,12 +122,12 @@ impl BuildReport {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// A named target does not exist.
-    #[error("unknown target `{name}`\n  help: known targets: {known}")]
+    #[error("unknown target `{name}`\n  help: {help}")]
     UnknownTarget {
         /// The name given.
         name: String,
-        /// The manifest's targets.
-        known: String,
+        /// Close names and known targets.
+        help: String,
     },
     /// The project could not be walked.
     #[error(transparent)]
@@ -177,12 +177,10 @@ pub fn check_targets(manifest: &Manifest, names: &[String]) -> Result<(), BuildE
         if !manifest.targets.contains_key(n) {
             return Err(BuildError::UnknownTarget {
                 name: n.clone(),
-                known: manifest
-                    .targets
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                help: crate::manifest::unknown_target_help(
+                    manifest.targets.keys().map(|k| k.as_str()),
+                    n,
+                ),
             });
         }
     }

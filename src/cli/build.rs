@@ -116,6 +116,21 @@ fn secs(ms: u64) -> String {
 
 pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     let manifest = env.manifest()?;
+    // `--timings PATH` reads PATH as a target (the value is optional, so it
+    // needs `=`): say so rather than "unknown target".
+    if matches!(args.timings, Some(None)) {
+        let path_like = |t: &String| t.contains('/') || t.ends_with(".html");
+        if let Some(t) = args
+            .targets
+            .iter()
+            .find(|t| !manifest.targets.contains_key(*t) && path_like(t))
+        {
+            return Err(UsageError(format!(
+                "`{t}` is not a target\n  help: to write the timings page there, use `--timings={t}` (with `=`)"
+            ))
+            .into());
+        }
+    }
     // Checked before building, so a typo does not cost a whole build.
     let timings_path = match &args.timings {
         Some(p) => Some(writable_path(

@@ -61,8 +61,8 @@ pub fn run(env: &Env, args: &ClearArgs) -> Result<i32> {
         for t in &args.targets {
             if !m.targets.contains_key(t) {
                 return Err(UsageError(format!(
-                    "unknown target `{t}`\n  help: known targets: {}; entries of a target that no longer exists go with `relocache clear --project`",
-                    m.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    "unknown target `{t}`\n  help: {}; entries of a target that no longer exists go with `relocache clear --project`",
+                    relocache::manifest::unknown_target_help(m.targets.keys().map(|k| k.as_str()), t)
                 ))
                 .into());
             }

@@ -162,17 +162,75 @@ fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Vec<(RelPath, Option<Meta>
 /// The files a target's deps produced, by their entries: a key can be
 /// computed from these before (or without) restoring them.
 #[derive(Debug, Clone, Default)]
-pub struct DepFiles {
-    /// The deps' declared outputs: below these, disk is not consulted.
-    pub declared: Vec<RelPath>,
-    /// Every file and symlink the deps' entries list.
-    pub files: BTreeMap<RelPath, FileState>,
+pub struct DepFiles<'d> {
+    /// The deps' declared outputs, sorted: below these, disk is not consulted.
+    declared: Vec<&'d RelPath>,
+    /// Every file and symlink the deps' entries list, sorted by path.
+    files: Vec<(&'d RelPath, &'d FileState)>,
 }
 
-impl DepFiles {
-    /// Whether `p` lies below a dep's declared output.
+impl<'d> DepFiles<'d> {
+    /// The view of some deps' outputs: `(declared outputs, listed files)` of
+    /// each. Borrowed, so a target deep in a chain costs pointers, not copies.
+    pub fn new<I>(parts: I) -> DepFiles<'d>
+    where
+        I: IntoIterator<Item = (&'d [RelPath], &'d [(RelPath, FileState)])>,
+    {
+        let mut declared = Vec::new();
+        let mut files = Vec::new();
+        for (d, f) in parts {
+            declared.extend(d.iter());
+            files.extend(f.iter().map(|(p, s)| (p, s)));
+        }
+        declared.sort_unstable();
+        declared.dedup();
+        files.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        DepFiles { declared, files }
+    }
+
+    /// Whether `p` lies below (or is) a dep's declared output: one lookup
+    /// per path component.
     pub fn covers(&self, p: &RelPath) -> bool {
-        self.declared.iter().any(|d| p.is_within(d))
+        let s = p.as_str();
+        s.match_indices('/')
+            .map(|(end, _)| &s[..end])
+            .chain(std::iter::once(s))
+            .any(|a| {
+                self.declared
+                    .binary_search_by(|d| d.as_str().cmp(a))
+                    .is_ok()
+            })
+    }
+
+    /// Every listed file, in path order.
+    pub fn paths(&self) -> impl Iterator<Item = &'d RelPath> + '_ {
+        self.files.iter().map(|(p, _)| *p)
+    }
+
+    /// The listed files that are `p` or lie below it.
+    pub fn within<'s>(&'s self, p: &'s RelPath) -> impl Iterator<Item = &'d RelPath> + 's {
+        let below = format!("{p}/");
+        let exact = self
+            .files
+            .binary_search_by(|(f, _)| f.cmp(&p))
+            .ok()
+            .map(|i| self.files[i].0);
+        let lo = self
+            .files
+            .partition_point(|(f, _)| f.as_str() < below.as_str());
+        let run = self.files[lo..].partition_point(|(f, _)| f.as_str().starts_with(&below));
+        exact
+            .into_iter()
+            .chain(self.files[lo..lo + run].iter().map(|(f, _)| *f))
+    }
+
+    /// The state a dep's entry gives for `p`.
+    pub fn state(&self, p: &RelPath) -> Option<&'d FileState> {
+        self.files
+            .binary_search_by(|(f, _)| (*f).cmp(p))
+            .ok()
+            .map(|i| self.files[i].1)
     }
 }
 
@@ -263,7 +321,7 @@ impl<'a> Inputs<'a> {
         &self,
         target: &Target,
         excluded: &Excluded<'_>,
-        deps: &DepFiles,
+        deps: &DepFiles<'_>,
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.contains(p);
         // Files found by walking literal directories outside the scan.
@@ -291,7 +349,7 @@ impl<'a> Inputs<'a> {
                             });
                         }
                     }
-                    for f in deps.files.keys() {
+                    for f in deps.paths() {
                         if g.is_match(f.as_str()) && !is_excluded(f) {
                             wanted.push(Want {
                                 path: f,
@@ -343,11 +401,11 @@ impl<'a> Inputs<'a> {
         p: &'p RelPath,
         track: bool,
         loc: Location,
-        deps: &'p DepFiles,
+        deps: &'p DepFiles<'p>,
         wanted: &mut Vec<Want<'p>>,
     ) -> Result<Option<(Vec<RelPath>, bool)>, InputError> {
         let mut any = false;
-        for f in deps.files.keys().filter(|f| f.is_within(p)) {
+        for f in deps.within(p) {
             wanted.push(Want {
                 path: f,
                 source: Source::Dep,
@@ -407,10 +465,13 @@ impl<'a> Inputs<'a> {
     fn state_of(
         &self,
         w: &Want<'_>,
-        deps: &DepFiles,
+        deps: &DepFiles<'_>,
     ) -> Result<(FileState, Option<Stamp>), InputError> {
         if let Source::Dep = w.source {
-            return Ok((deps.files[w.path].clone(), None));
+            let state = deps
+                .state(w.path)
+                .expect("dep inputs come from the deps' files");
+            return Ok((state.clone(), None));
         }
         if !w.track {
             let (s, st) = file_state(self.root, w.path, false, None)?;
@@ -459,7 +520,11 @@ impl<'a> Inputs<'a> {
         Some((state, meta.stamp))
     }
 
-    fn states(&self, wanted: &[Want<'_>], deps: &DepFiles) -> Result<Vec<InputFile>, InputError> {
+    fn states(
+        &self,
+        wanted: &[Want<'_>],
+        deps: &DepFiles<'_>,
+    ) -> Result<Vec<InputFile>, InputError> {
         let one = |w: &Want<'_>| {
             self.state_of(w, deps).map(|(state, stamp)| InputFile {
                 path: w.path.clone(),

@@ -10,8 +10,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use crate::build::{check_targets, scan_skips, BuildError, Ctx, DepOut};
+use crate::build::{check_targets, scan_skips, BuildError, Ctx, DepOut, DepOuts};
 use crate::depot::entries::{Entry, InputsSummary};
 use crate::depot::Depot;
 use crate::digest::Key;
@@ -59,10 +60,11 @@ pub fn plan(
         .first()
         .map(|d| StatMemo::load(StatMemo::location(d, &manifest.name, &manifest.root)));
     let ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
-    let mut outs: HashMap<String, DepOut> = HashMap::new();
+    let order = manifest.closure(&selected);
+    let mut outs: DepOuts<'_> = HashMap::new();
     let mut result = Vec::new();
-    for name in manifest.closure(&selected) {
-        let t = &manifest.targets[&name];
+    for name in &order {
+        let t = &manifest.targets[name];
         let mut p = Planned {
             name: name.clone(),
             key: None,
@@ -71,7 +73,7 @@ pub fn plan(
             blocked_by: None,
             error: None,
         };
-        if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(*d)) {
+        if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(d.as_str())) {
             // The key is unknown, but what the target reads on disk now is
             // still worth showing (graph --files, explain).
             p.blocked_by = Some(d.clone());
@@ -88,7 +90,7 @@ pub fn plan(
                     .enumerate()
                     .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e)));
                 if let Some((_, e)) = &p.entry {
-                    outs.insert(name.clone(), DepOut::of(&t.outputs, &e.outputs));
+                    outs.insert(name, Arc::new(DepOut::of(&t.outputs, &e.outputs)));
                 }
             }
             Err(e) => p.error = Some(e.to_string()),

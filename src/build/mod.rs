@@ -13,7 +13,7 @@ pub mod store;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -136,6 +136,10 @@ pub enum BuildError {
     #[error(transparent)]
     Depot(#[from] DepotError),
 }
+
+/// The finished deps of a target, by name; shared, not copied, between the
+/// targets that read them.
+pub(crate) type DepOuts<'n> = HashMap<&'n str, Arc<DepOut>>;
 
 /// A finished target as its dependents see it: its outputs by its entry.
 #[derive(Debug, Clone)]
@@ -279,13 +283,14 @@ impl<'a> Ctx<'a> {
     pub(crate) fn compute_with(
         &self,
         t: &Target,
-        deps: &HashMap<String, DepOut>,
+        deps: &DepOuts<'_>,
     ) -> Result<Computed, InputError> {
-        let mut dep_files = DepFiles::default();
-        for d in self.closure[&t.name].iter().filter_map(|d| deps.get(d)) {
-            dep_files.declared.extend(d.declared.iter().cloned());
-            dep_files.files.extend(d.files.iter().cloned());
-        }
+        let dep_files = DepFiles::new(
+            self.closure[&t.name]
+                .iter()
+                .filter_map(|d| deps.get(d.as_str()))
+                .map(|d| (&d.declared[..], &d.files[..])),
+        );
         let excluded = Excluded {
             outputs: &self.outputs,
             deps: &self.closure[&t.name],
@@ -307,7 +312,9 @@ impl<'a> Ctx<'a> {
             .map(|d| {
                 (
                     d.clone(),
-                    deps.get(d).map(|o| o.digest).unwrap_or(Digest([0; 32])),
+                    deps.get(d.as_str())
+                        .map(|o| o.digest)
+                        .unwrap_or(Digest([0; 32])),
                 )
             })
             .collect();
@@ -403,7 +410,7 @@ pub fn build(
         waiting: Vec<usize>,
         done: usize,
         results: Vec<Option<TargetReport>>,
-        outs: HashMap<String, DepOut>,
+        outs: HashMap<String, Arc<DepOut>>,
     }
     let sched = Mutex::new(Sched {
         ready: (0..n).filter(|i| waiting[*i] == 0).collect(),
@@ -443,9 +450,9 @@ pub fn build(
                         let mut g = sched.lock().unwrap();
                         loop {
                             if let Some(i) = g.ready.pop_first() {
-                                let deps: HashMap<String, DepOut> = ctx.closure[&order[i]]
+                                let deps: DepOuts<'_> = ctx.closure[&order[i]]
                                     .iter()
-                                    .filter_map(|d| g.outs.get(d).map(|o| (d.clone(), o.clone())))
+                                    .filter_map(|d| g.outs.get(d).map(|o| (d.as_str(), o.clone())))
                                     .collect();
                                 break (i, deps);
                             }
@@ -475,7 +482,7 @@ pub fn build(
                     reporter.target_finished(&done);
                     let ok = out.is_some();
                     if let Some(o) = out {
-                        g.outs.insert(t.name.clone(), o);
+                        g.outs.insert(t.name.clone(), Arc::new(o));
                     }
                     g.results[i] = Some(done);
                     g.done += 1;
@@ -579,7 +586,7 @@ fn report(name: &str, key: Option<Key>, outcome: Outcome, started: Instant) -> T
 fn process<'a>(
     ctx: &Ctx<'_>,
     t: &'a Target,
-    deps: &HashMap<String, DepOut>,
+    deps: &DepOuts<'_>,
     forced: bool,
     opts: &BuildOptions,
     reporter: &dyn Reporter,

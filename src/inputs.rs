@@ -192,15 +192,11 @@ impl<'d> DepFiles<'d> {
     /// Whether `p` lies below (or is) a dep's declared output: one lookup
     /// per path component.
     pub fn covers(&self, p: &RelPath) -> bool {
-        let s = p.as_str();
-        s.match_indices('/')
-            .map(|(end, _)| &s[..end])
-            .chain(std::iter::once(s))
-            .any(|a| {
-                self.declared
-                    .binary_search_by(|d| d.as_str().cmp(a))
-                    .is_ok()
-            })
+        p.self_and_ancestors().any(|a| {
+            self.declared
+                .binary_search_by(|d| d.as_str().cmp(a))
+                .is_ok()
+        })
     }
 
     /// Every listed file, in path order.
@@ -247,17 +243,13 @@ impl Excluded<'_> {
     /// Whether `p` is, or is below, an output the target may not read: one
     /// binary search per path component, however many targets there are.
     pub fn contains(&self, p: &RelPath) -> bool {
-        let s = p.as_str();
-        s.match_indices('/')
-            .map(|(end, _)| &s[..end])
-            .chain(std::iter::once(s))
-            .any(|a| {
-                let lo = self.outputs.partition_point(|(o, _)| o.as_str() < a);
-                self.outputs[lo..]
-                    .iter()
-                    .take_while(|(o, _)| o.as_str() == a)
-                    .any(|(_, owner)| !self.deps.contains(*owner))
-            })
+        p.self_and_ancestors().any(|a| {
+            let lo = self.outputs.partition_point(|(o, _)| o.as_str() < a);
+            self.outputs[lo..]
+                .iter()
+                .take_while(|(o, _)| o.as_str() == a)
+                .any(|(_, owner)| !self.deps.contains(*owner))
+        })
     }
 }
 

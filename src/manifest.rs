@@ -809,10 +809,7 @@ fn check_outputs(
     }
     // Indices into `all` of the outputs that `p` is, or is below.
     let at_or_above = |p: &RelPath| -> Vec<usize> {
-        let s = p.as_str();
-        s.match_indices('/')
-            .map(|(end, _)| &s[..end])
-            .chain(std::iter::once(s))
+        p.self_and_ancestors()
             .filter_map(|a| by_path.get(a))
             .flatten()
             .copied()

@@ -136,6 +136,15 @@ impl RelPath {
                 && self.0.as_bytes()[dir.0.len()] == b'/')
     }
 
+    /// Each directory above `self`, outermost first, then `self`: the paths
+    /// `self` is within (`a`, `a/b`, `a/b/c` for `a/b/c`).
+    pub fn self_and_ancestors(&self) -> impl Iterator<Item = &str> {
+        let s = self.0.as_str();
+        s.match_indices('/')
+            .map(move |(end, _)| &s[..end])
+            .chain(std::iter::once(s))
+    }
+
     /// The parent path, or `None` for a top-level name.
     pub fn parent(&self) -> Option<RelPath> {
         self.0.rfind('/').map(|i| RelPath(self.0[..i].to_owned()))
@@ -179,6 +188,18 @@ mod tests {
         ] {
             assert!(RelPath::new(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_path_is_within_itself_and_each_directory_above_it() {
+        let p = RelPath::new("a/b/c.o").unwrap();
+        let all: Vec<&str> = p.self_and_ancestors().collect();
+        assert_eq!(all, ["a", "a/b", "a/b/c.o"]);
+        for a in &all {
+            assert!(p.is_within(&RelPath::new(a).unwrap()));
+        }
+        let top = RelPath::new("x").unwrap();
+        assert_eq!(top.self_and_ancestors().collect::<Vec<_>>(), ["x"]);
     }
 
     #[test]

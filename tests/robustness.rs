@@ -270,6 +270,38 @@ fn an_edited_output_is_put_back_by_the_next_build() {
     assert_eq!(p.runs("t"), 1);
 }
 
+/// Runs relocache in `p` with `args` as a user who cannot write `dir`, then
+/// gives write access back. Root can write anything, so as root the run is
+/// as `nobody`, and only write access is taken away: what relocache created
+/// must be readable by other users (files 0666 minus umask, not 0600).
+fn run_without_write_access(p: &Project, dir: &Path, args: &[&str]) -> Run {
+    let chmod = |mode: &str, path: &Path| {
+        let ok = Command::new("chmod")
+            .args(["-R", mode])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "chmod {mode} {}", path.display());
+    };
+    let mut c = if is_root() {
+        chmod("a+rwX", &p.root);
+        chmod("a+rwX", p.tmp.path());
+        chmod("go-w", dir);
+        bin_as_nobody(p.tmp.path())
+    } else {
+        chmod("a-w", dir);
+        bin()
+    };
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(args);
+    let r = output(c);
+    chmod("u+w", dir);
+    r
+}
+
 /// Stores run beside the next commands; one that fails must still reach the
 /// user (and the JSON report), leave no entry behind and not stop the build.
 #[test]
@@ -279,41 +311,7 @@ fn a_store_that_fails_is_a_warning_and_the_build_goes_on() {
     // Blobs can no longer be published; the depot's tmp/ stays writable, so
     // the build believes the depot is writable and tries to store.
     let objects = p.depot.join("objects-v1");
-    let as_root = is_root();
-    let mut c = if as_root {
-        for d in [&p.root, p.tmp.path()] {
-            Command::new("chmod")
-                .arg("-R")
-                .arg("a+rwX")
-                .arg(d)
-                .status()
-                .unwrap();
-        }
-        Command::new("chmod")
-            .args(["-R", "go-w"])
-            .arg(&objects)
-            .status()
-            .unwrap();
-        bin_as_nobody(p.tmp.path())
-    } else {
-        Command::new("chmod")
-            .args(["-R", "a-w"])
-            .arg(&objects)
-            .status()
-            .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_relocache"))
-    };
-    c.arg("-C")
-        .arg(&p.root)
-        .arg("--depot")
-        .arg(&p.depot)
-        .args(["build", "--json", "-j2"]);
-    let r = output(c);
-    Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&objects)
-        .status()
-        .unwrap();
+    let r = run_without_write_access(&p, &objects, &["build", "--json", "-j2"]);
     r.ok();
     let json = r.json();
     for (name, outcome) in [("a", "hit"), ("b", "built"), ("c", "built")] {
@@ -349,47 +347,7 @@ fn a_read_only_depot_still_builds_with_a_warning() {
     let p = chain();
     p.build(&["a"]).ok();
     let before = walkdir::WalkDir::new(&p.depot).into_iter().count();
-    // Build as a user who cannot write the depot (root can write anything,
-    // so drop to `nobody` when running as root).
-    let as_root = is_root();
-    let mut c = if as_root {
-        for d in [&p.root, p.tmp.path()] {
-            Command::new("chmod")
-                .arg("-R")
-                .arg("a+rwX")
-                .arg(d)
-                .status()
-                .unwrap();
-        }
-        // Only write access is taken away: the depot must be readable by
-        // other users as created (files 0666 minus umask, not 0600).
-        Command::new("chmod")
-            .args(["-R", "go-w"])
-            .arg(&p.depot)
-            .status()
-            .unwrap();
-        bin_as_nobody(p.tmp.path())
-    } else {
-        Command::new("chmod")
-            .args(["-R", "a-w"])
-            .arg(&p.depot)
-            .status()
-            .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_relocache"))
-    };
-    c.arg("-C")
-        .arg(&p.root)
-        .arg("--depot")
-        .arg(&p.depot)
-        .args(["build", "--json"]);
-    let r = output(c);
-    if !as_root {
-        Command::new("chmod")
-            .args(["-R", "u+w"])
-            .arg(&p.depot)
-            .status()
-            .unwrap();
-    }
+    let r = run_without_write_access(&p, &p.depot, &["build", "--json"]);
     r.ok();
     assert_eq!(r.outcome("a"), "hit", "reading still works");
     assert_eq!(r.outcome("b"), "built");

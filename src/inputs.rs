@@ -7,7 +7,7 @@
 //! config) is consulted, so the same tree gives the same inputs at any path on
 //! any machine.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -235,8 +235,9 @@ impl<'d> DepFiles<'d> {
 pub struct Excluded<'a> {
     /// Every declared output with its target, sorted by path.
     pub outputs: &'a [(&'a RelPath, &'a str)],
-    /// The target's transitive deps, whose outputs it may read.
-    pub deps: &'a BTreeSet<String>,
+    /// The target's deps whose outputs it may read, sorted: at least every
+    /// transitive dep owning an output that `contains` may be asked about.
+    pub deps: &'a [&'a str],
 }
 
 impl Excluded<'_> {
@@ -248,7 +249,7 @@ impl Excluded<'_> {
             self.outputs[lo..]
                 .iter()
                 .take_while(|(o, _)| o.as_str() == a)
-                .any(|(_, owner)| !self.deps.contains(*owner))
+                .any(|(_, owner)| self.deps.binary_search(owner).is_err())
         })
     }
 }
@@ -678,7 +679,7 @@ mod tests {
         let (a, dist, gen, gen2) = (p("build/a.o"), p("dist"), p("gen/x.h"), p("gen"));
         let mut outputs = vec![(&a, "a"), (&dist, "pkg"), (&gen, "gen"), (&gen2, "other")];
         outputs.sort_unstable();
-        let deps: BTreeSet<String> = ["gen".to_owned()].into();
+        let deps = ["gen"];
         let ex = Excluded {
             outputs: &outputs,
             deps: &deps,

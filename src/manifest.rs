@@ -335,13 +335,41 @@ impl Manifest {
         }
         order.push(name.to_owned());
     }
+}
 
-    /// Every target that `name` depends on, directly or not (excluding itself).
-    pub fn transitive_deps(&self, name: &str) -> BTreeSet<String> {
-        let mut all = self.closure(&[name.to_owned()]);
-        all.retain(|n| n != name);
-        all.into_iter().collect()
+/// Which of `wanted` the target `from` depends on, directly or not: a
+/// breadth-first walk of its deps that stops once all are found — usually at
+/// once, since a target mostly reads what its direct deps write — so a deep
+/// graph never costs a whole closure per target unless a target asks for it.
+pub fn reachable_deps<'t>(
+    targets: &'t BTreeMap<String, Target>,
+    from: &str,
+    wanted: &BTreeSet<&str>,
+) -> BTreeSet<&'t str> {
+    let mut found = BTreeSet::new();
+    if wanted.is_empty() {
+        return found;
     }
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut queue: std::collections::VecDeque<&'t str> = targets
+        .get(from)
+        .map(|t| t.deps.iter().map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    while let Some(n) = queue.pop_front() {
+        if !seen.insert(n) {
+            continue;
+        }
+        if wanted.contains(n) {
+            found.insert(n);
+            if found.len() == wanted.len() {
+                break;
+            }
+        }
+        if let Some(t) = targets.get(n) {
+            queue.extend(t.deps.iter().map(|d| d.as_str()));
+        }
+    }
+    found
 }
 
 struct Cx<'a> {
@@ -839,18 +867,6 @@ fn check_outputs(
     sorted.sort_unstable_by_key(|&i| all[i].2.as_str());
     // A target that names another target's output literally must depend on it;
     // otherwise the order of the two would be a race.
-    let manifest_like = |name: &str| {
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![name.to_owned()];
-        while let Some(n) = stack.pop() {
-            for d in &targets[&n].deps {
-                if seen.insert(d.clone()) {
-                    stack.push(d.clone());
-                }
-            }
-        }
-        seen
-    };
     for (name, t) in targets {
         let literals = t
             .inputs
@@ -860,7 +876,6 @@ fn check_outputs(
                 Pattern::Glob(_) => None,
             })
             .chain(t.include_dependency.iter().map(|d| (&d.path, d.loc)));
-        let mut reach = None;
         for (p, loc) in literals {
             // The outputs `p` is within, and those within `p`, in declaration order.
             let below = format!("{p}/");
@@ -882,8 +897,8 @@ fn check_outputs(
                     continue;
                 }
                 if p.is_within(o) || o.is_within(p) {
-                    let deps = reach.get_or_insert_with(|| manifest_like(name));
-                    if !deps.contains(*owner) {
+                    let wanted = BTreeSet::from([*owner]);
+                    if reachable_deps(targets, name, &wanted).is_empty() {
                         return Err(cx.invalid(
                             loc,
                             format!("target `{name}` reads `{p}`, an output of target `{owner}`, without depending on it"),
@@ -1053,6 +1068,21 @@ version = 2
         assert!(e.contains("reads its own output"), "{e}");
         // A directory input holding the target's own output is allowed.
         assert!(parse("[target.a]\nrun='x'\noutputs=['d/out']\ninputs=['d']").is_ok());
+    }
+
+    #[test]
+    fn reachable_deps_finds_transitive_deps_only() {
+        let m = parse("[target.a]\nrun='x'\n[target.b]\nrun='x'\ndeps=['a']\n[target.c]\nrun='x'\ndeps=['b']\n[target.d]\nrun='x'\n").unwrap();
+        let wanted = BTreeSet::from(["a", "d", "c"]);
+        assert_eq!(
+            reachable_deps(&m.targets, "c", &wanted),
+            BTreeSet::from(["a"])
+        );
+        assert_eq!(
+            reachable_deps(&m.targets, "b", &BTreeSet::from(["a"])),
+            BTreeSet::from(["a"])
+        );
+        assert!(reachable_deps(&m.targets, "a", &wanted).is_empty());
     }
 
     /// Overlaps are reported as a pairwise scan in declaration order would

@@ -139,16 +139,20 @@ impl RelPath {
     /// Each directory above `self`, outermost first, then `self`: the paths
     /// `self` is within (`a`, `a/b`, `a/b/c` for `a/b/c`).
     pub fn self_and_ancestors(&self) -> impl Iterator<Item = &str> {
-        let s = self.0.as_str();
-        s.match_indices('/')
-            .map(move |(end, _)| &s[..end])
-            .chain(std::iter::once(s))
+        self_and_ancestors_of(&self.0)
     }
 
     /// The parent path, or `None` for a top-level name.
     pub fn parent(&self) -> Option<RelPath> {
         self.0.rfind('/').map(|i| RelPath(self.0[..i].to_owned()))
     }
+}
+
+/// [`RelPath::self_and_ancestors`] of a normalized path held as text.
+pub fn self_and_ancestors_of(s: &str) -> impl Iterator<Item = &str> {
+    s.match_indices('/')
+        .map(move |(end, _)| &s[..end])
+        .chain(std::iter::once(s))
 }
 
 fn looks_like_drive(s: &str) -> bool {

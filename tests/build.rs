@@ -509,3 +509,47 @@ fn a_file_with_a_non_utf8_name_does_not_break_the_build() {
     p.build(&[]).ok();
     assert_eq!(p.build(&[]).outcome("t"), "hit");
 }
+
+/// A target may read what any transitive dep wrote: its key follows that
+/// output even when its direct dep's output does not change (early cutoff).
+#[test]
+fn an_output_of_a_transitive_dep_enters_the_key() {
+    let p = Project::new(
+        r#"[target.a]
+run = "echo $(cat a.txt) > gen/a.out"
+inputs = ["a.txt"]
+outputs = ["gen/a.out"]
+[target.b]
+run = "echo b > b.out"
+deps = ["a"]
+outputs = ["b.out"]
+[target.glob]
+run = "cat gen/a.out > glob.out"
+inputs = ["gen/*.out"]
+deps = ["b"]
+outputs = ["glob.out"]
+[target.literal]
+run = "cat gen/a.out > literal.out"
+inputs = ["gen/a.out"]
+deps = ["b"]
+outputs = ["literal.out"]
+"#,
+        &[("a.txt", "one\n")],
+    );
+    p.build(&[]).ok();
+    assert_eq!(p.read("glob.out"), "one\n");
+    let again = p.build(&[]);
+    assert!(
+        again.outcomes().iter().all(|(_, o)| o == "hit"),
+        "{:?}",
+        again.outcomes()
+    );
+    p.write("a.txt", "two\n");
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("a"), "built");
+    assert_eq!(r.outcome("b"), "built", "its dep's digest changed");
+    assert_eq!(r.outcome("glob"), "built");
+    assert_eq!(r.outcome("literal"), "built");
+    assert_eq!(p.read("glob.out"), "two\n");
+    assert_eq!(p.read("literal.out"), "two\n");
+}

@@ -23,9 +23,11 @@ use crate::depot::entries::{
 };
 use crate::depot::{Depot, DepotError, DepotStack};
 use crate::digest::{Digest, Key};
-use crate::inputs::{DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan};
+use crate::inputs::{
+    glob_dir_prefix, DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan,
+};
 use crate::key::{self, KeyInputs, Rooted};
-use crate::manifest::{Command, Manifest, Target};
+use crate::manifest::{reachable_deps, Command, Manifest, Pattern, Target};
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 use crate::report::Reporter;
@@ -201,8 +203,11 @@ pub(crate) struct Ctx<'a> {
     /// Every target's declared outputs with the target, sorted by path:
     /// what a target may not read unless the owner is one of its deps.
     pub outputs: Vec<(&'a RelPath, &'a str)>,
-    /// Per target: all transitive deps.
-    pub closure: HashMap<String, BTreeSet<String>>,
+    /// Per target, sorted: its direct deps, and every other transitive dep
+    /// whose outputs its inputs can reach (found through `outputs`). Only
+    /// these can matter to its key; a deep graph never materializes whole
+    /// closures.
+    pub visible: HashMap<String, Vec<&'a str>>,
     /// Whether the first depot accepts writes (locks, blobs, entries).
     pub writable: bool,
     /// Digests of unchanged files, by stat.
@@ -245,6 +250,58 @@ pub(crate) fn scan_skips(manifest: &Manifest, depot_roots: &[PathBuf]) -> Vec<Pa
         .collect()
 }
 
+/// `t`'s direct deps and the transitive deps owning an output its inputs
+/// can reach: an output at or above a literal input, or below it; for a glob,
+/// at or above its literal directory, or below it (any output for a glob
+/// without one). Sorted.
+fn visible_deps<'m>(
+    manifest: &'m Manifest,
+    t: &'m Target,
+    outputs: &[(&'m RelPath, &'m str)],
+) -> Vec<&'m str> {
+    let mut related: BTreeSet<&str> = BTreeSet::new();
+    let mut reach = |path: &str| {
+        if path.is_empty() {
+            related.extend(outputs.iter().map(|(_, owner)| *owner));
+            return;
+        }
+        for a in crate::relpath::self_and_ancestors_of(path) {
+            let lo = outputs.partition_point(|(o, _)| o.as_str() < a);
+            related.extend(
+                outputs[lo..]
+                    .iter()
+                    .take_while(|(o, _)| o.as_str() == a)
+                    .map(|(_, owner)| *owner),
+            );
+        }
+        let below = format!("{path}/");
+        let lo = outputs.partition_point(|(o, _)| o.as_str() < below.as_str());
+        related.extend(
+            outputs[lo..]
+                .iter()
+                .take_while(|(o, _)| o.as_str().starts_with(&below))
+                .map(|(_, owner)| *owner),
+        );
+    };
+    for input in &t.inputs {
+        match &input.pattern {
+            Pattern::Literal(p) => reach(p.as_str()),
+            Pattern::Glob(g) => reach(glob_dir_prefix(g.glob().glob()).trim_end_matches('/')),
+        }
+    }
+    for d in &t.include_dependency {
+        reach(d.path.as_str());
+    }
+    related.remove(t.name.as_str());
+    let mut visible: Vec<&str> = reachable_deps(&manifest.targets, &t.name, &related)
+        .into_iter()
+        .chain(t.deps.iter().map(|d| d.as_str()))
+        .collect();
+    visible.sort_unstable();
+    visible.dedup();
+    visible
+}
+
 impl<'a> Ctx<'a> {
     /// `depot_root` is the (first) depot's path, replaced by `@depot` in keys.
     pub(crate) fn new(
@@ -254,17 +311,17 @@ impl<'a> Ctx<'a> {
         scan: &'a ProjectScan,
         memo: Option<&'a StatMemo>,
     ) -> Ctx<'a> {
-        let closure = manifest
-            .targets
-            .keys()
-            .map(|name| (name.clone(), manifest.transitive_deps(name)))
-            .collect();
         let mut outputs: Vec<(&RelPath, &str)> = manifest
             .targets
             .values()
             .flat_map(|t| t.outputs.iter().map(|o| (o, t.name.as_str())))
             .collect();
         outputs.sort_unstable();
+        let visible = manifest
+            .targets
+            .values()
+            .map(|t| (t.name.clone(), visible_deps(manifest, t, &outputs)))
+            .collect();
         Ctx {
             manifest,
             depots,
@@ -272,7 +329,7 @@ impl<'a> Ctx<'a> {
             memo,
             rooted: Rooted::new(&manifest.root, depot_root),
             outputs,
-            closure,
+            visible,
             writable: true,
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
@@ -285,15 +342,16 @@ impl<'a> Ctx<'a> {
         t: &Target,
         deps: &DepOuts<'_>,
     ) -> Result<Computed, InputError> {
+        let visible = &self.visible[&t.name];
         let dep_files = DepFiles::new(
-            self.closure[&t.name]
+            visible
                 .iter()
-                .filter_map(|d| deps.get(d.as_str()))
+                .filter_map(|d| deps.get(d))
                 .map(|d| (&d.declared[..], &d.files[..])),
         );
         let excluded = Excluded {
             outputs: &self.outputs,
-            deps: &self.closure[&t.name],
+            deps: visible,
         };
         let inputs = self.inputs.resolve(t, &excluded, &dep_files)?;
         let tools = self.inputs.tools(&t.tools)?;
@@ -450,9 +508,9 @@ pub fn build(
                         let mut g = sched.lock().unwrap();
                         loop {
                             if let Some(i) = g.ready.pop_first() {
-                                let deps: DepOuts<'_> = ctx.closure[&order[i]]
+                                let deps: DepOuts<'_> = ctx.visible[&order[i]]
                                     .iter()
-                                    .filter_map(|d| g.outs.get(d).map(|o| (d.as_str(), o.clone())))
+                                    .filter_map(|d| g.outs.get(*d).map(|o| (*d, o.clone())))
                                     .collect();
                                 break (i, deps);
                             }

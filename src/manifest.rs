@@ -372,6 +372,23 @@ pub fn reachable_deps<'t>(
     found
 }
 
+/// Every target `from` depends on, directly or not.
+pub fn transitive_deps<'t>(targets: &'t BTreeMap<String, Target>, from: &str) -> BTreeSet<&'t str> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<&'t str> = targets
+        .get(from)
+        .map(|t| t.deps.iter().map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n) {
+            if let Some(t) = targets.get(n) {
+                stack.extend(t.deps.iter().map(|d| d.as_str()));
+            }
+        }
+    }
+    seen
+}
+
 struct Cx<'a> {
     text: &'a str,
     file: &'a Path,
@@ -1083,6 +1100,8 @@ version = 2
             BTreeSet::from(["a"])
         );
         assert!(reachable_deps(&m.targets, "a", &wanted).is_empty());
+        assert_eq!(transitive_deps(&m.targets, "c"), BTreeSet::from(["a", "b"]));
+        assert!(transitive_deps(&m.targets, "d").is_empty());
     }
 
     /// Overlaps are reported as a pairwise scan in declaration order would

@@ -533,6 +533,11 @@ run = "cat gen/a.out > literal.out"
 inputs = ["gen/a.out"]
 deps = ["b"]
 outputs = ["literal.out"]
+[target.anywhere]
+run = "cat gen/a.out > anywhere.res"
+inputs = ["**/a.out"]
+deps = ["b"]
+outputs = ["anywhere.res"]
 "#,
         &[("a.txt", "one\n")],
     );
@@ -550,6 +555,8 @@ outputs = ["literal.out"]
     assert_eq!(r.outcome("b"), "built", "its dep's digest changed");
     assert_eq!(r.outcome("glob"), "built");
     assert_eq!(r.outcome("literal"), "built");
+    assert_eq!(r.outcome("anywhere"), "built");
+    assert_eq!(p.read("anywhere.res"), "two\n");
     assert_eq!(p.read("glob.out"), "two\n");
     assert_eq!(p.read("literal.out"), "two\n");
 }

@@ -27,7 +27,7 @@ use crate::inputs::{
     glob_dir_prefix, DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan,
 };
 use crate::key::{self, KeyInputs, Rooted};
-use crate::manifest::{reachable_deps, Command, Manifest, Pattern, Target};
+use crate::manifest::{reachable_deps, transitive_deps, Command, Manifest, Pattern, Target};
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 use crate::report::Reporter;
@@ -260,9 +260,11 @@ fn visible_deps<'m>(
     outputs: &[(&'m RelPath, &'m str)],
 ) -> Vec<&'m str> {
     let mut related: BTreeSet<&str> = BTreeSet::new();
+    // A glob with no literal directory (`**/*.h`) can reach any output.
+    let mut anywhere = false;
     let mut reach = |path: &str| {
         if path.is_empty() {
-            related.extend(outputs.iter().map(|(_, owner)| *owner));
+            anywhere = true;
             return;
         }
         for a in crate::relpath::self_and_ancestors_of(path) {
@@ -293,7 +295,12 @@ fn visible_deps<'m>(
         reach(d.path.as_str());
     }
     related.remove(t.name.as_str());
-    let mut visible: Vec<&str> = reachable_deps(&manifest.targets, &t.name, &related)
+    let reachable = if anywhere {
+        transitive_deps(&manifest.targets, &t.name)
+    } else {
+        reachable_deps(&manifest.targets, &t.name, &related)
+    };
+    let mut visible: Vec<&str> = reachable
         .into_iter()
         .chain(t.deps.iter().map(|d| d.as_str()))
         .collect();

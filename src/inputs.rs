@@ -19,7 +19,7 @@ use crate::digest::Digest;
 use crate::hash::{hash_file, hash_file_len};
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
-use crate::relpath::RelPath;
+use crate::relpath::{equal_range, prefix_range, RelPath};
 use crate::walk::{self, Meta};
 
 /// The state of one input file as it enters a key.
@@ -206,19 +206,12 @@ impl<'d> DepFiles<'d> {
 
     /// The listed files that are `p` or lie below it.
     pub fn within<'s>(&'s self, p: &'s RelPath) -> impl Iterator<Item = &'d RelPath> + 's {
-        let below = format!("{p}/");
-        let exact = self
-            .files
-            .binary_search_by(|(f, _)| f.cmp(&p))
-            .ok()
-            .map(|i| self.files[i].0);
-        let lo = self
-            .files
-            .partition_point(|(f, _)| f.as_str() < below.as_str());
-        let run = self.files[lo..].partition_point(|(f, _)| f.as_str().starts_with(&below));
-        exact
-            .into_iter()
-            .chain(self.files[lo..lo + run].iter().map(|(f, _)| *f))
+        let exact = equal_range(&self.files, p.as_str(), |(f, _)| f.as_str());
+        let below = prefix_range(&self.files, &format!("{p}/"), |(f, _)| f.as_str());
+        self.files[exact]
+            .iter()
+            .chain(&self.files[below])
+            .map(|(f, _)| *f)
     }
 
     /// The state a dep's entry gives for `p`.
@@ -245,10 +238,8 @@ impl Excluded<'_> {
     /// binary search per path component, however many targets there are.
     pub fn contains(&self, p: &RelPath) -> bool {
         p.self_and_ancestors().any(|a| {
-            let lo = self.outputs.partition_point(|(o, _)| o.as_str() < a);
-            self.outputs[lo..]
+            self.outputs[equal_range(self.outputs, a, |(o, _)| o.as_str())]
                 .iter()
-                .take_while(|(o, _)| o.as_str() == a)
                 .any(|(_, owner)| self.deps.binary_search(owner).is_err())
         })
     }
@@ -331,9 +322,8 @@ impl<'a> Inputs<'a> {
                     // big tree cost a binary search each, not a pass each.
                     let prefix = glob_dir_prefix(g.glob().glob());
                     let files = &self.scan.files;
-                    let lo = files.partition_point(|f| f.as_str() < prefix);
-                    let run = files[lo..].partition_point(|f| f.as_str().starts_with(prefix));
-                    for (i, f) in files.iter().enumerate().skip(lo).take(run) {
+                    for i in prefix_range(files, prefix, |f| f.as_str()) {
+                        let f = &files[i];
                         if g.is_match(f.as_str()) && !deps.covers(f) && !is_excluded(f) {
                             wanted.push(Want {
                                 path: f,

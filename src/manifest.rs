@@ -14,7 +14,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::relpath::{RelPath, RelPathError};
+use crate::relpath::{prefix_range, RelPath, RelPathError};
 
 /// The manifest's file name.
 pub const MANIFEST_NAME: &str = "relocache.toml";
@@ -880,8 +880,12 @@ fn check_outputs(
             "each file may be written by one target only; give the targets distinct outputs",
         ));
     }
-    let mut sorted: Vec<usize> = (0..all.len()).collect();
-    sorted.sort_unstable_by_key(|&i| all[i].2.as_str());
+    let mut sorted: Vec<(&str, usize)> = all
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, p))| (p.as_str(), i))
+        .collect();
+    sorted.sort_unstable();
     // A target that names another target's output literally must depend on it;
     // otherwise the order of the two would be a race.
     for (name, t) in targets {
@@ -895,11 +899,9 @@ fn check_outputs(
             .chain(t.include_dependency.iter().map(|d| (&d.path, d.loc)));
         for (p, loc) in literals {
             // The outputs `p` is within, and those within `p`, in declaration order.
-            let below = format!("{p}/");
-            let lo = sorted.partition_point(|&i| all[i].2.as_str() < below.as_str());
-            let run = sorted[lo..].partition_point(|&i| all[i].2.as_str().starts_with(&below));
+            let below = prefix_range(&sorted, &format!("{p}/"), |(path, _)| path);
             let mut related = at_or_above(p);
-            related.extend_from_slice(&sorted[lo..lo + run]);
+            related.extend(sorted[below].iter().map(|(_, i)| *i));
             related.sort_unstable();
             related.dedup();
             for (owner, _, o) in related.into_iter().map(|i| &all[i]) {

@@ -155,6 +155,25 @@ pub fn self_and_ancestors_of(s: &str) -> impl Iterator<Item = &str> {
         .chain(std::iter::once(s))
 }
 
+/// The positions in `sorted` (in path order, by `path`) of the entries whose
+/// path starts with `prefix`: with a trailing `/`, everything below a
+/// directory; empty, everything.
+pub fn prefix_range<T>(
+    sorted: &[T],
+    prefix: &str,
+    path: impl Fn(&T) -> &str,
+) -> std::ops::Range<usize> {
+    let lo = sorted.partition_point(|e| path(e) < prefix);
+    lo..lo + sorted[lo..].partition_point(|e| path(e).starts_with(prefix))
+}
+
+/// The positions in `sorted` (in path order, by `path`) of the entries whose
+/// path is exactly `p`.
+pub fn equal_range<T>(sorted: &[T], p: &str, path: impl Fn(&T) -> &str) -> std::ops::Range<usize> {
+    let lo = sorted.partition_point(|e| path(e) < p);
+    lo..lo + sorted[lo..].partition_point(|e| path(e) == p)
+}
+
 fn looks_like_drive(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
@@ -204,6 +223,19 @@ mod tests {
         }
         let top = RelPath::new("x").unwrap();
         assert_eq!(top.self_and_ancestors().collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn ranges_of_sorted_paths() {
+        let paths = ["a", "a-b", "a/b", "a/c/d", "ab", "b"];
+        fn by<'b>(s: &'b &str) -> &'b str {
+            s
+        }
+        assert_eq!(prefix_range(&paths, "a/", by), 2..4);
+        assert_eq!(prefix_range(&paths, "", by), 0..6);
+        assert_eq!(prefix_range(&paths, "c/", by), 6..6);
+        assert_eq!(equal_range(&paths, "a", by), 0..1);
+        assert_eq!(equal_range(&paths, "a/c", by), 3..3);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::inputs::{
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{reachable_deps, transitive_deps, Command, Manifest, Pattern, Target};
 use crate::memo::StatMemo;
-use crate::relpath::RelPath;
+use crate::relpath::{equal_range, prefix_range, self_and_ancestors_of, RelPath};
 use crate::report::Reporter;
 
 /// What `build` should do.
@@ -267,23 +267,12 @@ fn visible_deps<'m>(
             anywhere = true;
             return;
         }
-        for a in crate::relpath::self_and_ancestors_of(path) {
-            let lo = outputs.partition_point(|(o, _)| o.as_str() < a);
-            related.extend(
-                outputs[lo..]
-                    .iter()
-                    .take_while(|(o, _)| o.as_str() == a)
-                    .map(|(_, owner)| *owner),
-            );
+        let at_or_above =
+            self_and_ancestors_of(path).map(|a| equal_range(outputs, a, |(o, _)| o.as_str()));
+        let below = prefix_range(outputs, &format!("{path}/"), |(o, _)| o.as_str());
+        for range in at_or_above.chain([below]) {
+            related.extend(outputs[range].iter().map(|(_, owner)| *owner));
         }
-        let below = format!("{path}/");
-        let lo = outputs.partition_point(|(o, _)| o.as_str() < below.as_str());
-        related.extend(
-            outputs[lo..]
-                .iter()
-                .take_while(|(o, _)| o.as_str().starts_with(&below))
-                .map(|(_, owner)| *owner),
-        );
     };
     for input in &t.inputs {
         match &input.pattern {

@@ -9,7 +9,7 @@ mod servers;
 
 use common::*;
 use relocache::digest::Digest;
-use servers::{Redis, S3};
+use servers::{Redis, Webdav, S3};
 
 /// `relocache ARGS` in `p` with `env` set.
 fn run_env(p: &Project, env: &[(&str, String)], args: &[&str]) -> Run {
@@ -372,6 +372,59 @@ fn redis_a_user_who_may_not_write_falls_back_to_read_only_and_its_password_never
             f.path().display()
         );
     }
+}
+
+#[test]
+fn webdav_two_depots_share_one_nginx_server_and_a_wrong_password_is_named() {
+    let dav = Webdav::start();
+    let env = vec![("RELOCACHE_REMOTE", dav.url(servers::DAV_PW))];
+    let first = chain();
+    build_env(&first, &env).ok();
+    let objects = dav.objects();
+    assert_eq!(
+        objects.iter().filter(|o| o.starts_with("entries/")).count(),
+        3,
+        "{objects:?}"
+    );
+    let second = chain();
+    let r = build_env(&second, &env);
+    all_hits(&r);
+    assert_eq!(second.total_runs(), 0);
+    chain_outputs_are_right(&second);
+    check_depot_invariants(&second.depot);
+    assert_eq!(counter(&stats(&second), "remote_hits"), 3);
+    let check = run_env(&second, &env, &["remote", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains("writable     yes"),
+        "{}",
+        check.stdout
+    );
+
+    // A wrong password is a refused login, not an unreachable server, and
+    // the build goes on locally.
+    let wrong = vec![("RELOCACHE_REMOTE", dav.url("not-the-password"))];
+    let check = run_env(&second, &wrong, &["remote", "check"]);
+    assert_eq!(check.code, 1);
+    assert!(
+        check.stdout.contains("reachable    yes"),
+        "{}",
+        check.stdout
+    );
+    assert!(check.stdout.contains("credentials  no"), "{}", check.stdout);
+    assert!(check.stderr.contains("refused to read"), "{}", check.stderr);
+    assert!(check.stderr.contains("HTTP 401"), "{}", check.stderr);
+    assert!(!check.stderr.contains("<html>"), "{}", check.stderr);
+    let third = chain();
+    let r = build_env(&third, &wrong);
+    r.ok();
+    assert_eq!(r.json()["built"], 3);
+    assert!(r.stderr.contains("HTTP 401"), "{}", r.stderr);
+    chain_outputs_are_right(&third);
+    for out in [&check.stdout, &check.stderr, &r.stdout, &r.stderr] {
+        assert!(!out.contains("not-the-password"), "password leaked:\n{out}");
+    }
+    assert_eq!(dav.objects(), objects, "nothing written without a login");
 }
 
 #[test]

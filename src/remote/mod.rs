@@ -605,7 +605,7 @@ impl Io {
             )),
             Ok(Err(e)) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
             Ok(Err(e)) => Err((
-                Some(e.kind()),
+                Some(kind(&e)),
                 mask(&format!("{what}: {}", describe(&e)), &self.url),
             )),
             Ok(Ok(v)) => Ok(Some(v)),
@@ -767,10 +767,33 @@ impl Io {
 
 /// An OpenDAL error in one line: its kind, the server's message (first
 /// line, shortened) and the chain of causes (e.g. "connection refused").
+/// The HTTP status of a failed request. opendal keeps it only in the error's
+/// printed context (`response: Parts { status: 401, … }`).
+fn http_status(e: &opendal::Error) -> Option<u16> {
+    let text = e.to_string();
+    let at = text.find("response: Parts { status: ")? + "response: Parts { status: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// The error's kind, with a refused login counted as refused access: some
+/// services (WebDAV) report HTTP 401 as `Unexpected`.
+fn kind(e: &opendal::Error) -> opendal::ErrorKind {
+    match http_status(e) {
+        Some(401 | 403) => opendal::ErrorKind::PermissionDenied,
+        _ => e.kind(),
+    }
+}
+
 fn describe(e: &opendal::Error) -> String {
-    let mut s = e.kind().to_string();
+    let mut s = kind(e).to_string();
+    let status = http_status(e);
+    if let Some(code) = status {
+        s.push_str(&format!(" (HTTP {code})"));
+    }
     let msg = e.message().lines().next().unwrap_or("").trim();
-    if !msg.is_empty() {
+    // An error page's HTML says nothing the status did not.
+    let html = status.is_some() && msg.starts_with('<');
+    if !msg.is_empty() && !html {
         let short: String = msg.chars().take(200).collect();
         s.push_str(&format!(": {short}"));
     }

@@ -225,3 +225,88 @@ impl Redis {
         v
     }
 }
+
+/// nginx (Debian `nginx-light` + `libnginx-mod-http-dav-ext`) serving
+/// WebDAV from a temp dir behind basic auth: user `ci`, password [`DAV_PW`].
+pub struct Webdav {
+    pub server: Server,
+}
+
+pub const DAV_PW: &str = "dav-s3cr3t";
+const DAV_MODULE: &str = "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so";
+
+impl Webdav {
+    pub fn start() -> Webdav {
+        let hint = "apt-get install nginx-light libnginx-mod-http-dav-ext";
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .unwrap_or_else(|| panic!("nginx is not installed, so this test cannot run.\n  install it: {hint}\n  (.ci/run installs it)"));
+        assert!(
+            Path::new(DAV_MODULE).is_file(),
+            "nginx's WebDAV module is not installed, so this test cannot run.\n  install it: {hint}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(
+            dir.path().join("htpasswd"),
+            format!("ci:{{PLAIN}}{DAV_PW}\n"),
+        )
+        .unwrap();
+        let port = free_port();
+        let conf = format!(
+            "load_module {DAV_MODULE};
+daemon off; master_process off; worker_processes 1;
+error_log {d}/error.log; pid {d}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi; access_log off;
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/data;
+    client_max_body_size 0;
+    location / {{
+      auth_basic cache; auth_basic_user_file {d}/htpasswd;
+      dav_methods PUT DELETE MKCOL COPY MOVE; dav_ext_methods PROPFIND OPTIONS;
+      create_full_put_path on;
+    }}
+  }}
+}}
+"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new(nginx)
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        wait_for_port(port, &mut child, "nginx");
+        Webdav {
+            server: Server {
+                child: Some(child),
+                port,
+                dir,
+            },
+        }
+    }
+
+    /// The remote URL with `password`, under the path `team`.
+    pub fn url(&self, password: &str) -> String {
+        format!("webdav://ci:{password}@127.0.0.1:{}/team", self.server.port)
+    }
+
+    /// The files the server holds under the relocache layout, relative.
+    pub fn objects(&self) -> Vec<String> {
+        let base = self.server.dir.path().join("data/team/relocache/v1");
+        files(&base)
+            .into_iter()
+            .map(|p| p.strip_prefix(&base).unwrap().display().to_string())
+            .collect()
+    }
+}

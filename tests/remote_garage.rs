@@ -185,6 +185,30 @@ fn garage_cluster_with_one_node_stopped_during_a_build_still_hits() {
     assert_eq!(r.json()["built"], 3);
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 
+    // A bucket that does not exist: the server answers 404 to writes, which
+    // is a failed write (never an upload done into nothing).
+    let mut missing = env.clone();
+    missing[0].1 = missing[0].1.replacen(BUCKET, "no-such-bucket", 1);
+    let mut c = first.cmd(&["remote", "check"]);
+    c.envs(missing.iter().map(|(k, v)| (k, v)));
+    let check = output(c);
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(
+        !check.stdout.contains("writable     yes"),
+        "{}",
+        check.stdout
+    );
+    let lonely = chain();
+    let r = build_env(&lonely, &missing);
+    r.ok();
+    let stats = lonely.run(&["stats", "--json"]).json();
+    assert_eq!(
+        stats["remote_uploads"].as_u64().unwrap_or(0),
+        0,
+        "{}",
+        r.stderr
+    );
+
     // The second machine's first target stops node 3 (not the one it talks
     // to); the lookups after it must still find every entry and blob.
     let pid = nodes[2].server.pid();

@@ -425,7 +425,7 @@ impl Remote {
             let text = std::fs::read(&entry_file)
                 .map_err(|e| Failure::Incomplete(format!("could not read the local entry: {e}")))?;
             bytes_up += text.len() as u64;
-            io.call(format!("write {path}"), io.op.write(&path, text))
+            io.call_write(format!("write {path}"), io.op.write(&path, text))
                 .await?;
             Ok(Uploaded {
                 bytes_up,
@@ -589,6 +589,24 @@ impl Io {
         }
     }
 
+    /// Like [`Io::call`] for a write: "not found" is a failure, not an
+    /// absent object. S3 and Azure answer 404 to a write into a bucket or
+    /// container that does not exist, and counting that as done would have
+    /// every upload (and `remote check`'s probe) "succeed" into nothing.
+    async fn call_write<T>(
+        &self,
+        what: String,
+        fut: impl Future<Output = opendal::Result<T>>,
+    ) -> Result<T, Failure> {
+        match self.call(what.clone(), fut).await? {
+            Some(v) => Ok(v),
+            None => Err(Failure::Error(format!(
+                "{what}: the server answered \"not found\"\n  help: create the bucket or container the URL names (`{}`); relocache does not create it",
+                self.url
+            ))),
+        }
+    }
+
     /// Like [`Io::call`], keeping the error kind (`None`: timed out).
     async fn call_raw<T>(
         &self,
@@ -633,7 +651,7 @@ impl Io {
             .as_bytes(),
         );
         let path = format!("{LAYOUT}/probe/{}", unique.to_hex());
-        self.call(
+        self.call_write(
             format!("write {path}"),
             self.op.write(&path, b"probe".to_vec()),
         )
@@ -725,16 +743,13 @@ impl Io {
             f.read_to_end(&mut bytes)
                 .map_err(|e| Failure::Incomplete(format!("could not read blob {d}: {e}")))?;
             let n = bytes.len() as u64;
-            self.call(format!("write {path}"), self.op.write(&path, bytes))
+            self.call_write(format!("write {path}"), self.op.write(&path, bytes))
                 .await?;
             return Ok(n);
         }
-        let Some(mut w) = self
-            .call(format!("write {path}"), self.op.writer(&path))
-            .await?
-        else {
-            return Err(Failure::Error(format!("write {path}: not found")));
-        };
+        let mut w = self
+            .call_write(format!("write {path}"), self.op.writer(&path))
+            .await?;
         let mut sent = 0u64;
         loop {
             let mut buf = vec![0u8; CHUNK as usize];
@@ -755,12 +770,12 @@ impl Io {
             }
             buf.truncate(got);
             sent += got as u64;
-            if let Err(e) = self.call(format!("write {path}"), w.write(buf)).await {
+            if let Err(e) = self.call_write(format!("write {path}"), w.write(buf)).await {
                 let _ = w.abort().await;
                 return Err(e);
             }
         }
-        self.call(format!("write {path}"), w.close()).await?;
+        self.call_write(format!("write {path}"), w.close()).await?;
         Ok(sent)
     }
 }

@@ -677,6 +677,35 @@ fn an_entry_naming_a_blob_that_is_nowhere_is_refused() {
 }
 
 #[test]
+fn an_entry_writing_through_its_own_symlink_is_refused() {
+    let p = built();
+    let inputs = b"{}".to_vec();
+    let out = b"x".to_vec();
+    let mut e = entry("linker", Digest::of(&out), Digest::of(&inputs));
+    let outside = p.tmp.path().join("outside");
+    e.outputs = vec![
+        OutputRecord {
+            path: RelPath::new("out/link").unwrap(),
+            kind: OutputKind::Symlink,
+            digest: None,
+            size: 0,
+            executable: false,
+            target: Some(outside.display().to_string()),
+        },
+        OutputRecord {
+            path: RelPath::new("out/link/evil").unwrap(),
+            ..e.outputs[0].clone()
+        },
+    ];
+    assert_refused(
+        &p,
+        &zst(&tar_of(&[blob(&inputs), blob(&out), entry_member(&e)])),
+        "which is not a directory",
+    );
+    assert!(!outside.exists());
+}
+
+#[test]
 fn an_entry_filed_under_another_key_is_refused() {
     let p = built();
     let inputs = b"{}".to_vec();

@@ -399,3 +399,77 @@ fn a_waiting_process_says_who_holds_the_lock() {
     let json: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
     assert_eq!(json["targets"][0]["outcome"], "hit");
 }
+
+#[test]
+fn a_poisoned_entry_never_writes_outside_the_targets_declared_outputs() {
+    use relocache::depot::entries::{parse_entry, OutputKind, OutputRecord};
+    use relocache::relpath::RelPath;
+    let manifest = format!(
+        "{CHAIN}\n[target.d]\nrun = \"mkdir -p dir/sub && echo d > dir/sub/d.txt\"\noutputs = [\"dir\"]\n"
+    );
+    let files = [
+        ("a.txt", "alpha\n"),
+        ("b.txt", "beta\n"),
+        ("c.txt", "gamma\n"),
+    ];
+    let p = Project::new(&manifest, &files);
+    p.build(&[]).ok();
+    let outside = p.tmp.path().join("outside");
+    std::fs::create_dir_all(outside.join("victim")).unwrap();
+    std::fs::write(outside.join("victim/data.txt"), "precious\n").unwrap();
+    let manifest_before = p.read("relocache.toml");
+
+    // Entries as an archive, a remote or a damaged depot could hand them
+    // over: each passes the entry's own shape checks.
+    let poison = |target: &str, extra: &dyn Fn(&OutputRecord) -> OutputRecord| {
+        let file = PathBuf::from(p.run(&["path", target]).stdout.trim());
+        let mut e = parse_entry(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let some_file = e
+            .outputs
+            .iter()
+            .find(|o| o.kind == OutputKind::File)
+            .unwrap()
+            .clone();
+        e.outputs.push(extra(&some_file));
+        e.outputs.sort_by(|x, y| x.path.cmp(&y.path));
+        std::fs::write(&file, toml::to_string(&e).unwrap()).unwrap();
+    };
+    // a "restores" the manifest, which is no output of a.
+    poison("a", &|f| OutputRecord {
+        path: RelPath::new("relocache.toml").unwrap(),
+        ..f.clone()
+    });
+    // d writes below dir/sub/link without listing that directory, where a
+    // symlink to a directory outside the project now stands.
+    poison("d", &|f| OutputRecord {
+        path: RelPath::new("dir/sub/link/victim").unwrap(),
+        ..f.clone()
+    });
+    std::fs::remove_file(p.path("out/a.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, p.path("dir/sub/link")).unwrap();
+
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("a"), "built", "{}", r.stderr);
+    assert_eq!(r.outcome("d"), "built", "{}", r.stderr);
+    assert!(r.stderr.contains("not an output of `a`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("without restoring its directory `dir/sub/link`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(p.read("relocache.toml"), manifest_before);
+    assert_eq!(
+        std::fs::read_to_string(outside.join("victim/data.txt")).unwrap(),
+        "precious\n"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    assert_eq!(p.read("out/a.txt"), "alpha\n");
+    assert_eq!(p.read("dir/sub/d.txt"), "d\n");
+    assert!(!p.path("dir/sub/link").exists());
+    // The rebuilds stored sound entries over the poisoned ones.
+    let again = p.build(&[]);
+    assert_eq!(again.json()["hits"], 4, "{}", again.stderr);
+    check_depot_invariants(&p.depot);
+}

@@ -40,6 +40,10 @@ pub fn restore(
     declared: &[RelPath],
     memo: Option<&StatMemo>,
 ) -> Result<Restored, DepotError> {
+    within_declared(entry, declared).map_err(|message| DepotError::Damaged {
+        path: depot.entry_path(&entry.key),
+        message,
+    })?;
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
     let mut fresh: HashSet<&str> = HashSet::new();
@@ -94,6 +98,41 @@ pub fn restore(
     }
     prune_extra(entry, root, declared)?;
     Ok(stats)
+}
+
+/// Checks that `entry` writes only the target's declared outputs: every
+/// path is a declared output or lies below one, and every directory between
+/// the declared output and the path is one of the entry's directories (which
+/// a restore makes real directories), so no symlink on disk, left by an
+/// earlier restore or anyone else, is ever followed. Entries come from
+/// archives and remotes; one naming `relocache.toml` or `out/link/x` must not
+/// write there.
+fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
+    let dirs: HashSet<&str> = entry
+        .outputs
+        .iter()
+        .filter(|o| o.kind == OutputKind::Dir)
+        .map(|o| o.path.as_str())
+        .collect();
+    for o in &entry.outputs {
+        let Some(top) = declared.iter().find(|d| o.path.is_within(d)) else {
+            return Err(format!(
+                "it would restore `{}`, which is not an output of `{}`",
+                o.path, entry.target
+            ));
+        };
+        let below_top = o
+            .path
+            .self_and_ancestors()
+            .filter(|a| a.len() >= top.as_str().len() && *a != o.path.as_str());
+        if let Some(a) = below_top.into_iter().find(|a| !dirs.contains(a)) {
+            return Err(format!(
+                "it would restore `{}` without restoring its directory `{a}`",
+                o.path
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether the file at `dest`, whose stat is `md`, already matches `o`

@@ -3,7 +3,7 @@
 //! blob holding the inputs summary for `explain`. An entry is written last,
 //! after every blob it names is durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -229,6 +229,43 @@ impl Depot {
     }
 }
 
+impl Entry {
+    /// The shape every reader relies on: no path twice, a digest for every
+    /// file and a link text for every symlink, and nothing below a file or
+    /// a symlink of the same entry (restoring it would write through the
+    /// link, wherever it points). An archive, a remote or a damaged depot
+    /// may hand over any text; an entry failing this is damaged.
+    pub fn check_outputs(&self) -> Result<(), String> {
+        let mut kinds: HashMap<&str, OutputKind> = HashMap::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            if kinds.insert(o.path.as_str(), o.kind).is_some() {
+                return Err(format!("output `{}` is listed twice", o.path));
+            }
+            let complete = match o.kind {
+                OutputKind::File => o.digest.is_some(),
+                OutputKind::Symlink => o.target.is_some(),
+                OutputKind::Dir => true,
+            };
+            if !complete {
+                return Err(format!("output `{}` lacks its digest or link text", o.path));
+            }
+        }
+        for o in &self.outputs {
+            let parents = o.path.self_and_ancestors();
+            if let Some(p) = parents
+                .filter(|p| *p != o.path.as_str())
+                .find(|p| kinds.get(p).is_some_and(|k| *k != OutputKind::Dir))
+            {
+                return Err(format!(
+                    "output `{}` lies below `{p}`, which is not a directory",
+                    o.path
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses an entry's text, refusing newer schemas. The schema number is
 /// probed separately only when the full parse fails, so a newer entry gets
 /// the "upgrade relocache" message and the common case parses once.
@@ -242,7 +279,7 @@ pub fn parse_entry(text: &str) -> Result<Entry, String> {
     };
     match toml::from_str::<Entry>(text) {
         Ok(e) if e.schema > ENTRY_SCHEMA => Err(newer(e.schema)),
-        Ok(e) => Ok(e),
+        Ok(e) => e.check_outputs().map(|()| e),
         Err(err) => match toml::from_str::<Probe>(text) {
             Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
             _ => Err(err.message().to_owned()),

@@ -473,3 +473,39 @@ fn a_poisoned_entry_never_writes_outside_the_targets_declared_outputs() {
     assert_eq!(again.json()["hits"], 4, "{}", again.stderr);
     check_depot_invariants(&p.depot);
 }
+
+#[test]
+fn a_command_outliving_a_killed_build_is_never_run_twice_at_once() {
+    // The loop runs in a subshell: a grandchild of relocache, which the
+    // kernel does not kill with it.
+    let manifest = "[target.gen]\nrun = \"(for i in 1 2 3 4 5 6 7 8 9 10; do echo line$i >> out.txt; sleep 0.1; done); true\"\noutputs = [\"out.txt\"]\n";
+    let p = Project::new(manifest, &[]);
+    let mut first = bin();
+    first
+        .arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .arg("build")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut first = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.path("out.txt").exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap(); // relocache alone, as kill -9 <pid> would
+    first.wait().unwrap();
+
+    // The retry waits for the orphaned loop, then builds from scratch.
+    let r = p.build(&[]);
+    r.ok();
+    assert!(r.stderr.contains("waiting"), "{}", r.stderr);
+    let want: String = (1..=10).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(p.read("out.txt"), want);
+    std::fs::remove_file(p.path("out.txt")).unwrap();
+    let hit = p.build(&[]);
+    assert_eq!(hit.outcome("gen"), "hit");
+    assert_eq!(p.read("out.txt"), want);
+}

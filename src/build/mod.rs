@@ -689,7 +689,8 @@ fn process<'a>(
             return (r, out, None);
         }
     }
-    let (mut r, out, mut job) = build_miss(ctx, t, computed, opts, &mut warnings, started);
+    let lock_fd = lock.as_ref().map(|l| l.raw_fd());
+    let (mut r, out, mut job) = build_miss(ctx, t, computed, opts, &mut warnings, started, lock_fd);
     match &mut job {
         Some(job) => job.lock = lock,
         None => {
@@ -812,6 +813,7 @@ fn build_miss<'a>(
     opts: &BuildOptions,
     warnings: &mut Vec<String>,
     started: Instant,
+    lock_fd: Option<std::os::fd::RawFd>,
 ) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
     let root = &ctx.manifest.root;
     let key = computed.key;
@@ -836,7 +838,7 @@ fn build_miss<'a>(
             let _ = std::fs::create_dir_all(parent);
         }
     }
-    let run = match run::run(&t.command, root) {
+    let run = match run::run(&t.command, root, lock_fd) {
         Ok(r) => r,
         Err(e) => {
             let what = match &t.command {

@@ -2,8 +2,11 @@
 //! `command`, in the project root, with stdout and stderr captured so they
 //! can be shown once and stored for replay.
 
-use std::path::Path;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::manifest::Command;
@@ -23,8 +26,27 @@ pub struct RunResult {
     pub duration: Duration,
 }
 
+/// The name commands see in `$PWD` for `root`: shells and compilers (gcc's
+/// `DW_AT_comp_dir`) take `$PWD` as the current directory's name when it
+/// names it. Entered through a symlink, that is the caller's spelling (the
+/// one users write into flags such as `-ffile-prefix-map=$PWD=.`), which
+/// relocache also maps to `@project` and scans outputs for; otherwise the
+/// real path, never a stale `$PWD` naming another directory.
+fn pwd_for(root: &Path) -> &'static Path {
+    static PWD: OnceLock<PathBuf> = OnceLock::new();
+    PWD.get_or_init(|| {
+        let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        crate::key::logical_spelling(&real).unwrap_or(real)
+    })
+}
+
 /// Runs `cmd` in `root`. Errors only when the process cannot be started.
-pub fn run(cmd: &Command, root: &Path) -> std::io::Result<RunResult> {
+///
+/// The command dies with this process (it gets SIGKILL if relocache is
+/// killed), and it inherits `lock_fd`, the key's build lock, so that
+/// anything it started that outlives both still holds the key: a retry
+/// waits for it rather than writing the same outputs beside it.
+pub fn run(cmd: &Command, root: &Path, lock_fd: Option<RawFd>) -> std::io::Result<RunResult> {
     let mut proc = match cmd {
         Command::Shell(line) => {
             let mut p = std::process::Command::new("sh");
@@ -44,7 +66,26 @@ pub fn run(cmd: &Command, root: &Path) -> std::io::Result<RunResult> {
             p
         }
     };
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure calls only async-signal-safe
+    // functions (fcntl, prctl, getppid) and allocates nothing.
+    unsafe {
+        proc.pre_exec(move || {
+            if let Some(fd) = lock_fd {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // relocache died before the prctl took effect: do not run.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
     proc.current_dir(root)
+        .env("PWD", pwd_for(root))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -137,6 +137,15 @@ impl Depot {
 
 impl KeyLock {
     /// Removes the placeholder and unlocks.
+    /// The lock's file descriptor, for a command to inherit: the kernel
+    /// keeps the lock while any process holds it, so when this process dies
+    /// mid-build (kill -9), the key stays locked until the commands it
+    /// started have exited too, and a retry waits for them instead of
+    /// running a second copy beside them into the same outputs.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.file)
+    }
+
     pub fn release(self) {
         let _ = std::fs::remove_file(&self.path);
         drop(self.file);

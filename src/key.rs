@@ -35,7 +35,7 @@
 //! cannot drift silently; change [`KEY_SCHEMA`] when it must change.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Key};
 use crate::inputs::{FileState, InputFile};
@@ -150,6 +150,31 @@ pub fn compute(k: &KeyInputs<'_>) -> Key {
     Key(Digest(blake3::derive_key(KEY_CONTEXT, &canonical_bytes(k))))
 }
 
+/// How the shell spells `canonical` when the current directory was reached
+/// through a symlink: `$PWD` names the current directory that way, and
+/// users write it into flags (`-ffile-prefix-map=$PWD=.`). Only for a
+/// `canonical` at, above or below the current directory.
+pub fn logical_spelling(canonical: &Path) -> Option<PathBuf> {
+    let pwd = PathBuf::from(std::env::var_os("PWD")?);
+    if !pwd.is_absolute() {
+        return None;
+    }
+    let here = std::fs::canonicalize(".").ok()?;
+    if std::fs::canonicalize(&pwd).ok()? != here || pwd == here {
+        return None;
+    }
+    if let Ok(below) = canonical.strip_prefix(&here) {
+        return Some(pwd.join(below));
+    }
+    let above = here.strip_prefix(canonical).ok()?;
+    let mut logical = pwd;
+    for _ in above.components() {
+        logical = logical.parent()?.to_path_buf();
+    }
+    // Only when the symlink lies above `canonical`: then `logical` names it.
+    (std::fs::canonicalize(&logical).ok()? == canonical).then_some(logical)
+}
+
 /// Replaces absolute roots by placeholders, on whole path components only:
 /// the match must start at a non-path character and be followed by `/` or a
 /// non-path character, so `/src/app` never rewrites `/src/application`.
@@ -167,6 +192,7 @@ impl Rooted {
         for (p, ph) in [(project, "@project"), (depot, "@depot")] {
             let mut forms = vec![p.to_path_buf()];
             if let Ok(c) = std::fs::canonicalize(p) {
+                forms.extend(logical_spelling(&c));
                 forms.push(c);
             }
             for f in forms {

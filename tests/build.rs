@@ -560,3 +560,43 @@ outputs = ["anywhere.res"]
     assert_eq!(p.read("glob.out"), "two\n");
     assert_eq!(p.read("literal.out"), "two\n");
 }
+
+#[test]
+fn a_project_entered_through_a_symlink_keys_and_scans_like_its_real_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    let link = tmp.path().join("link");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let manifest = "[project]\nname = \"p\"\n[defaults]\nenv = [\"CFLAGS\"]\n[target.obj]\nrun = \"mkdir -p out && cc $CFLAGS -c f.c -o out/f.o\"\ninputs = [\"f.c\"]\noutputs = [\"out/f.o\"]\n";
+    std::fs::write(real.join("relocache.toml"), manifest).unwrap();
+    std::fs::write(real.join("f.c"), "int f(void) { return 1; }\n").unwrap();
+    let depot = tmp.path().join("depot");
+    // As a shell does after `cd link`: the current directory's name in $PWD.
+    let in_dir = |dir: &std::path::Path, cflags: String, args: &[&str]| {
+        let mut c = bin();
+        c.current_dir(dir)
+            .env("PWD", dir)
+            .env("CFLAGS", cflags)
+            .arg("--depot")
+            .arg(&depot)
+            .args(args);
+        output(c)
+    };
+    let map = |dir: &std::path::Path| format!("-g -ffile-prefix-map={}=.", dir.display());
+    let k_real = in_dir(&real, map(&real), &["key", "obj"]);
+    let k_link = in_dir(&link, map(&link), &["key", "obj"]);
+    k_real.ok();
+    assert_eq!(
+        k_real.stdout, k_link.stdout,
+        "$PWD's spelling is the project root too"
+    );
+
+    // Without the prefix map, the object names the directory as the shell
+    // spells it, which relocache scans for too.
+    let r = in_dir(&link, "-g".into(), &["build", "--require-relocatable"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not relocatable"), "{}", r.stderr);
+    let r = in_dir(&link, map(&link), &["build", "--require-relocatable"]);
+    r.ok();
+}

@@ -14,7 +14,9 @@
 //! grace period may be a running build's and is kept. Its age is the one
 //! thing read from a file's mtime; a copied depot only looks younger, so this
 //! errs toward keeping. Entries published while a gc runs are read before any
-//! blob is deleted, and their blobs are kept.
+//! blob is deleted, and their blobs are kept: the re-read and the deletions
+//! hold the depot's gc lock exclusively, and every publish holds it shared
+//! while it checks that the blobs it names are there.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -499,6 +501,9 @@ fn execute(
     let victims: HashSet<Key> = plan.victims.iter().copied().collect();
     let mut present: HashSet<Key> = known.difference(&victims).copied().collect();
     let mut protected: HashSet<Digest> = HashSet::new();
+    // From reading the entries present to the last blob deleted, no entry
+    // is published (see `Depot::write_entry`).
+    let _exclusive = depot.gc_lock(true);
     for key in depot.list_entries()? {
         if !known.contains(&key) {
             let mut ignored = Vec::new();

@@ -652,3 +652,38 @@ fn maintenance_commands_explain_themselves_and_reject_bad_units() {
     output(c).ok();
     assert!(!empty.exists());
 }
+
+#[test]
+fn an_entry_published_during_a_gc_keeps_the_blobs_it_reuses() {
+    // Each round salts the keys: new entries whose outputs are the bytes of
+    // the entries a concurrent gc is evicting, so their blobs are reused.
+    let targets: String = (1..=20)
+        .map(|i| {
+            format!(
+                "[target.t{i}]\nrun = \"mkdir -p out && seq 1 {} > out/t{i}.txt\"\noutputs = [\"out/t{i}.txt\"]\n",
+                i * 2000
+            )
+        })
+        .collect();
+    let manifest =
+        |salt: usize| format!("[project]\nname = \"gcrace\"\nsalt = \"{salt}\"\n{targets}");
+    let p = Project::new(&manifest(0), &[]);
+    p.build(&[]).ok();
+    for round in 1..=20 {
+        p.write("relocache.toml", &manifest(round));
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let mut gc = bin();
+        gc.arg("--depot")
+            .arg(&p.depot)
+            .args(["gc", "--max-size", "1", "-q"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut gc = gc.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(round as u64 % 3 * 10));
+        p.build(&["-j", "2"]).ok();
+        gc.wait().unwrap();
+        let v = p.run(&["verify"]);
+        assert_eq!(v.code, 0, "round {round}:\n{}{}", v.stdout, v.stderr);
+    }
+    check_depot_invariants(&p.depot);
+}

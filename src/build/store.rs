@@ -249,29 +249,34 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         Durability::Now
     };
     let bytes = req.outputs.iter().map(|o| o.size).sum();
-    let put: Result<(), DepotError> = par::map(&req.outputs, par::worth_it(files, bytes), |o| {
-        match o.kind {
-            OutputKind::File => depot
-                .put_file_with(&o.path.to_path(root), o.digest, durability)
-                .map(|_| ()),
-            _ => Ok(()),
+    let put_all = || -> Result<(Digest, Option<Digest>, Option<Digest>), DepotError> {
+        let put: Result<(), DepotError> =
+            par::map(&req.outputs, par::worth_it(files, bytes), |o| {
+                match o.kind {
+                    OutputKind::File => depot
+                        .put_file_with(&o.path.to_path(root), o.digest, durability)
+                        .map(|_| ()),
+                    _ => Ok(()),
+                }
+            });
+        put?;
+        let log = |b: &[u8]| -> Result<Option<Digest>, DepotError> {
+            if b.is_empty() {
+                Ok(None)
+            } else {
+                depot.put_bytes(b).map(Some)
+            }
+        };
+        let summary = serde_json::to_vec(req.summary).expect("summaries serialize");
+        let inputs = depot.put_bytes_with(&summary, durability)?;
+        let stdout = log(req.stdout)?;
+        let stderr = log(req.stderr)?;
+        if durability == Durability::Batched {
+            depot.sync_batch()?;
         }
-    });
-    put?;
-    let log = |b: &[u8]| -> Result<Option<Digest>, DepotError> {
-        if b.is_empty() {
-            Ok(None)
-        } else {
-            depot.put_bytes(b).map(Some)
-        }
+        Ok((inputs, stdout, stderr))
     };
-    let summary = serde_json::to_vec(req.summary).expect("summaries serialize");
-    let inputs = depot.put_bytes_with(&summary, durability)?;
-    let stdout = log(req.stdout)?;
-    let stderr = log(req.stderr)?;
-    if durability == Durability::Batched {
-        depot.sync_batch()?;
-    }
+    let (inputs, stdout, stderr) = put_all()?;
     let entry = Entry {
         schema: ENTRY_SCHEMA,
         project: req.project.to_owned(),
@@ -280,12 +285,20 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         created: now_rfc3339(),
         duration_ms: req.duration_ms,
         relocatable: req.reasons.is_empty(),
-        reasons: req.reasons,
+        reasons: req.reasons.clone(),
         stdout,
         stderr,
         inputs,
-        outputs: req.outputs,
+        outputs: req.outputs.clone(),
     };
-    depot.write_entry(&entry)?;
+    // A blob this store found already there (and so did not write) may have
+    // been deleted by a gc since: put them all again, once.
+    match depot.write_entry(&entry) {
+        Err(DepotError::MissingBlob(_)) => {
+            put_all()?;
+            depot.write_entry(&entry)?;
+        }
+        other => other?,
+    }
     Ok(entry)
 }

@@ -204,8 +204,19 @@ impl Depot {
     }
 
     /// Publishes `entry`. Its blobs must already be stored.
+    ///
+    /// Under the shared gc lock it first checks that every blob the entry
+    /// names is there: a blob a writer found already present (and so did
+    /// not write) may have been deleted by a concurrent gc, which reads the
+    /// entries present and deletes blobs under the exclusive lock. Either
+    /// this entry is published first and gc keeps its blobs, or gc goes
+    /// first and this fails with [`DepotError::MissingBlob`].
     pub fn write_entry(&self, entry: &Entry) -> Result<(), DepotError> {
         let text = toml::to_string(entry).expect("entries serialize");
+        let _gc = self.gc_lock(false);
+        if let Some(d) = entry.blobs().into_iter().find(|d| !self.has_blob(d)) {
+            return Err(DepotError::MissingBlob(d));
+        }
         write::write_bytes(self, &self.entry_path(&entry.key), text.as_bytes())
     }
 

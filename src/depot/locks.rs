@@ -104,6 +104,26 @@ impl Depot {
 }
 
 impl Depot {
+    /// The depot-wide gc lock (`locks/gc`), shared by entry publishes and
+    /// exclusive for gc's delete phase (see [`Depot::write_entry`]); held
+    /// until the file is dropped. `None` when it cannot be opened (a
+    /// read-only depot, where nothing is published or deleted anyway).
+    pub(crate) fn gc_lock(&self, exclusive: bool) -> Option<File> {
+        let path = self.root.join("locks").join("gc");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok()?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.ok().map(|()| file)
+    }
+
     /// Every lock placeholder (`locks/*.lock`), sorted.
     pub(crate) fn lock_files(&self) -> Result<Vec<PathBuf>, DepotError> {
         let mut v = Vec::new();

@@ -600,3 +600,38 @@ fn a_project_entered_through_a_symlink_keys_and_scans_like_its_real_path() {
     let r = in_dir(&link, map(&link), &["build", "--require-relocatable"]);
     r.ok();
 }
+
+#[test]
+fn a_depot_inside_an_output_is_refused_before_anything_is_deleted() {
+    let p = Project::new(
+        "[target.b]\nrun = \"mkdir -p build && echo x > build/x\"\noutputs = [\"build\"]\n",
+        &[],
+    );
+    let depot = p.path("build/cache");
+    // Another project's entries live in that depot.
+    let other = chain();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&other.root)
+        .arg("--depot")
+        .arg(&depot)
+        .arg("build");
+    output(c).ok();
+    let before = std::fs::read_dir(&depot).unwrap().count();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&depot)
+        .arg("build");
+    let r = output(c);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is inside `build`, an output of target `b`"),
+        "{}",
+        r.stderr
+    );
+    assert!(depot.join("DEPOT.toml").is_file(), "the depot is intact");
+    assert_eq!(std::fs::read_dir(&depot).unwrap().count(), before);
+}

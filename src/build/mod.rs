@@ -131,6 +131,17 @@ pub enum BuildError {
         /// Close names and known targets.
         help: String,
     },
+    /// A depot lies inside a target's output (or holds one): building the
+    /// target would delete it.
+    #[error("the depot `{}` is inside `{output}`, an output of target `{target}`: building it would delete the depot\n  help: put the depot elsewhere (--depot DIR, RELOCACHE_DEPOT or `depot =` in relocache.toml)", .depot.display())]
+    DepotInOutput {
+        /// The depot's path.
+        depot: PathBuf,
+        /// The target.
+        target: String,
+        /// Its output holding the depot.
+        output: RelPath,
+    },
     /// The project could not be walked.
     #[error(transparent)]
     Inputs(#[from] InputError),
@@ -242,6 +253,39 @@ impl Computed {
 }
 
 /// Depot directories inside the project are never inputs.
+/// Refuses a depot at, inside or around a declared output: a build removes
+/// its outputs before running the command (and a restore prunes them).
+fn check_depots_outside_outputs(
+    manifest: &Manifest,
+    depots: &DepotStack,
+) -> Result<(), BuildError> {
+    let real_root = std::fs::canonicalize(&manifest.root).unwrap_or_else(|_| manifest.root.clone());
+    for d in depots.all() {
+        let at = std::fs::canonicalize(d.root()).unwrap_or_else(|_| d.root().to_path_buf());
+        let Some(rel) = at
+            .strip_prefix(&real_root)
+            .ok()
+            .and_then(|r| RelPath::from_path(r).ok())
+        else {
+            continue;
+        };
+        for t in manifest.targets.values() {
+            if let Some(o) = t
+                .outputs
+                .iter()
+                .find(|o| rel.is_within(o) || o.is_within(&rel))
+            {
+                return Err(BuildError::DepotInOutput {
+                    depot: d.root().to_path_buf(),
+                    target: t.name.clone(),
+                    output: o.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn scan_skips(manifest: &Manifest, depot_roots: &[PathBuf]) -> Vec<PathBuf> {
     depot_roots
         .iter()
@@ -412,6 +456,7 @@ pub fn build(
     reporter: &dyn Reporter,
 ) -> Result<BuildReport, BuildError> {
     check_targets(manifest, &opts.targets)?;
+    check_depots_outside_outputs(manifest, depots)?;
     let started = Instant::now();
     let selected: Vec<String> = if opts.targets.is_empty() {
         manifest.targets.keys().cloned().collect()

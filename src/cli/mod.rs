@@ -196,7 +196,7 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         }
         if let Some(b) = cause.downcast_ref::<BuildError>() {
             return match b {
-                BuildError::UnknownTarget { .. } => 2,
+                BuildError::UnknownTarget { .. } | BuildError::DepotInOutput { .. } => 2,
                 BuildError::Depot(d) => depot_code(d),
                 BuildError::Inputs(_) => 1,
             };

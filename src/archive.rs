@@ -57,6 +57,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -147,6 +149,13 @@ pub enum ArchiveError {
         member: String,
         /// The bound, in bytes.
         limit: u64,
+    },
+    /// The blobs' contents add up to more than the archive's limits: blobs
+    /// that are small zstd frames of huge content.
+    #[error("the blobs in the archive decompress to more than {} in all (--max-size, and --max-ratio times the compressed bytes read): refusing a likely decompression bomb; nothing was published\n  help: if you trust it, raise --max-size or pass --max-ratio 0", format_size(*.cap))]
+    ContentTooLarge {
+        /// The bound the content crossed, in bytes.
+        cap: u64,
     },
     /// The compression ratio signals a decompression bomb.
     #[error("the archive expands more than {ratio}x ({} from {} compressed): refusing a likely decompression bomb; nothing was published\n  help: if you trust it, pass --max-ratio 0 to turn this check off", format_size(*.decompressed), format_size(*.compressed))]
@@ -878,13 +887,13 @@ enum Trip {
 /// Counts the compressed bytes read.
 struct CountingReader<R> {
     inner: R,
-    n: Rc<Cell<u64>>,
+    n: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.n.set(self.n.get() + n as u64);
+        self.n.fetch_add(n as u64, Relaxed);
         Ok(n)
     }
 }
@@ -892,7 +901,7 @@ impl<R: Read> Read for CountingReader<R> {
 /// Enforces `max_size` and the ratio rule on the decompressed stream.
 struct Guard<R> {
     inner: R,
-    compressed: Rc<Cell<u64>>,
+    compressed: Arc<AtomicU64>,
     out: Rc<Cell<u64>>,
     max_size: u64,
     max_ratio: u64,
@@ -907,7 +916,7 @@ impl<R: Read> Read for Guard<R> {
         let n = self.inner.read(buf)?;
         let out = self.out.get() + n as u64;
         self.out.set(out);
-        let compressed = self.compressed.get().max(1);
+        let compressed = self.compressed.load(Relaxed).max(1);
         if out > self.max_size {
             self.trip.set(Some(Trip::TooLarge));
         } else if self.max_ratio > 0
@@ -1009,6 +1018,7 @@ struct ContentCheck {
     /// The first bytes, until the format is known.
     head: Vec<u8>,
     limit: u64,
+    budget: Budget,
     decided: Option<Decided>,
 }
 
@@ -1017,20 +1027,66 @@ enum Decided {
     Zstd(zstd::stream::write::Decoder<'static, HashCount>),
 }
 
-/// Hashes and counts content, failing past `limit`.
+/// Hashes and counts content, failing past `limit` or past the archive's
+/// shared content budget.
 struct HashCount {
     hasher: blake3::Hasher,
     n: u64,
     limit: u64,
     over: bool,
+    budget: Budget,
+    over_budget: bool,
+}
+
+/// The content all of an archive's blobs may decompress to, shared by the
+/// threads checking them: each blob alone within `--max-size` is not
+/// enough, when a few hundred bytes of archive can hold many small zstd
+/// frames of gigabytes each.
+#[derive(Clone)]
+struct Budget {
+    used: Arc<AtomicU64>,
+    /// The archive's compressed bytes read so far (`None`: no ratio rule).
+    compressed: Option<Arc<AtomicU64>>,
+    max_size: u64,
+    max_ratio: u64,
+}
+
+impl Budget {
+    #[cfg(test)]
+    fn unlimited() -> Budget {
+        Budget {
+            used: Default::default(),
+            compressed: None,
+            max_size: u64::MAX,
+            max_ratio: 0,
+        }
+    }
+
+    /// What the content may add up to now: `max_size`, and past
+    /// [`BOMB_MIN`] `max_ratio` times the compressed bytes read so far.
+    fn cap(&self) -> u64 {
+        match &self.compressed {
+            Some(c) if self.max_ratio > 0 => {
+                let by_ratio = c.load(Relaxed).saturating_mul(self.max_ratio);
+                self.max_size.min(by_ratio.max(BOMB_MIN))
+            }
+            _ => self.max_size,
+        }
+    }
 }
 
 impl Write for HashCount {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.n += buf.len() as u64;
+        let len = buf.len() as u64;
+        self.n += len;
         if self.n > self.limit {
             self.over = true;
             return Err(io::Error::other("blob content exceeds the limit"));
+        }
+        let used = self.budget.used.fetch_add(len, Relaxed) + len;
+        if used > self.budget.cap() {
+            self.over_budget = true;
+            return Err(io::Error::other("archive content exceeds the limit"));
         }
         self.hasher.update(buf);
         Ok(buf.len())
@@ -1044,15 +1100,18 @@ impl Write for HashCount {
 enum CheckError {
     /// Content beyond the limit.
     Over,
+    /// All blobs' content beyond the archive's budget.
+    OverBudget,
     /// Not a valid zstd stream: it cannot match its name.
     Invalid,
 }
 
 impl ContentCheck {
-    fn new(limit: u64) -> ContentCheck {
+    fn new(limit: u64, budget: Budget) -> ContentCheck {
         ContentCheck {
             head: Vec::with_capacity(4),
             limit,
+            budget,
             decided: None,
         }
     }
@@ -1065,7 +1124,7 @@ impl ContentCheck {
             if self.head.len() < 4 {
                 return Ok(());
             }
-            let hc = HashCount::new(self.limit);
+            let hc = HashCount::new(self.limit, self.budget.clone());
             self.decided = Some(if self.head == ZSTD_MAGIC {
                 let mut dec =
                     zstd::stream::write::Decoder::new(hc).map_err(|_| CheckError::Invalid)?;
@@ -1088,7 +1147,7 @@ impl ContentCheck {
         let hc = match self.decided {
             // Fewer than 4 bytes: raw.
             None => {
-                let mut hc = HashCount::new(self.limit);
+                let mut hc = HashCount::new(self.limit, self.budget);
                 write_checked(&mut hc, &self.head)?;
                 hc
             }
@@ -1096,6 +1155,7 @@ impl ContentCheck {
             Some(Decided::Zstd(mut dec)) => match dec.do_finish() {
                 Ok(()) => dec.into_inner(),
                 Err(_) if dec.get_ref().over => return Err(CheckError::Over),
+                Err(_) if dec.get_ref().over_budget => return Err(CheckError::OverBudget),
                 Err(_) => return Err(CheckError::Invalid),
             },
         };
@@ -1104,12 +1164,14 @@ impl ContentCheck {
 }
 
 impl HashCount {
-    fn new(limit: u64) -> HashCount {
+    fn new(limit: u64, budget: Budget) -> HashCount {
         HashCount {
             hasher: blake3::Hasher::new(),
             n: 0,
             limit,
             over: false,
+            budget,
+            over_budget: false,
         }
     }
 }
@@ -1120,6 +1182,7 @@ fn write_checked<W: Write + HasCount>(w: &mut W, data: &[u8]) -> Result<(), Chec
     match w.write_all(data) {
         Ok(()) => Ok(()),
         Err(_) if w.count().over => Err(CheckError::Over),
+        Err(_) if w.count().over_budget => Err(CheckError::OverBudget),
         Err(_) => Err(CheckError::Invalid),
     }
 }
@@ -1149,6 +1212,10 @@ struct Unpacking<'a> {
     /// Small blobs read but not yet checked and written (see [`Pending`]).
     pending: Vec<Pending>,
     pending_bytes: usize,
+    /// Compressed bytes read so far.
+    compressed: Arc<AtomicU64>,
+    /// Content of every blob checked so far.
+    content: Arc<AtomicU64>,
 }
 
 /// A small blob member read into memory, to be checked and written with the
@@ -1168,8 +1235,9 @@ const PENDING_COUNT: usize = 128;
 const PENDING_BYTES: usize = 32 << 20;
 
 /// The error for a content check of member `name` that failed.
-fn check_error(name: &str, limit: u64, e: CheckError) -> ArchiveError {
+fn check_error(name: &str, limit: u64, budget: &Budget, e: CheckError) -> ArchiveError {
     match e {
+        CheckError::OverBudget => ArchiveError::ContentTooLarge { cap: budget.cap() },
         CheckError::Over => ArchiveError::BlobTooLarge {
             member: name.to_owned(),
             limit,
@@ -1185,9 +1253,14 @@ fn check_error(name: &str, limit: u64, e: CheckError) -> ArchiveError {
 
 /// Checks one batched blob against its name and, unless present, writes it
 /// into the depot (durable with the batch's `syncfs`).
-fn settle_pending(depot: &Depot, limit: u64, p: &Pending) -> Result<(), ArchiveError> {
-    let actual =
-        stored_content_digest(&p.bytes, limit).map_err(|e| check_error(&p.name, limit, e))?;
+fn settle_pending(
+    depot: &Depot,
+    limit: u64,
+    budget: &Budget,
+    p: &Pending,
+) -> Result<(), ArchiveError> {
+    let actual = stored_content_digest(&p.bytes, limit, budget)
+        .map_err(|e| check_error(&p.name, limit, budget, e))?;
     if actual != p.digest {
         return Err(ArchiveError::BlobMismatch {
             member: p.name.clone(),
@@ -1209,21 +1282,23 @@ fn settle_pending(depot: &Depot, limit: u64, p: &Pending) -> Result<(), ArchiveE
 /// [`ContentCheck`] computes, read the way the depot reads blobs and with
 /// this thread's decompression context (creating one per blob was a sixth
 /// of unpack's CPU).
-fn stored_content_digest(stored: &[u8], limit: u64) -> Result<Digest, CheckError> {
+fn stored_content_digest(stored: &[u8], limit: u64, budget: &Budget) -> Result<Digest, CheckError> {
     if !stored.starts_with(&ZSTD_MAGIC) {
         return if stored.len() as u64 > limit {
             Err(CheckError::Over)
         } else {
-            Ok(Digest::of(stored))
+            let mut hc = HashCount::new(limit, budget.clone());
+            write_checked(&mut hc, stored)?;
+            Ok(hc.hasher.finalize().into())
         };
     }
     let hashed = blobs::with_stream(stored, |reader| {
-        let mut hc = HashCount::new(limit);
+        let mut hc = HashCount::new(limit, budget.clone());
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => return Ok(hc.hasher.finalize().into()),
-                Ok(n) => hc.write_all(&buf[..n]).map_err(|_| CheckError::Over)?,
+                Ok(n) => write_checked(&mut hc, &buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(CheckError::Invalid),
             }
@@ -1233,15 +1308,26 @@ fn stored_content_digest(stored: &[u8], limit: u64) -> Result<Digest, CheckError
 }
 
 impl Unpacking<'_> {
+    /// What the blobs' content may add up to now: `--max-size`, and past
+    /// [`BOMB_MIN`] `--max-ratio` times the compressed bytes read so far.
+    fn budget(&self) -> Budget {
+        Budget {
+            used: self.content.clone(),
+            compressed: Some(self.compressed.clone()),
+            max_size: self.opts.max_size,
+            max_ratio: self.opts.max_ratio,
+        }
+    }
+
     /// Checks and writes the pending blobs, in parallel; the first failure
     /// in archive order is the one reported.
     fn flush_pending(&mut self) -> Result<(), ArchiveError> {
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
-        let (depot, limit) = (self.depot, self.opts.max_size);
+        let (depot, limit, budget) = (self.depot, self.opts.max_size, self.budget());
         let results: Vec<Result<(), ArchiveError>> = batch
             .par_iter()
-            .map(|p| settle_pending(depot, limit, p))
+            .map(|p| settle_pending(depot, limit, &budget, p))
             .collect();
         for (p, r) in batch.iter().zip(results) {
             r?;
@@ -1409,11 +1495,13 @@ impl Unpacking<'_> {
         } else {
             Some(write::staging(self.depot)?)
         };
-        let mut check = ContentCheck::new(self.opts.max_size);
+        let budget = self.budget();
+        let mut check = ContentCheck::new(self.opts.max_size, budget.clone());
         let mut buf = vec![0u8; BUF];
         let mut got = 0u64;
         let limit = self.opts.max_size;
-        let checked = |r: Result<(), CheckError>| r.map_err(|e| check_error(name, limit, e));
+        let checked =
+            |r: Result<(), CheckError>| r.map_err(|e| check_error(name, limit, &budget, e));
         loop {
             let n = match m.read(&mut buf) {
                 Ok(0) => break,
@@ -1493,7 +1581,7 @@ pub fn unpack(
     opts: &UnpackOptions,
     reporter: &dyn Reporter,
 ) -> Result<UnpackSummary, ArchiveError> {
-    let compressed = Rc::new(Cell::new(0u64));
+    let compressed = Arc::new(AtomicU64::new(0));
     let decompressed = Rc::new(Cell::new(0u64));
     let trip = Rc::new(Cell::new(None));
     let counting = CountingReader {
@@ -1518,6 +1606,8 @@ pub fn unpack(
         trip,
         pending: Vec::new(),
         pending_bytes: 0,
+        compressed: compressed.clone(),
+        content: Default::default(),
     };
     let mut archive = tar::Archive::new(guard);
     {
@@ -1526,7 +1616,7 @@ pub fn unpack(
             let m = m.map_err(|e| state.read_err(e))?;
             state.member(m)?;
             if let Some(total) = opts.archive_len {
-                reporter.progress("unpack", compressed.get().min(total), total);
+                reporter.progress("unpack", compressed.load(Relaxed).min(total), total);
             }
         }
     }
@@ -1558,7 +1648,7 @@ pub fn unpack(
     if let Some(total) = opts.archive_len {
         reporter.progress("unpack", total, total);
     }
-    state.summary.archive_bytes = compressed.get();
+    state.summary.archive_bytes = compressed.load(Relaxed);
     state.summary.tar_bytes = decompressed.get();
     Ok(state.summary)
 }
@@ -1607,23 +1697,23 @@ mod tests {
         let data = b"some content ".repeat(1000);
         let packed = zstd::encode_all(&data[..], 3).unwrap();
         for (stored, chunk) in [(&data, 7), (&packed, 3), (&packed, 100_000)] {
-            let mut c = ContentCheck::new(u64::MAX);
+            let mut c = ContentCheck::new(u64::MAX, Budget::unlimited());
             for part in stored.chunks(chunk) {
                 assert!(c.feed(part).is_ok());
             }
             assert_eq!(c.finish().ok(), Some(Digest::of(&data)));
         }
         // Tiny raw blobs never reach the 4-byte decision.
-        let mut c = ContentCheck::new(u64::MAX);
+        let mut c = ContentCheck::new(u64::MAX, Budget::unlimited());
         assert!(c.feed(b"ab").is_ok());
         assert_eq!(c.finish().ok(), Some(Digest::of(b"ab")));
         // A truncated frame is invalid, never a prefix's digest.
-        let mut c = ContentCheck::new(u64::MAX);
+        let mut c = ContentCheck::new(u64::MAX, Budget::unlimited());
         assert!(c.feed(&packed[..packed.len() - 3]).is_ok());
         assert!(matches!(c.finish(), Err(CheckError::Invalid)));
         // Content past the limit is refused while streaming.
         // (The decoder may hold decoded bytes until the next write or the end.)
-        let mut c = ContentCheck::new(100);
+        let mut c = ContentCheck::new(100, Budget::unlimited());
         let over = match c.feed(&packed) {
             Err(e) => matches!(e, CheckError::Over),
             Ok(()) => matches!(c.finish(), Err(CheckError::Over)),
@@ -1635,26 +1725,27 @@ mod tests {
     fn in_memory_blobs_are_judged_like_streamed_ones() {
         let data = b"some content ".repeat(10_000);
         let packed = zstd::encode_all(&data[..], 3).unwrap();
-        let digest = |b: &[u8], limit| stored_content_digest(b, limit).ok();
+        let digest = |b: &[u8], limit| stored_content_digest(b, limit, &Budget::unlimited()).ok();
         // Twice each: the thread's reused context must not carry state over.
         for _ in 0..2 {
             assert_eq!(digest(&data, u64::MAX), Some(Digest::of(&data)));
             assert_eq!(digest(&packed, u64::MAX), Some(Digest::of(&data)));
             assert_eq!(digest(b"ab", u64::MAX), Some(Digest::of(b"ab")));
-            let cut = stored_content_digest(&packed[..packed.len() - 3], u64::MAX);
+            let cut =
+                stored_content_digest(&packed[..packed.len() - 3], u64::MAX, &Budget::unlimited());
             assert!(matches!(cut, Err(CheckError::Invalid)));
             let mut junk = ZSTD_MAGIC.to_vec();
             junk.extend_from_slice(b"not a frame at all");
             assert!(matches!(
-                stored_content_digest(&junk, u64::MAX),
+                stored_content_digest(&junk, u64::MAX, &Budget::unlimited()),
                 Err(CheckError::Invalid)
             ));
             assert!(matches!(
-                stored_content_digest(&packed, 100),
+                stored_content_digest(&packed, 100, &Budget::unlimited()),
                 Err(CheckError::Over)
             ));
             assert!(matches!(
-                stored_content_digest(&data, 100),
+                stored_content_digest(&data, 100, &Budget::unlimited()),
                 Err(CheckError::Over)
             ));
         }

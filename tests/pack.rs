@@ -813,6 +813,28 @@ fn a_compression_bomb_is_refused() {
 }
 
 #[test]
+fn blobs_that_are_small_zstd_frames_of_huge_content_are_refused() {
+    // Each blob member is a valid, correctly named zstd frame of 64 MiB of
+    // zeros: alone within --max-size, and the archive stream itself barely
+    // expands; together their content is a bomb.
+    let p = built();
+    const LEN: u64 = 64 << 20;
+    let zeros = vec![0u8; LEN as usize];
+    let d = Digest::of(&zeros);
+    let frame = zstd::encode_all(&zeros[..], 19).unwrap();
+    assert!(frame.len() < 64 * 1024, "{}", frame.len());
+    let members: Vec<Member> = (0..6).map(|_| file(&blob_path(&d), &frame)).collect();
+    let started = std::time::Instant::now();
+    assert_refused(&p, &zst(&tar_of(&members)), "decompress to more than");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // Trusted, with the ratio rule off, the same blobs are fine.
+    let file_path = p.tmp.path().join("zeros.tar.zst");
+    std::fs::write(&file_path, zst(&tar_of(&members[..1]))).unwrap();
+    let r = p.run(&["unpack", file_path.to_str().unwrap(), "--max-ratio", "0"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
 fn a_truncated_archive_fails_cleanly() {
     let p = built();
     let archive = std::fs::read(pack(&p, "ci.tar.zst", &[])).unwrap();

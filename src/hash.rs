@@ -12,6 +12,23 @@ const MMAP_MIN: u64 = 256 * 1024;
 /// Files at least this large are also hashed on several threads.
 const RAYON_MIN: u64 = 4 * 1024 * 1024;
 
+/// Opens a regular file for reading. A fifo (whose plain open blocks until
+/// a writer comes), socket or device is an error, never a hang.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a fifo, socket or device cannot be hashed)",
+        ));
+    }
+    Ok(file)
+}
+
 /// blake3 of a file whose size `len` the caller just read from `stat`:
 /// small files take one `open` + one `read` into a reused buffer (exactly
 /// `len` bytes, as git does), large ones go through [`hash_file`]. A file
@@ -24,7 +41,7 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut file = File::open(path)?;
+    let mut file = open_regular(path)?;
     BUF.with(|b| {
         let mut buf = b.borrow_mut();
         buf.resize(len as usize, 0);
@@ -43,7 +60,7 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
 
 /// blake3 of a file's bytes, with the number of bytes hashed.
 pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut file = File::open(path)?;
+    let mut file = open_regular(path)?;
     let len = file.metadata()?.len();
     if len >= MMAP_MIN {
         let mut hasher = blake3::Hasher::new();

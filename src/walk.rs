@@ -232,7 +232,14 @@ fn visit<'s>(
             s.spawn(move |s| visit(s, w, child_abs, child, level));
             continue;
         }
-        if name.starts_with(".relocache-")
+        // Like git, fifos, sockets and devices are never inputs (opening a
+        // fifo would block the walk's reader until some writer came).
+        let special = !matches!(
+            ft,
+            FileType::RegularFile | FileType::Symlink | FileType::Unknown
+        );
+        if special
+            || name.starts_with(".relocache-")
             || (rel.is_empty() && w.top_only.contains(&name))
             || Level::ignores(&level, &child, false)
         {

@@ -635,3 +635,59 @@ fn a_depot_inside_an_output_is_refused_before_anything_is_deleted() {
     assert!(depot.join("DEPOT.toml").is_file(), "the depot is intact");
     assert_eq!(std::fs::read_dir(&depot).unwrap().count(), before);
 }
+
+/// Runs `relocache ARGS` in `p`, failing the test if it takes over 20 s.
+fn run_bounded(p: &Project, args: &[&str]) -> Run {
+    let mut c = p.cmd(args);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`relocache {}` hangs", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn fifos_never_hang_a_build() {
+    let p = Project::new(
+        "[target.a]\nrun = \"cat src/a.c > o.txt\"\ninputs = [\"src/**\"]\noutputs = [\"o.txt\"]\n\n[target.f]\nrun = \"mkfifo o.fifo\"\noutputs = [\"o.fifo\"]\n",
+        &[("src/a.c", "int x;\n")],
+    );
+    let mkfifo = |rel: &str| {
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p.path(rel))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    mkfifo("src/pipe");
+    // A fifo a glob matches is not an input (as in git).
+    let r = run_bounded(&p, &["build", "a"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_bounded(&p, &["hash", "src"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("hashed 1 file"), "{}", r.stderr);
+    // A fifo as an output is a clear failure.
+    let r = run_bounded(&p, &["build", "f"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    // Named literally as an input, too.
+    p.write(
+        "relocache.toml",
+        "[target.a]\nrun = \"true > o.txt\"\ninputs = [\"src/pipe\"]\noutputs = [\"o.txt\"]\n",
+    );
+    let r = run_bounded(&p, &["build", "a"]);
+    assert!(r.code == 1 || r.code == 2, "{}", r.stderr);
+}

@@ -687,3 +687,26 @@ fn an_entry_published_during_a_gc_keeps_the_blobs_it_reuses() {
     }
     check_depot_invariants(&p.depot);
 }
+
+#[test]
+fn a_damaged_usage_log_costs_its_line_not_the_depot() {
+    let p = four();
+    p.build(&[]).ok();
+    let usage = p.depot.join("usage");
+    let log = std::fs::read_dir(&usage)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.file_name().unwrap().to_string_lossy().starts_with("log-"))
+        .expect("a usage log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe torn write\n");
+    std::fs::write(&log, bytes).unwrap();
+    let s = p.run(&["stats", "--json"]);
+    assert_eq!(s.code, 0, "{}", s.stderr);
+    assert_eq!(s.json()["builds"], 4, "{}", s.stdout);
+    let g = p.run(&["gc", "--max-size", "1K"]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let b = p.build(&[]);
+    b.ok();
+    assert!(!b.stderr.contains("usage"), "{}", b.stderr);
+}

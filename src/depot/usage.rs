@@ -297,9 +297,13 @@ fn list_logs(depot: &Depot) -> Result<Vec<String>, DepotError> {
     Ok(logs)
 }
 
+/// A log's text. Bytes that are not UTF-8 (a torn or damaged write) spoil
+/// only their line, which then is not JSON and is skipped like any other.
 fn read_text(path: &Path) -> Result<Option<String>, DepotError> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(Some(t)),
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8(b).unwrap_or_else(|e| {
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }))),
         // A log folded and deleted by a compaction since it was listed.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DepotError::io("read usage log", path)(e)),

@@ -421,10 +421,11 @@ impl Checker<'_> {
     fn walk(&self) -> Walk {
         let root = self.depot.root();
         let mut w = Walk::default();
-        for item in walkdir::WalkDir::new(root)
+        let mut it = walkdir::WalkDir::new(root)
             .follow_links(false)
             .sort_by_file_name()
-        {
+            .into_iter();
+        while let Some(item) = it.next() {
             let item = match item {
                 Ok(i) => i,
                 Err(e) => {
@@ -452,6 +453,19 @@ impl Checker<'_> {
             if ft.is_symlink() {
                 if let Some(p) = self.symlink(item.path(), &parts, in_store) {
                     w.problems.push(p);
+                }
+                continue;
+            }
+            if in_store && parts.len() >= 3 && !ft.is_file() {
+                // objects-v1/ab/<x> and entries-v1/ab/<x> are files, or
+                // nothing; anything else stands where a blob or entry goes.
+                w.problems.push(self.problem(
+                    kind::UNREADABLE,
+                    item.path(),
+                    "is not a regular file where only blobs and entries belong; relocache cannot read it\n  help: remove it".into(),
+                ));
+                if ft.is_dir() {
+                    it.skip_current_dir();
                 }
                 continue;
             }

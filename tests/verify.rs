@@ -622,3 +622,32 @@ fn cc_g_embeds_the_build_directory_and_a_prefix_map_fixes_it() {
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.json()["entries_checked"], 5);
 }
+
+#[test]
+fn a_directory_where_a_blob_or_an_entry_belongs_is_a_problem() {
+    let p = chain();
+    p.build(&[]).ok();
+    let b = blob(&p, b"alpha\n");
+    std::fs::remove_file(&b).unwrap();
+    std::fs::create_dir(&b).unwrap();
+    let e = entry_with(&p, "out-c.txt");
+    std::fs::remove_file(&e).unwrap();
+    std::fs::create_dir(&e).unwrap();
+    let r = p.run(&["verify", "--integrity", "--json"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let paths: Vec<String> = problems(&r)
+        .iter()
+        .filter(|x| x["kind"] == "unreadable")
+        .map(|x| x["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        paths.contains(&depot_rel(&p, &b)),
+        "{paths:?}\n{}",
+        r.stdout
+    );
+    assert!(
+        paths.contains(&depot_rel(&p, &e)),
+        "{paths:?}\n{}",
+        r.stdout
+    );
+}

@@ -710,3 +710,30 @@ fn a_damaged_usage_log_costs_its_line_not_the_depot() {
     b.ok();
     assert!(!b.stderr.contains("usage"), "{}", b.stderr);
 }
+
+#[test]
+fn a_broken_manifest_does_not_block_the_maintenance_of_a_named_depot() {
+    let p = four();
+    p.build(&[]).ok();
+    let ws = p.tmp.path().join("ws");
+    std::fs::create_dir_all(ws.join("sub")).unwrap();
+    std::fs::write(ws.join("relocache.toml"), "[project\n").unwrap();
+    let depot = p.depot.to_str().unwrap();
+    for args in [
+        vec!["--depot", depot, "stats"],
+        vec!["--depot", depot, "gc", "--dry-run"],
+        vec!["--depot", depot, "verify"],
+    ] {
+        let mut c = bin();
+        c.current_dir(ws.join("sub")).args(&args);
+        let r = output(c);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("ignoring the project"), "{}", r.stderr);
+        assert!(r.stderr.contains("relocache.toml:1"), "{}", r.stderr);
+    }
+    // Without a named depot the manifest might name it: an error, exit 2.
+    let mut c = without_relocache_env(bin());
+    c.current_dir(ws.join("sub")).arg("stats");
+    let r = output(c);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

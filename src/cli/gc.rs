@@ -41,11 +41,17 @@ pub struct GcArgs {
 }
 
 /// The manifest when there is one: the maintenance commands also work
-/// outside any project, on the depot `--depot`/the environment names.
+/// outside any project, on the depot `--depot`/the environment names. A
+/// broken manifest is an error only when it could name the depot: with the
+/// depot named outright, it is ignored with a warning.
 pub(super) fn optional_manifest(env: &Env) -> Result<Option<Manifest>> {
     match env.manifest() {
         Ok(m) => Ok(Some(m)),
         Err(ManifestError::NotFound { .. }) => Ok(None),
+        Err(e) if env.depot_named() => {
+            eprintln!("warning: ignoring the project: {e}");
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -115,6 +115,16 @@ impl Env {
         Ok(paths)
     }
 
+    /// Whether the depot comes from `--depot` or the environment, so that no
+    /// manifest can change it.
+    pub fn depot_named(&self) -> bool {
+        use relocache::depot::DepotSource as S;
+        matches!(
+            select_paths(self.cli.depot.as_deref(), None, &self.cwd),
+            Ok((_, S::Flag | S::Env | S::EnvPath))
+        )
+    }
+
     /// Opens (creating) the depot stack.
     pub fn depots(&self, manifest: Option<&Manifest>) -> Result<DepotStack, DepotError> {
         DepotStack::open(&self.depot_paths(manifest)?)

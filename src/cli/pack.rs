@@ -12,11 +12,11 @@ use relocache::archive::{
     self, PackOptions, PackSummary, UnpackOptions, UnpackSummary, DEFAULT_MAX_RATIO,
 };
 use relocache::depot::DepotStack;
-use relocache::manifest::{Manifest, ManifestError};
 use relocache::plan::plan;
 use relocache::treehash::hash_paths;
 use relocache::units::{format_size, parse_size};
 
+use super::gc::optional_manifest;
 use super::progress::Bars;
 use super::{Env, UsageError};
 
@@ -99,16 +99,6 @@ fn parse_size_arg(s: &str) -> Result<u64, String> {
 
 fn is_stdio(p: &std::path::Path) -> bool {
     p.as_os_str() == "-"
-}
-
-/// The manifest when there is one; a missing one is fine for commands that
-/// only need a depot, a broken one is not.
-fn optional_manifest(env: &Env) -> Result<Option<Manifest>> {
-    match env.manifest() {
-        Ok(m) => Ok(Some(m)),
-        Err(ManifestError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {

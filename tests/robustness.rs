@@ -509,3 +509,38 @@ fn a_command_outliving_a_killed_build_is_never_run_twice_at_once() {
     assert_eq!(hit.outcome("gen"), "hit");
     assert_eq!(p.read("out.txt"), want);
 }
+
+#[test]
+fn a_depot_that_is_not_one_is_a_usage_error_that_says_what_to_do() {
+    let p = chain();
+    p.build(&[]).ok();
+    let file = p.tmp.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&file)
+        .arg("build");
+    let r = output(c);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is not a directory"), "{}", r.stderr);
+
+    let dir = p.tmp.path().join("adir");
+    std::fs::create_dir(&dir).unwrap();
+    let r = p.run(&["unpack", dir.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is a directory, not an archive"),
+        "{}",
+        r.stderr
+    );
+
+    std::fs::write(p.depot.join("DEPOT.toml"), "format = = 1\n").unwrap();
+    for args in [&["build"][..], &["verify"][..]] {
+        let r = p.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("DEPOT.toml` is damaged"), "{}", r.stderr);
+        assert!(r.stderr.contains("format = 1"), "{}", r.stderr);
+    }
+}

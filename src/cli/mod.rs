@@ -220,7 +220,11 @@ fn exit_code(e: &anyhow::Error) -> i32 {
 
 fn depot_code(d: &DepotError) -> i32 {
     match d {
-        DepotError::NotADepot(_) | DepotError::NewerFormat { .. } | DepotError::NoLocation => 2,
+        DepotError::NotADepot(_)
+        | DepotError::NotADirectory(_)
+        | DepotError::BadConfig { .. }
+        | DepotError::NewerFormat { .. }
+        | DepotError::NoLocation => 2,
         _ => 1,
     }
 }

@@ -233,6 +233,13 @@ pub fn unpack(env: &Env, args: &UnpackArgs) -> Result<i32> {
     } else {
         let path = env.cwd.join(&args.file);
         match std::fs::File::open(&path) {
+            Ok(_) if path.is_dir() => {
+                return Err(UsageError(format!(
+                    "`{}` is a directory, not an archive\n  help: name a file made by `relocache pack`, or `-` for stdin",
+                    args.file.display()
+                ))
+                .into())
+            }
             Ok(f) => Some(f),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(UsageError(format!(

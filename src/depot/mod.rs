@@ -50,6 +50,17 @@ pub enum DepotError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The depot path names something that is not a directory.
+    #[error("`{}` is not a directory, so it cannot be a depot\n  help: point --depot/RELOCACHE_DEPOT at a directory (a new or empty one makes a new depot)", .0.display())]
+    NotADirectory(PathBuf),
+    /// `DEPOT.toml` is not a file relocache wrote.
+    #[error("`{}` is damaged: {message}\n  help: it holds only the layout version; if this is a relocache depot, rewrite it with `echo 'format = 1' > {}`, then run `relocache verify --integrity`", .path.display(), .path.display())]
+    BadConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A non-empty directory without `DEPOT.toml` was named as a depot.
     #[error("`{}` is not a relocache depot (no DEPOT.toml) and is not empty\n  help: point --depot/RELOCACHE_DEPOT at an empty or new directory", .0.display())]
     NotADepot(PathBuf),
@@ -129,6 +140,9 @@ impl Depot {
     /// Opens the depot at `root`, creating it when the directory is missing or empty.
     pub fn open_or_create(root: &Path) -> Result<Depot, DepotError> {
         let root = std::path::absolute(root).map_err(DepotError::io("resolve", root))?;
+        if root.exists() && !root.is_dir() {
+            return Err(DepotError::NotADirectory(root));
+        }
         if !root.join("DEPOT.toml").exists() {
             let empty = match std::fs::read_dir(&root) {
                 Ok(mut rd) => rd.next().is_none(),
@@ -201,7 +215,16 @@ impl Depot {
     /// Opens an existing depot without creating or changing anything.
     pub fn open_existing(root: &Path) -> Result<Depot, DepotError> {
         let root = std::path::absolute(root).map_err(DepotError::io("resolve", root))?;
+        if root.exists() && !root.is_dir() {
+            return Err(DepotError::NotADirectory(root));
+        }
         let conf_path = root.join("DEPOT.toml");
+        if conf_path.exists() && !conf_path.is_file() {
+            return Err(DepotError::BadConfig {
+                path: conf_path,
+                message: "it is not a regular file".into(),
+            });
+        }
         let text = std::fs::read_to_string(&conf_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 DepotError::NotADepot(root.clone())
@@ -209,7 +232,7 @@ impl Depot {
                 DepotError::io("read", &conf_path)(e)
             }
         })?;
-        let config: DepotConfig = toml::from_str(&text).map_err(|e| DepotError::Damaged {
+        let config: DepotConfig = toml::from_str(&text).map_err(|e| DepotError::BadConfig {
             path: conf_path.clone(),
             message: e.message().to_owned(),
         })?;

@@ -314,26 +314,37 @@ impl Manifest {
     /// The names of `names` and everything they depend on, in dependency order
     /// (deps before dependents, ties broken by name).
     pub fn closure(&self, names: &[String]) -> Vec<String> {
-        let mut seen = BTreeSet::new();
+        let sorted_deps = |n: &str| -> Vec<&str> {
+            let mut deps: Vec<&str> = self
+                .targets
+                .get(n)
+                .map(|t| t.deps.iter().map(String::as_str).collect())
+                .unwrap_or_default();
+            deps.sort_unstable();
+            deps
+        };
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut order = Vec::new();
+        // Depth-first, post-order, on an explicit stack: a chain of a
+        // hundred thousand targets must not overflow the thread's stack.
         for n in names {
-            self.visit(n, &mut seen, &mut order);
-        }
-        order
-    }
-
-    fn visit(&self, name: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
-        if !seen.insert(name.to_owned()) {
-            return;
-        }
-        if let Some(t) = self.targets.get(name) {
-            let mut deps = t.deps.clone();
-            deps.sort();
-            for d in &deps {
-                self.visit(d, seen, order);
+            if !seen.insert(n) {
+                continue;
+            }
+            let mut stack = vec![(n.as_str(), sorted_deps(n), 0)];
+            while let Some(top) = stack.last_mut() {
+                if let Some(&d) = top.1.get(top.2) {
+                    top.2 += 1;
+                    if seen.insert(d) {
+                        stack.push((d, sorted_deps(d), 0));
+                    }
+                } else {
+                    order.push(top.0.to_owned());
+                    stack.pop();
+                }
             }
         }
-        order.push(name.to_owned());
+        order
     }
 }
 
@@ -772,7 +783,8 @@ fn check_deps(
             }
         }
     }
-    // Cycle detection: iterative colouring DFS that remembers the path.
+    // Cycle detection: a colouring DFS on an explicit stack, which is the
+    // path to report.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -780,43 +792,49 @@ fn check_deps(
         Done,
     }
     let mut mark: BTreeMap<&str, Mark> = targets.keys().map(|k| (k.as_str(), Mark::New)).collect();
-    fn dfs<'a>(
-        n: &'a str,
-        targets: &'a BTreeMap<String, Target>,
-        mark: &mut BTreeMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        mark.insert(n, Mark::Active);
-        path.push(n);
-        for d in &targets[n].deps {
+    for root in targets.keys() {
+        if mark[root.as_str()] != Mark::New {
+            continue;
+        }
+        // (target, index of its next dep): the path from `root`.
+        let mut stack: Vec<(&str, usize)> = vec![(root.as_str(), 0)];
+        mark.insert(root.as_str(), Mark::Active);
+        while let Some(top) = stack.last_mut() {
+            let (n, i) = *top;
+            let Some(d) = targets[n].deps.get(i) else {
+                mark.insert(n, Mark::Done);
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
             match mark[d.as_str()] {
                 Mark::Active => {
-                    let start = path.iter().position(|p| *p == d).unwrap_or(0);
+                    let start = stack.iter().position(|(p, _)| *p == d).unwrap_or(0);
                     let mut cycle: Vec<String> =
-                        path[start..].iter().map(|s| s.to_string()).collect();
+                        stack[start..].iter().map(|(p, _)| p.to_string()).collect();
                     cycle.push(d.clone());
-                    return Some(cycle);
+                    // A cycle through thousands of targets: its ends say enough.
+                    let shown = if cycle.len() > 12 {
+                        format!(
+                            "{} -> … ({} more) … -> {}",
+                            cycle[..8].join(" -> "),
+                            cycle.len() - 11,
+                            cycle[cycle.len() - 3..].join(" -> ")
+                        )
+                    } else {
+                        cycle.join(" -> ")
+                    };
+                    return Err(cx.invalid(
+                        targets[&cycle[0]].loc,
+                        format!("dependency cycle: {shown}"),
+                        "remove one of these `deps` so the targets can be ordered",
+                    ));
                 }
                 Mark::New => {
-                    if let Some(c) = dfs(d, targets, mark, path) {
-                        return Some(c);
-                    }
+                    mark.insert(d.as_str(), Mark::Active);
+                    stack.push((d.as_str(), 0));
                 }
                 Mark::Done => {}
-            }
-        }
-        path.pop();
-        mark.insert(n, Mark::Done);
-        None
-    }
-    for name in targets.keys() {
-        if mark[name.as_str()] == Mark::New {
-            if let Some(cycle) = dfs(name, targets, &mut mark, &mut Vec::new()) {
-                return Err(cx.invalid(
-                    targets[&cycle[0]].loc,
-                    format!("dependency cycle: {}", cycle.join(" -> ")),
-                    "remove one of these `deps` so the targets can be ordered",
-                ));
             }
         }
     }

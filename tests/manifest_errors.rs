@@ -145,3 +145,38 @@ fn no_manifest_at_all() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("no relocache.toml"), "{}", r.stderr);
 }
+
+#[test]
+fn huge_chains_and_cycles_are_planned_or_refused_without_overflowing() {
+    const N: usize = 50_000;
+    let chain: String = (0..N)
+        .map(|i| {
+            let deps = if i > 0 {
+                format!("deps = [\"t{}\"]\n", i - 1)
+            } else {
+                String::new()
+            };
+            format!("[target.t{i}]\nrun = \"true\"\n{deps}outputs = [\"o{i}\"]\n")
+        })
+        .collect();
+    let p = Project::new(&chain, &[]);
+    let r = p.run(&["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", &r.stderr[..r.stderr.len().min(2000)]);
+    let cycle: String = (0..N)
+        .map(|i| {
+            format!(
+                "[target.t{i}]\nrun = \"true\"\ndeps = [\"t{}\"]\noutputs = [\"o{i}\"]\n",
+                (i + N - 1) % N
+            )
+        })
+        .collect();
+    p.write("relocache.toml", &cycle);
+    let r = p.run(&["status"]);
+    assert_eq!(r.code, 2, "{}", &r.stderr[..r.stderr.len().min(2000)]);
+    assert!(
+        r.stderr.contains("dependency cycle: t0 -> "),
+        "{}",
+        &r.stderr[..r.stderr.len().min(2000)]
+    );
+    assert!(r.stderr.len() < 2000, "the cycle is shortened");
+}

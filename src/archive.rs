@@ -70,6 +70,38 @@ use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 use crate::units::format_size;
 
+/// Temporary archives are `.relocache-pack-*.tmp` beside the destination.
+const PACK_TMP_PREFIX: &str = ".relocache-pack-";
+
+/// Removes the temporary archives that packs killed mid-way (kill -9, a
+/// lost CI runner) left in `dir`: unlocked (a running pack holds a lock on
+/// its own) and untouched for a minute (a pack that just created its file
+/// may not have locked it yet).
+fn sweep_dead_packs(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(PACK_TMP_PREFIX) || !name.ends_with(".tmp") {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        let Ok(f) = File::open(e.path()) else {
+            continue;
+        };
+        if old && f.try_lock().is_ok() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Default bound on an archive's decompressed size: 64 GiB.
 pub const DEFAULT_MAX_SIZE: u64 = 64 << 30;
 /// Default bound on decompressed / compressed bytes.
@@ -379,11 +411,15 @@ pub fn pack_to_path(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    sweep_dead_packs(&dir);
     let tmp = tempfile::Builder::new()
-        .prefix(".relocache-pack-")
+        .prefix(PACK_TMP_PREFIX)
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(io_err("create a temporary file in", &dir))?;
+    // Held until the archive is renamed into place: tells a later pack that
+    // this one is alive (see `sweep_dead_packs`).
+    let _ = tmp.as_file().lock();
     let summary = pack(
         stack,
         entries,

@@ -1099,3 +1099,38 @@ fn pack_leaves_out_an_entry_whose_compressed_blob_is_damaged() {
     assert_eq!(r.json()["entries"].as_array().unwrap().len(), 0);
     assert!(p.depot.join("quarantine").read_dir().unwrap().count() == 1);
 }
+
+#[test]
+fn pack_removes_the_temporary_archives_of_packs_that_died() {
+    let p = built();
+    let dir = p.tmp.path().join("ci");
+    std::fs::create_dir(&dir).unwrap();
+    let tmp = |name: &str| {
+        let f = dir.join(format!(".relocache-pack-{name}.tmp"));
+        std::fs::write(&f, b"half an archive").unwrap();
+        f
+    };
+    let age = |f: &Path| {
+        let ok = std::process::Command::new("touch")
+            .args(["-d", "5 minutes ago"])
+            .arg(f)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let dead = tmp("dead");
+    age(&dead);
+    let running = tmp("running");
+    age(&running);
+    let holder = std::fs::File::open(&running).unwrap();
+    holder.lock().unwrap(); // a pack still writing it
+    let young = tmp("young");
+    let out = dir.join("a.tar.zst");
+    p.run(&["pack", out.to_str().unwrap()]).ok();
+    assert!(out.is_file());
+    assert!(!dead.exists(), "a dead pack's file is removed");
+    assert!(running.exists(), "a live pack's file stays");
+    assert!(young.exists(), "a file just created stays");
+    drop(holder);
+}

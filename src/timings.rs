@@ -106,7 +106,11 @@ impl Totals {
             skipped: report.skipped,
             wall_ms: report.duration_ms,
             spent_ms: report.targets.iter().map(|t| t.duration_ms).sum(),
-            saved_ms: report.targets.iter().filter_map(|t| t.saved_ms).sum(),
+            saved_ms: report
+                .targets
+                .iter()
+                .filter_map(|t| t.saved_ms)
+                .fold(0, u64::saturating_add),
             lanes: report
                 .targets
                 .iter()

@@ -241,7 +241,11 @@ fn write_file(path: &Path, bytes: &[u8], what: &str) -> Result<()> {
 }
 
 fn summary(r: &BuildReport) -> String {
-    let saved: u64 = r.targets.iter().filter_map(|t| t.saved_ms).sum();
+    let saved: u64 = r
+        .targets
+        .iter()
+        .filter_map(|t| t.saved_ms)
+        .fold(0, u64::saturating_add);
     let mut s = format!(
         "{} target{}: {} hit, {} built, {} failed, {} skipped in {}",
         r.targets.len(),

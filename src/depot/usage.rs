@@ -107,24 +107,27 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Counters {
-    /// Adds `other` to `self`.
+    /// Adds `other` to `self`, saturating: a damaged entry or log line with
+    /// a huge number must not wrap a total around.
     pub fn add(&mut self, other: &Counters) {
-        self.hits += other.hits;
-        self.misses += other.misses;
-        self.builds += other.builds;
-        self.failures += other.failures;
-        self.bytes_stored += other.bytes_stored;
-        self.bytes_restored += other.bytes_restored;
-        self.saved_ms += other.saved_ms;
-        self.build_ms += other.build_ms;
-        self.remote_hits += other.remote_hits;
-        self.remote_misses += other.remote_misses;
-        self.remote_errors += other.remote_errors;
-        self.remote_timeouts += other.remote_timeouts;
-        self.remote_corrupt += other.remote_corrupt;
-        self.remote_uploads += other.remote_uploads;
-        self.remote_bytes_down += other.remote_bytes_down;
-        self.remote_bytes_up += other.remote_bytes_up;
+        self.hits = self.hits.saturating_add(other.hits);
+        self.misses = self.misses.saturating_add(other.misses);
+        self.builds = self.builds.saturating_add(other.builds);
+        self.failures = self.failures.saturating_add(other.failures);
+        self.bytes_stored = self.bytes_stored.saturating_add(other.bytes_stored);
+        self.bytes_restored = self.bytes_restored.saturating_add(other.bytes_restored);
+        self.saved_ms = self.saved_ms.saturating_add(other.saved_ms);
+        self.build_ms = self.build_ms.saturating_add(other.build_ms);
+        self.remote_hits = self.remote_hits.saturating_add(other.remote_hits);
+        self.remote_misses = self.remote_misses.saturating_add(other.remote_misses);
+        self.remote_errors = self.remote_errors.saturating_add(other.remote_errors);
+        self.remote_timeouts = self.remote_timeouts.saturating_add(other.remote_timeouts);
+        self.remote_corrupt = self.remote_corrupt.saturating_add(other.remote_corrupt);
+        self.remote_uploads = self.remote_uploads.saturating_add(other.remote_uploads);
+        self.remote_bytes_down = self
+            .remote_bytes_down
+            .saturating_add(other.remote_bytes_down);
+        self.remote_bytes_up = self.remote_bytes_up.saturating_add(other.remote_bytes_up);
     }
 
     fn is_empty(&self) -> bool {
@@ -545,7 +548,7 @@ impl Recorder {
         self.used(key);
         self.count(target, |c| {
             c.hits += 1;
-            c.saved_ms += saved_ms;
+            c.saved_ms = c.saved_ms.saturating_add(saved_ms);
             c.bytes_restored += bytes;
         });
     }
@@ -619,6 +622,21 @@ mod tests {
 
     fn logs(depot: &Depot) -> Vec<String> {
         list_logs(depot).unwrap()
+    }
+
+    #[test]
+    fn totals_saturate_instead_of_wrapping() {
+        let mut c = Counters {
+            saved_ms: u64::MAX - 5,
+            ..Counters::default()
+        };
+        c.add(&Counters {
+            saved_ms: 10,
+            hits: 1,
+            ..Counters::default()
+        });
+        assert_eq!(c.saved_ms, u64::MAX);
+        assert_eq!(c.hits, 1);
     }
 
     /// Remote counters appear in a line only when non-zero, so a log of a

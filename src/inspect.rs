@@ -89,16 +89,29 @@ fn previous(
     manifest: &Manifest,
     depots: &[Depot],
     target: &str,
-) -> Option<(Key, Option<InputsSummary>)> {
+) -> Option<(Key, Result<InputsSummary, String>)> {
     let key = depots
         .iter()
         .find_map(|d| d.read_record(&manifest.name, target).ok().flatten())?
         .key;
-    let summary = depots.iter().find_map(|d| {
-        let e = d.read_entry(&key).ok().flatten()?;
-        d.read_summary(&e).ok()
-    });
-    Some((key, summary))
+    let mut damage = None;
+    for d in depots {
+        let read = d
+            .read_entry(&key)
+            .and_then(|e| e.map(|e| d.read_summary(&e)).transpose());
+        match read {
+            Ok(Some(summary)) => return Some((key, Ok(summary))),
+            Ok(None) => {}
+            Err(e) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+                damage.get_or_insert(format!("is damaged: {first}"));
+            }
+        }
+    }
+    Some((
+        key,
+        Err(damage.unwrap_or_else(|| "is no longer in the depot".into())),
+    ))
 }
 
 /// Input files that differ between two summaries, sorted by path.
@@ -167,7 +180,7 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
     }
     if let Some((_, old)) = previous(manifest, depots, &p.name) {
         s.status = Status::Stale;
-        if let (Some(old), Some(new)) = (old, &p.summary) {
+        if let (Ok(old), Some(new)) = (old, &p.summary) {
             s.changed = changed_files(&old, new);
         }
     }
@@ -347,11 +360,18 @@ fn explain_one(
         ex.note = Some(format!("the current inputs cannot be read: {e}"));
         return ex;
     }
-    let (Some(old), Some(new)) = (old, p.summary.as_ref()) else {
-        ex.note = Some(format!(
-            "the last build's record (key {}) is no longer in the depot, so there is nothing to compare with",
-            prev_key.short()
-        ));
+    let old = match old {
+        Ok(old) => old,
+        Err(why) => {
+            ex.note = Some(format!(
+                "the last build's record (key {}) {why}, so there is nothing to compare with",
+                prev_key.short()
+            ));
+            return ex;
+        }
+    };
+    let Some(new) = p.summary.as_ref() else {
+        ex.note = Some("the current inputs summary is not available".into());
         return ex;
     };
     let d = &mut ex.differences;

@@ -486,3 +486,34 @@ fn key_and_path_match_the_build() {
         assert!(r.stderr.contains("unknown target `nope`"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
+    let p = chain();
+    p.build(&[]).ok();
+    // Only the command changes: status is stale with no input file to show.
+    p.write(
+        "relocache.toml",
+        &CHAIN.replace("cp c.txt out-c.txt", "cat c.txt > out-c.txt"),
+    );
+    let s = p.run(&["status", "c"]);
+    assert!(
+        s.stdout.contains("`relocache explain c` says what changed"),
+        "{}",
+        s.stdout
+    );
+    // The last build's inputs summary is damaged.
+    let entry = std::fs::read_to_string(p.run(&["path", "a"]).stdout.trim()).unwrap();
+    let inputs = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("inputs = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let blob = p.depot.join("objects-v1").join(&inputs[..2]).join(&inputs);
+    std::fs::write(&blob, "not the summary").unwrap();
+    p.write("a.txt", "changed\n");
+    let r = p.run(&["explain", "a"]);
+    assert!(r.stdout.contains("is damaged"), "{}{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("no longer in the depot"), "{}", r.stdout);
+}

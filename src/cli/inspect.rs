@@ -121,6 +121,13 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
             };
             writeln!(out, "{:<9} {:<width$}    {word}: {}", "", "", c.path)?;
         }
+        if t.status == Status::Stale && t.changed.is_empty() && t.error.is_none() {
+            writeln!(
+                out,
+                "{:<9} {:<width$}    not an input file: `relocache explain {}` says what changed",
+                "", "", t.name
+            )?;
+        }
     }
     let ready = targets.iter().filter(|t| t.status == Status::Ready).count();
     writeln!(out, "{ready} of {} targets ready", targets.len())?;

@@ -281,6 +281,18 @@ fn build_require_relocatable_fails_and_stores_nothing() {
     p.build(&["--require-relocatable", "clean"]).ok();
     assert_eq!(p.entries(), 1);
     verify(&p, &[]).ok();
+    // Stored without the gate, the non-relocatable entry is a hit later;
+    // the gate fails that hit too.
+    p.build(&["where"]).ok();
+    let r = p.build(&["--require-relocatable", "where"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.outcome("where"), "failed");
+    assert!(
+        r.stdout
+            .contains("restored from an entry that is not relocatable"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]

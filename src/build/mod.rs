@@ -703,7 +703,7 @@ fn process<'a>(
     let mut warnings = Vec::new();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
-            let (r, out) = finish_hit(t, key, hit, warnings, started);
+            let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -730,7 +730,7 @@ fn process<'a>(
             if let Some(l) = lock {
                 l.release();
             }
-            let (r, out) = finish_hit(t, key, hit, warnings, started);
+            let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -760,7 +760,29 @@ fn finish_hit(
     hit: Hit,
     warnings: Vec<String>,
     started: Instant,
+    opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
+    // CI's relocatability gate holds for what a warm cache hands out too.
+    if opts.require_relocatable && !hit.entry.relocatable {
+        let why: Vec<String> = hit
+            .entry
+            .reasons
+            .iter()
+            .map(|r| match &r.path {
+                Some(p) => format!("{} `{p}`", r.kind),
+                None => r.kind.clone(),
+            })
+            .collect();
+        let mut r = report(&t.name, Some(key), Outcome::Failed, started);
+        r.error = Some(format!(
+            "`{}` was restored from an entry that is not relocatable ({}) and --require-relocatable is set\n  help: fix the build (see `relocache verify --relocatable`), then `relocache build --force {}`",
+            t.name,
+            why.join(", "),
+            t.name
+        ));
+        r.warnings = warnings;
+        return (r, None);
+    }
     let out = DepOut::of(&t.outputs, &hit.entry.outputs);
     let mut r = report(&t.name, Some(key), Outcome::Hit, started);
     r.saved_ms = Some(hit.entry.duration_ms);

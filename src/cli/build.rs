@@ -42,7 +42,7 @@ pub struct BuildArgs {
     /// Parallel jobs (default: number of cores)
     #[arg(short, long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Fail (exit 1) instead of warning when a new entry is not relocatable
+    /// Fail (exit 1) instead of warning when a target's entry, new or restored, is not relocatable
     #[arg(long)]
     pub require_relocatable: bool,
     /// Rebuild the named targets (default: all) even when cached, and overwrite their entries

@@ -1600,7 +1600,14 @@ impl Unpacking<'_> {
                 Ok(Some(_)) => self.summary.entries_present += 1,
                 // Absent, or damaged: the verified copy replaces it.
                 Ok(None) | Err(_) => {
-                    self.depot.write_entry(e)?;
+                    if let Err(err) = self.depot.write_entry(e) {
+                        // All or nothing: take back what this unpack published
+                        // (complete entries, seen by others only for a moment).
+                        for added in &self.summary.entries_added {
+                            let _ = self.depot.remove_entry(&added.key);
+                        }
+                        return Err(err.into());
+                    }
                     self.summary.entries_added.push(EntryRef::of(e));
                 }
             }

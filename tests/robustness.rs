@@ -544,3 +544,57 @@ fn a_depot_that_is_not_one_is_a_usage_error_that_says_what_to_do() {
         assert!(r.stderr.contains("format = 1"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
+    let p = chain();
+    p.build(&[]).ok();
+    let archive = p.tmp.path().join("all.tar.zst");
+    p.run(&["pack", archive.to_str().unwrap()]).ok();
+    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v1"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 3);
+    // A fresh depot where the last entry's shard cannot be written: the
+    // first two entries publish, the third fails (as a full disk would).
+    let fresh = p.tmp.path().join("fresh");
+    let mut c = bin();
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
+    assert_eq!(output(c).code, 1, "refused, but the depot exists");
+    let shard = fresh.join("entries-v1").join(&keys[2][..2]);
+    std::fs::create_dir_all(&shard).unwrap();
+    let chmod = |mode: &str, path: &Path| {
+        let ok = Command::new("chmod")
+            .args(["-R", mode])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let mut c = if is_root() {
+        chmod("a+rwX", p.tmp.path());
+        chmod("go-w", &shard);
+        bin_as_nobody(p.tmp.path())
+    } else {
+        chmod("a-w", &shard);
+        bin()
+    };
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap()]);
+    let r = output(c);
+    chmod("u+w", &shard);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let published = walkdir::WalkDir::new(fresh.join("entries-v1"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .count();
+    assert_eq!(published, 0, "no entry stays published");
+}

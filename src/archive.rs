@@ -1495,7 +1495,14 @@ impl Unpacking<'_> {
                 problem: format!("records key {} under another name", entry.key),
             });
         }
-        self.entries.insert(key, entry);
+        if self.entries.insert(key, entry).is_some() {
+            // `pack` writes each entry once; which copy would count is a
+            // question a sound archive never raises.
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: "appears twice".into(),
+            });
+        }
         Ok(())
     }
 

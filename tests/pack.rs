@@ -706,6 +706,24 @@ fn an_entry_writing_through_its_own_symlink_is_refused() {
 }
 
 #[test]
+fn an_entry_member_twice_is_refused() {
+    let p = built();
+    let inputs = b"{}".to_vec();
+    let out = b"x".to_vec();
+    let e = entry("twice", Digest::of(&out), Digest::of(&inputs));
+    assert_refused(
+        &p,
+        &zst(&tar_of(&[
+            blob(&inputs),
+            blob(&out),
+            entry_member(&e),
+            entry_member(&e),
+        ])),
+        "appears twice",
+    );
+}
+
+#[test]
 fn an_entry_filed_under_another_key_is_refused() {
     let p = built();
     let inputs = b"{}".to_vec();
@@ -1133,4 +1151,22 @@ fn pack_removes_the_temporary_archives_of_packs_that_died() {
     assert!(running.exists(), "a live pack's file stays");
     assert!(young.exists(), "a file just created stays");
     drop(holder);
+}
+
+#[test]
+fn pack_counts_an_entry_that_does_not_parse_as_left_out() {
+    let p = built();
+    let e = walkdir::WalkDir::new(p.depot.join("entries-v1"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_type().is_file())
+        .unwrap();
+    std::fs::write(e.path(), "garbage\n").unwrap();
+    let out = p.tmp.path().join("x.tar.zst");
+    let r = p.run(&["pack", out.to_str().unwrap()]);
+    r.ok();
+    assert!(r.stderr.contains("not packed: entry"), "{}", r.stderr);
+    assert!(r.stderr.contains("(1 left out"), "{}", r.stderr);
+    let j = p.run(&["pack", out.to_str().unwrap(), "--json"]).json();
+    assert_eq!(j["skipped"].as_array().unwrap().len(), 1, "{j}");
 }

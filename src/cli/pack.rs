@@ -130,6 +130,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
         .into());
     };
     let bars = Bars::new(!env.cli.quiet && !env.cli.json);
+    let mut unreadable = Vec::new();
     let (entries, opts) = if args.targets.is_empty() {
         // The whole depot: the one that is written, not the read-only rest of a stack.
         let (entries, skipped) = archive::depot_entries(stack.primary())?;
@@ -139,6 +140,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
                 &format!("not packed: entry {}: {}", s.key.short(), s.reason),
             );
         }
+        unreadable = skipped;
         (
             entries,
             PackOptions {
@@ -187,10 +189,12 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
         archive::pack_to_path(stack.all(), entries, &args.file, &opts, &bars)
     };
     bars.finish();
-    let summary = summary.with_context(|| match to_stdout {
+    let mut summary = summary.with_context(|| match to_stdout {
         true => "pack to stdout failed".to_owned(),
         false => format!("pack into `{}` failed", args.file.display()),
     })?;
+    // Entries that did not even parse were left out too.
+    summary.skipped.splice(0..0, unreadable);
     if env.cli.json {
         super::print_json(&summary)?;
     } else {

@@ -691,3 +691,25 @@ fn fifos_never_hang_a_build() {
     let r = run_bounded(&p, &["build", "a"]);
     assert!(r.code == 1 || r.code == 2, "{}", r.stderr);
 }
+
+#[test]
+fn quiet_hits_replay_stderr_but_not_stdout() {
+    let p = Project::new(
+        "[target.t]\nrun = \"echo hello-out; echo warn-err >&2; echo x > o.txt\"\noutputs = [\"o.txt\"]\n",
+        &[],
+    );
+    let r = p.run(&["build"]);
+    r.ok();
+    assert!(r.stdout.contains("hello-out"), "{}", r.stdout);
+    let loud = p.run(&["build"]);
+    assert!(
+        loud.stdout.contains("hello-out"),
+        "a hit replays: {}",
+        loud.stdout
+    );
+    assert!(loud.stderr.contains("warn-err"), "{}", loud.stderr);
+    let quiet = p.run(&["build", "-q"]);
+    quiet.ok();
+    assert!(!quiet.stdout.contains("hello-out"), "{}", quiet.stdout);
+    assert!(quiet.stderr.contains("warn-err"), "{}", quiet.stderr);
+}

@@ -85,8 +85,11 @@ impl Reporter for Printer {
             };
             let _ = writeln!(err, "{word:>8} {}  {detail}", r.name);
         }
-        // Command output: replayed on a hit, shown once on a build.
-        if self.json {
+        // Command output: replayed on a hit, shown once on a build. Quiet
+        // hits replay only stderr (a compiler's warnings).
+        let replay_stdout = !(self.quiet && matches!(r.outcome, Outcome::Hit));
+        if !replay_stdout {
+        } else if self.json {
             let _ = err.write_all(&r.stdout);
         } else {
             let mut out = std::io::stdout().lock();

@@ -3,7 +3,6 @@
 //! can be shown once and stored for replay.
 
 use std::os::fd::RawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -40,12 +39,30 @@ fn pwd_for(root: &Path) -> &'static Path {
     })
 }
 
+/// Clears close-on-exec on a descriptor until dropped.
+struct Inherit(RawFd);
+
+impl Inherit {
+    fn new(fd: RawFd) -> Inherit {
+        // SAFETY: fcntl on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        Inherit(fd)
+    }
+}
+
+impl Drop for Inherit {
+    fn drop(&mut self) {
+        // SAFETY: as above; the lock outlives this guard.
+        unsafe { libc::fcntl(self.0, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// Runs `cmd` in `root`. Errors only when the process cannot be started.
 ///
-/// The command dies with this process (it gets SIGKILL if relocache is
-/// killed), and it inherits `lock_fd`, the key's build lock, so that
-/// anything it started that outlives both still holds the key: a retry
-/// waits for it rather than writing the same outputs beside it.
+/// The command inherits `lock_fd`, the key's build lock, so that when
+/// relocache is killed mid-build, the command and anything it started
+/// still hold the key: a retry waits for them rather than writing the
+/// same outputs beside them.
 pub fn run(cmd: &Command, root: &Path, lock_fd: Option<RawFd>) -> std::io::Result<RunResult> {
     let mut proc = match cmd {
         Command::Shell(line) => {
@@ -66,24 +83,12 @@ pub fn run(cmd: &Command, root: &Path, lock_fd: Option<RawFd>) -> std::io::Resul
             p
         }
     };
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: between fork and exec the closure calls only async-signal-safe
-    // functions (fcntl, prctl, getppid) and allocates nothing.
-    unsafe {
-        proc.pre_exec(move || {
-            if let Some(fd) = lock_fd {
-                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // relocache died before the prctl took effect: do not run.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
+    // The key's lock goes to the command: close-on-exec is off while it is
+    // spawned (other commands spawned meanwhile may inherit it too, which
+    // only makes a retry after a crash wait for them as well). Not a
+    // `pre_exec` hook: that forces fork over posix_spawn, milliseconds per
+    // command in a process this size.
+    let _inherit = lock_fd.map(Inherit::new);
     proc.current_dir(root)
         .env("PWD", pwd_for(root))
         .stdin(Stdio::null())

@@ -9,7 +9,7 @@ mod servers;
 
 use common::*;
 use relocache::digest::Digest;
-use servers::{Redis, Webdav, S3};
+use servers::{Azurite, Redis, Webdav, S3};
 
 /// `relocache ARGS` in `p` with `env` set.
 fn run_env(p: &Project, env: &[(&str, String)], args: &[&str]) -> Run {
@@ -50,6 +50,19 @@ fn chain_outputs_are_right(p: &Project) {
     assert_eq!(p.read("out/a.txt"), "alpha\n");
     assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
     assert_eq!(p.read("out-c.txt"), "gamma\n");
+}
+
+/// A second machine (a fresh checkout and depot) sharing the remote: every
+/// target is a remote hit, nothing runs, the outputs and depot are right.
+fn second_machine_hits_everything(env: &[(&str, String)]) -> Project {
+    let second = chain();
+    let r = build_env(&second, env);
+    all_hits(&r);
+    assert_eq!(second.total_runs(), 0);
+    chain_outputs_are_right(&second);
+    check_depot_invariants(&second.depot);
+    assert_eq!(counter(&stats(&second), "remote_hits"), 3);
+    second
 }
 
 const FILES: [(&str, &str); 3] = [
@@ -304,13 +317,7 @@ fn redis_two_depots_share_one_server() {
         3,
         "{keys:?}"
     );
-    let second = chain();
-    let r = build_env(&second, &env);
-    all_hits(&r);
-    assert_eq!(second.total_runs(), 0);
-    chain_outputs_are_right(&second);
-    check_depot_invariants(&second.depot);
-    assert_eq!(counter(&stats(&second), "remote_hits"), 3);
+    second_machine_hits_everything(&env);
     // Nothing new to upload: the keys are unchanged.
     assert_eq!(redis.keys(), keys);
 }
@@ -386,13 +393,7 @@ fn webdav_two_depots_share_one_nginx_server_and_a_wrong_password_is_named() {
         3,
         "{objects:?}"
     );
-    let second = chain();
-    let r = build_env(&second, &env);
-    all_hits(&r);
-    assert_eq!(second.total_runs(), 0);
-    chain_outputs_are_right(&second);
-    check_depot_invariants(&second.depot);
-    assert_eq!(counter(&stats(&second), "remote_hits"), 3);
+    let second = second_machine_hits_everything(&env);
     let check = run_env(&second, &env, &["remote", "check"]);
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
     assert!(
@@ -425,6 +426,45 @@ fn webdav_two_depots_share_one_nginx_server_and_a_wrong_password_is_named() {
         assert!(!out.contains("not-the-password"), "password leaked:\n{out}");
     }
     assert_eq!(dav.objects(), objects, "nothing written without a login");
+}
+
+#[test]
+fn azure_two_depots_share_one_container_and_a_missing_one_is_never_written() {
+    let az = Azurite::start();
+    az.create_container("team");
+    let env = az.env("team");
+    let first = chain();
+    let r = build_env(&first, &env);
+    r.ok();
+    assert_eq!(r.json()["built"], 3);
+    assert_eq!(counter(&stats(&first), "remote_uploads"), 3, "{}", r.stderr);
+    let second = second_machine_hits_everything(&env);
+    let check = run_env(&second, &env, &["remote", "check"]);
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stdout.contains("writable     yes"),
+        "{}",
+        check.stdout
+    );
+
+    // Azure answers 404 to a write into a container that does not exist:
+    // a failed write, never an upload done into nothing.
+    let missing = az.env("nobody-made-this");
+    let check = run_env(&second, &missing, &["remote", "check"]);
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("writable     no"), "{}", check.stdout);
+    assert!(
+        check.stderr.contains("create the bucket or container"),
+        "{}",
+        check.stderr
+    );
+    let third = chain();
+    let r = build_env(&third, &missing);
+    r.ok();
+    assert_eq!(counter(&stats(&third), "remote_uploads"), 0, "{}", r.stderr);
+    for out in [&check.stdout, &check.stderr, &r.stdout, &r.stderr] {
+        assert!(!out.contains(servers::AZ_KEY), "account key leaked:\n{out}");
+    }
 }
 
 #[test]

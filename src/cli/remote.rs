@@ -24,7 +24,7 @@ URL forms (relocache.toml `[remote] url`, or RELOCACHE_REMOTE):
                       credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY, or AWS_PROFILE
   redis://[USER:PASSWORD@]HOST:PORT[/DB]     rediss:// for TLS
   webdav://HOST:PORT/PATH                    webdavs:// or https:// for TLS
-  gcs://BUCKET/PREFIX, azblob://CONTAINER/PREFIX?endpoint=…   (cargo features gcs, azblob)
+  azblob://CONTAINER/PREFIX?endpoint=…, gcs://BUCKET/PREFIX (cargo feature gcs)
 
 Environment: RELOCACHE_REMOTE=<url> (or `off`), RELOCACHE_REMOTE_MODE=read-only|read-write,
 RELOCACHE_REMOTE_TIMEOUT=30s. Passwords belong in the environment, never in relocache.toml;

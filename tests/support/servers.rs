@@ -310,3 +310,86 @@ http {{
             .collect()
     }
 }
+
+/// Azurite (npm `azurite`), Microsoft's Azure Blob Storage emulator, with its
+/// well-known development account.
+pub struct Azurite {
+    pub server: Server,
+}
+
+pub const AZ_ACCOUNT: &str = "devstoreaccount1";
+pub const AZ_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        require("azurite-blob", "npm install -g azurite@3.35.0");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new("azurite-blob")
+            .args(["--silent", "--disableTelemetry", "--skipApiVersionCheck"])
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .arg("--location")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("azurite-blob starts");
+        wait_for_port(port, &mut child, "azurite-blob");
+        Azurite {
+            server: Server {
+                child: Some(child),
+                port,
+                dir,
+            },
+        }
+    }
+
+    /// Creates `container` with a Shared Key request (relocache never
+    /// creates one; an operator does).
+    pub fn create_container(&self, container: &str) {
+        let script = r#"
+import base64, hashlib, hmac, sys, urllib.request
+from email.utils import formatdate
+port, container, acct, key = sys.argv[1:5]
+headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+canon = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+to_sign = "PUT\n" + "\n" * 11 + canon + f"/{acct}/{acct}/{container}\nrestype:container"
+sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/{acct}/{container}?restype=container",
+    method="PUT", headers={**headers, "Authorization": f"SharedKey {acct}:{sig}", "Content-Length": "0"})
+urllib.request.urlopen(req)
+"#;
+        let ok = Command::new("python3")
+            .args([
+                "-c",
+                script,
+                &self.server.port.to_string(),
+                container,
+                AZ_ACCOUNT,
+                AZ_KEY,
+            ])
+            .status()
+            .expect("python3 runs")
+            .success();
+        assert!(ok, "could not create container {container}");
+    }
+
+    /// The remote URL for `container` (prefix `ci`).
+    pub fn url(&self, container: &str) -> String {
+        format!(
+            "azblob://{container}/ci?endpoint=http://127.0.0.1:{}/{AZ_ACCOUNT}",
+            self.server.port
+        )
+    }
+
+    /// Environment for a relocache process using `container`.
+    pub fn env(&self, container: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("RELOCACHE_REMOTE", self.url(container)),
+            ("AZURE_STORAGE_ACCOUNT_NAME", AZ_ACCOUNT.into()),
+            ("AZURE_STORAGE_ACCOUNT_KEY", AZ_KEY.into()),
+            ("RELOCACHE_REMOTE_TIMEOUT", "20s".into()),
+        ]
+    }
+}

@@ -517,3 +517,33 @@ fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
     assert!(r.stdout.contains("is damaged"), "{}{}", r.stdout, r.stderr);
     assert!(!r.stdout.contains("no longer in the depot"), "{}", r.stdout);
 }
+
+#[test]
+fn explain_says_once_why_many_deps_changed_for_the_same_reason() {
+    let mut manifest = String::new();
+    for t in ["x", "y", "z"] {
+        manifest.push_str(&format!(
+            "[target.{t}]\nrun = \"cat h.txt > {t}.o\"\ninputs = [\"h.txt\"]\noutputs = [\"{t}.o\"]\n\n"
+        ));
+    }
+    manifest.push_str(
+        "[target.app]\nrun = \"cat x.o y.o z.o > app\"\ninputs = [\"x.o\", \"y.o\", \"z.o\"]\ndeps = [\"x\", \"y\", \"z\"]\noutputs = [\"app\"]\n",
+    );
+    let p = Project::new(&manifest, &[("h.txt", "one\n")]);
+    p.build(&[]).ok();
+    p.write("h.txt", "two\n");
+    let r = p.run(&["explain", "app"]);
+    r.ok();
+    assert!(
+        r.stdout
+            .contains("dep outputs changed: 3 deps (x, y, z), each because:"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        r.stdout.matches("input changed: h.txt").count(),
+        1,
+        "{}",
+        r.stdout
+    );
+}

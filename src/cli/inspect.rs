@@ -172,9 +172,18 @@ fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
     if !head.is_empty() {
         out.push_str(&format!("{pad}{head}\n"));
     }
+    render_reasons(ex, depth, out);
+}
+
+/// Everything but the head line of `ex`. Deps that changed for the same
+/// reasons (thirty objects including one edited header) are said once.
+fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
     if let Some(n) = &ex.note {
         out.push_str(&format!("{pad}{n}\n"));
     }
+    // Deps by the text of their reasons, in order of first appearance.
+    let mut deps: Vec<(String, Vec<&Difference>)> = Vec::new();
     for d in &ex.differences {
         let line = match d {
             Difference::InputAdded { path } => format!("input added: {path}"),
@@ -204,23 +213,51 @@ fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
                     new.join(", ")
                 )
             }
-            Difference::DepChanged {
-                name,
-                old,
-                new,
-                because,
-            } => {
-                out.push_str(&format!(
-                    "{pad}dep outputs changed: {name} ({} -> {})\n",
-                    old.as_deref().unwrap_or("<none>"),
-                    new.as_deref().unwrap_or("not built yet")
-                ));
-                render_explanation(because, depth + 1, out);
+            Difference::DepChanged { because, .. } => {
+                let mut reasons = String::new();
+                render_reasons(because, depth + 1, &mut reasons);
+                match deps.iter_mut().find(|(r, _)| *r == reasons) {
+                    Some((_, same)) => same.push(d),
+                    None => deps.push((reasons, vec![d])),
+                }
                 continue;
             }
             Difference::Other { detail } => detail.clone(),
         };
         out.push_str(&format!("{pad}{line}\n"));
+    }
+    for (reasons, same) in deps {
+        if let [Difference::DepChanged {
+            name,
+            old,
+            new,
+            because,
+        }] = same[..]
+        {
+            out.push_str(&format!(
+                "{pad}dep outputs changed: {name} ({} -> {})\n",
+                old.as_deref().unwrap_or("<none>"),
+                new.as_deref().unwrap_or("not built yet")
+            ));
+            render_explanation(because, depth + 1, out);
+            continue;
+        }
+        let names: Vec<&str> = same
+            .iter()
+            .filter_map(|d| match d {
+                Difference::DepChanged { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let shown = if names.len() > 8 {
+            format!("{}, … ({} more)", names[..6].join(", "), names.len() - 6)
+        } else {
+            names.join(", ")
+        };
+        out.push_str(&format!(
+            "{pad}dep outputs changed: {} deps ({shown}), each because:\n{reasons}",
+            names.len()
+        ));
     }
 }
 

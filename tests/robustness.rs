@@ -274,16 +274,19 @@ fn an_edited_output_is_put_back_by_the_next_build() {
 /// gives write access back. Root can write anything, so as root the run is
 /// as `nobody`, and only write access is taken away: what relocache created
 /// must be readable by other users (files 0666 minus umask, not 0600).
-fn run_without_write_access(p: &Project, dir: &Path, args: &[&str]) -> Run {
-    let chmod = |mode: &str, path: &Path| {
-        let ok = Command::new("chmod")
-            .args(["-R", mode])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(ok.success(), "chmod {mode} {}", path.display());
-    };
-    let mut c = if is_root() {
+fn chmod(mode: &str, path: &Path) {
+    let ok = Command::new("chmod")
+        .args(["-R", mode])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "chmod {mode} {}", path.display());
+}
+
+/// relocache without write access to `dir` (as `nobody` when the tests run
+/// as root, who can write anything); give it back with `chmod u+w`.
+fn without_write_access(p: &Project, dir: &Path) -> Command {
+    if is_root() {
         chmod("a+rwX", &p.root);
         chmod("a+rwX", p.tmp.path());
         chmod("go-w", dir);
@@ -291,7 +294,11 @@ fn run_without_write_access(p: &Project, dir: &Path, args: &[&str]) -> Run {
     } else {
         chmod("a-w", dir);
         bin()
-    };
+    }
+}
+
+fn run_without_write_access(p: &Project, dir: &Path, args: &[&str]) -> Run {
+    let mut c = without_write_access(p, dir);
     c.arg("-C")
         .arg(&p.root)
         .arg("--depot")
@@ -569,22 +576,7 @@ fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
     assert_eq!(output(c).code, 1, "refused, but the depot exists");
     let shard = fresh.join("entries-v1").join(&keys[2][..2]);
     std::fs::create_dir_all(&shard).unwrap();
-    let chmod = |mode: &str, path: &Path| {
-        let ok = Command::new("chmod")
-            .args(["-R", mode])
-            .arg(path)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    let mut c = if is_root() {
-        chmod("a+rwX", p.tmp.path());
-        chmod("go-w", &shard);
-        bin_as_nobody(p.tmp.path())
-    } else {
-        chmod("a-w", &shard);
-        bin()
-    };
+    let mut c = without_write_access(&p, &shard);
     c.arg("--depot")
         .arg(&fresh)
         .args(["unpack", archive.to_str().unwrap()]);

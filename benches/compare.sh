@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-5}
-ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,ccache,cold,pack,unpack,restore}
+ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,ccache,cold,pack,unpack,unpack-floor,restore}
 
 need=()
 for t in hyperfine b3sum ccache zstd make cc git python3; do
@@ -149,7 +149,7 @@ if want cold; then
     "$T $W/c2/build $W/depot-cold" "$T $W/c2/build && mkdir -p $W/c2/build"
   empty_trash
 fi
-if want pack || want unpack || want restore; then
+if want pack || want unpack || want unpack-floor || want restore; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
   "$R" -C "$W/out" --depot "$W/depot-out" build -q
   settle
@@ -165,6 +165,20 @@ if want unpack; then
     "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
     "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
     "$T $W/depot-new $W/out/out" "$T $W/untar && mkdir -p $W/untar"
+  empty_trash
+fi
+if want unpack-floor; then
+  # Not one of issue 8's rows: the peer writes what `unpack` + restore must
+  # write -- the depot's blobs (tar -x of the depot archive itself) and then
+  # the outputs -- without verifying anything. Its ratio is relocache's own
+  # overhead; the unpack row's ratio over this one's is the cost of keeping a
+  # depot beside the outputs on a filesystem without reflinks.
+  [ -f "$W/depot.tar.zst" ] || "$R" --depot "$W/depot-out" pack "$W/depot.tar.zst"
+  [ -f "$W/plain.tar.zst" ] || (tar -C "$W/out" -cf - out | zstd -q -T0 -3 -f -o "$W/plain.tar.zst")
+  pair unpack-floor "-" \
+    "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
+    "sh -c 'zstd -q -d -T0 -c $W/depot.tar.zst | tar -C $W/untar-depot -xf - && zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
+    "$T $W/depot-new $W/out/out" "$T $W/untar $W/untar-depot && mkdir -p $W/untar $W/untar-depot"
   empty_trash
 fi
 if want restore; then

@@ -156,7 +156,6 @@ impl Depot {
 }
 
 impl KeyLock {
-    /// Removes the placeholder and unlocks.
     /// The lock's file descriptor, for a command to inherit: the kernel
     /// keeps the lock while any process holds it, so when this process dies
     /// mid-build (kill -9), the key stays locked until the commands it
@@ -166,6 +165,7 @@ impl KeyLock {
         std::os::fd::AsRawFd::as_raw_fd(&self.file)
     }
 
+    /// Removes the placeholder and unlocks.
     pub fn release(self) {
         let _ = std::fs::remove_file(&self.path);
         drop(self.file);

@@ -663,3 +663,35 @@ fn a_directory_where_a_blob_or_an_entry_belongs_is_a_problem() {
         r.stdout
     );
 }
+
+#[test]
+fn many_non_relocatable_targets_warn_three_times_then_count() {
+    let manifest: String = (1..=5)
+        .map(|i| format!("[target.w{i}]\nrun = \"pwd > w{i}.txt\"\noutputs = [\"w{i}.txt\"]\n"))
+        .collect();
+    let p = Project::new(&manifest, &[]);
+    let r = p.run(&["build", "-j", "1"]);
+    r.ok();
+    assert_eq!(
+        r.stderr.matches("is not relocatable:").count(),
+        3,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("2 more relocatability warnings like those above"),
+        "{}",
+        r.stderr
+    );
+    // --json keeps every target's warning.
+    std::fs::remove_dir_all(&p.depot).unwrap();
+    let j = p.build(&["-j", "1"]).json();
+    let warned = j["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["warnings"].to_string().contains("is not relocatable"))
+        .count();
+    assert_eq!(warned, 5, "{j}");
+}

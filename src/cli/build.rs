@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
@@ -61,7 +62,14 @@ struct Printer {
     json: bool,
     quiet: bool,
     lock: Mutex<()>,
+    /// Relocatability warnings printed, then held back: a tree compiled
+    /// with `-g` would say the same two lines for every object.
+    reloc_shown: AtomicUsize,
+    reloc_held: AtomicUsize,
 }
+
+/// Relocatability warnings shown in full before the rest are counted.
+const RELOC_SHOWN: usize = 3;
 
 impl Reporter for Printer {
     fn target_finished(&self, r: &TargetReport) {
@@ -98,6 +106,12 @@ impl Reporter for Printer {
         }
         let _ = err.write_all(&r.stderr);
         for w in &r.warnings {
+            if w.contains("` is not relocatable: ")
+                && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
+            {
+                self.reloc_held.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let _ = writeln!(err, "warning: {w}");
         }
     }
@@ -162,12 +176,21 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         json: env.cli.json,
         quiet: env.cli.quiet,
         lock: Mutex::new(()),
+        reloc_shown: AtomicUsize::new(0),
+        reloc_held: AtomicUsize::new(0),
     };
     let started = std::time::SystemTime::now();
     let report = build(&manifest, &depots, &opts, &printer)?;
     if env.cli.json {
         super::print_json(&report)?;
     } else {
+        let held = printer.reloc_held.load(Ordering::Relaxed);
+        if held > 0 {
+            eprintln!(
+                "warning: {held} more relocatability warning{} like those above (`relocache verify --relocatable` lists every entry)",
+                if held == 1 { "" } else { "s" }
+            );
+        }
         eprintln!("{}", summary(&report));
     }
     if report.targets.iter().any(|t| t.stored) {

@@ -248,7 +248,7 @@ impl Manifest {
                 .replace("expected a sequence", "expected an array")
                 .replace("expected a boolean", "expected true or false");
             let help = if message.starts_with("unknown field") {
-                "remove the key or fix its spelling; the manifest format is in DESIGN.md"
+                "remove the key or fix its spelling; the keys are listed in the README, section \"The manifest\""
             } else if message.contains("missing field") {
                 "add the missing key"
             } else {

@@ -15,11 +15,7 @@ const RAYON_MIN: u64 = 4 * 1024 * 1024;
 /// Opens a regular file for reading. A fifo (whose plain open blocks until
 /// a writer comes), socket or device is an error, never a hang.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let file = open_nonblocking(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -27,6 +23,15 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+/// Opens `path` for reading without waiting for a fifo's writer.
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// blake3 of a file whose size `len` the caller just read from `stat`:
@@ -41,7 +46,14 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut file = open_regular(path)?;
+    // The caller's stat found a file of `len` bytes; only a size of 0 can be
+    // a fifo, socket or device (their sizes are 0), so only then is the
+    // opened file checked: no second stat per file on the hot path.
+    let mut file = if len == 0 {
+        open_regular(path)?
+    } else {
+        open_nonblocking(path)?
+    };
     BUF.with(|b| {
         let mut buf = b.borrow_mut();
         buf.resize(len as usize, 0);

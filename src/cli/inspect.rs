@@ -148,9 +148,14 @@ pub fn run_explain(env: &Env, args: &ExplainArgs) -> Result<i32> {
 }
 
 fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
-    let pad = "  ".repeat(depth);
+    render_head(ex, depth, out);
+    render_reasons(ex, depth, out);
+}
+
+/// The line saying whose key differs from what, if any.
+fn render_head(ex: &Explanation, depth: usize, out: &mut String) {
     let head = match (ex.key, ex.previous_key) {
-        (_, _) if ex.same => String::new(),
+        (_, _) if ex.same => return,
         (Some(k), Some(p)) => format!(
             "`{}`: key {} differs from the last build's {}{}",
             ex.target,
@@ -167,12 +172,9 @@ fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
             ex.target,
             p.short()
         ),
-        _ => String::new(),
+        _ => return,
     };
-    if !head.is_empty() {
-        out.push_str(&format!("{pad}{head}\n"));
-    }
-    render_reasons(ex, depth, out);
+    out.push_str(&format!("{}{head}\n", "  ".repeat(depth)));
 }
 
 /// Everything but the head line of `ex`. Deps that changed for the same
@@ -239,7 +241,10 @@ fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
                 old.as_deref().unwrap_or("<none>"),
                 new.as_deref().unwrap_or("not built yet")
             ));
-            render_explanation(because, depth + 1, out);
+            // Its reasons are rendered already: rendering them again at
+            // every level would cost 2^depth on a chain.
+            render_head(because, depth + 1, out);
+            out.push_str(&reasons);
             continue;
         }
         let names: Vec<&str> = same

@@ -227,6 +227,8 @@ pub(crate) struct Ctx<'a> {
     pub usage: crate::depot::usage::Recorder,
     /// The shared remote cache, if any.
     pub remote: Option<&'a crate::remote::Remote>,
+    /// `$PWD` for commands: the project root as relocache names it.
+    pub pwd: std::path::PathBuf,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -373,6 +375,7 @@ impl<'a> Ctx<'a> {
             writable: true,
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
+            pwd: run::pwd_for(&manifest.root),
         }
     }
 
@@ -905,7 +908,7 @@ fn build_miss<'a>(
             let _ = std::fs::create_dir_all(parent);
         }
     }
-    let run = match run::run(&t.command, root, lock_fd) {
+    let run = match run::run(&t.command, root, &ctx.pwd, lock_fd) {
         Ok(r) => r,
         Err(e) => {
             let what = match &t.command {

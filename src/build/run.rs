@@ -5,7 +5,6 @@
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::manifest::Command;
@@ -31,12 +30,9 @@ pub struct RunResult {
 /// one users write into flags such as `-ffile-prefix-map=$PWD=.`), which
 /// relocache also maps to `@project` and scans outputs for; otherwise the
 /// real path, never a stale `$PWD` naming another directory.
-fn pwd_for(root: &Path) -> &'static Path {
-    static PWD: OnceLock<PathBuf> = OnceLock::new();
-    PWD.get_or_init(|| {
-        let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        crate::key::logical_spelling(&real).unwrap_or(real)
-    })
+pub(crate) fn pwd_for(root: &Path) -> PathBuf {
+    let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    crate::key::logical_spelling(&real).unwrap_or(real)
 }
 
 /// Clears close-on-exec on a descriptor until dropped.
@@ -57,13 +53,19 @@ impl Drop for Inherit {
     }
 }
 
-/// Runs `cmd` in `root`. Errors only when the process cannot be started.
+/// Runs `cmd` in `root`, with `$PWD` set to `pwd` (see [`pwd_for`]).
+/// Errors only when the process cannot be started.
 ///
 /// The command inherits `lock_fd`, the key's build lock, so that when
 /// relocache is killed mid-build, the command and anything it started
 /// still hold the key: a retry waits for them rather than writing the
 /// same outputs beside them.
-pub fn run(cmd: &Command, root: &Path, lock_fd: Option<RawFd>) -> std::io::Result<RunResult> {
+pub fn run(
+    cmd: &Command,
+    root: &Path,
+    pwd: &Path,
+    lock_fd: Option<RawFd>,
+) -> std::io::Result<RunResult> {
     let mut proc = match cmd {
         Command::Shell(line) => {
             let mut p = std::process::Command::new("sh");
@@ -90,7 +92,7 @@ pub fn run(cmd: &Command, root: &Path, lock_fd: Option<RawFd>) -> std::io::Resul
     // command in a process this size.
     let _inherit = lock_fd.map(Inherit::new);
     proc.current_dir(root)
-        .env("PWD", pwd_for(root))
+        .env("PWD", pwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

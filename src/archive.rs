@@ -934,6 +934,17 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
+/// How many bytes may have been decompressed from `compressed` bytes: at
+/// most `max_size`, and past [`BOMB_MIN`] at most `max_ratio` times
+/// `compressed` (no ratio rule when it is 0). The one rule for the stream
+/// and for the blobs' content.
+fn expansion_cap(compressed: u64, max_size: u64, max_ratio: u64) -> u64 {
+    if max_ratio == 0 {
+        return max_size;
+    }
+    max_size.min(compressed.saturating_mul(max_ratio).max(BOMB_MIN))
+}
+
 /// Enforces `max_size` and the ratio rule on the decompressed stream.
 struct Guard<R> {
     inner: R,
@@ -952,22 +963,19 @@ impl<R: Read> Read for Guard<R> {
         let n = self.inner.read(buf)?;
         let out = self.out.get() + n as u64;
         self.out.set(out);
-        let compressed = self.compressed.load(Relaxed).max(1);
-        if out > self.max_size {
-            self.trip.set(Some(Trip::TooLarge));
-        } else if self.max_ratio > 0
-            && out > BOMB_MIN
-            && out > compressed.saturating_mul(self.max_ratio)
-        {
-            self.trip.set(Some(Trip::Bomb {
+        let compressed = self.compressed.load(Relaxed);
+        if out <= expansion_cap(compressed, self.max_size, self.max_ratio) {
+            return Ok(n);
+        }
+        self.trip.set(Some(if out > self.max_size {
+            Trip::TooLarge
+        } else {
+            Trip::Bomb {
                 decompressed: out,
-                compressed,
-            }));
-        }
-        if self.trip.get().is_some() {
-            return Err(io::Error::other("archive limit exceeded"));
-        }
-        Ok(n)
+                compressed: compressed.max(1),
+            }
+        }));
+        Err(io::Error::other("archive limit exceeded"))
     }
 }
 
@@ -1098,15 +1106,11 @@ impl Budget {
         }
     }
 
-    /// What the content may add up to now: `max_size`, and past
-    /// [`BOMB_MIN`] `max_ratio` times the compressed bytes read so far.
+    /// What the content may add up to now (see [`expansion_cap`]).
     fn cap(&self) -> u64 {
         match &self.compressed {
-            Some(c) if self.max_ratio > 0 => {
-                let by_ratio = c.load(Relaxed).saturating_mul(self.max_ratio);
-                self.max_size.min(by_ratio.max(BOMB_MIN))
-            }
-            _ => self.max_size,
+            Some(c) => expansion_cap(c.load(Relaxed), self.max_size, self.max_ratio),
+            None => self.max_size,
         }
     }
 }

@@ -150,6 +150,10 @@ pub enum BuildError {
     Depot(#[from] DepotError),
 }
 
+/// What a build warning about an output tying its entry to this location
+/// says after the target's name; the CLI shows a few and counts the rest.
+pub const NOT_RELOCATABLE: &str = "` is not relocatable: ";
+
 /// The finished deps of a target, by name; shared, not copied, between the
 /// targets that read them.
 pub(crate) type DepOuts<'n> = HashMap<&'n str, Arc<DepOut>>;
@@ -960,7 +964,7 @@ fn build_miss<'a>(
         }
     }
     for f in &findings {
-        warnings.push(format!("`{}` is not relocatable: {}", t.name, f.message));
+        warnings.push(format!("`{}{NOT_RELOCATABLE}{}", t.name, f.message));
     }
     if opts.require_relocatable && !reasons.is_empty() {
         let mut r = fail(

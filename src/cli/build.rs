@@ -106,7 +106,7 @@ impl Reporter for Printer {
         }
         let _ = err.write_all(&r.stderr);
         for w in &r.warnings {
-            if w.contains("` is not relocatable: ")
+            if w.contains(relocache::build::NOT_RELOCATABLE)
                 && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
             {
                 self.reloc_held.fetch_add(1, Ordering::Relaxed);

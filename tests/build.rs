@@ -638,24 +638,7 @@ fn a_depot_inside_an_output_is_refused_before_anything_is_deleted() {
 
 /// Runs `relocache ARGS` in `p`, failing the test if it takes over 20 s.
 fn run_bounded(p: &Project, args: &[&str]) -> Run {
-    let mut c = p.cmd(args);
-    c.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("`relocache {}` hangs", args.join(" "));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    output_within(p.cmd(args), std::time::Duration::from_secs(20))
 }
 
 #[test]

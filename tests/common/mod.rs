@@ -112,15 +112,41 @@ pub fn bin_as_nobody(home: &Path) -> Command {
 }
 
 pub fn output(mut c: Command) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("relocache runs");
+    run_of(c.output().expect("relocache runs"))
+}
+
+/// `c`'s result, failing the test if it runs longer than `limit` (it is
+/// killed then): for what must never hang.
+pub fn output_within(mut c: Command, limit: std::time::Duration) -> Run {
+    use std::process::Stdio;
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("relocache runs");
+    let pid = child.id().to_string();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let hung = finished.recv_timeout(limit).is_err();
+        if hung {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+        hung
+    });
+    let out = child.wait_with_output().expect("relocache runs");
+    let _ = done.send(());
+    assert!(
+        !watchdog.join().unwrap(),
+        "it hangs: killed after {limit:?}"
+    );
+    run_of(out)
+}
+
+fn run_of(out: Output) -> Run {
     Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -163,8 +163,11 @@ pub fn logical_spelling(canonical: &Path) -> Option<PathBuf> {
     if std::fs::canonicalize(&pwd).ok()? != here || pwd == here {
         return None;
     }
+    // `$PWD` may end in `/`, and joining an empty path adds one: rebuild
+    // the name from its components so it never ends in a separator.
+    let pwd: PathBuf = pwd.components().collect();
     if let Ok(below) = canonical.strip_prefix(&here) {
-        return Some(pwd.join(below));
+        return Some(pwd.components().chain(below.components()).collect());
     }
     let above = here.strip_prefix(canonical).ok()?;
     let mut logical = pwd;

@@ -602,6 +602,36 @@ fn a_project_entered_through_a_symlink_keys_and_scans_like_its_real_path() {
 }
 
 #[test]
+fn commands_in_a_project_entered_through_a_symlink_see_pwd_without_a_trailing_slash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    let link = tmp.path().join("link");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    std::fs::write(
+        real.join("relocache.toml"),
+        "[target.t]\nrun = \"printf '%s' \\\"$PWD\\\" > pwd.txt\"\noutputs = [\"pwd.txt\"]\n",
+    )
+    .unwrap();
+    // As a shell does after `cd link` (with or without a slash typed at the end).
+    for pwd in [link.display().to_string(), format!("{}/", link.display())] {
+        let _ = std::fs::remove_file(real.join("pwd.txt"));
+        let mut c = bin();
+        c.current_dir(&link)
+            .env("PWD", &pwd)
+            .arg("--depot")
+            .arg(tmp.path().join(format!("depot-{}", pwd.len())))
+            .arg("build");
+        output(c).ok();
+        assert_eq!(
+            std::fs::read_to_string(real.join("pwd.txt")).unwrap(),
+            link.display().to_string(),
+            "with PWD={pwd}"
+        );
+    }
+}
+
+#[test]
 fn a_depot_inside_an_output_is_refused_before_anything_is_deleted() {
     let p = Project::new(
         "[target.b]\nrun = \"mkdir -p build && echo x > build/x\"\noutputs = [\"build\"]\n",

@@ -3,7 +3,7 @@
 //! blob holding the inputs summary for `explain`. An entry is written last,
 //! after every blob it names is durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -277,6 +277,24 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// Checks that the entry restores every one of its target's `declared`
+    /// outputs, as a file, directory or symlink. A command that did not
+    /// create a declared output fails and stores nothing, so a sound entry
+    /// always covers them; one that does not (its `[[outputs]]` lost) would
+    /// be a hit that leaves an output missing, and is damaged.
+    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), String> {
+        let have: HashSet<&str> = self.outputs.iter().map(|o| o.path.as_str()).collect();
+        match declared.iter().find(|d| !have.contains(d.as_str())) {
+            Some(d) => Err(format!(
+                "it does not restore `{d}`, a declared output of `{}`",
+                self.target
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Parses an entry's text, refusing newer schemas. The schema number is
 /// probed separately only when the full parse fails, so a newer entry gets
 /// the "upgrade relocache" message and the common case parses once.
@@ -366,6 +384,18 @@ mod tests {
         assert!(parse_entry(&text)
             .unwrap_err()
             .contains("upgrade relocache"));
+    }
+
+    #[test]
+    fn an_entry_must_cover_its_declared_outputs() {
+        let e = sample();
+        let rel = |p: &str| RelPath::new(p).unwrap();
+        assert!(e.check_covers(&[rel("build")]).is_ok());
+        assert!(e
+            .check_covers(&[rel("build/app"), rel("build/link")])
+            .is_ok());
+        let err = e.check_covers(&[rel("build/app"), rel("build/lib.o")]);
+        assert!(err.unwrap_err().contains("build/lib.o"));
     }
 
     #[test]

@@ -540,4 +540,8 @@ fn a_damaged_remote_entry_is_a_miss_counted_as_corrupt() {
     assert!(is_executable(&second.path("out/gen.txt")));
     let stats = second.run(&["stats", "--json"]).json();
     assert_eq!(stats["remote_corrupt"], 1, "{stats}");
+    // The rebuild uploaded a sound entry over the damaged one.
+    let healed = redis.cli(&["--raw", "get", &name]);
+    let healed = healed.strip_suffix('\n').unwrap_or(&healed);
+    relocache::depot::entries::parse_entry(healed).expect("a sound entry again");
 }

@@ -15,12 +15,12 @@
 //!
 //! ```text
 //! CACHEDIR.TAG                      so that `tar -x` gives a directory backup tools skip
-//! DEPOT.toml                        `format = 1`: the layout version, never local settings
+//! DEPOT.toml                        `format = 2`: the layout version, never local settings; sealed
 //! objects-v1/  objects-v1/ab/…      directories (0755)
 //! objects-v1/ab/<blake3-hex>        blobs stored zstd-compressed, by digest, in stored frames
 //! objects-v1/ab/<blake3-hex>        blobs stored raw, by digest, in a compressed frame (0644)
-//! entries-v1/  entries-v1/ab/
-//! entries-v1/ab/<key-hex>.toml      entries, by key (0644)
+//! entries-v2/  entries-v2/ab/
+//! entries-v2/ab/<key-hex>.toml      entries, by key (0644)
 //! ```
 //!
 //! Blobs come before entries, the depot's own publish order, so even a plain
@@ -28,7 +28,7 @@
 //! Every header has mtime 0, uid and gid 0, empty owner names and a fixed
 //! mode, members are sorted, and zstd's multithreaded streaming output does
 //! not depend on the number of threads: the same entries give the same bytes
-//! on any machine. Project records (`projects-v1/`), `usage/`, `locks/`,
+//! on any machine. Project records (`projects-v2/`), `usage/`, `locks/`,
 //! `tmp/` and `quarantine/` are local state and never packed.
 //!
 //! # What `unpack` accepts
@@ -64,8 +64,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::depot::blobs::{self, ZSTD_MAGIC};
-use crate::depot::entries::{parse_entry, Entry};
-use crate::depot::{write, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
+use crate::depot::entries::{parse_entry, render_entry, Entry};
+use crate::depot::{
+    checksum, parse_config, write, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT,
+};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 use crate::units::format_size;
@@ -143,7 +145,7 @@ pub enum ArchiveError {
     #[error("the archive is truncated (it ends without tar's end-of-archive marker); nothing was published\n  help: make it again with `relocache pack`, or check the download or cache step that produced it")]
     Truncated,
     /// A member that a depot archive never holds.
-    #[error("archive member `{member}` {problem}; nothing was published\n  help: unpack only archives made by `relocache pack`; a depot archive holds regular files under objects-v1/ and entries-v1/ (plus DEPOT.toml and CACHEDIR.TAG)")]
+    #[error("archive member `{member}` {problem}; nothing was published\n  help: unpack only archives made by `relocache pack`; a depot archive holds regular files under objects-v1/ and entries-v2/ (plus DEPOT.toml and CACHEDIR.TAG)")]
     BadMember {
         /// The member's path as written in the archive.
         member: String,
@@ -198,6 +200,12 @@ pub enum ArchiveError {
         decompressed: u64,
         /// Compressed bytes so far.
         compressed: u64,
+    },
+    /// The archive was made by a relocache whose entries carry no checksum.
+    #[error("the archive has depot format {found}, whose entries carry no checksum, so this relocache cannot trust them; nothing was published\n  help: make the archive again with this relocache (`relocache build`, then `relocache pack`)")]
+    OlderFormat {
+        /// Its format.
+        found: u32,
     },
     /// The archive was made by a newer relocache.
     #[error("the archive has depot format {found}, newer than this relocache supports ({DEPOT_FORMAT}); nothing was published\n  help: upgrade relocache")]
@@ -539,10 +547,10 @@ fn write_archive<W: Write + Send>(
         format: DEPOT_FORMAT,
         ..DepotConfig::default()
     };
-    let depot_toml = format!(
+    let depot_toml = checksum::seal(&format!(
         "# relocache depot archive: the layout version of the members below.\n{}",
         toml::to_string(&config).expect("DEPOT.toml serializes")
-    );
+    ));
     append(&mut tar, "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes())?;
     append(&mut tar, "DEPOT.toml", depot_toml.as_bytes())?;
 
@@ -614,18 +622,18 @@ fn write_archive<W: Write + Send>(
         }
     }
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
-    append_dir(&mut tar, "entries-v1/")?;
+    append_dir(&mut tar, "entries-v2/")?;
     let mut shard = String::new();
     for (key, e) in entries {
         let hex = key.to_hex();
         if hex[..2] != shard {
             shard = hex[..2].to_owned();
-            append_dir(&mut tar, &format!("entries-v1/{shard}/"))?;
+            append_dir(&mut tar, &format!("entries-v2/{shard}/"))?;
         }
-        let text = toml::to_string(e).expect("entries serialize");
+        let text = render_entry(e);
         append(
             &mut tar,
-            &format!("entries-v1/{shard}/{hex}.toml"),
+            &format!("entries-v2/{shard}/{hex}.toml"),
             text.as_bytes(),
         )?;
     }
@@ -1014,13 +1022,22 @@ fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     }
     let outside = || {
         let top = parts[0];
-        let local = ["projects-v1", "usage", "locks", "tmp", "quarantine"];
+        let local = [
+            "projects-v2",
+            "projects-v1",
+            "usage",
+            "locks",
+            "tmp",
+            "quarantine",
+        ];
         let newer = ["objects-v", "entries-v", "projects-v"]
             .iter()
             .any(|p| top.starts_with(p));
         if local.contains(&top) {
             format!("is not part of the depot layout an archive carries (`{top}/` is local state)")
-        } else if newer && top != "objects-v1" && top != "entries-v1" {
+        } else if top == "entries-v1" {
+            "uses depot layout `entries-v1` of an older relocache, whose entries carry no checksum (make the archive again with this relocache)".to_owned()
+        } else if newer && top != "objects-v1" && top != "entries-v2" {
             format!("uses depot layout `{top}`, which this relocache does not know (made by a newer relocache? then upgrade)")
         } else {
             "is not part of the depot layout".to_owned()
@@ -1028,8 +1045,8 @@ fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     };
     if is_dir {
         return match parts.as_slice() {
-            ["objects-v1" | "entries-v1"] => Ok(Member::Dir),
-            ["objects-v1" | "entries-v1", s] if is_shard(s) => Ok(Member::Dir),
+            ["objects-v1" | "entries-v2"] => Ok(Member::Dir),
+            ["objects-v1" | "entries-v2", s] if is_shard(s) => Ok(Member::Dir),
             _ => Err(outside()),
         };
     }
@@ -1042,11 +1059,11 @@ fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
                 "is not named `objects-v1/ab/<blake3 hex>` with `ab` its first two digits".into(),
             ),
         },
-        ["entries-v1", s, name] if is_shard(s) => {
+        ["entries-v2", s, name] if is_shard(s) => {
             match name.strip_suffix(".toml").map(|h| (h, h.parse::<Key>())) {
                 Some((h, Ok(k))) if h.starts_with(s) => Ok(Member::Entry(k)),
                 _ => Err(
-                    "is not named `entries-v1/ab/<key hex>.toml` with `ab` its first two digits"
+                    "is not named `entries-v2/ab/<key hex>.toml` with `ab` its first two digits"
                         .into(),
                 ),
             }
@@ -1433,10 +1450,19 @@ impl Unpacking<'_> {
             }
             Member::DepotToml => {
                 let text = self.small(&mut m, &name, size)?;
-                let config: DepotConfig = toml::from_str(&text)
-                    .map_err(|e| bad(&format!("is not a valid DEPOT.toml: {}", e.message())))?;
+                let config = parse_config(&text, Path::new("DEPOT.toml")).map_err(|e| {
+                    bad(&format!(
+                        "is not a valid DEPOT.toml: {}",
+                        e.source_text().lines().next().unwrap_or_default()
+                    ))
+                })?;
                 if config.format > DEPOT_FORMAT {
                     return Err(ArchiveError::NewerFormat {
+                        found: config.format,
+                    });
+                }
+                if config.format < DEPOT_FORMAT {
+                    return Err(ArchiveError::OlderFormat {
                         found: config.format,
                     });
                 }
@@ -1716,22 +1742,22 @@ mod tests {
         let hex = Digest::of(b"x").to_hex();
         let blob = format!("objects-v1/{}/{hex}", &hex[..2]);
         assert!(matches!(classify(&blob, false), Ok(Member::Blob(_))));
-        let entry = format!("entries-v1/{}/{hex}.toml", &hex[..2]);
+        let entry = format!("entries-v2/{}/{hex}.toml", &hex[..2]);
         assert!(matches!(classify(&entry, false), Ok(Member::Entry(_))));
         assert_eq!(classify("objects-v1/", true), Ok(Member::Dir));
-        assert_eq!(classify("entries-v1/0a/", true), Ok(Member::Dir));
+        assert_eq!(classify("entries-v2/0a/", true), Ok(Member::Dir));
         assert_eq!(classify("DEPOT.toml", false), Ok(Member::DepotToml));
         let wrong_shard = if &hex[..2] == "00" { "01" } else { "00" };
         for bad in [
             format!("objects-v1/{wrong_shard}/{hex}"),
             format!("objects-v1/{}/{}", &hex[..2], hex.to_uppercase()),
-            format!("entries-v1/{}/{hex}", &hex[..2]),
+            format!("entries-v2/{}/{hex}", &hex[..2]),
             format!("./{blob}"),
             format!("/{blob}"),
             format!("objects-v1/{}/../../{hex}", &hex[..2]),
             "objects-v1//x".into(),
             "tmp/x".into(),
-            "projects-v1/p/t.toml".into(),
+            "projects-v2/p/t.toml".into(),
             "DEPOT.toml/x".into(),
         ] {
             assert!(classify(&bad, false).is_err(), "{bad}");

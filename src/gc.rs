@@ -615,7 +615,18 @@ pub fn gc(
         },
     )?;
     report.usage_logs_merged = compacted.map(|c| c.logs_folded).unwrap_or(0);
+    report.warnings.extend(legacy_note(depot.remove_legacy()?));
     Ok(report)
+}
+
+/// The one line saying which directories of depot format 1 went.
+fn legacy_note(removed: Vec<&str>) -> Option<String> {
+    (!removed.is_empty()).then(|| {
+        format!(
+            "removed {} of depot format 1, whose records carry no checksum and which this relocache never reads",
+            removed.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 fn setting_error(depot: &Depot, name: &'static str, e: impl ToString) -> DepotError {
@@ -718,12 +729,16 @@ pub fn clear(
         },
     )?;
     let orphans = matches!(sel, Selection::All).then(|| sweep.report.clone());
+    let mut warnings = inv.warnings;
+    if matches!(sel, Selection::All) {
+        warnings.extend(legacy_note(depot.remove_legacy()?));
+    }
     Ok(ClearReport {
         removed: plan.removed,
         records_removed,
         blobs_removed,
         bytes_freed: plan.bytes + sweep.report.blob_bytes + sweep.report.tmp_bytes,
         orphans,
-        warnings: inv.warnings,
+        warnings,
     })
 }

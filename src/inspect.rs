@@ -82,6 +82,26 @@ pub struct TargetStatus {
     /// Why the inputs could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the last build's project record was not used (it is damaged, so
+    /// the target reads as never built).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+}
+
+/// The first damaged project record of `target` in the stack, before any
+/// sound one: what `status` says when a record reads as absent.
+fn damaged_record(manifest: &Manifest, depots: &[Depot], target: &str) -> Option<String> {
+    for d in depots {
+        match d.read_record(&manifest.name, target) {
+            Ok(Some(_)) => return None,
+            Ok(None) => {}
+            Err(e) => {
+                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+                return Some(format!("its last build's record is ignored: {first}"));
+            }
+        }
+    }
+    None
 }
 
 /// The summary of the last build of `target` recorded in the stack, with its key.
@@ -158,6 +178,7 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         blocked_by: p.blocked_by.clone(),
         holder: None,
         error: p.error.clone(),
+        record: None,
     };
     if p.entry.is_some() {
         s.status = Status::Ready;
@@ -183,6 +204,8 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         if let (Ok(old), Some(new)) = (old, &p.summary) {
             s.changed = changed_files(&old, new);
         }
+    } else {
+        s.record = damaged_record(manifest, depots, &p.name);
     }
     s
 }

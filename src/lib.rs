@@ -11,8 +11,8 @@
 //!   DEPOT.toml                        format version, defaults; no absolute paths
 //!   CACHEDIR.TAG                      so backup tools skip it
 //!   objects-v1/ab/<blake3-hex>        blobs, zstd-compressed or raw
-//!   entries-v1/ab/<key-hex>.toml      one entry per key
-//!   projects-v1/<name>/<target>.toml  last key built or restored per target
+//!   entries-v2/ab/<key-hex>.toml      one entry per key
+//!   projects-v2/<name>/<target>.toml  last key built or restored per target
 //!   usage/                            append-only access logs (gc's LRU clock)
 //!   locks/                            per-key build locks (`started`)
 //!   tmp/                              staging: every write is tmp + fsync + rename

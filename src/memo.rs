@@ -82,7 +82,7 @@ impl StatMemo {
         let tag = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
         depot
             .root()
-            .join("projects-v1")
+            .join("projects-v2")
             .join(project)
             .join(format!("stat-v1-{}.bin", &tag[..16]))
     }

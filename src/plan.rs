@@ -88,7 +88,9 @@ pub fn plan(
                 p.entry = depots
                     .iter()
                     .enumerate()
-                    .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e)));
+                    .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e)))
+                    // One that does not cover the outputs is rebuilt, not ready.
+                    .filter(|(_, e)| e.check_covers(&t.outputs).is_ok());
                 if let Some((_, e)) = &p.entry {
                     outs.insert(name, Arc::new(DepOut::of(&t.outputs, &e.outputs)));
                 }

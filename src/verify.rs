@@ -52,8 +52,9 @@ pub mod kind {
     pub const MISNAMED_ENTRY: &str = "misnamed-entry";
     /// A file in `objects-v1/` not named like a blob in its shard.
     pub const MISNAMED_BLOB: &str = "misnamed-blob";
-    /// An entry that does not parse.
-    pub const UNPARSEABLE_ENTRY: &str = "unparseable-entry";
+    /// An entry that fails its checksum or does not parse: damaged, never
+    /// restored (checked always, without `--integrity`).
+    pub const CORRUPT_ENTRY: &str = "corrupt-entry";
     /// A project record or `DEPOT.toml` that does not parse.
     pub const UNPARSEABLE_FILE: &str = "unparseable-file";
     /// A depot file or directory that cannot be read.
@@ -371,7 +372,7 @@ struct Walk {
     entries: Vec<(PathBuf, Option<Key>)>,
     /// Correctly named blob files.
     blobs: Vec<Digest>,
-    /// `projects-v1/**/*.toml`.
+    /// `projects-v2/**/*.toml`.
     records: Vec<PathBuf>,
 }
 
@@ -448,7 +449,7 @@ impl Checker<'_> {
             let Some(top) = parts.first().map(String::as_str) else {
                 continue;
             };
-            let in_store = top == "objects-v1" || top == "entries-v1";
+            let in_store = top == "objects-v1" || top == "entries-v2";
             let ft = item.file_type();
             if ft.is_symlink() {
                 if let Some(p) = self.symlink(item.path(), &parts, in_store) {
@@ -457,7 +458,7 @@ impl Checker<'_> {
                 continue;
             }
             if in_store && parts.len() >= 3 && !ft.is_file() {
-                // objects-v1/ab/<x> and entries-v1/ab/<x> are files, or
+                // objects-v1/ab/<x> and entries-v2/ab/<x> are files, or
                 // nothing; anything else stands where a blob or entry goes.
                 w.problems.push(self.problem(
                     kind::UNREADABLE,
@@ -481,18 +482,18 @@ impl Checker<'_> {
                         "not named like a blob (`objects-v1/ab/<64 hex digits starting with ab>`); relocache never reads it\n  help: remove it".into(),
                     )),
                 },
-                "entries-v1" => {
+                "entries-v2" => {
                     let key = sharded_name(&parts, ".toml").map(Key);
                     if key.is_none() {
                         w.problems.push(self.problem(
                             kind::MISNAMED_ENTRY,
                             item.path(),
-                            "not named like an entry (`entries-v1/ab/<key>.toml`), so no build will ever find it\n  help: remove it".into(),
+                            "not named like an entry (`entries-v2/ab/<key>.toml`), so no build will ever find it\n  help: remove it".into(),
                         ));
                     }
                     w.entries.push((item.path().to_path_buf(), key));
                 }
-                "projects-v1" if rel.extension().is_some_and(|e| e == "toml") => {
+                "projects-v2" if rel.extension().is_some_and(|e| e == "toml") => {
                     w.records.push(item.path().to_path_buf())
                 }
                 _ => {}
@@ -549,6 +550,14 @@ impl Checker<'_> {
                     continue;
                 }
             };
+            if let Err(why) = crate::depot::checksum::open(&text) {
+                out.push(self.problem(
+                    kind::UNPARSEABLE_FILE,
+                    path,
+                    format!("project record is damaged: {why}\n  help: remove it; the next build or restore writes it again"),
+                ));
+                continue;
+            }
             let value = match toml::from_str::<toml::Value>(&text) {
                 Ok(v) => v,
                 Err(e) => {
@@ -628,9 +637,9 @@ impl Checker<'_> {
             Err(msg) => {
                 if path_problems == 0 {
                     push(
-                        kind::UNPARSEABLE_ENTRY,
+                        kind::CORRUPT_ENTRY,
                         Some(rel),
-                        format!("the entry does not parse: {msg}\n  help: remove it; the target rebuilds and stores a new one"),
+                        format!("the entry is damaged: {msg}\n  help: remove it (a build quarantines it); the target rebuilds and stores a new one"),
                         &None,
                     );
                 }
@@ -985,19 +994,19 @@ mod tests {
     fn sharded_names_must_match_their_shard() {
         let d = Digest::of(b"x").to_hex();
         let ok = [
-            "entries-v1".to_owned(),
+            "entries-v2".to_owned(),
             d[..2].to_owned(),
             format!("{d}.toml"),
         ];
         assert!(sharded_name(&ok, ".toml").is_some());
         let wrong = [
-            "entries-v1".to_owned(),
+            "entries-v2".to_owned(),
             "zz".to_owned(),
             format!("{d}.toml"),
         ];
         assert!(sharded_name(&wrong, ".toml").is_none());
         let stray = [
-            "entries-v1".to_owned(),
+            "entries-v2".to_owned(),
             d[..2].to_owned(),
             "notes.txt".into(),
         ];

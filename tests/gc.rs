@@ -32,7 +32,12 @@ fn build_in_order(p: &Project, targets: &[&str]) {
 }
 
 fn set_depot_toml(depot: &Path, extra: &str) {
-    std::fs::write(depot.join("DEPOT.toml"), format!("format = 1\n{extra}\n")).unwrap();
+    let body = format!("format = 2\n{extra}\n");
+    let sealed = format!(
+        "{body}checksum = \"{}\"\n",
+        blake3::hash(body.as_bytes()).to_hex()
+    );
+    std::fs::write(depot.join("DEPOT.toml"), sealed).unwrap();
 }
 
 /// Target names of `gc --json`'s removed entries, in eviction order.
@@ -188,7 +193,7 @@ fn last_use_survives_a_depot_copy_whose_mtimes_are_all_new() {
         let key = key_of(&r, t);
         touch(
             &copy
-                .join("entries-v1")
+                .join("entries-v2")
                 .join(&key[..2])
                 .join(format!("{key}.toml")),
             when,
@@ -299,16 +304,20 @@ fn max_age_drops_entries_unused_for_that_long() {
     }
     let entry = p
         .depot
-        .join("entries-v1")
+        .join("entries-v2")
         .join(&key[..2])
         .join(format!("{key}.toml"));
     let text = std::fs::read_to_string(&entry).unwrap();
     let created = text.lines().find(|l| l.starts_with("created")).unwrap();
-    std::fs::write(
-        &entry,
-        text.replace(created, "created = \"2020-01-01T00:00:00Z\""),
-    )
-    .unwrap();
+    // Its checksum recomputed: an entry that fails it is never read.
+    let body = text
+        .replace(created, "created = \"2020-01-01T00:00:00Z\"")
+        .lines()
+        .filter(|l| !l.starts_with("checksum = "))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let sum = blake3::hash(body.as_bytes()).to_hex();
+    std::fs::write(&entry, format!("{body}checksum = \"{sum}\"\n")).unwrap();
 
     let dry = p.run(&["gc", "--max-age", "30d", "--dry-run", "--json"]);
     dry.ok();
@@ -336,8 +345,8 @@ fn clear_by_target_and_by_key() {
     assert_eq!(j["records_removed"], 1);
     assert!(j["blobs_removed"].as_u64().unwrap() >= 1);
     assert_eq!(p.entries(), 2);
-    assert!(!p.depot.join("projects-v1/proj/a.toml").exists());
-    assert!(p.depot.join("projects-v1/proj/b.toml").exists());
+    assert!(!p.depot.join("projects-v2/proj/a.toml").exists());
+    assert!(p.depot.join("projects-v2/proj/b.toml").exists());
     let b = p.build(&[]);
     assert_eq!(b.outcome("a"), "built");
     assert_eq!(b.outcome("b"), "hit", "b's blobs were not touched");
@@ -382,7 +391,7 @@ fn clear_by_target_and_by_key() {
 
     p.run(&["clear", "--project"]).ok();
     assert_eq!(p.entries(), 0);
-    assert!(!p.depot.join("projects-v1/proj").exists());
+    assert!(!p.depot.join("projects-v2/proj").exists());
 }
 
 #[test]
@@ -417,7 +426,7 @@ fn clear_all_empties_the_depot_without_asking_when_not_a_terminal() {
     r.ok();
     assert_eq!(p.entries(), 0);
     assert!(files_under(&p.depot.join("objects-v1")).is_empty());
-    assert!(files_under(&p.depot.join("projects-v1")).is_empty());
+    assert!(files_under(&p.depot.join("projects-v2")).is_empty());
     assert!(p.depot.join("DEPOT.toml").exists());
     assert_eq!(p.build(&[]).json()["built"], 3);
 }

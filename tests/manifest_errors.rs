@@ -20,7 +20,7 @@ fn rejects(manifest: &str, line_col: &str, words: &[&str]) {
         r.stderr
     );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-    assert!(!p.depot.join("entries-v1").exists() || p.entries() == 0);
+    assert!(!p.depot.join("entries-v2").exists() || p.entries() == 0);
 }
 
 #[test]

@@ -20,7 +20,7 @@ fn key(p: &Project, target: &str) -> String {
 }
 
 fn memo_files(p: &Project) -> Vec<std::path::PathBuf> {
-    walkdir::WalkDir::new(p.depot.join("projects-v1"))
+    walkdir::WalkDir::new(p.depot.join("projects-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("stat-v1-"))

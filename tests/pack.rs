@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::*;
-use relocache::depot::entries::{Entry, OutputKind, OutputRecord, ENTRY_SCHEMA};
+use relocache::depot::entries::{render_entry, Entry, OutputKind, OutputRecord, ENTRY_SCHEMA};
 use relocache::depot::Depot;
 use relocache::digest::{Digest, Key};
 use relocache::relpath::RelPath;
@@ -151,7 +151,7 @@ fn blob_path(d: &Digest) -> String {
 
 fn entry_path(k: &Key) -> String {
     let hex = k.to_hex();
-    format!("entries-v1/{}/{hex}.toml", &hex[..2])
+    format!("entries-v2/{}/{hex}.toml", &hex[..2])
 }
 
 /// A blob member stored raw (content that does not start with the zstd magic).
@@ -231,7 +231,7 @@ fn entry(name: &str, output: Digest, inputs: Digest) -> Entry {
 }
 
 fn entry_member(e: &Entry) -> Member {
-    file(&entry_path(&e.key), toml::to_string(e).unwrap().as_bytes())
+    file(&entry_path(&e.key), render_entry(e).as_bytes())
 }
 
 /// Unpacks `archive` into the built project's depot and checks that it was
@@ -362,21 +362,21 @@ fn system_tar_lists_and_extracts_the_archive() {
     assert_eq!(
         names
             .iter()
-            .filter(|n| n.starts_with("entries-v1/") && n.ends_with(".toml"))
+            .filter(|n| n.starts_with("entries-v2/") && n.ends_with(".toml"))
             .count(),
         3
     );
     assert!(names.iter().any(|n| n.starts_with("objects-v1/")));
     let first_entry = names
         .iter()
-        .position(|n| n.starts_with("entries-v1"))
+        .position(|n| n.starts_with("entries-v2"))
         .unwrap();
     let last_blob = names
         .iter()
         .rposition(|n| n.starts_with("objects-v1"))
         .unwrap();
     assert!(last_blob < first_entry, "blobs come before entries");
-    for local in ["projects-v1", "usage", "locks", "tmp", "quarantine"] {
+    for local in ["projects-v2", "usage", "locks", "tmp", "quarantine"] {
         assert!(
             !names.iter().any(|n| n.starts_with(local)),
             "{local}/ is local state and must not be packed: {names:?}"
@@ -437,7 +437,7 @@ fn pack_of_named_targets_includes_only_what_they_need() {
     let archive = pack(&p, "b.tar.zst", &["b"]);
     let entries: Vec<_> = tar_list(&archive)
         .into_iter()
-        .filter(|n| n.ends_with(".toml") && n.starts_with("entries-v1"))
+        .filter(|n| n.ends_with(".toml") && n.starts_with("entries-v2"))
         .collect();
     assert_eq!(entries.len(), 2, "b and its dep a, not c: {entries:?}");
 
@@ -598,7 +598,7 @@ fn members_outside_the_depot_layout_are_refused() {
         ("notes.txt".to_owned(), "not part of the depot layout"),
         ("tmp/.stage-x".to_owned(), "not part of the depot layout"),
         (
-            "projects-v1/proj/evil.toml".to_owned(),
+            "projects-v2/proj/evil.toml".to_owned(),
             "not part of the depot layout",
         ),
         (
@@ -610,7 +610,7 @@ fn members_outside_the_depot_layout_are_refused() {
             "first two digits",
         ),
         (
-            format!("entries-v1/{}/{hex}", &hex[..2]),
+            format!("entries-v2/{}/{hex}", &hex[..2]),
             "first two digits",
         ),
     ] {
@@ -752,7 +752,7 @@ fn a_rejected_archive_publishes_none_of_its_valid_entries() {
     let r = with_depot(&p, &fresh, &["unpack", file_path.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("not to its name"), "{}", r.stderr);
-    let entries = walkdir::WalkDir::new(fresh.join("entries-v1"))
+    let entries = walkdir::WalkDir::new(fresh.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
@@ -1156,7 +1156,7 @@ fn pack_removes_the_temporary_archives_of_packs_that_died() {
 #[test]
 fn pack_counts_an_entry_that_does_not_parse_as_left_out() {
     let p = built();
-    let e = walkdir::WalkDir::new(p.depot.join("entries-v1"))
+    let e = walkdir::WalkDir::new(p.depot.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
         .find(|e| e.file_type().is_file())

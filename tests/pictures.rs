@@ -276,7 +276,7 @@ fn bad_timings_or_profile_paths_fail_before_anything_is_built() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
     assert_eq!(p.total_runs(), 0, "nothing was built");
-    assert!(!p.depot.join("entries-v1").exists() || p.entries() == 0);
+    assert!(!p.depot.join("entries-v2").exists() || p.entries() == 0);
     // `--timings` takes its value only with `=`, so a target name after it
     // is still a target.
     let r = p.run(&["build", "--json", "--timings", "c"]);

@@ -117,7 +117,7 @@ outputs = ["c.bin"]
     for round in 0..24u64 {
         // A fresh build every few rounds, so kills land in runs, stores and restores.
         if round % 3 == 0 {
-            let _ = std::fs::remove_dir_all(depot.join("entries-v1"));
+            let _ = std::fs::remove_dir_all(depot.join("entries-v2"));
         }
         for f in ["out", "b.bin", "c.bin"] {
             let p = root.join(f);
@@ -409,7 +409,7 @@ fn a_waiting_process_says_who_holds_the_lock() {
 
 #[test]
 fn a_poisoned_entry_never_writes_outside_the_targets_declared_outputs() {
-    use relocache::depot::entries::{parse_entry, OutputKind, OutputRecord};
+    use relocache::depot::entries::{parse_entry, render_entry, OutputKind, OutputRecord};
     use relocache::relpath::RelPath;
     let manifest = format!(
         "{CHAIN}\n[target.d]\nrun = \"mkdir -p dir/sub && echo d > dir/sub/d.txt\"\noutputs = [\"dir\"]\n"
@@ -439,7 +439,7 @@ fn a_poisoned_entry_never_writes_outside_the_targets_declared_outputs() {
             .clone();
         e.outputs.push(extra(&some_file));
         e.outputs.sort_by(|x, y| x.path.cmp(&y.path));
-        std::fs::write(&file, toml::to_string(&e).unwrap()).unwrap();
+        std::fs::write(&file, render_entry(&e)).unwrap();
     };
     // a "restores" the manifest, which is no output of a.
     poison("a", &|f| OutputRecord {
@@ -558,7 +558,7 @@ fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
     p.build(&[]).ok();
     let archive = p.tmp.path().join("all.tar.zst");
     p.run(&["pack", archive.to_str().unwrap()]).ok();
-    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v1"))
+    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
@@ -574,7 +574,7 @@ fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
         .arg(&fresh)
         .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
     assert_eq!(output(c).code, 1, "refused, but the depot exists");
-    let shard = fresh.join("entries-v1").join(&keys[2][..2]);
+    let shard = fresh.join("entries-v2").join(&keys[2][..2]);
     std::fs::create_dir_all(&shard).unwrap();
     let mut c = without_write_access(&p, &shard);
     c.arg("--depot")
@@ -583,7 +583,7 @@ fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
     let r = output(c);
     chmod("u+w", &shard);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    let published = walkdir::WalkDir::new(fresh.join("entries-v1"))
+    let published = walkdir::WalkDir::new(fresh.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())

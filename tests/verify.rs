@@ -36,7 +36,7 @@ fn blob(p: &Project, content: &[u8]) -> PathBuf {
 
 /// The entry file whose text contains `needle`.
 fn entry_with(p: &Project, needle: &str) -> PathBuf {
-    walkdir::WalkDir::new(p.depot.join("entries-v1"))
+    walkdir::WalkDir::new(p.depot.join("entries-v2"))
         .into_iter()
         .map(|e| e.unwrap().into_path())
         .find(|f| f.is_file() && std::fs::read_to_string(f).unwrap().contains(needle))
@@ -488,7 +488,7 @@ fn a_misnamed_entry_is_flagged() {
     let other = Digest::of(b"another key").to_hex();
     let dest = p
         .depot
-        .join("entries-v1")
+        .join("entries-v2")
         .join(&other[..2])
         .join(format!("{other}.toml"));
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -507,7 +507,7 @@ fn an_unparseable_entry_is_flagged() {
     std::fs::write(&entry, "schema = 1\nthis is not toml").unwrap();
     let r = p.run(&["verify", "--json"]);
     assert_eq!(r.code, 1);
-    assert_eq!(kinds(&r), ["unparseable-entry"]);
+    assert_eq!(kinds(&r), ["corrupt-entry"]);
     assert_eq!(problems(&r)[0]["entry"], key_of(&entry).as_str());
 }
 

@@ -808,7 +808,8 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
-                warnings.push(format!("ignoring a damaged entry: {e}"));
+                let moved = quarantine_damaged(ctx, i, key, &e);
+                warnings.push(format!("ignoring a damaged entry{moved}: {e}"));
                 continue;
             }
         };
@@ -818,6 +819,18 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
     }
     remote::fetch(ctx, t, key, warnings)
         .and_then(|entry| restore_entry(ctx, t, key, 0, entry, warnings))
+}
+
+/// Moves a damaged entry of the first depot to its `quarantine/`, so it no
+/// longer stands where the rebuild stores a sound one; entries of the other
+/// depots of a stack are only read. Returns a note for the warning.
+fn quarantine_damaged(ctx: &Ctx<'_>, i: usize, key: &Key, e: &DepotError) -> &'static str {
+    if i == 0 && matches!(e, DepotError::Damaged { .. }) {
+        ctx.depots[0].quarantine_entry(key);
+        " (moved to quarantine/)"
+    } else {
+        ""
+    }
 }
 
 /// Restores `entry`, found in depot `i` of the stack, and copies it into
@@ -850,8 +863,9 @@ fn restore_entry(
     let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
         Ok(r) => r,
         Err(e) => {
+            let moved = quarantine_damaged(ctx, i, key, &e);
             warnings.push(format!(
-                "cannot restore `{}` from the cache: {e}; rebuilding",
+                "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
                 t.name
             ));
             return None;

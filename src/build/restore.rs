@@ -40,10 +40,12 @@ pub fn restore(
     declared: &[RelPath],
     memo: Option<&StatMemo>,
 ) -> Result<Restored, DepotError> {
-    within_declared(entry, declared).map_err(|message| DepotError::Damaged {
-        path: depot.entry_path(&entry.key),
-        message,
-    })?;
+    within_declared(entry, declared)
+        .and_then(|()| entry.check_covers(declared))
+        .map_err(|message| DepotError::Damaged {
+            path: depot.entry_path(&entry.key),
+            message,
+        })?;
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
     let mut fresh: HashSet<&str> = HashSet::new();

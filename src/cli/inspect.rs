@@ -112,6 +112,9 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
         if let Some(e) = &t.error {
             detail.push_str(&format!("  {}", e.lines().next().unwrap_or_default()));
         }
+        if let Some(r) = &t.record {
+            detail.push_str(&format!("  ({r})"));
+        }
         writeln!(out, "{:<9} {:<width$}  {detail}", t.status.as_str(), t.name)?;
         for c in &t.changed {
             let word = match c.change {
@@ -359,7 +362,7 @@ pub fn run_path(env: &Env, args: &TargetArg) -> Result<i32> {
         Some(i) => depots[i].entry_path(&key),
         None => {
             let hex = key.to_hex();
-            root.join("entries-v1")
+            root.join("entries-v2")
                 .join(&hex[..2])
                 .join(format!("{hex}.toml"))
         }

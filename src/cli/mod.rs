@@ -223,6 +223,7 @@ fn depot_code(d: &DepotError) -> i32 {
         DepotError::NotADepot(_)
         | DepotError::NotADirectory(_)
         | DepotError::BadConfig { .. }
+        | DepotError::ConfigChecksum { .. }
         | DepotError::NewerFormat { .. }
         | DepotError::NoLocation => 2,
         _ => 1,

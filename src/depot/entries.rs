@@ -1,20 +1,23 @@
-//! Entries: the record stored under a key (`entries-v1/ab/<key>.toml`) —
+//! Entries: the record stored under a key (`entries-v2/ab/<key>.toml`) —
 //! which blobs make up the outputs, the replayed logs, relocatability, and a
 //! blob holding the inputs summary for `explain`. An entry is written last,
-//! after every blob it names is durable.
+//! after every blob it names is durable, and ends with a checksum of its own
+//! bytes ([`super::checksum`]): an entry failing it is damaged, never restored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{write, Depot, DepotError};
+use super::{checksum, write, Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::inputs::FileState;
 use crate::relpath::RelPath;
 
-/// Version of the entry format.
-pub const ENTRY_SCHEMA: u32 = 1;
+/// Version of the entry format. 2: a final `checksum = "…"` line.
+pub const ENTRY_SCHEMA: u32 = 2;
+/// The directory of entries in a depot (and an archive).
+pub const ENTRIES_DIR: &str = "entries-v2";
 
 /// One stored execution of a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,7 +180,7 @@ impl Depot {
     pub fn entry_path(&self, key: &Key) -> PathBuf {
         let hex = key.to_hex();
         self.root
-            .join("entries-v1")
+            .join(ENTRIES_DIR)
             .join(&hex[..2])
             .join(format!("{hex}.toml"))
     }
@@ -212,12 +215,25 @@ impl Depot {
     /// this entry is published first and gc keeps its blobs, or gc goes
     /// first and this fails with [`DepotError::MissingBlob`].
     pub fn write_entry(&self, entry: &Entry) -> Result<(), DepotError> {
-        let text = toml::to_string(entry).expect("entries serialize");
+        let text = render_entry(entry);
         let _gc = self.gc_lock(false);
         if let Some(d) = entry.blobs().into_iter().find(|d| !self.has_blob(d)) {
             return Err(DepotError::MissingBlob(d));
         }
         write::write_bytes(self, &self.entry_path(&entry.key), text.as_bytes())
+    }
+
+    /// Moves the damaged entry for `key` to `quarantine/`, where it no
+    /// longer shadows a rebuild and stays for inspection. Best effort.
+    pub fn quarantine_entry(&self, key: &Key) {
+        let dir = self.root.join("quarantine");
+        let _ = std::fs::create_dir_all(&dir);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0);
+        let to = dir.join(format!("{}.toml.{stamp}", key.to_hex()));
+        let _ = std::fs::rename(self.entry_path(key), to);
     }
 
     /// Removes the entry for `key` (blobs stay until gc).
@@ -277,9 +293,33 @@ impl Entry {
     }
 }
 
-/// Parses an entry's text, refusing newer schemas. The schema number is
-/// probed separately only when the full parse fails, so a newer entry gets
-/// the "upgrade relocache" message and the common case parses once.
+impl Entry {
+    /// Checks that the entry restores every one of its target's `declared`
+    /// outputs, as a file, directory or symlink. A command that did not
+    /// create a declared output fails and stores nothing, so a sound entry
+    /// always covers them; one that does not (its `[[outputs]]` lost) would
+    /// be a hit that leaves an output missing, and is damaged.
+    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), String> {
+        let have: HashSet<&str> = self.outputs.iter().map(|o| o.path.as_str()).collect();
+        match declared.iter().find(|d| !have.contains(d.as_str())) {
+            Some(d) => Err(format!(
+                "it does not restore `{d}`, a declared output of `{}`",
+                self.target
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An entry's text as stored: TOML sealed with its checksum line.
+pub fn render_entry(entry: &Entry) -> String {
+    checksum::seal(&toml::to_string(entry).expect("entries serialize"))
+}
+
+/// Parses an entry's text, refusing newer schemas and any text failing its
+/// checksum. The schema number is probed separately only when the full
+/// parse fails, so a newer entry gets the "upgrade relocache" message and
+/// the common case parses once.
 pub fn parse_entry(text: &str) -> Result<Entry, String> {
     #[derive(Deserialize)]
     struct Probe {
@@ -288,8 +328,21 @@ pub fn parse_entry(text: &str) -> Result<Entry, String> {
     let newer = |schema: u32| {
         format!("entry schema {schema} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")
     };
+    let text = match checksum::open(text) {
+        Ok(body) => body,
+        Err(why) => {
+            return match toml::from_str::<Probe>(text) {
+                Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
+                _ => Err(format!("the entry fails its checksum: {why}")),
+            }
+        }
+    };
     match toml::from_str::<Entry>(text) {
         Ok(e) if e.schema > ENTRY_SCHEMA => Err(newer(e.schema)),
+        Ok(e) if e.schema < ENTRY_SCHEMA => Err(format!(
+            "entry schema {} is older than this relocache reads ({ENTRY_SCHEMA})",
+            e.schema
+        )),
         Ok(e) => e.check_outputs().map(|()| e),
         Err(err) => match toml::from_str::<Probe>(text) {
             Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
@@ -352,8 +405,8 @@ mod tests {
     /// Golden file: the entry format on disk. Changing it needs ENTRY_SCHEMA + 1.
     #[test]
     fn entry_format_is_pinned() {
-        let text = toml::to_string(&sample()).unwrap();
-        let golden = include_str!("../../tests/golden/entry-v1.toml");
+        let text = render_entry(&sample());
+        let golden = include_str!("../../tests/golden/entry-v2.toml");
         assert_eq!(text, golden);
         assert_eq!(parse_entry(golden).unwrap(), sample());
     }
@@ -362,10 +415,36 @@ mod tests {
     fn newer_schema_is_refused_with_advice() {
         let text = toml::to_string(&sample())
             .unwrap()
-            .replace("schema = 1", "schema = 7");
+            .replace("schema = 2", "schema = 7");
         assert!(parse_entry(&text)
             .unwrap_err()
             .contains("upgrade relocache"));
+        assert!(parse_entry(&checksum::seal(&text))
+            .unwrap_err()
+            .contains("upgrade relocache"));
+    }
+
+    /// Schema 1 entries carry no checksum: never trusted.
+    #[test]
+    fn an_unsealed_or_older_entry_is_damaged() {
+        let plain = toml::to_string(&sample()).unwrap();
+        assert!(parse_entry(&plain).unwrap_err().contains("checksum"));
+        let old = checksum::seal(&plain.replace("schema = 2", "schema = 1"));
+        assert!(parse_entry(&old).unwrap_err().contains("older"));
+        let v1 = include_str!("../../tests/golden/entry-v1.toml");
+        assert!(parse_entry(v1).is_err());
+    }
+
+    #[test]
+    fn an_entry_must_cover_its_declared_outputs() {
+        let e = sample();
+        let rel = |p: &str| RelPath::new(p).unwrap();
+        assert!(e.check_covers(&[rel("build")]).is_ok());
+        assert!(e
+            .check_covers(&[rel("build/app"), rel("build/link")])
+            .is_ok());
+        let err = e.check_covers(&[rel("build/app"), rel("build/lib.o")]);
+        assert!(err.unwrap_err().contains("build/lib.o"));
     }
 
     #[test]

@@ -6,15 +6,22 @@
 //!   DEPOT.toml                       format version, defaults
 //!   CACHEDIR.TAG                     so backup tools skip it
 //!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw
-//!   entries-v1/ab/<key-hex>.toml     one entry per key
-//!   projects-v1/<name>/<target>.toml last key built or restored per target
+//!   entries-v2/ab/<key-hex>.toml     one entry per key
+//!   projects-v2/<name>/<target>.toml last key built or restored per target
 //!   usage/  locks/  tmp/  quarantine/
 //! ```
+//!
+//! Entries, project records and `DEPOT.toml` end with a checksum of their
+//! own bytes, usage log lines each carry one ([`checksum`]). Format 1 had
+//! none: a format 1 depot is upgraded when opened for writing (`DEPOT.toml`
+//! rewritten); its `entries-v1/` and `projects-v1/` are never read again,
+//! and `gc` and `clear --all` remove them ([`LEGACY_DIRS`]).
 //!
 //! [`Depot`] is the only handle other modules use; they never build depot
 //! paths themselves. Every write goes through [`write`].
 
 pub mod blobs;
+pub mod checksum;
 pub mod entries;
 pub mod locks;
 pub mod records;
@@ -25,12 +32,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The depot layout version this build reads and writes.
-pub const DEPOT_FORMAT: u32 = 1;
+/// The depot layout version this build reads and writes. 2: self-checking
+/// records, in `entries-v2/` and `projects-v2/`.
+pub const DEPOT_FORMAT: u32 = 2;
+/// The directory of project records.
+pub const PROJECTS_DIR: &str = "projects-v2";
+/// Directories of format 1, whose records carry no checksum: never read,
+/// removed by `gc` and `clear --all`.
+pub const LEGACY_DIRS: [&str; 2] = ["entries-v1", "projects-v1"];
 const DIRS: [&str; 6] = [
     "objects-v1",
-    "entries-v1",
-    "projects-v1",
+    entries::ENTRIES_DIR,
+    PROJECTS_DIR,
     "usage",
     "locks",
     "tmp",
@@ -54,12 +67,22 @@ pub enum DepotError {
     #[error("`{}` is not a directory, so it cannot be a depot\n  help: point --depot/RELOCACHE_DEPOT at a directory (a new or empty one makes a new depot)", .0.display())]
     NotADirectory(PathBuf),
     /// `DEPOT.toml` is not a file relocache wrote.
-    #[error("`{}` is damaged: {message}\n  help: it holds only the layout version; if this is a relocache depot, rewrite it with `echo 'format = 1' > {}`, then run `relocache verify --integrity`", .path.display(), .path.display())]
+    #[error("`{}` is damaged: {message}\n  help: it holds only the layout version and settings; if this is a relocache depot, rewrite it with `echo 'format = 1' > {}` (the next build upgrades and seals it; re-add any max_size or usage_interval), then run `relocache verify --integrity`", .path.display(), .path.display())]
     BadConfig {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         message: String,
+    },
+    /// `DEPOT.toml` fails its checksum: damaged, or edited by hand.
+    #[error("`{}` is damaged: {why}\n  help: if you edited it by hand and it says what you want, set its last line to `checksum = \"{actual}\"`; else rewrite it with `echo 'format = 1' > {}` (the next build upgrades and seals it; re-add any max_size or usage_interval)", .path.display(), .path.display())]
+    ConfigChecksum {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: checksum::Unsealed,
+        /// The checksum of the text before the checksum line as it is now.
+        actual: String,
     },
     /// A non-empty directory without `DEPOT.toml` was named as a depot.
     #[error("`{}` is not a relocache depot (no DEPOT.toml) and is not empty\n  help: point --depot/RELOCACHE_DEPOT at an empty or new directory", .0.display())]
@@ -154,7 +177,10 @@ impl Depot {
             }
             Depot::create(&root)?;
         }
-        let depot = Depot::open_existing(&root)?;
+        let mut depot = Depot::open_existing(&root)?;
+        if depot.config.format < DEPOT_FORMAT {
+            depot.upgrade()?;
+        }
         // A copied or restored depot may lack empty directories (git, some CI
         // caches). A read-only depot stays readable; writes report their own errors.
         let _ = depot.ensure_layout();
@@ -180,10 +206,7 @@ impl Depot {
             config: config.clone(),
         };
         fresh.ensure_layout()?;
-        let text = format!(
-            "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\n{}",
-            toml::to_string(&config).expect("DEPOT.toml serializes")
-        );
+        let text = render_config(&config);
         write::write_bytes(&fresh, &staging.path().join("DEPOT.toml"), text.as_bytes())?;
         write::write_bytes(
             &fresh,
@@ -232,10 +255,7 @@ impl Depot {
                 DepotError::io("read", &conf_path)(e)
             }
         })?;
-        let config: DepotConfig = toml::from_str(&text).map_err(|e| DepotError::BadConfig {
-            path: conf_path.clone(),
-            message: e.message().to_owned(),
-        })?;
+        let config = parse_config(&text, &conf_path)?;
         if config.format > DEPOT_FORMAT {
             return Err(DepotError::NewerFormat {
                 path: root,
@@ -243,6 +263,41 @@ impl Depot {
             });
         }
         Ok(Depot { root, config })
+    }
+
+    /// Upgrades a format 1 depot: `DEPOT.toml` is rewritten, sealed, at
+    /// the current format with the same settings. Entries and records of
+    /// format 1 stay where they are and are never read (every target misses
+    /// once); blobs are shared. A read-only depot stays as it is.
+    fn upgrade(&mut self) -> Result<(), DepotError> {
+        let config = DepotConfig {
+            format: DEPOT_FORMAT,
+            ..self.config.clone()
+        };
+        let path = self.root.join("DEPOT.toml");
+        if write::write_bytes(self, &path, render_config(&config).as_bytes()).is_ok() {
+            self.config = config;
+        }
+        Ok(())
+    }
+
+    /// Removes the directories of format 1 ([`LEGACY_DIRS`]) and its usage
+    /// logs, and returns the directories that were there (`usage/*-v1*`
+    /// for the logs). Nothing reads them.
+    pub fn remove_legacy(&self) -> Result<Vec<&'static str>, DepotError> {
+        let mut removed = Vec::new();
+        if usage::remove_legacy(self)? > 0 {
+            removed.push("usage/*-v1*");
+        }
+        for d in LEGACY_DIRS {
+            let p = self.root.join(d);
+            match std::fs::remove_dir_all(&p) {
+                Ok(()) => removed.push(d),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DepotError::io("remove the old-format directory", &p)(e)),
+            }
+        }
+        Ok(removed)
     }
 
     fn ensure_layout(&self) -> Result<(), DepotError> {
@@ -275,7 +330,7 @@ impl Depot {
     /// Every entry key in the depot, sorted. Files that are not named like an
     /// entry are skipped (staging leftovers); use `verify` to find them.
     pub fn list_entries(&self) -> Result<Vec<crate::digest::Key>, DepotError> {
-        let mut keys = self.list_sharded("entries-v1", ".toml")?;
+        let mut keys = self.list_sharded(entries::ENTRIES_DIR, ".toml")?;
         keys.sort();
         Ok(keys.into_iter().map(crate::digest::Key).collect())
     }
@@ -312,6 +367,59 @@ impl Depot {
             }
         }
         Ok(out)
+    }
+}
+
+/// `DEPOT.toml` as written: a comment, the settings, the checksum line.
+pub(crate) fn render_config(config: &DepotConfig) -> String {
+    checksum::seal(&format!(
+        "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\n{}",
+        toml::to_string(config).expect("DEPOT.toml serializes")
+    ))
+}
+
+/// Parses `DEPOT.toml` at `path`. Format 1 had no checksum; any later
+/// format must pass its own. A file with a checksum line is checked
+/// whatever format it claims.
+pub(crate) fn parse_config(text: &str, path: &Path) -> Result<DepotConfig, DepotError> {
+    let parse = |body: &str| {
+        toml::from_str::<DepotConfig>(body).map_err(|e| DepotError::BadConfig {
+            path: path.to_path_buf(),
+            message: e.message().to_owned(),
+        })
+    };
+    match checksum::open(text) {
+        Ok(body) => parse(body),
+        Err(why) => {
+            let legacy = matches!(why, checksum::Unsealed::Missing)
+                && parse(text).is_ok_and(|c| c.format == 1);
+            if legacy {
+                return parse(text);
+            }
+            // A newer format may seal differently: say "upgrade", not "damaged".
+            if let Ok(c) = parse(text).or_else(|_| parse(checksum_body(text))) {
+                if c.format > DEPOT_FORMAT {
+                    return Ok(c);
+                }
+            }
+            Err(DepotError::ConfigChecksum {
+                path: path.to_path_buf(),
+                actual: blake3::hash(checksum_body(text).as_bytes())
+                    .to_hex()
+                    .to_string(),
+                why,
+            })
+        }
+    }
+}
+
+/// `text` without a final `checksum = …` line, if it has one.
+fn checksum_body(text: &str) -> &str {
+    let trimmed = text.trim_end_matches('\n');
+    match trimmed.rfind('\n') {
+        Some(i) if trimmed[i + 1..].starts_with("checksum") => &text[..=i],
+        None if trimmed.starts_with("checksum") => "",
+        _ => text,
     }
 }
 
@@ -455,6 +563,16 @@ mod tests {
             e.to_string().contains("newer than this relocache supports"),
             "{e}"
         );
+        std::fs::write(
+            dir.path().join("DEPOT.toml"),
+            checksum::seal("format = 99\n"),
+        )
+        .unwrap();
+        let e = Depot::open_or_create(dir.path()).unwrap_err();
+        assert!(
+            e.to_string().contains("newer than this relocache supports"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -462,12 +580,58 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         Depot::open_or_create(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join("DEPOT.toml")).unwrap();
+        let body = "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\nformat = 2\n";
         assert_eq!(
             text,
-            "# relocache depot: relative paths only, safe to copy, move or restore from a CI cache.\nformat = 1\n"
+            format!(
+                "{body}checksum = \"{}\"\n",
+                blake3::hash(body.as_bytes()).to_hex()
+            )
         );
         assert!(std::fs::read_to_string(dir.path().join("CACHEDIR.TAG"))
             .unwrap()
             .starts_with("Signature: 8a477f597d28d172789f06886806bc55"));
+    }
+
+    /// A hand edit or damage fails the checksum, and the error gives the
+    /// checksum that would accept the file as it is now.
+    #[test]
+    fn a_changed_depot_toml_is_refused_with_its_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        Depot::open_or_create(dir.path()).unwrap();
+        let path = dir.path().join("DEPOT.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let edited = text.replace("format = 2\n", "format = 2\nmax_size = \"1G\"\n");
+        std::fs::write(&path, &edited).unwrap();
+        let e = Depot::open_existing(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("DEPOT.toml` is damaged") && e.contains("checksum"),
+            "{e}"
+        );
+        let fixed = checksum::seal(checksum_body(&edited));
+        let want = fixed.lines().last().unwrap();
+        assert!(e.contains(want), "{e}");
+        std::fs::write(&path, &fixed).unwrap();
+        let d = Depot::open_existing(dir.path()).unwrap();
+        assert_eq!(d.config().max_size.as_deref(), Some("1G"));
+    }
+
+    /// A format 1 depot opens; opened for writing, DEPOT.toml is sealed at
+    /// the current format with its settings kept.
+    #[test]
+    fn a_format_1_depot_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("DEPOT.toml"),
+            "format = 1\nmax_size = \"5G\"\n",
+        )
+        .unwrap();
+        let d = Depot::open_existing(dir.path()).unwrap();
+        assert_eq!(d.config().format, 1);
+        let d = Depot::open_or_create(dir.path()).unwrap();
+        assert_eq!(d.config().format, DEPOT_FORMAT);
+        let d = Depot::open_existing(dir.path()).unwrap();
+        assert_eq!(d.config().format, DEPOT_FORMAT);
+        assert_eq!(d.config().max_size.as_deref(), Some("5G"));
     }
 }

@@ -1,10 +1,11 @@
-//! Project records: `projects-v1/<project>/<target>.toml` holds the key a
+//! Project records: `projects-v2/<project>/<target>.toml` holds the key a
 //! target was last built or restored with, so `status` and `explain` can say
-//! what changed since. Only names and keys, never paths.
+//! what changed since. Only names and keys, never paths. Each ends with a
+//! checksum of its bytes; a record failing it reads as absent.
 
 use serde::{Deserialize, Serialize};
 
-use super::{write, Depot, DepotError};
+use super::{checksum, write, Depot, DepotError, PROJECTS_DIR};
 use crate::digest::Key;
 
 /// The last key seen for one target.
@@ -19,21 +20,27 @@ pub struct Record {
 impl Depot {
     fn record_path(&self, project: &str, target: &str) -> std::path::PathBuf {
         self.root
-            .join("projects-v1")
+            .join(PROJECTS_DIR)
             .join(project)
             .join(format!("{target}.toml"))
     }
 
-    /// The record of `project`/`target`, if any.
+    /// The record of `project`/`target`, if any. A record failing its
+    /// checksum is damaged: [`DepotError::Damaged`], which readers treat
+    /// as no record.
     pub fn read_record(&self, project: &str, target: &str) -> Result<Option<Record>, DepotError> {
         let path = self.record_path(project, target);
+        let damaged = |path, message| DepotError::Damaged { path, message };
         match std::fs::read_to_string(&path) {
-            Ok(t) => toml::from_str(&t)
-                .map(Some)
-                .map_err(|e| DepotError::Damaged {
+            Ok(t) => match checksum::open(&t) {
+                Ok(body) => toml::from_str(body)
+                    .map(Some)
+                    .map_err(|e| damaged(path, e.message().to_owned())),
+                Err(why) => Err(damaged(
                     path,
-                    message: e.message().to_owned(),
-                }),
+                    format!("the record fails its checksum: {why}"),
+                )),
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(DepotError::io("read record", &path)(e)),
         }
@@ -43,12 +50,14 @@ impl Depot {
     pub fn write_record(&self, project: &str, target: &str, key: &Key) -> Result<(), DepotError> {
         let path = self.record_path(project, target);
         // Usually unchanged (every hit of a no-op build lands here): compare
-        // the first line as written below before parsing anything.
+        // the first line as written below before parsing anything, and
+        // rewrite a record that fails its checksum.
         if let Ok(text) = std::fs::read_to_string(&path) {
             let same = text
                 .strip_prefix("key = \"")
                 .and_then(|t| t.get(..64))
-                .is_some_and(|hex| hex == key.to_hex());
+                .is_some_and(|hex| hex == key.to_hex())
+                && checksum::open(&text).is_ok();
             if same {
                 return Ok(());
             }
@@ -60,7 +69,7 @@ impl Depot {
         write::write_hint(
             self,
             &path,
-            toml::to_string(&rec).expect("records serialize").as_bytes(),
+            checksum::seal(&toml::to_string(&rec).expect("records serialize")).as_bytes(),
         )
     }
 }
@@ -79,7 +88,7 @@ impl Depot {
     /// Projects that have records, sorted.
     pub fn record_projects(&self) -> Result<Vec<String>, DepotError> {
         let mut v = Vec::new();
-        for e in super::list_dir(&self.root.join("projects-v1"))? {
+        for e in super::list_dir(&self.root.join(PROJECTS_DIR))? {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 v.push(e.file_name().to_string_lossy().into_owned());
             }
@@ -92,7 +101,7 @@ impl Depot {
     /// (its stat memo, which only saves hashing); returns how many records
     /// there were.
     pub fn remove_project_records(&self, project: &str) -> Result<usize, DepotError> {
-        let dir = self.root.join("projects-v1").join(project);
+        let dir = self.root.join(PROJECTS_DIR).join(project);
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -139,7 +148,7 @@ mod tests {
         d.write_record("p", "t", &k1).unwrap();
         std::fs::write(
             &path,
-            format!("key = \"{}\"\nupdated = \"then\"\n", k1.to_hex()),
+            checksum::seal(&format!("key = \"{}\"\nupdated = \"then\"\n", k1.to_hex())),
         )
         .unwrap();
         d.write_record("p", "t", &k1).unwrap();
@@ -150,5 +159,32 @@ mod tests {
         std::fs::write(&path, "key = \"").unwrap();
         d.write_record("p", "t", &k2).unwrap();
         assert_eq!(d.read_record("p", "t").unwrap().unwrap().key, k2);
+        // Its first line intact, its checksum not: rewritten too.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("updated = \"2", "updated = \"1", 1)).unwrap();
+        assert!(d.read_record("p", "t").is_err());
+        d.write_record("p", "t", &k2).unwrap();
+        assert_eq!(d.read_record("p", "t").unwrap().unwrap().key, k2);
+    }
+
+    /// Golden file: a record on disk.
+    #[test]
+    fn record_format_is_pinned() {
+        let rec = Record {
+            key: Key(Digest([0xab; 32])),
+            updated: "2026-11-21T00:00:00Z".into(),
+        };
+        let body = format!(
+            "key = \"{}\"\nupdated = \"2026-11-21T00:00:00Z\"\n",
+            "ab".repeat(32)
+        );
+        assert_eq!(toml::to_string(&rec).unwrap(), body);
+        assert_eq!(
+            checksum::seal(&body),
+            format!(
+                "{body}checksum = \"{}\"\n",
+                blake3::hash(body.as_bytes()).to_hex()
+            )
+        );
     }
 }

@@ -4,9 +4,9 @@
 //! must keep its LRU order. This module never deletes entries or blobs.
 //!
 //! ```text
-//! usage/log-v1-<unique>.jsonl   one per build process, written once when it ends
+//! usage/log-v2-<unique>.jsonl   one per build process, written once when it ends
 //!                               (tmp + fsync + a rename that never replaces a file)
-//! usage/merged-v1.jsonl         the fold of every log so far, rewritten (through
+//! usage/merged-v2.jsonl         the fold of every log so far, rewritten (through
 //!                               the write door) only under usage/compact.lock
 //! usage/compact.lock            advisory lock: compaction exclusive, readers shared
 //! ```
@@ -17,13 +17,15 @@
 //! the merged file names the logs it folded, so a crash between those two
 //! steps never counts a log twice.
 //!
-//! Each line is one JSON object (pinned by `line_format_is_pinned`):
+//! Each line is one JSON object, a space and the first 16 hex digits of the
+//! blake3 of the object's text (pinned by `line_format_is_pinned`); a line
+//! failing its checksum is skipped, like any line that is not whole:
 //!
 //! ```text
-//! {"ev":"use","t":<unix ms>,"key":"<hex>"}            an entry was hit or stored
-//! {"ev":"count","t":…,"project":…,"target":…,"hits":…}  counters of one process
-//! {"ev":"reset","t":…}                                 merged only: `stats --reset`
-//! {"ev":"folded","logs":["log-v1-….jsonl"]}            merged only: logs already in it
+//! {"ev":"use","t":<unix ms>,"key":"<hex>"} <sum>            an entry was hit or stored
+//! {"ev":"count","t":…,"project":…,"target":…,"hits":…} <sum>  counters of one process
+//! {"ev":"reset","t":…} <sum>                                 merged only: `stats --reset`
+//! {"ev":"folded","logs":["log-v2-….jsonl"]} <sum>            merged only: logs already in it
 //! ```
 //!
 //! A use is logged at most once per process and, when the key's last known
@@ -39,16 +41,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{write, Depot, DepotError};
+use super::{checksum, write, Depot, DepotError};
 use crate::digest::Key;
 
-/// Version of the usage log format (in every usage file name).
-pub const USAGE_FORMAT: u32 = 1;
+/// Version of the usage log format (in every usage file name). 2: a
+/// checksum on every line.
+pub const USAGE_FORMAT: u32 = 2;
 /// How often one key's use is logged at most, unless DEPOT.toml says otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-const LOG_PREFIX: &str = "log-v1-";
+const LOG_PREFIX: &str = "log-v2-";
 const SUFFIX: &str = ".jsonl";
-const MERGED: &str = "merged-v1.jsonl";
+const MERGED: &str = "merged-v2.jsonl";
 const LOCK: &str = "compact.lock";
 /// A build folds the logs into the merged file once this many pile up.
 const COMPACT_AT: usize = 32;
@@ -204,10 +207,10 @@ impl Usage {
         }
     }
 
-    /// Lines that are neither whole JSON nor a known event (a newer relocache
-    /// may add events) are skipped.
+    /// Lines that fail their checksum, are not whole JSON or not a known
+    /// event (a newer relocache may add events) are skipped.
     fn apply_text(&mut self, text: &str) {
-        for l in text.lines() {
+        for l in text.lines().filter_map(checksum::open_line) {
             if let Ok(line) = serde_json::from_str::<Line>(l) {
                 self.apply(line);
             }
@@ -243,7 +246,9 @@ impl Usage {
 fn render(lines: &[Line]) -> String {
     let mut s = String::new();
     for l in lines {
-        s.push_str(&serde_json::to_string(l).expect("usage lines serialize"));
+        s.push_str(&checksum::seal_line(
+            &serde_json::to_string(l).expect("usage lines serialize"),
+        ));
         s.push('\n');
     }
     s
@@ -401,7 +406,11 @@ fn last_uses_of<'k>(
             continue;
         };
         // Counter lines, most of a log, as this version writes them.
-        for l in text.lines().filter(|l| !l.starts_with("{\"ev\":\"count\"")) {
+        let lines = text
+            .lines()
+            .filter(|l| !l.starts_with("{\"ev\":\"count\""))
+            .filter_map(checksum::open_line);
+        for l in lines {
             match use_line(l) {
                 Some((t, hex)) => {
                     if let Some(k) = wanted.get(hex) {
@@ -428,6 +437,24 @@ fn use_line(l: &str) -> Option<(u64, &str)> {
     let (t, rest) = rest.split_once(',')?;
     let hex = rest.strip_prefix("\"key\":\"")?.strip_suffix("\"}")?;
     Some((t.parse().ok()?, hex))
+}
+
+/// Removes the usage files of format 1 (their lines carry no checksum and
+/// are never read); returns how many there were.
+pub(crate) fn remove_legacy(depot: &Depot) -> Result<usize, DepotError> {
+    let mut n = 0;
+    for f in super::list_dir(&usage_dir(depot))? {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if name.starts_with("log-v1-") || name == "merged-v1.jsonl" {
+            let p = f.path();
+            match std::fs::remove_file(&p) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DepotError::io("remove old usage log", &p)(e)),
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// Reads every usage file of `depot`, merged. Writes nothing (beyond the
@@ -662,7 +689,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("remote_misses"), "{text}");
-        let back: Line = serde_json::from_str(text.trim()).unwrap();
+        let back: Line = serde_json::from_str(checksum::open_line(text.trim()).unwrap()).unwrap();
         assert_eq!(back, line(used));
     }
 
@@ -693,20 +720,20 @@ mod tests {
             },
             Line::Reset { t: 9 },
             Line::Folded {
-                logs: vec!["log-v1-0123456789abcdef.jsonl".into()],
+                logs: vec!["log-v2-0123456789abcdef.jsonl".into()],
             },
         ];
         let hex = "ab".repeat(32);
         let golden = format!(
-            "{{\"ev\":\"use\",\"t\":1700000000123,\"key\":\"{hex}\"}}\n\
-             {{\"ev\":\"count\",\"t\":1700000000456,\"project\":\"demo\",\"target\":\"lib\",\"hits\":1,\"misses\":2,\"builds\":3,\"failures\":4,\"bytes_stored\":5,\"bytes_restored\":6,\"saved_ms\":7,\"build_ms\":8}}\n\
-             {{\"ev\":\"reset\",\"t\":9}}\n\
-             {{\"ev\":\"folded\",\"logs\":[\"log-v1-0123456789abcdef.jsonl\"]}}\n"
+            "{{\"ev\":\"use\",\"t\":1700000000123,\"key\":\"{hex}\"}} 3b29b9856c83d3dd\n\
+             {{\"ev\":\"count\",\"t\":1700000000456,\"project\":\"demo\",\"target\":\"lib\",\"hits\":1,\"misses\":2,\"builds\":3,\"failures\":4,\"bytes_stored\":5,\"bytes_restored\":6,\"saved_ms\":7,\"build_ms\":8}} 0a5c2a6144e27c21\n\
+             {{\"ev\":\"reset\",\"t\":9}} 886a49956c154479\n\
+             {{\"ev\":\"folded\",\"logs\":[\"log-v2-0123456789abcdef.jsonl\"]}} 5f755096832b2fc6\n"
         );
         assert_eq!(render(&lines), golden);
         let parsed: Vec<Line> = golden
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str(checksum::open_line(l).unwrap()).unwrap())
             .collect();
         assert_eq!(parsed, lines);
         // Older logs without a counter field still parse (it is zero).
@@ -753,9 +780,21 @@ mod tests {
         std::fs::write(
             dir.join(format!("{LOG_PREFIX}handwritten{SUFFIX}")),
             format!(
-                "{{\"key\":\"{}\",\"t\":{now},\"ev\":\"use\"}}\n{{\"ev\":\"use\",\"t\":1,\"key\":\"{}\"}}\nnot json\n",
-                key(2).to_hex(),
-                key(3).to_hex()
+                "{}\n{}\nnot json\n{}\n",
+                checksum::seal_line(&format!(
+                    "{{\"key\":\"{}\",\"t\":{now},\"ev\":\"use\"}}",
+                    key(2).to_hex()
+                )),
+                checksum::seal_line(&format!(
+                    "{{\"ev\":\"use\",\"t\":1,\"key\":\"{}\"}}",
+                    key(3).to_hex()
+                )),
+                // A damaged line: its checksum fails, so it is skipped.
+                checksum::seal_line(&format!(
+                    "{{\"ev\":\"use\",\"t\":1,\"key\":\"{}\"}}",
+                    key(4).to_hex()
+                ))
+                .replacen("\"t\":1", "\"t\":2", 1),
             ),
         )
         .unwrap();
@@ -779,7 +818,11 @@ mod tests {
     fn an_interval_of_zero_logs_every_use() {
         let (_dir, depot) = depot();
         let toml = depot.root().join("DEPOT.toml");
-        std::fs::write(&toml, "format = 1\nusage_interval = \"0s\"\n").unwrap();
+        std::fs::write(
+            &toml,
+            checksum::seal("format = 2\nusage_interval = \"0s\"\n"),
+        )
+        .unwrap();
         let depot = Depot::open_existing(depot.root()).unwrap();
         for _ in 0..2 {
             let r = Recorder::new("p");
@@ -787,7 +830,11 @@ mod tests {
             let text = std::fs::read_to_string(r.flush(&depot).unwrap().unwrap()).unwrap();
             assert!(text.contains("\"use\""), "{text}");
         }
-        std::fs::write(&toml, "format = 1\nusage_interval = \"soon\"\n").unwrap();
+        std::fs::write(
+            &toml,
+            checksum::seal("format = 2\nusage_interval = \"soon\"\n"),
+        )
+        .unwrap();
         let depot = Depot::open_existing(depot.root()).unwrap();
         let r = Recorder::new("p");
         r.used(&key(1));
@@ -870,7 +917,7 @@ mod tests {
     #[test]
     fn a_newer_usage_format_stops_the_reader() {
         let (_dir, depot) = depot();
-        std::fs::write(depot.root().join("usage/log-v2-abc.jsonl"), "").unwrap();
+        std::fs::write(depot.root().join("usage/log-v3-abc.jsonl"), "").unwrap();
         let e = read(&depot).unwrap_err().to_string();
         assert!(e.contains("newer than this relocache supports"), "{e}");
     }

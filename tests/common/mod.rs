@@ -238,7 +238,7 @@ impl Project {
 
     /// Number of entries in the depot.
     pub fn entries(&self) -> usize {
-        walkdir::WalkDir::new(self.depot.join("entries-v1"))
+        walkdir::WalkDir::new(self.depot.join("entries-v2"))
             .into_iter()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file())

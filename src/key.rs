@@ -20,6 +20,9 @@
 //!    `env.set` = the value (rooted) or `env.unset` = empty
 //! 4. `version` = `i64le`
 //! 5. `tools.count`, then per tool sorted by name: `tool.name`, `tool.digest`
+//!    = the content digest of the executable that runs (a launcher resolved,
+//!    see [`crate::tools`]), or with a `check`, `derive_key("relocache tool
+//!    check v1", content digest ‖ u64le(len(check)) check ‖ its stdout)`
 //! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
 //!    `input.symlink` = the link text, `input.untracked` = `u64le(size)` +

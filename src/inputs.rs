@@ -7,7 +7,7 @@
 //! config) is consulted, so the same tree gives the same inputs at any path on
 //! any machine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::hash::{hash_file, hash_file_len};
+use crate::hash::hash_file_len;
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{equal_range, prefix_range, RelPath};
@@ -101,9 +101,9 @@ pub enum InputError {
         /// Where it was written.
         loc: Location,
     },
-    /// A tool is not on PATH.
-    #[error("tool `{0}` was not found on PATH\n  help: install it, or remove it from `tools`")]
-    ToolNotFound(String),
+    /// A tool could not be found or keyed.
+    #[error(transparent)]
+    Tool(#[from] crate::tools::ToolError),
     /// Reading or walking failed.
     #[error("could not read `{}`: {source}", .path.display())]
     Io {
@@ -257,7 +257,6 @@ pub struct Inputs<'a> {
     scanned: Vec<OnceLock<(FileState, Stamp)>>,
     /// Tracked states of files outside the scan (ignored files named literally).
     others: Mutex<HashMap<RelPath, (FileState, Stamp)>>,
-    tools: Mutex<HashMap<String, Digest>>,
 }
 
 /// Where an input's state comes from.
@@ -293,7 +292,6 @@ impl<'a> Inputs<'a> {
             slots: memo.map(|m| m.align(&scan.files)).unwrap_or_default(),
             scanned: (0..scan.files.len()).map(|_| OnceLock::new()).collect(),
             others: Mutex::new(HashMap::new()),
-            tools: Mutex::new(HashMap::new()),
         }
     }
 
@@ -547,24 +545,6 @@ impl<'a> Inputs<'a> {
         };
         found.map(|i| i.path.clone())
     }
-
-    /// Content digest of each tool, looked up on PATH (or relative to the
-    /// root when the name holds a `/`).
-    pub fn tools(&self, names: &[String]) -> Result<BTreeMap<String, Digest>, InputError> {
-        let mut out = BTreeMap::new();
-        for name in names {
-            if let Some(d) = self.tools.lock().unwrap().get(name) {
-                out.insert(name.clone(), *d);
-                continue;
-            }
-            let path =
-                find_tool(self.root, name).ok_or_else(|| InputError::ToolNotFound(name.clone()))?;
-            let (d, _) = hash_file(&path).map_err(io_err(&path))?;
-            self.tools.lock().unwrap().insert(name.clone(), d);
-            out.insert(name.clone(), d);
-        }
-        Ok(out)
-    }
 }
 
 fn file_state(
@@ -612,22 +592,6 @@ fn file_state(
         },
         stamp,
     ))
-}
-
-/// Resolves a tool name like a shell would (`PATH`), or a relative path with a `/`.
-pub fn find_tool(root: &Path, name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        let p = root.join(name);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }
 
 /// The directory part of a (cleaned) glob before its first metacharacter,

@@ -252,6 +252,9 @@ pub enum Difference {
         old: Option<String>,
         /// New digest prefix.
         new: Option<String>,
+        /// Its `check` command, when its digest covers that command's output.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        check: Option<String>,
     },
     /// `version` changed.
     VersionChanged {
@@ -430,10 +433,16 @@ fn explain_one(
     for t in tools {
         let (a, b) = (old.tools.get(t), new.tools.get(t));
         if a != b {
+            let check = manifest.targets[target]
+                .tools
+                .iter()
+                .find(|tool| tool.name == *t)
+                .and_then(|tool| tool.check.clone());
             d.push(Difference::ToolChanged {
                 name: t.clone(),
                 old: a.map(Digest::short),
                 new: b.map(Digest::short),
+                check,
             });
         }
     }

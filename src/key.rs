@@ -1,7 +1,7 @@
 //! Action keys: the canonical encoding of everything a target's execution
 //! depends on, hashed with `blake3::derive_key("relocache action key v1", …)`.
 //!
-//! # Canonical encoding (schema 1)
+//! # Canonical encoding (schema 2)
 //!
 //! The encoding is a sequence of *fields*. A field is its tag (UTF-8), then its
 //! value, each prefixed by its length as a little-endian `u64`:
@@ -13,14 +13,16 @@
 //! Lists are written as a `*.count` field holding `u64le(n)` followed by the
 //! items' fields in order. The fields, in this fixed order:
 //!
-//! 1. `schema` = `u32le(1)`; `salt` = the `[project] salt` bytes
+//! 1. `schema` = `u32le(2)`; `salt` = the `[project] salt` bytes
 //! 2. `command.shell` = the `run` string, or `command.argv` = count + one
-//!    `arg` field per argument; absolute project and depot roots are replaced
-//!    by `@project` / `@depot` on whole path components (see [`Rooted`])
+//!    `arg` field per argument; *rooted* (see below)
 //! 3. `env.count`, then per variable sorted by name: `env.name`, and
 //!    `env.set` = the value (rooted) or `env.unset` = empty
 //! 4. `version` = `i64le`
 //! 5. `tools.count`, then per tool sorted by name: `tool.name`, `tool.digest`
+//!    = the content digest of the executable that runs (a launcher resolved,
+//!    see [`crate::tools`]), or with a `check`, `derive_key("relocache tool
+//!    check v1", content digest ‖ u64le(len(check)) check ‖ its stdout)`
 //! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
 //!    `input.symlink` = the link text, `input.untracked` = `u64le(size)` +
@@ -29,6 +31,30 @@
 //!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest)
 //! 8. `outputs.count`, then `output` per declared output path, in manifest order
 //! 9. `platform.os`, `platform.arch`
+//!
+//! # Rooted text
+//!
+//! The command, its arguments and env values are *rooted* before they are
+//! encoded ([`Rooted::apply`]), in two steps:
+//!
+//! 1. **Escape.** Every maximal run of `@` immediately followed by `project`
+//!    or `depot` gets one more `@`: a literal `@project/x` becomes
+//!    `@@project/x`, `@@depot` becomes `@@@depot`. Any other `@` (`user@host`,
+//!    `"$@"`) is left alone, so text that never spells a marker reads as
+//!    written.
+//! 2. **Replace.** Every occurrence of an absolute project or depot root (in
+//!    each of its spellings: as given, symlink-resolved, and as `$PWD` names
+//!    it), escaped the same way, on whole path components only (preceded by
+//!    neither `/` nor a path character, followed by `/` or a non-path
+//!    character; path characters are alphanumerics and `._-+~@%#`), becomes
+//!    `@project` / `@depot`; longer roots first.
+//!
+//! This is injective up to the spelling of a root. A root never starts or ends
+//! next to an `@` (it is bounded by non-path characters), so in the result a
+//! run of exactly one `@` followed by `project`/`depot` is a marker, and a run
+//! of `k >= 2` is `k - 1` literal `@`s: reading left to right, the original
+//! text is recovered (a unit test decodes this way). So `V=@project/x` and
+//! `V=$ROOT/x` can never share a key.
 //!
 //! Absolute paths, mtimes (except untracked inputs), host and user names and
 //! the time never enter a key. A unit test pins one known key so the encoding
@@ -45,7 +71,7 @@ use crate::relpath::RelPath;
 /// blake3 `derive_key` context for action keys.
 pub const KEY_CONTEXT: &str = "relocache action key v1";
 /// Version of the canonical encoding below.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 /// Everything that identifies one execution of a target.
 #[derive(Debug, Clone)]
@@ -181,6 +207,8 @@ pub fn logical_spelling(canonical: &Path) -> Option<PathBuf> {
 /// Replaces absolute roots by placeholders, on whole path components only:
 /// the match must start at a non-path character and be followed by `/` or a
 /// non-path character, so `/src/app` never rewrites `/src/application`.
+/// Literal markers in the text are escaped first, so the result is injective
+/// (see "Rooted text" in the [module docs](self)).
 #[derive(Debug, Clone)]
 pub struct Rooted {
     /// (absolute path text, placeholder), longest first.
@@ -220,11 +248,12 @@ impl Rooted {
             .collect()
     }
 
-    /// `s` with every whole-component occurrence of a root replaced.
+    /// `s` with literal markers escaped, then every whole-component
+    /// occurrence of a root replaced by its marker.
     pub fn apply(&self, s: &str) -> String {
-        let mut out = s.to_owned();
+        let mut out = escape_markers(s);
         for (root, ph) in &self.pairs {
-            out = replace_components(&out, root, ph);
+            out = replace_components(&out, &escape_markers(root), ph);
         }
         out
     }
@@ -236,6 +265,29 @@ impl Rooted {
             Command::Argv(v) => Command::Argv(v.iter().map(|a| self.apply(a)).collect()),
         }
     }
+}
+
+/// The words that follow `@` in a marker.
+const MARKER_WORDS: [&str; 2] = ["project", "depot"];
+
+/// `s` with one more `@` in front of every maximal run of `@` that is
+/// immediately followed by a marker word: `@project` → `@@project`,
+/// `@@depot` → `@@@depot`; text without such a run is returned unchanged.
+fn escape_markers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('@') {
+        out.push_str(&rest[..i]);
+        let run = rest[i..].len() - rest[i..].trim_start_matches('@').len();
+        let after = &rest[i + run..];
+        if MARKER_WORDS.iter().any(|w| after.starts_with(w)) {
+            out.push('@');
+        }
+        out.push_str(&rest[i..i + run]);
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_path_char(c: char) -> bool {
@@ -299,7 +351,7 @@ mod tests {
         if std::env::consts::OS == "linux" && std::env::consts::ARCH == "x86_64" {
             assert_eq!(
                 compute(&k).to_hex(),
-                "2c035a25564ceedaa58cde99ce76341e775eb6eeaf8a37218486490aadf07559"
+                "b96548a6c10230d8e292c35c63026923ad0e97874521234c49441ffce6b439df"
             );
         }
         let mut k2 = k.clone();
@@ -321,6 +373,164 @@ mod tests {
         assert_eq!(r.apply("/x/src/app/y"), "/x/src/app/y");
         assert_eq!(r.apply("/src/app"), "@project");
         assert_eq!(r.apply("a:/src/app:b"), "a:@project:b");
+    }
+
+    /// A key whose command and single env value `V` are rooted by `r`.
+    fn rooted_key(r: &Rooted, command: &str, v: &str) -> Key {
+        let env: BTreeMap<String, Option<String>> = [("V".to_owned(), Some(r.apply(v)))].into();
+        let command = r.command(&Command::Shell(command.to_owned()));
+        compute(&KeyInputs {
+            salt: "",
+            command: &command,
+            env: &env,
+            version: 0,
+            tools: &BTreeMap::new(),
+            inputs: &[],
+            deps: &BTreeMap::new(),
+            outputs: &[],
+        })
+    }
+
+    #[test]
+    fn literal_markers_never_collide_with_the_roots_they_name() {
+        let r = Rooted {
+            pairs: vec![
+                ("/tmp/depot".into(), "@depot"),
+                ("/src/app".into(), "@project"),
+            ],
+        };
+        let cmd = "echo \"$V\" > out";
+        // env `@project/x` vs `$ROOT/x`
+        assert_ne!(
+            rooted_key(&r, cmd, "@project/x"),
+            rooted_key(&r, cmd, "/src/app/x")
+        );
+        // env `@depot/x` vs `$DEPOT/x`
+        assert_ne!(
+            rooted_key(&r, cmd, "@depot/x"),
+            rooted_key(&r, cmd, "/tmp/depot/x")
+        );
+        // command `echo @project/y` vs `echo $ROOT/y` spelled out
+        assert_ne!(
+            rooted_key(&r, "echo @project/y", ""),
+            rooted_key(&r, "echo /src/app/y", "")
+        );
+        // Roots still map to the same key wherever the project lives.
+        let elsewhere = Rooted {
+            pairs: vec![
+                ("/home/u/depot".into(), "@depot"),
+                ("/w/app".into(), "@project"),
+            ],
+        };
+        assert_eq!(
+            rooted_key(&r, "echo /src/app/y", "/tmp/depot/x"),
+            rooted_key(&elsewhere, "echo /w/app/y", "/home/u/depot/x")
+        );
+    }
+
+    #[test]
+    fn text_without_markers_reads_as_written() {
+        let r = Rooted {
+            pairs: vec![("/src/app".into(), "@project")],
+        };
+        for s in [
+            "ssh git@host",
+            "exec \"$@\"",
+            "a@b@@c",
+            "@proj",
+            "@",
+            "@@",
+            "x@",
+        ] {
+            assert_eq!(r.apply(s), s);
+        }
+        assert_eq!(r.apply("@project/x"), "@@project/x");
+        assert_eq!(r.apply("@@depot"), "@@@depot");
+        assert_eq!(r.apply("cp /src/app/a @project"), "cp @project/a @@project");
+    }
+
+    /// The inverse of [`Rooted::apply`] for a `Rooted` with one spelling per
+    /// root: a run of one `@` before a marker word is that root, a run of
+    /// `k >= 2` is `k - 1` literal `@`s.
+    fn unapply(r: &Rooted, s: &str) -> String {
+        let root = |ph: &str| {
+            r.pairs
+                .iter()
+                .find(|(_, p)| p[1..] == *ph)
+                .map(|(root, _)| root.clone())
+                .expect("one spelling per root")
+        };
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find('@') {
+            out.push_str(&rest[..i]);
+            let run = rest[i..].len() - rest[i..].trim_start_matches('@').len();
+            let after = &rest[i + run..];
+            match MARKER_WORDS.iter().find(|w| after.starts_with(**w)) {
+                Some(w) if run == 1 => {
+                    out.push_str(&root(w));
+                    rest = &after[w.len()..];
+                    continue;
+                }
+                Some(_) => out.push_str(&rest[i..i + run - 1]),
+                None => out.push_str(&rest[i..i + run]),
+            }
+            rest = after;
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn rooting_is_injective_over_tricky_strings() {
+        let configs = [
+            vec![("/r/d".to_owned(), "@depot"), ("/r".to_owned(), "@project")],
+            vec![
+                ("/w/@project".to_owned(), "@project"),
+                ("/d".to_owned(), "@depot"),
+            ],
+            vec![
+                ("/a@depot".to_owned(), "@depot"),
+                ("/p@".to_owned(), "@project"),
+            ],
+        ];
+        let pieces = [
+            "@",
+            "@@",
+            "project",
+            "depot",
+            "/r",
+            "/r/d",
+            "/d",
+            "/w/@project",
+            "/a@depot",
+            "/p@",
+            "/",
+            " ",
+            "x",
+            "=",
+        ];
+        for pairs in configs {
+            let r = Rooted { pairs };
+            let mut seen: std::collections::HashMap<String, String> = Default::default();
+            let mut strings = vec![String::new()];
+            for _ in 0..4 {
+                let longer: Vec<String> = strings
+                    .iter()
+                    .flat_map(|s| pieces.iter().map(move |p| format!("{s}{p}")))
+                    .collect();
+                strings.extend(longer);
+            }
+            strings.sort();
+            strings.dedup();
+            for s in strings {
+                let a = r.apply(&s);
+                assert_eq!(unapply(&r, &a), s, "apply({s:?}) = {a:?} does not decode");
+                if let Some(other) = seen.insert(a.clone(), s.clone()) {
+                    panic!("{other:?} and {s:?} both root to {a:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub mod remote;
 pub mod report;
 pub mod stats;
 pub mod timings;
+pub mod tools;
 pub mod treehash;
 pub mod units;
 pub mod verify;

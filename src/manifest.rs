@@ -78,6 +78,17 @@ pub struct TrackedPath {
     pub loc: Location,
 }
 
+/// One entry of `tools`: an executable whose content enters the key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tool {
+    /// A program looked up on PATH (`cc`) or a relative path inside the project.
+    pub name: String,
+    /// `check = "..."`: a shell line whose standard output also enters the key
+    /// (ccache's `compiler_check`), for tools whose executable does not say
+    /// which program runs.
+    pub check: Option<String>,
+}
+
 /// A validated `[target.NAME]`.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -95,8 +106,8 @@ pub struct Target {
     pub deps: Vec<String>,
     /// Environment variable names whose values enter the key (sorted, unique).
     pub env: Vec<String>,
-    /// Executables whose content enters the key (sorted, unique).
-    pub tools: Vec<String>,
+    /// Executables whose content enters the key (sorted and unique by name).
+    pub tools: Vec<Tool>,
     /// Bumped by hand to invalidate.
     pub version: i64,
     /// Where the table starts.
@@ -180,7 +191,7 @@ struct RawProject {
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     env: Option<Vec<Spanned<String>>>,
-    tools: Option<Vec<Spanned<String>>>,
+    tools: Option<Vec<Spanned<toml::Value>>>,
     inputs: Option<Vec<Spanned<String>>>,
     include_dependency: Option<Vec<Spanned<toml::Value>>>,
 }
@@ -195,7 +206,7 @@ struct RawTarget {
     outputs: Option<Vec<Spanned<String>>>,
     deps: Option<Vec<Spanned<String>>>,
     env: Option<Vec<Spanned<String>>>,
-    tools: Option<Vec<Spanned<String>>>,
+    tools: Option<Vec<Spanned<toml::Value>>>,
     version: Option<Spanned<i64>>,
     /// Free text for humans; accepted and ignored.
     #[allow(dead_code)]
@@ -611,14 +622,9 @@ impl<'a> Cx<'a> {
             "environment variable",
             |s| !s.is_empty() && !s.contains('=') && !s.contains('\0'),
         )?;
-        let tools = self.names(
-            defaults
-                .tools
-                .iter()
-                .flatten()
-                .chain(raw.tools.iter().flatten()),
-            "tool",
-            |s| !s.is_empty() && !s.starts_with('/') && !s.contains('\0'),
+        let tools = self.tools(
+            defaults.tools.as_deref().unwrap_or_default(),
+            raw.tools.as_deref().unwrap_or_default(),
         )?;
         Ok(Target {
             name: name.to_owned(),
@@ -646,16 +652,84 @@ impl<'a> Cx<'a> {
                 return Err(self.err(
                     s.span(),
                     format!("invalid {what} name `{}`", s.get_ref()),
-                    if what == "tool" {
-                        "name a program found on PATH (`cc`) or a relative path inside the project"
-                    } else {
-                        "use the variable's name only, without `=` or a value"
-                    },
+                    "use the variable's name only, without `=` or a value",
                 ));
             }
             out.insert(s.get_ref().clone());
         }
         Ok(out.into_iter().collect())
+    }
+
+    /// `[defaults] tools` then the target's: a target's entry replaces a
+    /// default of the same name; within one list, the same name twice with
+    /// different checks is an error.
+    fn tools(
+        &self,
+        defaults: &[Spanned<toml::Value>],
+        target: &[Spanned<toml::Value>],
+    ) -> Result<Vec<Tool>, ManifestError> {
+        let mut out: BTreeMap<String, Tool> = BTreeMap::new();
+        for list in [defaults, target] {
+            let mut here: BTreeMap<String, Tool> = BTreeMap::new();
+            for v in list {
+                let tool = self.tool(v)?;
+                if here.get(&tool.name).is_some_and(|t| *t != tool) {
+                    return Err(self.err(
+                        v.span(),
+                        format!("tool `{}` is listed twice with different checks", tool.name),
+                        "keep one entry per tool",
+                    ));
+                }
+                here.insert(tool.name.clone(), tool);
+            }
+            out.extend(here);
+        }
+        Ok(out.into_values().collect())
+    }
+
+    fn tool(&self, v: &Spanned<toml::Value>) -> Result<Tool, ManifestError> {
+        let span = v.span();
+        let help = "write `\"cc\"` or `{ name = \"cc\", check = \"cc --version\" }`";
+        let (name, check) = match v.get_ref() {
+            toml::Value::String(s) => (s.clone(), None),
+            toml::Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| *k != "name" && *k != "check") {
+                    return Err(self.err(
+                        span,
+                        format!("unknown key `{k}` in a tools entry"),
+                        help,
+                    ));
+                }
+                let Some(toml::Value::String(name)) = t.get("name") else {
+                    return Err(self.err(span, "a tools entry needs a string `name`".into(), help));
+                };
+                let check = match t.get("check") {
+                    None => None,
+                    Some(toml::Value::String(c)) if !c.trim().is_empty() => Some(c.clone()),
+                    Some(_) => {
+                        return Err(self.err(
+                            span,
+                            format!(
+                                "the `check` of tool `{name}` must be a non-empty shell command"
+                            ),
+                            "e.g. `check = \"cc --version\"`: its output identifies the tool",
+                        ))
+                    }
+                };
+                (name.clone(), check)
+            }
+            _ => {
+                return Err(self.err(span, "tools entries are strings or tables".into(), help));
+            }
+        };
+        if name.is_empty() || name.starts_with('/') || name.contains('\0') {
+            return Err(self.err(
+                span,
+                format!("invalid tool name `{name}`"),
+                "name a program found on PATH (`cc`) or a relative path inside the project",
+            ));
+        }
+        Ok(Tool { name, check })
     }
 
     fn pattern(&self, s: &Spanned<String>) -> Result<InputPattern, ManifestError> {
@@ -1053,6 +1127,29 @@ version = 2
         assert_eq!(lib.env, vec!["CC"]);
         assert!(!lib.include_dependency[1].track_content);
         assert_eq!(m.closure(&["lib".into()]), vec!["gen", "lib"]);
+    }
+
+    #[test]
+    fn a_targets_tool_entry_replaces_the_default_of_that_name() {
+        let m = parse(
+            "[defaults]\ntools = ['cc', { name = 'rustc', check = 'rustc -vV' }]\n[target.a]\nrun = 'x'\ntools = [{ name = 'cc', check = 'cc -v' }, 'ld']\n",
+        )
+        .unwrap();
+        let tools: Vec<(&str, Option<&str>)> = m.targets["a"]
+            .tools
+            .iter()
+            .map(|t| (t.name.as_str(), t.check.as_deref()))
+            .collect();
+        assert_eq!(
+            tools,
+            [
+                ("cc", Some("cc -v")),
+                ("ld", None),
+                ("rustc", Some("rustc -vV"))
+            ]
+        );
+        let e = err("[target.a]\nrun = 'x'\ntools = ['cc', { name = 'cc', check = 'cc -v' }]\n");
+        assert!(e.contains("3:16") && e.contains("listed twice"), "{e}");
     }
 
     #[test]

@@ -180,3 +180,31 @@ fn huge_chains_and_cycles_are_planned_or_refused_without_overflowing() {
     );
     assert!(r.stderr.len() < 2000, "the cycle is shortened");
 }
+
+#[test]
+fn tools_table_with_an_unknown_key() {
+    rejects(
+        "[target.a]\nrun = 'x'\ntools = [{ name = 'cc', chek = 'cc -v' }]\n",
+        "3:10",
+        &["unknown key `chek` in a tools entry", "check ="],
+    );
+    rejects(
+        "[defaults]\ntools = ['cc', { name = 'cc', version = 1 }]\n[target.a]\nrun = 'x'\n",
+        "2:16",
+        &["unknown key `version` in a tools entry"],
+    );
+}
+
+#[test]
+fn tools_table_without_a_name() {
+    rejects(
+        "[target.a]\nrun = 'x'\ntools = [{ check = 'cc -v' }]\n",
+        "3:10",
+        &["needs a string `name`"],
+    );
+    rejects(
+        "[target.a]\nrun = 'x'\ntools = [{ name = 'cc', check = '' }]\n",
+        "3:10",
+        &["`check` of tool `cc`"],
+    );
+}

@@ -31,6 +31,7 @@ use crate::manifest::{reachable_deps, transitive_deps, Command, Manifest, Patter
 use crate::memo::StatMemo;
 use crate::relpath::{equal_range, prefix_range, self_and_ancestors_of, RelPath};
 use crate::report::Reporter;
+use crate::tools::{ToolWarning, Tools};
 
 /// What `build` should do.
 #[derive(Debug, Clone, Default)]
@@ -214,6 +215,8 @@ pub(crate) struct Ctx<'a> {
     /// The depot stack, first written; may be empty for read-only planning.
     pub depots: &'a [Depot],
     pub inputs: Inputs<'a>,
+    /// The targets' tools, resolved and digested once per build.
+    pub tools: Tools,
     pub rooted: Rooted,
     /// Every target's declared outputs with the target, sorted by path:
     /// what a target may not read unless the owner is one of its deps.
@@ -239,6 +242,9 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct Computed {
     pub key: Key,
     pub inputs: Vec<InputFile>,
+    /// Tools keyed by a launcher they could not be resolved through (each
+    /// reported by the first target that lists it).
+    pub warnings: Vec<ToolWarning>,
     /// The summary without its file list, which [`Computed::summary`] adds:
     /// building that map is skipped on hits.
     partial: InputsSummary,
@@ -372,6 +378,7 @@ impl<'a> Ctx<'a> {
             manifest,
             depots,
             inputs: Inputs::new(&manifest.root, scan, memo),
+            tools: Tools::new(&manifest.root, run::pwd_for(&manifest.root)),
             memo,
             rooted: Rooted::new(&manifest.root, depot_root),
             outputs,
@@ -401,7 +408,7 @@ impl<'a> Ctx<'a> {
             deps: visible,
         };
         let inputs = self.inputs.resolve(t, &excluded, &dep_files)?;
-        let tools = self.inputs.tools(&t.tools)?;
+        let (tools, warnings) = self.tools.digests(&t.tools)?;
         let env: BTreeMap<String, Option<String>> = t
             .env
             .iter()
@@ -450,6 +457,7 @@ impl<'a> Ctx<'a> {
         Ok(Computed {
             key,
             inputs,
+            warnings,
             partial,
         })
     }
@@ -707,7 +715,7 @@ fn process<'a>(
         }
     };
     let key = computed.key;
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<String> = computed.warnings.iter().map(|w| w.to_string()).collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
             let (r, out) = finish_hit(t, key, hit, warnings, started, opts);

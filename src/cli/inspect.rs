@@ -204,10 +204,19 @@ fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
                     new.as_deref().unwrap_or("<unset>")
                 ),
             },
-            Difference::ToolChanged { name, old, new } => format!(
-                "tool changed: {name} ({} -> {})",
+            Difference::ToolChanged {
+                name,
+                old,
+                new,
+                check,
+            } => format!(
+                "tool changed: {name} ({} -> {}){}",
                 old.as_deref().unwrap_or("<none>"),
-                new.as_deref().unwrap_or("<none>")
+                new.as_deref().unwrap_or("<none>"),
+                check
+                    .as_deref()
+                    .map(|c| format!("; keyed by its content and the output of `{c}`"))
+                    .unwrap_or_default()
             ),
             Difference::VersionChanged { old, new } => format!("version bumped: {old} -> {new}"),
             Difference::CommandChanged { old, new } => format!("command changed: {old} -> {new}"),

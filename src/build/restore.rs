@@ -32,7 +32,69 @@ pub struct Restored {
     pub files_unchanged: u64,
 }
 
+/// A declared output lies below a symlink on disk (one the user or a
+/// command made where a parent directory of the output goes): restoring,
+/// cleaning or storing it would write, delete or read wherever the link
+/// points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("output `{output}` of `{target}` lies below `{link}`, a symlink to `{points_to}`; relocache never writes or deletes through a symlink\n  help: make `{link}` a real directory (to keep build outputs on another disk, mount it there, or move the whole project)")]
+pub struct ThroughSymlink {
+    /// The declared output.
+    pub output: RelPath,
+    /// The target declaring it.
+    pub target: String,
+    /// The directory on the way to it that is a symlink.
+    pub link: String,
+    /// What the symlink's text says.
+    pub points_to: String,
+}
+
+/// Checks that every directory on the way from `root` to each of `target`'s
+/// `declared` outputs (the outputs' ancestors, below the root) is not a
+/// symlink, with `lstat`. The root itself may be reached through a symlink,
+/// and a declared output that is a symlink on disk is fine: a restore
+/// replaces it and a cleanup removes it, neither follows it.
+///
+/// Run right before a restore, a cleanup or a store. A symlink swapped in by
+/// another process between this check and the write is out of scope, as it
+/// is for make or cargo: relocache guards against what stands on disk, not
+/// against a concurrent writer in the project.
+pub fn check_no_symlinked_parent(
+    root: &Path,
+    target: &str,
+    declared: &[RelPath],
+) -> Result<(), ThroughSymlink> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for d in declared {
+        for a in d.self_and_ancestors().filter(|a| *a != d.as_str()) {
+            if !seen.insert(a) {
+                continue;
+            }
+            let p = root.join(a);
+            match fs::symlink_metadata(&p) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    let points_to = fs::read_link(&p)
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_else(|e| format!("? ({e})"));
+                    return Err(ThroughSymlink {
+                        output: d.clone(),
+                        target: target.to_owned(),
+                        link: a.to_owned(),
+                        points_to,
+                    });
+                }
+                Ok(_) => {}
+                // Nothing stands below a missing directory.
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes the outputs declared by `declared` match `entry` below `root`.
+/// The caller has checked [`check_no_symlinked_parent`] right before: below
+/// the declared outputs, this never follows a symlink on disk.
 pub fn restore(
     depot: &Depot,
     entry: &Entry,
@@ -414,6 +476,10 @@ fn prune_extra(entry: &Entry, root: &Path, declared: &[RelPath]) -> Result<(), D
             continue;
         }
         let abs = d.to_path(root);
+        // walkdir follows a root that is a symlink: walk only a real directory.
+        if !fs::symlink_metadata(&abs).is_ok_and(|md| md.is_dir()) {
+            continue;
+        }
         let mut it = walkdir::WalkDir::new(&abs)
             .min_depth(1)
             .follow_links(false)

@@ -109,24 +109,38 @@ pub fn restore(
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
     let mut fresh: HashSet<&str> = HashSet::new();
+    // Directories whose recorded mode would keep this restore from writing
+    // into them get it last, deepest first.
+    let mut closed: Vec<(std::path::PathBuf, u32)> = Vec::new();
     for o in &entry.outputs {
         let dest = o.path.to_path(root);
         match o.kind {
             OutputKind::Dir => {
                 let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-                let existed = !parent_fresh
-                    && match fs::symlink_metadata(&dest) {
-                        Ok(md) if md.is_dir() => true,
+                let existing = if parent_fresh {
+                    None
+                } else {
+                    match fs::symlink_metadata(&dest) {
+                        Ok(md) if md.is_dir() => Some(md),
                         Ok(_) => {
                             remove_any(&dest)?;
-                            false
+                            None
                         }
-                        Err(_) => false,
-                    };
-                fs::create_dir_all(&dest)
-                    .map_err(DepotError::io("create output directory", &dest))?;
-                if !existed {
-                    fresh.insert(o.path.as_str());
+                        Err(_) => None,
+                    }
+                };
+                let md = match existing {
+                    Some(md) => md,
+                    None => {
+                        fs::create_dir_all(&dest)
+                            .map_err(DepotError::io("create output directory", &dest))?;
+                        fresh.insert(o.path.as_str());
+                        fs::symlink_metadata(&dest)
+                            .map_err(DepotError::io("create output directory", &dest))?
+                    }
+                };
+                if let Some(last) = set_dir_mode(&dest, md.permissions().mode(), o.perm())? {
+                    closed.push((dest, last));
                 }
             }
             OutputKind::Symlink => restore_symlink(o, &dest)?,
@@ -159,7 +173,31 @@ pub fn restore(
         }
     }
     prune_extra(entry, root, declared)?;
+    for (dest, mode) in closed.iter().rev() {
+        fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
+            .map_err(DepotError::io("set the mode of", dest))?;
+    }
     Ok(stats)
+}
+
+/// Gives a restored directory its recorded permission bits `want` (its
+/// mode now is `current`), keeping setgid/sticky bits it already has (a
+/// directory made by the command would have inherited them too). Directly,
+/// unless `want` denies its owner write or search: then the owner gets
+/// rwx until its contents are restored, and the exact mode is returned for
+/// the caller to set last.
+fn set_dir_mode(dest: &Path, current: u32, want: u32) -> Result<Option<u32>, DepotError> {
+    let exact = (current & 0o7000) | want;
+    let now = if want & 0o300 == 0o300 {
+        exact
+    } else {
+        exact | 0o700
+    };
+    if current & 0o7777 != now {
+        fs::set_permissions(dest, fs::Permissions::from_mode(now))
+            .map_err(DepotError::io("set the mode of", dest))?;
+    }
+    Ok((now != exact).then_some(exact))
 }
 
 /// Checks that `entry` writes only the target's declared outputs: every
@@ -198,16 +236,15 @@ fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
 }
 
 /// Whether the file at `dest`, whose stat is `md`, already matches `o`
-/// (kind, size, mode, content); the memo spares hashing an output that has
-/// not been touched.
+/// (kind, size, permission bits, content); the memo spares hashing an
+/// output that has not been touched.
 fn already_there(
     o: &OutputRecord,
     dest: &Path,
     md: &fs::Metadata,
     memo: Option<&StatMemo>,
 ) -> bool {
-    if !md.is_file() || md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable
-    {
+    if !md.is_file() || md.len() != o.size || md.permissions().mode() & 0o7777 != o.perm() {
         return false;
     }
     let stamp = Stamp::of(md);
@@ -267,12 +304,13 @@ fn restore_file(
         return Ok(Some(n));
     }
     let tmp = temp_name(parent, &digest);
-    let file = create_temp(&tmp, parent, o.executable)?;
+    let file = create_temp(&tmp, parent)?;
     let written = (|| {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &file);
         let n = depot.copy_blob(&digest, &mut w)?;
         w.flush().map_err(DepotError::io("write output", dest))?;
         drop(w);
+        set_file_mode(&file, &tmp, o)?;
         fs::rename(&tmp, dest).map_err(DepotError::io("write output", dest))?;
         Ok(n)
     })();
@@ -289,10 +327,10 @@ pub enum RestoreMode {
     Reflink,
     /// `copy`: always plain copies.
     Copy,
-    /// `hardlink`: uncompressed, non-executable blobs are hard-linked into
-    /// the project (no bytes written); an edit made through such a link
-    /// changes the blob, which every read of it and `verify --integrity`
-    /// catch. Otherwise as `reflink`.
+    /// `hardlink`: uncompressed blobs whose file has the output's exact
+    /// permission bits are hard-linked into the project (no bytes written);
+    /// an edit made through such a link changes the blob, which every read
+    /// of it and `verify --integrity` catch. Otherwise as `reflink`.
     Hardlink,
 }
 
@@ -319,10 +357,11 @@ fn reflinks_allowed() -> bool {
     restore_mode() != RestoreMode::Copy
 }
 
-/// Restores a raw, non-executable blob as a hard link to the depot's file,
-/// after checking the blob (a link to a damaged blob would hand the damage
-/// on). `None` when a link is not possible: a compressed blob, an executable
-/// output (the link would share the blob's mode), or another filesystem.
+/// Restores a raw blob as a hard link to the depot's file, after checking
+/// the blob (a link to a damaged blob would hand the damage on). `None` when
+/// a link is not possible: a compressed blob, a blob file whose permission
+/// bits are not the output's (the link shares them: an executable or a
+/// `0600` output), or another filesystem.
 fn try_hardlink(
     depot: &Depot,
     digest: &Digest,
@@ -330,10 +369,13 @@ fn try_hardlink(
     dest: &Path,
     parent: &Path,
 ) -> Result<Option<u64>, DepotError> {
-    if o.executable || !depot.blob_is_raw(digest) {
+    if !depot.blob_is_raw(digest) {
         return Ok(None);
     }
     let blob = depot.blob_path(digest);
+    if !fs::symlink_metadata(&blob).is_ok_and(|md| md.permissions().mode() & 0o7777 == o.perm()) {
+        return Ok(None);
+    }
     if !matches!(hash_file(&blob), Ok((d, _)) if d == *digest) {
         return Err(depot.quarantine(digest));
     }
@@ -349,16 +391,15 @@ fn try_hardlink(
     Ok(Some(o.size))
 }
 
-/// Creates the temporary file an output is written to, with the output's
-/// final mode (less the umask, like any file a build writes), so no chmod
-/// follows; the parent directory is created only when it is missing.
-fn create_temp(tmp: &Path, parent: &Path, executable: bool) -> Result<fs::File, DepotError> {
-    let mode = if executable { 0o777 } else { 0o666 };
+/// Creates the temporary file an output is written to, private (`0600`)
+/// until [`set_file_mode`] gives it the output's exact mode; the parent
+/// directory is created only when it is missing.
+fn create_temp(tmp: &Path, parent: &Path) -> Result<fs::File, DepotError> {
     let open = || {
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode)
+            .mode(0o600)
             .open(tmp)
     };
     match open() {
@@ -375,6 +416,14 @@ fn create_temp(tmp: &Path, parent: &Path, executable: bool) -> Result<fs::File, 
         r => r,
     }
     .map_err(DepotError::io("create a temporary file in", parent))
+}
+
+/// Gives the written temporary file `tmp` the recorded permission bits of
+/// `o` exactly (fchmod: the umask of this process does not apply, the
+/// build's did when the command made the file).
+fn set_file_mode(file: &fs::File, tmp: &Path, o: &OutputRecord) -> Result<(), DepotError> {
+    file.set_permissions(fs::Permissions::from_mode(o.perm()))
+        .map_err(DepotError::io("set the mode of", tmp))
 }
 
 /// Restores a raw (uncompressed) blob by reflink when the filesystem can:
@@ -405,7 +454,7 @@ fn try_reflink(
         return Ok(None); // compressed: it must be decompressed, not cloned
     }
     let tmp = temp_name(parent, digest);
-    let file = create_temp(&tmp, parent, o.executable)?;
+    let file = create_temp(&tmp, parent)?;
     if let Err(e) = reflink_copy::reflink_file(&blob, &file) {
         let _ = fs::remove_file(&tmp);
         // EOPNOTSUPP, ENOTTY, EXDEV, EINVAL: not on this filesystem (pair).
@@ -418,13 +467,17 @@ fn try_reflink(
         }
         return Ok(None);
     }
-    drop(file);
     // Every read is verified: hash what the output now holds.
     let checked = hash_file(&tmp);
     if !matches!(checked, Ok((d, _)) if d == *digest) {
         let _ = fs::remove_file(&tmp);
         return Err(depot.quarantine(digest));
     }
+    if let Err(e) = set_file_mode(&file, &tmp, o) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(file);
     if let Err(e) = fs::rename(&tmp, dest) {
         let _ = fs::remove_file(&tmp);
         return Err(DepotError::io("write output", dest)(e));

@@ -183,3 +183,51 @@ outputs = ["u"]
     assert_eq!(p.read("u"), "600\n");
     assert_eq!(p.runs("use"), 2);
 }
+
+/// `relocache ARGS` as a user the permission bits apply to (`nobody` when
+/// the tests run as root).
+fn as_user(p: &Project, args: &[&str]) -> Run {
+    let mut c = if is_root() {
+        for dir in [p.tmp.path(), &p.root] {
+            let ok = Command::new("chmod")
+                .arg("a+rwX")
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        for f in ["relocache.toml", "a"] {
+            std::fs::set_permissions(p.path(f), std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        bin_as_nobody(p.tmp.path())
+    } else {
+        bin()
+    };
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(args);
+    output(c)
+}
+
+#[test]
+fn a_read_only_output_directory_is_rebuilt_and_restored_into() {
+    let p = Project::new(
+        "[target.t]\nrun = 'mkdir -p out/ro && cat a > out/ro/f && chmod 555 out/ro'\ninputs = ['a']\noutputs = ['out']\n",
+        &[("a", "v1\n")],
+    );
+    assert_eq!(as_user(&p, &["build", "--json"]).outcome("t"), "built");
+    // A miss: the stale outputs, read-only directory included, go first.
+    p.write("a", "v2\n");
+    let r = as_user(&p, &["build", "--json"]);
+    assert_eq!(r.outcome("t"), "built", "{}", r.stdout);
+    assert_eq!(p.read("out/ro/f"), "v2\n");
+    // A hit restores into the read-only directory and leaves it read-only.
+    p.write("a", "v1\n");
+    let r = as_user(&p, &["build", "--json"]);
+    assert_eq!(r.outcome("t"), "hit", "{}", r.stdout);
+    assert_eq!(p.read("out/ro/f"), "v1\n");
+    let md = std::fs::metadata(p.path("out/ro")).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o555);
+}

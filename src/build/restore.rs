@@ -563,7 +563,24 @@ pub(crate) fn remove_any(p: &Path) -> Result<(), DepotError> {
         Err(_) => return Ok(()),
     };
     let r = if md.is_dir() {
-        fs::remove_dir_all(p)
+        fs::remove_dir_all(p).or_else(|e| {
+            if e.kind() != std::io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            // A directory denying its owner write or search (`chmod 555`,
+            // as a command, and so its restore, may leave one) cannot be
+            // emptied: give the owner rwx on each, then try again.
+            let walk = walkdir::WalkDir::new(p).follow_links(false);
+            for item in walk.into_iter().flatten() {
+                if item.file_type().is_dir() {
+                    if let Ok(md) = item.metadata() {
+                        let mode = md.permissions().mode() | 0o700;
+                        let _ = fs::set_permissions(item.path(), fs::Permissions::from_mode(mode));
+                    }
+                }
+            }
+            fs::remove_dir_all(p)
+        })
     } else {
         fs::remove_file(p)
     };

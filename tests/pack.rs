@@ -225,6 +225,7 @@ fn entry(name: &str, output: Digest, inputs: Digest) -> Entry {
             digest: Some(output),
             size: 1,
             executable: false,
+            mode: Some(0o644),
             target: None,
         }],
     }
@@ -690,6 +691,7 @@ fn an_entry_writing_through_its_own_symlink_is_refused() {
             digest: None,
             size: 0,
             executable: false,
+            mode: None,
             target: Some(outside.display().to_string()),
         },
         OutputRecord {

@@ -715,6 +715,12 @@ fn process<'a>(
         }
     };
     let key = computed.key;
+    // Neither a restore nor a cleanup writes or deletes through a symlink.
+    if let Err(e) = restore::check_no_symlinked_parent(&ctx.manifest.root, &t.name, &t.outputs) {
+        let mut r = report(&t.name, Some(key), Outcome::Failed, started);
+        r.error = Some(e.to_string());
+        return (r, None, None);
+    }
     let mut warnings: Vec<String> = computed.warnings.iter().map(|w| w.to_string()).collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
@@ -920,6 +926,10 @@ fn build_miss<'a>(
         r.stderr = stderr;
         (r, None, None)
     };
+    // Checked again: a wait on the build lock may have passed since.
+    if let Err(e) = restore::check_no_symlinked_parent(root, &t.name, &t.outputs) {
+        return fail(e.to_string(), vec![], vec![]);
+    }
     // Stale outputs go first, so a command that forgets one is caught.
     for o in &t.outputs {
         let abs = o.to_path(root);
@@ -947,6 +957,17 @@ fn build_miss<'a>(
     if !run.success {
         return fail(
             format!("command failed ({})", run.status),
+            run.stdout,
+            run.stderr,
+        );
+    }
+    // Outputs the command wrote through a symlink it made would be restored
+    // into real directories: not what a clean build leaves.
+    if let Err(e) = restore::check_no_symlinked_parent(root, &t.name, &t.outputs) {
+        return fail(
+            format!(
+                "the command left a symlink on the way to an output, so nothing was stored: {e}"
+            ),
             run.stdout,
             run.stderr,
         );

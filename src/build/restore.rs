@@ -32,7 +32,69 @@ pub struct Restored {
     pub files_unchanged: u64,
 }
 
+/// A declared output lies below a symlink on disk (one the user or a
+/// command made where a parent directory of the output goes): restoring,
+/// cleaning or storing it would write, delete or read wherever the link
+/// points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("output `{output}` of `{target}` lies below `{link}`, a symlink to `{points_to}`; relocache never writes or deletes through a symlink\n  help: make `{link}` a real directory (to keep build outputs on another disk, mount it there, or move the whole project)")]
+pub struct ThroughSymlink {
+    /// The declared output.
+    pub output: RelPath,
+    /// The target declaring it.
+    pub target: String,
+    /// The directory on the way to it that is a symlink.
+    pub link: String,
+    /// What the symlink's text says.
+    pub points_to: String,
+}
+
+/// Checks that every directory on the way from `root` to each of `target`'s
+/// `declared` outputs (the outputs' ancestors, below the root) is not a
+/// symlink, with `lstat`. The root itself may be reached through a symlink,
+/// and a declared output that is a symlink on disk is fine: a restore
+/// replaces it and a cleanup removes it, neither follows it.
+///
+/// Run right before a restore, a cleanup or a store. A symlink swapped in by
+/// another process between this check and the write is out of scope, as it
+/// is for make or cargo: relocache guards against what stands on disk, not
+/// against a concurrent writer in the project.
+pub fn check_no_symlinked_parent(
+    root: &Path,
+    target: &str,
+    declared: &[RelPath],
+) -> Result<(), ThroughSymlink> {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for d in declared {
+        for a in d.self_and_ancestors().filter(|a| *a != d.as_str()) {
+            if !seen.insert(a) {
+                continue;
+            }
+            let p = root.join(a);
+            match fs::symlink_metadata(&p) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    let points_to = fs::read_link(&p)
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_else(|e| format!("? ({e})"));
+                    return Err(ThroughSymlink {
+                        output: d.clone(),
+                        target: target.to_owned(),
+                        link: a.to_owned(),
+                        points_to,
+                    });
+                }
+                Ok(_) => {}
+                // Nothing stands below a missing directory.
+                Err(_) => break,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Makes the outputs declared by `declared` match `entry` below `root`.
+/// The caller has checked [`check_no_symlinked_parent`] right before: below
+/// the declared outputs, this never follows a symlink on disk.
 pub fn restore(
     depot: &Depot,
     entry: &Entry,
@@ -49,24 +111,38 @@ pub fn restore(
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
     let mut fresh: HashSet<&str> = HashSet::new();
+    // Directories whose recorded mode would keep this restore from writing
+    // into them get it last, deepest first.
+    let mut closed: Vec<(std::path::PathBuf, u32)> = Vec::new();
     for o in &entry.outputs {
         let dest = o.path.to_path(root);
         match o.kind {
             OutputKind::Dir => {
                 let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-                let existed = !parent_fresh
-                    && match fs::symlink_metadata(&dest) {
-                        Ok(md) if md.is_dir() => true,
+                let existing = if parent_fresh {
+                    None
+                } else {
+                    match fs::symlink_metadata(&dest) {
+                        Ok(md) if md.is_dir() => Some(md),
                         Ok(_) => {
                             remove_any(&dest)?;
-                            false
+                            None
                         }
-                        Err(_) => false,
-                    };
-                fs::create_dir_all(&dest)
-                    .map_err(DepotError::io("create output directory", &dest))?;
-                if !existed {
-                    fresh.insert(o.path.as_str());
+                        Err(_) => None,
+                    }
+                };
+                let md = match existing {
+                    Some(md) => md,
+                    None => {
+                        fs::create_dir_all(&dest)
+                            .map_err(DepotError::io("create output directory", &dest))?;
+                        fresh.insert(o.path.as_str());
+                        fs::symlink_metadata(&dest)
+                            .map_err(DepotError::io("create output directory", &dest))?
+                    }
+                };
+                if let Some(last) = set_dir_mode(&dest, md.permissions().mode(), o.perm())? {
+                    closed.push((dest, last));
                 }
             }
             OutputKind::Symlink => restore_symlink(o, &dest)?,
@@ -99,7 +175,31 @@ pub fn restore(
         }
     }
     prune_extra(entry, root, declared)?;
+    for (dest, mode) in closed.iter().rev() {
+        fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
+            .map_err(DepotError::io("set the mode of", dest))?;
+    }
     Ok(stats)
+}
+
+/// Gives a restored directory its recorded permission bits `want` (its
+/// mode now is `current`), keeping setgid/sticky bits it already has (a
+/// directory made by the command would have inherited them too). Directly,
+/// unless `want` denies its owner write or search: then the owner gets
+/// rwx until its contents are restored, and the exact mode is returned for
+/// the caller to set last.
+fn set_dir_mode(dest: &Path, current: u32, want: u32) -> Result<Option<u32>, DepotError> {
+    let exact = (current & 0o7000) | want;
+    let now = if want & 0o300 == 0o300 {
+        exact
+    } else {
+        exact | 0o700
+    };
+    if current & 0o7777 != now {
+        fs::set_permissions(dest, fs::Permissions::from_mode(now))
+            .map_err(DepotError::io("set the mode of", dest))?;
+    }
+    Ok((now != exact).then_some(exact))
 }
 
 /// Checks that `entry` writes only the target's declared outputs: every
@@ -138,16 +238,15 @@ fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
 }
 
 /// Whether the file at `dest`, whose stat is `md`, already matches `o`
-/// (kind, size, mode, content); the memo spares hashing an output that has
-/// not been touched.
+/// (kind, size, permission bits, content); the memo spares hashing an
+/// output that has not been touched.
 fn already_there(
     o: &OutputRecord,
     dest: &Path,
     md: &fs::Metadata,
     memo: Option<&StatMemo>,
 ) -> bool {
-    if !md.is_file() || md.len() != o.size || (md.permissions().mode() & 0o111 != 0) != o.executable
-    {
+    if !md.is_file() || md.len() != o.size || md.permissions().mode() & 0o7777 != o.perm() {
         return false;
     }
     let stamp = Stamp::of(md);
@@ -207,12 +306,13 @@ fn restore_file(
         return Ok(Some(n));
     }
     let tmp = temp_name(parent, &digest);
-    let file = create_temp(&tmp, parent, o.executable)?;
+    let file = create_temp(&tmp, parent)?;
     let written = (|| {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, &file);
         let n = depot.copy_blob(&digest, &mut w)?;
         w.flush().map_err(DepotError::io("write output", dest))?;
         drop(w);
+        set_file_mode(&file, &tmp, o)?;
         fs::rename(&tmp, dest).map_err(DepotError::io("write output", dest))?;
         Ok(n)
     })();
@@ -229,10 +329,10 @@ pub enum RestoreMode {
     Reflink,
     /// `copy`: always plain copies.
     Copy,
-    /// `hardlink`: uncompressed, non-executable blobs are hard-linked into
-    /// the project (no bytes written); an edit made through such a link
-    /// changes the blob, which every read of it and `verify --integrity`
-    /// catch. Otherwise as `reflink`.
+    /// `hardlink`: uncompressed blobs whose file has the output's exact
+    /// permission bits are hard-linked into the project (no bytes written);
+    /// an edit made through such a link changes the blob, which every read
+    /// of it and `verify --integrity` catch. Otherwise as `reflink`.
     Hardlink,
 }
 
@@ -259,10 +359,11 @@ fn reflinks_allowed() -> bool {
     restore_mode() != RestoreMode::Copy
 }
 
-/// Restores a raw, non-executable blob as a hard link to the depot's file,
-/// after checking the blob (a link to a damaged blob would hand the damage
-/// on). `None` when a link is not possible: a compressed blob, an executable
-/// output (the link would share the blob's mode), or another filesystem.
+/// Restores a raw blob as a hard link to the depot's file, after checking
+/// the blob (a link to a damaged blob would hand the damage on). `None` when
+/// a link is not possible: a compressed blob, a blob file whose permission
+/// bits are not the output's (the link shares them: an executable or a
+/// `0600` output), or another filesystem.
 fn try_hardlink(
     depot: &Depot,
     digest: &Digest,
@@ -270,10 +371,13 @@ fn try_hardlink(
     dest: &Path,
     parent: &Path,
 ) -> Result<Option<u64>, DepotError> {
-    if o.executable || !depot.blob_is_raw(digest) {
+    if !depot.blob_is_raw(digest) {
         return Ok(None);
     }
     let blob = depot.blob_path(digest);
+    if !fs::symlink_metadata(&blob).is_ok_and(|md| md.permissions().mode() & 0o7777 == o.perm()) {
+        return Ok(None);
+    }
     if !matches!(hash_file(&blob), Ok((d, _)) if d == *digest) {
         return Err(depot.quarantine(digest));
     }
@@ -289,16 +393,15 @@ fn try_hardlink(
     Ok(Some(o.size))
 }
 
-/// Creates the temporary file an output is written to, with the output's
-/// final mode (less the umask, like any file a build writes), so no chmod
-/// follows; the parent directory is created only when it is missing.
-fn create_temp(tmp: &Path, parent: &Path, executable: bool) -> Result<fs::File, DepotError> {
-    let mode = if executable { 0o777 } else { 0o666 };
+/// Creates the temporary file an output is written to, private (`0600`)
+/// until [`set_file_mode`] gives it the output's exact mode; the parent
+/// directory is created only when it is missing.
+fn create_temp(tmp: &Path, parent: &Path) -> Result<fs::File, DepotError> {
     let open = || {
         fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode)
+            .mode(0o600)
             .open(tmp)
     };
     match open() {
@@ -315,6 +418,14 @@ fn create_temp(tmp: &Path, parent: &Path, executable: bool) -> Result<fs::File, 
         r => r,
     }
     .map_err(DepotError::io("create a temporary file in", parent))
+}
+
+/// Gives the written temporary file `tmp` the recorded permission bits of
+/// `o` exactly (fchmod: the umask of this process does not apply, the
+/// build's did when the command made the file).
+fn set_file_mode(file: &fs::File, tmp: &Path, o: &OutputRecord) -> Result<(), DepotError> {
+    file.set_permissions(fs::Permissions::from_mode(o.perm()))
+        .map_err(DepotError::io("set the mode of", tmp))
 }
 
 /// Restores a raw (uncompressed) blob by reflink when the filesystem can:
@@ -345,7 +456,7 @@ fn try_reflink(
         return Ok(None); // compressed: it must be decompressed, not cloned
     }
     let tmp = temp_name(parent, digest);
-    let file = create_temp(&tmp, parent, o.executable)?;
+    let file = create_temp(&tmp, parent)?;
     if let Err(e) = reflink_copy::reflink_file(&blob, &file) {
         let _ = fs::remove_file(&tmp);
         // EOPNOTSUPP, ENOTTY, EXDEV, EINVAL: not on this filesystem (pair).
@@ -358,13 +469,17 @@ fn try_reflink(
         }
         return Ok(None);
     }
-    drop(file);
     // Every read is verified: hash what the output now holds.
     let checked = hash_file(&tmp);
     if !matches!(checked, Ok((d, _)) if d == *digest) {
         let _ = fs::remove_file(&tmp);
         return Err(depot.quarantine(digest));
     }
+    if let Err(e) = set_file_mode(&file, &tmp, o) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(file);
     if let Err(e) = fs::rename(&tmp, dest) {
         let _ = fs::remove_file(&tmp);
         return Err(DepotError::io("write output", dest)(e));
@@ -416,6 +531,10 @@ fn prune_extra(entry: &Entry, root: &Path, declared: &[RelPath]) -> Result<(), D
             continue;
         }
         let abs = d.to_path(root);
+        // walkdir follows a root that is a symlink: walk only a real directory.
+        if !fs::symlink_metadata(&abs).is_ok_and(|md| md.is_dir()) {
+            continue;
+        }
         let mut it = walkdir::WalkDir::new(&abs)
             .min_depth(1)
             .follow_links(false)
@@ -446,7 +565,24 @@ pub(crate) fn remove_any(p: &Path) -> Result<(), DepotError> {
         Err(_) => return Ok(()),
     };
     let r = if md.is_dir() {
-        fs::remove_dir_all(p)
+        fs::remove_dir_all(p).or_else(|e| {
+            if e.kind() != std::io::ErrorKind::PermissionDenied {
+                return Err(e);
+            }
+            // A directory denying its owner write or search (`chmod 555`,
+            // as a command, and so its restore, may leave one) cannot be
+            // emptied: give the owner rwx on each, then try again.
+            let walk = walkdir::WalkDir::new(p).follow_links(false);
+            for item in walk.into_iter().flatten() {
+                if item.file_type().is_dir() {
+                    if let Ok(md) = item.metadata() {
+                        let mode = md.permissions().mode() | 0o700;
+                        let _ = fs::set_permissions(item.path(), fs::Permissions::from_mode(mode));
+                    }
+                }
+            }
+            fs::remove_dir_all(p)
+        })
     } else {
         fs::remove_file(p)
     };

@@ -74,7 +74,11 @@ pub fn collect(
                     })?;
                 let ft = item.file_type();
                 if ft.is_dir() {
-                    records.push(dir_record(rel));
+                    let md = item.metadata().map_err(|e| CollectError::Io {
+                        path: item.path().to_path_buf(),
+                        source: e.into(),
+                    })?;
+                    records.push(dir_record(rel, md.permissions().mode()));
                 } else if ft.is_symlink() {
                     records.push(symlink_record(item.path(), rel).map_err(io(item.path()))?);
                 } else if ft.is_file() {
@@ -103,6 +107,7 @@ pub fn collect(
             digest: Some(digest),
             size,
             executable: md.permissions().mode() & 0o111 != 0,
+            mode: Some(md.permissions().mode() & 0o777),
             target: None,
         })
     });
@@ -112,13 +117,14 @@ pub fn collect(
     Ok(records)
 }
 
-fn dir_record(path: RelPath) -> OutputRecord {
+fn dir_record(path: RelPath, mode: u32) -> OutputRecord {
     OutputRecord {
         path,
         kind: OutputKind::Dir,
         digest: None,
         size: 0,
         executable: false,
+        mode: Some(mode & 0o777),
         target: None,
     }
 }
@@ -131,6 +137,7 @@ fn symlink_record(abs: &Path, path: RelPath) -> std::io::Result<OutputRecord> {
         digest: None,
         size: 0,
         executable: false,
+        mode: None,
         target: Some(target.to_string_lossy().into_owned()),
     })
 }

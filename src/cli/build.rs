@@ -30,10 +30,13 @@ miss is looked up there and a new result uploaded; remote problems are warnings,
 failures. See `relocache remote --help`.
 
 Outputs are restored as copies: reflinks where the filesystem supports them, else
-plain copies (RELOCACHE_RESTORE=copy forces those). RELOCACHE_RESTORE=hardlink links
-uncompressed, non-executable blobs into the project instead (no bytes written); an
-edit made through such a link damages the depot's blob, which the next read of it and
-`relocache verify --integrity` catch (it is quarantined and the target rebuilt).
+plain copies (RELOCACHE_RESTORE=copy forces those), with the exact permission bits
+the build left. RELOCACHE_RESTORE=hardlink links uncompressed blobs whose file has the
+output's mode into the project instead (no bytes written); an edit made through such
+a link damages the depot's blob, which the next read of it and `relocache verify
+--integrity` catch (it is quarantined and the target rebuilt). relocache never writes
+or deletes through a symlink: a target whose output lies below a symlinked directory
+fails.
 
 Exit status: 0 when every target hit or built, 1 when one failed or was skipped,
 2 for a bad manifest, unknown target or bad remote settings.")]

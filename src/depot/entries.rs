@@ -95,9 +95,27 @@ pub struct OutputRecord {
     /// Execute bit of a file.
     #[serde(default, skip_serializing_if = "is_false")]
     pub executable: bool,
+    /// Permission bits (`mode & 0o777`: user/group/other rwx, never
+    /// setuid/setgid/sticky) of a file or directory, restored exactly;
+    /// required for both (see [`Entry::check_outputs`]), absent for a
+    /// symlink. Written as an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     /// Link text of a symlink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+}
+
+impl OutputRecord {
+    /// The permission bits a restore gives this file or directory. Entries
+    /// read from disk are checked to carry them; the fallback serves only
+    /// records built in memory without one.
+    pub fn perm(&self) -> u32 {
+        self.mode.unwrap_or(match self.kind {
+            OutputKind::File if !self.executable => 0o644,
+            _ => 0o755,
+        }) & 0o777
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -160,9 +178,11 @@ pub fn outputs_digest(outputs: &[OutputRecord]) -> Digest {
                 h.update(b"F");
                 h.update(&o.digest.map(|d| d.0).unwrap_or_default());
                 h.update(&[o.executable as u8]);
+                h.update(&o.perm().to_le_bytes());
             }
             OutputKind::Dir => {
                 h.update(b"D");
+                h.update(&o.perm().to_le_bytes());
             }
             OutputKind::Symlink => {
                 let t = o.target.as_deref().unwrap_or("");
@@ -276,6 +296,19 @@ impl Entry {
             if !complete {
                 return Err(format!("output `{}` lacks its digest or link text", o.path));
             }
+            // An entry without modes must not restore a guessed one.
+            let mode_ok = match (o.kind, o.mode) {
+                (OutputKind::Symlink, _) => true,
+                (_, None) => false,
+                (OutputKind::File, Some(m)) => m <= 0o777 && (m & 0o111 != 0) == o.executable,
+                (OutputKind::Dir, Some(m)) => m <= 0o777,
+            };
+            if !mode_ok {
+                return Err(format!(
+                    "output `{}` lacks its permission bits, or they contradict its executable bit",
+                    o.path
+                ));
+            }
         }
         for o in &self.outputs {
             let parents = o.path.self_and_ancestors();
@@ -380,6 +413,7 @@ mod tests {
                     digest: None,
                     size: 0,
                     executable: false,
+                    mode: Some(0o755),
                     target: None,
                 },
                 OutputRecord {
@@ -388,6 +422,7 @@ mod tests {
                     digest: Some(Digest::of(b"app")),
                     size: 3,
                     executable: true,
+                    mode: Some(0o750),
                     target: None,
                 },
                 OutputRecord {
@@ -396,6 +431,7 @@ mod tests {
                     digest: None,
                     size: 0,
                     executable: false,
+                    mode: None,
                     target: Some("app".into()),
                 },
             ],
@@ -456,5 +492,37 @@ mod tests {
         assert_eq!(a.outputs_digest(), b.outputs_digest());
         b.outputs[1].executable = false;
         assert_ne!(a.outputs_digest(), b.outputs_digest());
+    }
+
+    #[test]
+    fn outputs_digest_sees_a_mode_change_alone() {
+        let a = sample();
+        let mut file = sample();
+        file.outputs[1].mode = Some(0o700);
+        assert_ne!(a.outputs_digest(), file.outputs_digest());
+        let mut dir = sample();
+        dir.outputs[0].mode = Some(0o700);
+        assert_ne!(a.outputs_digest(), dir.outputs_digest());
+    }
+
+    #[test]
+    fn an_entry_without_modes_is_damaged() {
+        let text = toml::to_string(&sample()).unwrap();
+        for (from, to) in [
+            ("mode = 493\n", ""),
+            ("mode = 488\n", ""),
+            ("mode = 488\n", "mode = 420\n"),
+            ("mode = 488\n", "mode = 2541\n"),
+        ] {
+            assert!(text.contains(from));
+            // Sealed again: only the mode check can refuse it.
+            let damaged = checksum::seal(&text.replacen(from, to, 1));
+            assert!(
+                parse_entry(&damaged)
+                    .unwrap_err()
+                    .contains("permission bits"),
+                "{from} -> {to}"
+            );
+        }
     }
 }

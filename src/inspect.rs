@@ -60,6 +60,13 @@ pub struct Change {
     pub path: String,
     /// Added, removed or modified.
     pub change: ChangeKind,
+    /// A directory below a directory input (keyed by its name only).
+    #[serde(skip_serializing_if = "is_false")]
+    pub directory: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `status` of one target.
@@ -120,15 +127,18 @@ pub fn changed_files(old: &InputsSummary, new: &InputsSummary) -> Vec<Change> {
     paths
         .into_iter()
         .filter_map(|p| {
-            let change = match (old.files.get(p), new.files.get(p)) {
+            let (a, b) = (old.files.get(p), new.files.get(p));
+            let change = match (a, b) {
                 (None, Some(_)) => ChangeKind::Added,
                 (Some(_), None) => ChangeKind::Removed,
                 (Some(a), Some(b)) if a != b => ChangeKind::Modified,
                 _ => return None,
             };
+            let dir = |s: Option<&FileState>| matches!(s, Some(FileState::Dir));
             Some(Change {
                 path: p.to_string(),
                 change,
+                directory: change != ChangeKind::Modified && (dir(a) || dir(b)),
             })
         })
         .collect()
@@ -195,11 +205,17 @@ pub enum Difference {
     InputAdded {
         /// Path.
         path: String,
+        /// A directory below a directory input.
+        #[serde(skip_serializing_if = "is_false")]
+        directory: bool,
     },
     /// An input file no longer read.
     InputRemoved {
         /// Path.
         path: String,
+        /// A directory below a directory input.
+        #[serde(skip_serializing_if = "is_false")]
+        directory: bool,
     },
     /// An input file's content, kind or mode changed.
     InputChanged {
@@ -312,6 +328,7 @@ fn short_state(s: &FileState) -> String {
             if *executable { " (executable)" } else { "" }
         ),
         FileState::Symlink { target } => format!("symlink to {target}"),
+        FileState::Dir => "directory".into(),
         FileState::Untracked { size, mtime_ns } => format!("size {size}, mtime {mtime_ns}"),
     }
 }
@@ -377,8 +394,14 @@ fn explain_one(
     let d = &mut ex.differences;
     for c in changed_files(&old, new) {
         d.push(match c.change {
-            ChangeKind::Added => Difference::InputAdded { path: c.path },
-            ChangeKind::Removed => Difference::InputRemoved { path: c.path },
+            ChangeKind::Added => Difference::InputAdded {
+                path: c.path,
+                directory: c.directory,
+            },
+            ChangeKind::Removed => Difference::InputRemoved {
+                path: c.path,
+                directory: c.directory,
+            },
             ChangeKind::Modified => {
                 let rp = crate::relpath::RelPath::new(&c.path).expect("summary paths are relative");
                 Difference::InputChanged {

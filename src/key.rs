@@ -1,7 +1,7 @@
 //! Action keys: the canonical encoding of everything a target's execution
 //! depends on, hashed with `blake3::derive_key("relocache action key v1", …)`.
 //!
-//! # Canonical encoding (schema 1)
+//! # Canonical encoding (schema 2)
 //!
 //! The encoding is a sequence of *fields*. A field is its tag (UTF-8), then its
 //! value, each prefixed by its length as a little-endian `u64`:
@@ -13,7 +13,7 @@
 //! Lists are written as a `*.count` field holding `u64le(n)` followed by the
 //! items' fields in order. The fields, in this fixed order:
 //!
-//! 1. `schema` = `u32le(1)`; `salt` = the `[project] salt` bytes
+//! 1. `schema` = `u32le(2)`; `salt` = the `[project] salt` bytes
 //! 2. `command.shell` = the `run` string, or `command.argv` = count + one
 //!    `arg` field per argument; absolute project and depot roots are replaced
 //!    by `@project` / `@depot` on whole path components (see [`Rooted`])
@@ -23,7 +23,8 @@
 //! 5. `tools.count`, then per tool sorted by name: `tool.name`, `tool.digest`
 //! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
-//!    `input.symlink` = the link text, `input.untracked` = `u64le(size)` +
+//!    `input.symlink` = the link text, `input.dir` = empty (a directory
+//!    below a directory input), `input.untracked` = `u64le(size)` +
 //!    `i128le(mtime_ns)`
 //! 7. `deps.count`, then per dep sorted by name: `dep.name`, `dep.outputs` =
 //!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest)
@@ -45,7 +46,7 @@ use crate::relpath::RelPath;
 /// blake3 `derive_key` context for action keys.
 pub const KEY_CONTEXT: &str = "relocache action key v1";
 /// Version of the canonical encoding below.
-pub const KEY_SCHEMA: u32 = 1;
+pub const KEY_SCHEMA: u32 = 2;
 
 /// Everything that identifies one execution of a target.
 #[derive(Debug, Clone)]
@@ -124,6 +125,7 @@ pub fn canonical_bytes(k: &KeyInputs<'_>) -> Vec<u8> {
                 e.field("input.file", &v);
             }
             FileState::Symlink { target } => e.field("input.symlink", target.as_bytes()),
+            FileState::Dir => e.field("input.dir", b""),
             FileState::Untracked { size, mtime_ns } => {
                 let mut v = size.to_le_bytes().to_vec();
                 v.extend_from_slice(&mtime_ns.to_le_bytes());
@@ -296,12 +298,36 @@ mod tests {
         if std::env::consts::OS == "linux" && std::env::consts::ARCH == "x86_64" {
             assert_eq!(
                 compute(&k).to_hex(),
-                "2c035a25564ceedaa58cde99ce76341e775eb6eeaf8a37218486490aadf07559"
+                "b96548a6c10230d8e292c35c63026923ad0e97874521234c49441ffce6b439df"
             );
         }
         let mut k2 = k.clone();
         k2.version = 3;
         assert_ne!(compute(&k), compute(&k2));
+    }
+
+    #[test]
+    fn directories_enter_the_key() {
+        let (env, tools, deps) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let cmd = Command::Shell("find src".into());
+        let key = |inputs: &[InputFile]| {
+            compute(&KeyInputs {
+                salt: "",
+                command: &cmd,
+                env: &env,
+                version: 0,
+                tools: &tools,
+                inputs,
+                deps: &deps,
+                outputs: &[],
+            })
+        };
+        let input = |path: &str, state: FileState| InputFile {
+            path: RelPath::new(path).unwrap(),
+            state,
+            stamp: None,
+        };
+        assert_ne!(key(&[]), key(&[input("src/empty", FileState::Dir)]));
     }
 
     #[test]

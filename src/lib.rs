@@ -41,6 +41,7 @@ pub mod relpath;
 pub mod remote;
 pub mod report;
 pub mod stats;
+pub mod tempname;
 pub mod timings;
 pub mod treehash;
 pub mod units;

@@ -175,7 +175,7 @@ impl DepOut {
                 .iter()
                 .filter_map(|o| {
                     let state = match o.kind {
-                        OutputKind::Dir => return None,
+                        OutputKind::Dir => FileState::Dir,
                         OutputKind::File => FileState::File {
                             digest: o.digest?,
                             size: o.size,

@@ -119,7 +119,8 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
                 ChangeKind::Removed => "removed",
                 ChangeKind::Modified => "modified",
             };
-            writeln!(out, "{:<9} {:<width$}    {word}: {}", "", "", c.path)?;
+            let dir = if c.directory { "directory " } else { "" };
+            writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
         }
         if t.status == Status::Stale && t.changed.is_empty() && t.error.is_none() {
             writeln!(
@@ -145,6 +146,15 @@ pub fn run_explain(env: &Env, args: &ExplainArgs) -> Result<i32> {
         print!("{s}");
     }
     Ok(0)
+}
+
+/// What an added or removed input is called.
+fn input_word(directory: bool) -> &'static str {
+    if directory {
+        "directory"
+    } else {
+        "input"
+    }
 }
 
 fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
@@ -188,8 +198,12 @@ fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
     let mut deps: Vec<(String, Vec<&Difference>)> = Vec::new();
     for d in &ex.differences {
         let line = match d {
-            Difference::InputAdded { path } => format!("input added: {path}"),
-            Difference::InputRemoved { path } => format!("input removed: {path}"),
+            Difference::InputAdded { path, directory } => {
+                format!("{} added: {path}", input_word(*directory))
+            }
+            Difference::InputRemoved { path, directory } => {
+                format!("{} removed: {path}", input_word(*directory))
+            }
             Difference::InputChanged { path, old, new } => {
                 format!("input changed: {path} ({old} -> {new})")
             }

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::follow::{Follow, Resolved};
 use crate::hash::{hash_file, hash_file_len};
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
@@ -35,10 +36,14 @@ pub enum FileState {
         /// Any execute bit set.
         executable: bool,
     },
-    /// A symbolic link, by its target text (never followed).
+    /// A symbolic link, by its target text and, when it resolves inside the
+    /// project, by what it resolves to ([`crate::follow`]).
     Symlink {
         /// What the link points to.
         target: String,
+        /// What it resolves to, inside the project.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolved: Option<Resolved>,
     },
     /// A directory below a directory input, by its name only: its entries
     /// are inputs of their own, so an empty one added or removed changes
@@ -119,6 +124,17 @@ pub enum InputError {
     /// The walk failed.
     #[error("could not walk the project: {0}\n  help: make it readable, or list it in .gitignore if it is not an input")]
     Walk(String),
+    /// A symlink an input or a dep's output holds leads to a directory
+    /// holding a path that cannot be written in a manifest.
+    #[error("a symlink leads to `{dir}`, which holds `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]
+    UnusableBehindLink {
+        /// The directory the link resolves to.
+        dir: RelPath,
+        /// The path, escaped.
+        path: String,
+        /// What is wrong with the name.
+        why: &'static str,
+    },
     /// An input covers a path that cannot be written in a manifest (and so
     /// in a key or an entry): refused, never silently left out.
     #[error("input `{input}` (relocache.toml:{loc}) covers `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]
@@ -393,11 +409,16 @@ impl<'a> Inputs<'a> {
     /// (its own, and those of targets it does not depend on). Files below its
     /// deps' declared outputs are taken from `deps` — the deps' entries — not
     /// from disk, so a key can be computed before the deps are restored.
+    ///
+    /// An input symlink resolving inside the project carries what it
+    /// resolves to ([`crate::follow`]); `hidden` says which paths a link
+    /// may not lead into.
     pub fn resolve(
         &self,
         target: &Target,
         excluded: &Excluded<'_>,
         deps: &DepFiles<'_>,
+        hidden: &(dyn Fn(&RelPath) -> bool + Sync),
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.contains(p);
         // Files and directories found by walking literal directories.
@@ -480,7 +501,61 @@ impl<'a> Inputs<'a> {
         // A file named both ways is tracked by content.
         wanted.sort_unstable_by(|a, b| a.path.cmp(b.path).then(b.track.cmp(&a.track)));
         wanted.dedup_by(|later, first| later.path == first.path);
-        self.states(&wanted, deps)
+        let follow = Follow {
+            inputs: self,
+            deps,
+            hidden,
+        };
+        self.states(&wanted, deps, &follow)
+    }
+
+    /// What `p` is on disk now, for following a symlink: a file by its
+    /// content, a symlink by its text, a directory; `None` when absent.
+    pub(crate) fn on_disk(&self, p: &RelPath) -> Result<Option<FileState>, InputError> {
+        let abs = p.to_path(self.root);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_dir() => return Ok(Some(FileState::Dir)),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_err(&abs)(e)),
+        }
+        let source = match self.scan.files.binary_search(p) {
+            Ok(i) => Source::Scan(i),
+            Err(_) => Source::Other,
+        };
+        let want = Want {
+            path: p,
+            source,
+            track: true,
+        };
+        Ok(Some(self.state_of(&want, &DepFiles::default())?.0))
+    }
+
+    /// The files, symlinks and directories below directory `dir` on disk
+    /// (`.gitignore` respected), for following a symlink to it.
+    pub(crate) fn below_on_disk(&self, dir: &RelPath) -> Result<Vec<RelPath>, InputError> {
+        let below = walk_files(&dir.to_path(self.root), &[])?;
+        if let Some(u) = below.unusable.first() {
+            return Err(InputError::UnusableBehindLink {
+                dir: dir.clone(),
+                path: format!("{dir}/{}", u.display()),
+                why: u.why(),
+            });
+        }
+        let join = |f: &RelPath| RelPath::trusted(format!("{dir}/{f}"));
+        Ok(below
+            .dirs
+            .iter()
+            .map(join)
+            .chain(below.files.iter().map(|(f, _)| join(f)))
+            .collect())
     }
 
     /// Adds literal input `p` (written `text` at `loc`): a dep's output, a
@@ -628,9 +703,16 @@ impl<'a> Inputs<'a> {
         &self,
         wanted: &[Want<'_>],
         deps: &DepFiles<'_>,
+        follow: &Follow<'_>,
     ) -> Result<Vec<InputFile>, InputError> {
         let one = |w: &Want<'_>| {
-            self.state_of(w, deps).map(|(state, stamp)| InputFile {
+            let (mut state, stamp) = self.state_of(w, deps)?;
+            // A command reads what a link leads to: keyed by that too
+            // (not for `track_content = false`, which promises no hashing).
+            if let (FileState::Symlink { target, resolved }, true) = (&mut state, w.track) {
+                *resolved = follow.resolve(w.path, target)?;
+            }
+            Ok(InputFile {
                 path: w.path.clone(),
                 state,
                 stamp,
@@ -656,8 +738,16 @@ impl<'a> Inputs<'a> {
                 return false;
             }
             let track = !matches!(i.state, FileState::Untracked { .. });
+            // A link is re-checked by its text (`file_state` does not follow).
+            let was = match &i.state {
+                FileState::Symlink { target, .. } => FileState::Symlink {
+                    target: target.clone(),
+                    resolved: None,
+                },
+                s => s.clone(),
+            };
             match file_state(self.root, &i.path, track, None) {
-                Ok((state, _)) => state != i.state,
+                Ok((state, _)) => state != was,
                 Err(_) => true,
             }
         };
@@ -702,6 +792,7 @@ fn file_state(
         return Ok((
             FileState::Symlink {
                 target: target.to_string_lossy().into_owned(),
+                resolved: None,
             },
             stamp,
         ));

@@ -11,6 +11,7 @@ use crate::depot::entries::InputsSummary;
 use crate::depot::locks::LockState;
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
+use crate::follow::Resolved;
 use crate::inputs::FileState;
 use crate::manifest::Manifest;
 use crate::plan::{plan, Planned};
@@ -327,7 +328,21 @@ fn short_state(s: &FileState) -> String {
             digest.short(),
             if *executable { " (executable)" } else { "" }
         ),
-        FileState::Symlink { target } => format!("symlink to {target}"),
+        FileState::Symlink {
+            target,
+            resolved: None,
+        } => format!("symlink to {target}"),
+        FileState::Symlink {
+            target,
+            resolved: Some(r),
+        } => match r {
+            Resolved::File { digest, .. } => {
+                format!("symlink to {target}, file {}", digest.short())
+            }
+            Resolved::Dir { tree, .. } => {
+                format!("symlink to {target}, directory {}", tree.short())
+            }
+        },
         FileState::Dir => "directory".into(),
         FileState::Untracked { size, mtime_ns } => format!("size {size}, mtime {mtime_ns}"),
     }
@@ -457,10 +472,11 @@ fn explain_one(
     let t = &manifest.targets[target];
     for dep in &t.deps {
         let old_d = old.deps.get(dep).copied();
+        // As the current key has it (output symlinks followed).
         let new_d = planned[dep.as_str()]
             .entry
             .as_ref()
-            .map(|(_, e)| e.outputs_digest());
+            .and_then(|_| new.deps.get(dep).copied());
         if old_d != new_d {
             d.push(Difference::DepChanged {
                 name: dep.clone(),

@@ -23,11 +23,16 @@
 //! 5. `tools.count`, then per tool sorted by name: `tool.name`, `tool.digest`
 //! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
-//!    `input.symlink` = the link text, `input.dir` = empty (a directory
-//!    below a directory input), `input.untracked` = `u64le(size)` +
-//!    `i128le(mtime_ns)`
+//!    `input.symlink` = the link text, followed, when the link resolves
+//!    inside the project, by `input.resolved` = what it resolves to
+//!    ([`Resolved::encode`](crate::follow::Resolved::encode)),
+//!    `input.dir` = empty (a directory below a directory input),
+//!    `input.untracked` = `u64le(size)` + `i128le(mtime_ns)`
 //! 7. `deps.count`, then per dep sorted by name: `dep.name`, `dep.outputs` =
-//!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest)
+//!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest),
+//!    or, when some of its output symlinks resolve inside the project, that
+//!    digest with what they resolve to
+//!    ([`Follow::dep_digest`](crate::follow)
 //! 8. `outputs.count`, then `output` per declared output path, in manifest order
 //! 9. `platform.os`, `platform.arch`
 //!
@@ -124,7 +129,12 @@ pub fn canonical_bytes(k: &KeyInputs<'_>) -> Vec<u8> {
                 v.push(*executable as u8);
                 e.field("input.file", &v);
             }
-            FileState::Symlink { target } => e.field("input.symlink", target.as_bytes()),
+            FileState::Symlink { target, resolved } => {
+                e.field("input.symlink", target.as_bytes());
+                if let Some(r) = resolved {
+                    e.field("input.resolved", &r.encode());
+                }
+            }
             FileState::Dir => e.field("input.dir", b""),
             FileState::Untracked { size, mtime_ns } => {
                 let mut v = size.to_le_bytes().to_vec();
@@ -307,9 +317,9 @@ mod tests {
     }
 
     #[test]
-    fn directories_enter_the_key() {
+    fn directories_and_what_links_resolve_to_enter_the_key() {
         let (env, tools, deps) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        let cmd = Command::Shell("find src".into());
+        let cmd = Command::Shell("cat g".into());
         let key = |inputs: &[InputFile]| {
             compute(&KeyInputs {
                 salt: "",
@@ -327,7 +337,25 @@ mod tests {
             state,
             stamp: None,
         };
+        let link = |resolved| {
+            input(
+                "g",
+                FileState::Symlink {
+                    target: "data.txt".into(),
+                    resolved,
+                },
+            )
+        };
+        let to = |content: &[u8]| {
+            Some(crate::follow::Resolved::File {
+                path: RelPath::new("data.txt").unwrap(),
+                digest: Digest::of(content),
+                executable: false,
+            })
+        };
         assert_ne!(key(&[]), key(&[input("src/empty", FileState::Dir)]));
+        assert_ne!(key(&[link(None)]), key(&[link(to(b"v1"))]));
+        assert_ne!(key(&[link(to(b"v1"))]), key(&[link(to(b"v2"))]));
     }
 
     #[test]

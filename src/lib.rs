@@ -25,6 +25,7 @@ pub mod archive;
 pub mod build;
 pub mod depot;
 pub mod digest;
+pub mod follow;
 pub mod gc;
 pub mod graph;
 pub mod hash;

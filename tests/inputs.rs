@@ -160,3 +160,82 @@ fn an_empty_directory_added_under_a_directory_input_changes_the_key() {
     assert_eq!(p.build(&[]).outcome("t"), "hit");
     assert_eq!(p.read("o"), "src\nsrc/a\n");
 }
+
+#[test]
+fn a_dependent_reading_through_a_deps_output_symlink_sees_the_new_content() {
+    let p = Project::new(
+        "[target.gen]\nrun = 'ln -s data.txt g'\ninputs = ['data.txt']\noutputs = ['g']\n\
+         [target.use]\nrun = 'cat g > u'\ndeps = ['gen']\noutputs = ['u']\n",
+        &[("data.txt", "v1\n")],
+    );
+    p.build(&[]).ok();
+    p.write("data.txt", "v2\n");
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("gen"), "built");
+    assert_eq!(r.outcome("use"), "built", "{}", r.stdout);
+    assert_eq!(p.read("u"), "v2\n");
+    // Early cutoff still holds when nothing the link leads to changed.
+    p.write("data.txt", "v2\n");
+    assert_eq!(p.build(&[]).json()["hits"], 2);
+    // `explain` names the dep.
+    p.write("data.txt", "v3\n");
+    let ex = p.run(&["explain", "use"]);
+    ex.ok();
+    assert!(ex.stdout.contains("gen"), "{}", ex.stdout);
+}
+
+#[test]
+fn a_chain_of_dep_output_symlinks_into_a_directory_keys_its_dependents_by_the_tree() {
+    let p = Project::new(
+        "[target.gen]\nrun = 'ln -s data d1 && ln -s d1 d2'\ninputs = ['data']\noutputs = ['d1', 'd2']\n\
+         [target.use]\nrun = 'cat d2/* > u'\ndeps = ['gen']\noutputs = ['u']\n",
+        &[("data/a", "a1\n")],
+    );
+    p.build(&[]).ok();
+    p.write("data/a", "a2\n");
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("use"), "built", "{}", r.stdout);
+    assert_eq!(p.read("u"), "a2\n");
+}
+
+#[test]
+fn an_input_symlink_to_a_file_that_is_not_an_input_keys_the_target_by_that_file() {
+    let p = Project::new(
+        "[target.t]\nrun = 'cat link > o'\ninputs = ['link']\noutputs = ['o']\n",
+        &[("data.txt", "v1\n")],
+    );
+    std::os::unix::fs::symlink("data.txt", p.path("link")).unwrap();
+    p.build(&[]).ok();
+    p.write("data.txt", "v2\n");
+    let ex = p.run(&["explain", "t"]);
+    assert!(ex.stdout.contains("input changed: link"), "{}", ex.stdout);
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("t"), "built");
+    assert_eq!(p.read("o"), "v2\n");
+    // Back to v1: hits the first entry.
+    p.write("data.txt", "v1\n");
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(p.read("o"), "v1\n");
+}
+
+#[test]
+fn a_top_level_relative_symlink_output_inside_the_project_gives_no_warning() {
+    let p = Project::new(
+        "[target.gen]\nrun = 'ln -s data.txt g && ln -s . here'\ninputs = ['data.txt']\noutputs = ['g', 'here']\n\
+         [target.out]\nrun = 'ln -s ../outside o'\noutputs = ['o']\n",
+        &[("data.txt", "v1\n")],
+    );
+    let r = p.build(&[]);
+    r.ok();
+    assert!(!r.stderr.contains("`g`"), "{}", r.stderr);
+    assert!(!r.stderr.contains("`here`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("output symlink `o` points to `../outside`, which is not inside the project"),
+        "{}",
+        r.stderr
+    );
+}

@@ -90,6 +90,23 @@ pub struct TargetStatus {
     /// Why the inputs could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Inputs read with `track_content = false`: by size and mtime only, so
+    /// an edit that keeps both is not seen (even by a `ready` target).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<String>,
+}
+
+/// The inputs of `summary` keyed by size and mtime only (`track_content = false`).
+fn untracked_inputs(summary: Option<&InputsSummary>) -> Vec<String> {
+    summary
+        .map(|s| {
+            s.files
+                .iter()
+                .filter(|(_, f)| matches!(f, FileState::Untracked { .. }))
+                .map(|(p, _)| p.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The summary of the last build of `target` recorded in the stack, with its key.
@@ -169,6 +186,7 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         blocked_by: p.blocked_by.clone(),
         holder: None,
         error: p.error.clone(),
+        untracked: untracked_inputs(p.summary.as_ref()),
     };
     if p.entry.is_some() {
         s.status = Status::Ready;
@@ -304,6 +322,10 @@ pub struct Explanation {
     /// A sentence when there is nothing to diff.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Inputs read with `track_content = false`: their content changes are
+    /// not seen when size and mtime stay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<String>,
 }
 
 /// Explains why `target`'s key differs from the last one built or restored.
@@ -373,6 +395,7 @@ fn explain_one(
         ready: p.entry.is_some(),
         differences: vec![],
         note: None,
+        untracked: untracked_inputs(p.summary.as_ref()),
     };
     let Some((prev_key, old)) = prev else {
         ex.note = Some(format!(

@@ -239,3 +239,31 @@ fn a_top_level_relative_symlink_output_inside_the_project_gives_no_warning() {
         r.stderr
     );
 }
+
+#[test]
+fn status_and_explain_say_a_target_cannot_see_content_changes_of_untracked_inputs() {
+    let p = Project::new(
+        "[target.t]\nrun = 'cat big.bin > o'\ninclude_dependency = [{ path = 'big.bin', track_content = false }]\noutputs = ['o']\n",
+        &[("big.bin", "v1\n")],
+    );
+    p.build(&[]).ok();
+    let st = p.run(&["status"]);
+    st.ok();
+    assert!(st.stdout.contains("ready"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("untracked inputs: big.bin"),
+        "{}",
+        st.stdout
+    );
+    let j = p.run(&["status", "--json"]).json();
+    assert_eq!(j["targets"][0]["untracked"][0], "big.bin", "{j}");
+    let ex = p.run(&["explain", "t"]);
+    ex.ok();
+    assert!(
+        ex.stdout.contains("cannot see content changes of big.bin"),
+        "{}",
+        ex.stdout
+    );
+    let j = p.run(&["explain", "t", "--json"]).json();
+    assert_eq!(j["untracked"][0], "big.bin", "{j}");
+}

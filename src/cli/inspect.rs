@@ -122,6 +122,15 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
             let dir = if c.directory { "directory " } else { "" };
             writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
         }
+        if !t.untracked.is_empty() {
+            writeln!(
+                out,
+                "{:<9} {:<width$}    untracked inputs: {} (track_content = false: content changes that keep size and mtime are not seen)",
+                "",
+                "",
+                t.untracked.join(", ")
+            )?;
+        }
         if t.status == Status::Stale && t.changed.is_empty() && t.error.is_none() {
             writeln!(
                 out,
@@ -160,6 +169,13 @@ fn input_word(directory: bool) -> &'static str {
 fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
     render_head(ex, depth, out);
     render_reasons(ex, depth, out);
+    if depth == 0 && !ex.untracked.is_empty() {
+        out.push_str(&format!(
+            "`{}` cannot see content changes of {} (track_content = false): an edit that keeps size and mtime leaves its key unchanged\n",
+            ex.target,
+            ex.untracked.join(", ")
+        ));
+    }
 }
 
 /// The line saying whose key differs from what, if any.

@@ -267,3 +267,19 @@ fn status_and_explain_say_a_target_cannot_see_content_changes_of_untracked_input
     let j = p.run(&["explain", "t", "--json"]).json();
     assert_eq!(j["untracked"][0], "big.bin", "{j}");
 }
+
+#[test]
+fn graph_files_shows_the_files_of_a_directory_input_not_its_directories() {
+    let p = Project::new(
+        "[target.t]\nrun = 'find src > o'\ninputs = ['src']\noutputs = ['o']\n",
+        &[("src/sub/a", "a\n")],
+    );
+    let j = p.run(&["graph", "--files", "--format", "json"]).json();
+    let ids: Vec<&str> = j["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["t", "src/sub/a"], "{j}");
+}

@@ -1,6 +1,9 @@
 //! What a target reads: one walk of the project per build, glob expansion
 //! against that walk, and each file's state (digest, symlink target or stat)
-//! computed once per build however many targets read it.
+//! computed once per build however many targets read it. Nothing a target's
+//! inputs cover is left out silently: a directory input keys the directories
+//! below it too, and a covered name that cannot be keyed (not UTF-8, or
+//! holding `\`) fails the target instead of being skipped.
 //!
 //! `.gitignore` files inside the project are honoured whether or not the tree
 //! is a git checkout, and nothing outside the root (parent ignores, global git

@@ -72,8 +72,9 @@ use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 use crate::units::format_size;
 
-/// Temporary archives are `.relocache-pack-*.tmp` beside the destination.
-const PACK_TMP_PREFIX: &str = ".relocache-pack-";
+/// Temporary archives beside the destination are named for this purpose
+/// ([`crate::tempname`]).
+const PACK_TMP: &str = "pack";
 
 /// Removes the temporary archives that packs killed mid-way (kill -9, a
 /// lost CI runner) left in `dir`: unlocked (a running pack holds a lock on
@@ -86,7 +87,7 @@ fn sweep_dead_packs(dir: &Path) {
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        if !name.starts_with(PACK_TMP_PREFIX) || !name.ends_with(".tmp") {
+        if crate::tempname::temp_purpose(&name) != Some(PACK_TMP) {
             continue;
         }
         let old = e
@@ -421,8 +422,8 @@ pub fn pack_to_path(
     };
     sweep_dead_packs(&dir);
     let tmp = tempfile::Builder::new()
-        .prefix(PACK_TMP_PREFIX)
-        .suffix(".tmp")
+        .prefix(&crate::tempname::temp_name(PACK_TMP))
+        .rand_bytes(0)
         .tempfile_in(&dir)
         .map_err(io_err("create a temporary file in", &dir))?;
     // Held until the archive is renamed into place: tells a later pack that

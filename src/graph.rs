@@ -89,7 +89,15 @@ pub fn graph(
             let files = p
                 .summary
                 .as_ref()
-                .map(|s| s.files.keys().map(|f| f.to_string()).collect())
+                .map(|s| {
+                    // Files only: directories below a directory input are
+                    // keyed by name, but are not files a target reads.
+                    s.files
+                        .iter()
+                        .filter(|(_, st)| !matches!(st, crate::inputs::FileState::Dir))
+                        .map(|(f, _)| f.to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             (p.name.as_str(), files)
         })

@@ -1,6 +1,9 @@
 //! What a target reads: one walk of the project per build, glob expansion
 //! against that walk, and each file's state (digest, symlink target or stat)
-//! computed once per build however many targets read it.
+//! computed once per build however many targets read it. Nothing a target's
+//! inputs cover is left out silently: a directory input keys the directories
+//! below it too, and a covered name that cannot be keyed (not UTF-8, or
+//! holding `\`) fails the target instead of being skipped.
 //!
 //! `.gitignore` files inside the project are honoured whether or not the tree
 //! is a git checkout, and nothing outside the root (parent ignores, global git
@@ -16,11 +19,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::follow::{Follow, Resolved};
 use crate::hash::hash_file_len;
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{equal_range, prefix_range, RelPath};
-use crate::walk::{self, Meta};
+use crate::walk::{self, Meta, Unusable};
 
 /// The state of one input file as it enters a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,11 +39,19 @@ pub enum FileState {
         /// Any execute bit set.
         executable: bool,
     },
-    /// A symbolic link, by its target text (never followed).
+    /// A symbolic link, by its target text and, when it resolves inside the
+    /// project, by what it resolves to ([`crate::follow`]).
     Symlink {
         /// What the link points to.
         target: String,
+        /// What it resolves to, inside the project.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolved: Option<Resolved>,
     },
+    /// A directory below a directory input, by its name only: its entries
+    /// are inputs of their own, so an empty one added or removed changes
+    /// the key (a command listing the tree sees it).
+    Dir,
     /// `track_content = false`: size and mtime only.
     Untracked {
         /// Size in bytes.
@@ -115,6 +127,30 @@ pub enum InputError {
     /// The walk failed.
     #[error("could not walk the project: {0}\n  help: make it readable, or list it in .gitignore if it is not an input")]
     Walk(String),
+    /// A symlink an input or a dep's output holds leads to a directory
+    /// holding a path that cannot be written in a manifest.
+    #[error("a symlink leads to `{dir}`, which holds `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]
+    UnusableBehindLink {
+        /// The directory the link resolves to.
+        dir: RelPath,
+        /// The path, escaped.
+        path: String,
+        /// What is wrong with the name.
+        why: &'static str,
+    },
+    /// An input covers a path that cannot be written in a manifest (and so
+    /// in a key or an entry): refused, never silently left out.
+    #[error("input `{input}` (relocache.toml:{loc}) covers `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]
+    Unusable {
+        /// The input as written.
+        input: String,
+        /// Where it was written.
+        loc: Location,
+        /// The path, escaped (see [`walk::escape`]).
+        path: String,
+        /// What is wrong with the name.
+        why: &'static str,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
@@ -130,33 +166,99 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
 pub struct ProjectScan {
     files: Vec<RelPath>,
     meta: Vec<Option<Meta>>,
+    unusable: Vec<Unusable>,
 }
 
 impl ProjectScan {
     /// Walks `root` in parallel, skipping `.git` and every directory in `skip`
     /// (the depot, when it lives inside the project).
     pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<ProjectScan, InputError> {
-        let mut found = walk_files(root, skip)?;
+        let Below {
+            files: mut found,
+            unusable,
+            ..
+        } = walk_files(root, skip)?;
         found.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let (files, meta) = found.into_iter().unzip();
-        Ok(ProjectScan { files, meta })
+        Ok(ProjectScan {
+            files,
+            meta,
+            unusable,
+        })
     }
 
     /// The files, sorted.
     pub fn files(&self) -> &[RelPath] {
         &self.files
     }
+
+    /// The not-ignored paths that cannot be inputs (see
+    /// [`walk::Unusable`]), sorted: an input covering one fails.
+    pub fn unusable(&self) -> &[Unusable] {
+        &self.unusable
+    }
 }
 
-/// The files below `dir`, relative to `dir`; `build --timings`' default
-/// report at the top is never an input.
-fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Vec<(RelPath, Option<Meta>)>, InputError> {
-    let found = walk::walk(dir, skip, &["relocache-timings.html"]).map_err(InputError::Walk)?;
+/// What [`walk_files`] found below a directory, relative to it.
+struct Below {
+    files: Vec<(RelPath, Option<Meta>)>,
+    /// Directories, sorted.
+    dirs: Vec<RelPath>,
+    /// Sorted.
+    unusable: Vec<Unusable>,
+}
+
+/// The files and directories below `dir`, relative to `dir`; `build
+/// --timings`' default report at the top is never an input.
+fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Below, InputError> {
+    let walked = walk::walk(dir, skip, &["relocache-timings.html"]).map_err(InputError::Walk)?;
+    let mut unusable = walked.unusable;
+    unusable.sort_unstable();
     // The walk joins normal, manifest-writable components: already normalized.
-    Ok(found
+    let mut dirs: Vec<RelPath> = walked.dirs.into_iter().map(RelPath::trusted).collect();
+    dirs.sort_unstable();
+    let files = walked
+        .files
         .into_iter()
         .map(|(p, m)| (RelPath::trusted(p), m))
-        .collect())
+        .collect();
+    Ok(Below {
+        files,
+        dirs,
+        unusable,
+    })
+}
+
+/// The first of `unusable` (below `base`, "" for the root) that `covers`
+/// and that no output shadows (`shadowed`, asked about the directory
+/// holding its first unusable component), as the error for `input`.
+fn first_unusable(
+    unusable: &[Unusable],
+    base: &str,
+    covers: impl Fn(&Unusable) -> bool,
+    shadowed: impl Fn(&RelPath) -> bool,
+    input: &str,
+    loc: Location,
+) -> Result<(), InputError> {
+    let join = |rest: &str| match (base.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_owned(),
+        (false, true) => base.to_owned(),
+        (false, false) => format!("{base}/{rest}"),
+    };
+    for u in unusable.iter().filter(|u| covers(u)) {
+        let clean = std::str::from_utf8(&u.path[..u.clean]).expect("the clean part is UTF-8");
+        let at = join(clean);
+        if !at.is_empty() && shadowed(&RelPath::trusted(at)) {
+            continue;
+        }
+        return Err(InputError::Unusable {
+            input: input.to_owned(),
+            loc,
+            path: join(&u.display()),
+            why: u.why(),
+        });
+    }
+    Ok(())
 }
 
 /// The files a target's deps produced, by their entries: a key can be
@@ -165,7 +267,7 @@ fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Vec<(RelPath, Option<Meta>
 pub struct DepFiles<'d> {
     /// The deps' declared outputs, sorted: below these, disk is not consulted.
     declared: Vec<&'d RelPath>,
-    /// Every file and symlink the deps' entries list, sorted by path.
+    /// Every file, symlink and directory the deps' entries list, sorted by path.
     files: Vec<(&'d RelPath, &'d FileState)>,
 }
 
@@ -199,9 +301,12 @@ impl<'d> DepFiles<'d> {
         })
     }
 
-    /// Every listed file, in path order.
+    /// Every listed file and symlink (not directory), in path order.
     pub fn paths(&self) -> impl Iterator<Item = &'d RelPath> + '_ {
-        self.files.iter().map(|(p, _)| *p)
+        self.files
+            .iter()
+            .filter(|(_, s)| !matches!(s, FileState::Dir))
+            .map(|(p, _)| *p)
     }
 
     /// The listed files that are `p` or lie below it.
@@ -268,6 +373,8 @@ enum Source {
     Dep,
     /// Disk, outside the scan.
     Other,
+    /// A directory below a directory input: its name is its state.
+    Dir,
 }
 
 /// One wanted input while resolving.
@@ -276,6 +383,10 @@ struct Want<'p> {
     source: Source,
     track: bool,
 }
+
+/// A path found by walking a literal directory input: a directory (keyed by
+/// name) or a file.
+type WalkedPath = (RelPath, bool);
 
 /// Below this many files, hashing runs on the calling thread: waking the
 /// pool costs more than it saves.
@@ -299,21 +410,34 @@ impl<'a> Inputs<'a> {
     /// (its own, and those of targets it does not depend on). Files below its
     /// deps' declared outputs are taken from `deps` — the deps' entries — not
     /// from disk, so a key can be computed before the deps are restored.
+    ///
+    /// An input symlink resolving inside the project carries what it
+    /// resolves to ([`crate::follow`]); `hidden` says which paths a link
+    /// may not lead into.
     pub fn resolve(
         &self,
         target: &Target,
         excluded: &Excluded<'_>,
         deps: &DepFiles<'_>,
+        hidden: &(dyn Fn(&RelPath) -> bool + Sync),
     ) -> Result<Vec<InputFile>, InputError> {
         let is_excluded = |p: &RelPath| excluded.contains(p);
-        // Files found by walking literal directories outside the scan.
-        let mut walked: Vec<(Vec<RelPath>, bool)> = Vec::new();
+        // Files and directories found by walking literal directories.
+        let mut walked: Vec<(Vec<WalkedPath>, bool)> = Vec::new();
         let mut wanted: Vec<Want<'_>> = Vec::new();
-        let mut literals: Vec<(&RelPath, bool, Location)> = Vec::new();
+        let mut literals: Vec<(&RelPath, bool, Location, &str)> = Vec::new();
         for input in &target.inputs {
             match &input.pattern {
-                Pattern::Literal(p) => literals.push((p, true, input.loc)),
+                Pattern::Literal(p) => literals.push((p, true, input.loc, &input.text)),
                 Pattern::Glob(g) => {
+                    first_unusable(
+                        &self.scan.unusable,
+                        "",
+                        |u| !u.dir && g.is_match(u.as_path()),
+                        |at| deps.covers(at) || is_excluded(at),
+                        &input.text,
+                        input.loc,
+                    )?;
                     let before = wanted.len();
                     // Only the sorted scan's run below the glob's literal
                     // directory can match: many targets with globs over a
@@ -348,17 +472,23 @@ impl<'a> Inputs<'a> {
                 }
             }
         }
-        for dep in &target.include_dependency {
-            literals.push((&dep.path, dep.track_content, dep.loc));
+        let texts: Vec<String> = target
+            .include_dependency
+            .iter()
+            .map(|d| d.path.to_string())
+            .collect();
+        for (dep, text) in target.include_dependency.iter().zip(&texts) {
+            literals.push((&dep.path, dep.track_content, dep.loc, text));
         }
-        for (p, track, loc) in literals {
-            if let Some(files) = self.literal(p, track, loc, deps, &mut wanted)? {
+        for (p, track, loc, text) in literals {
+            if let Some(files) = self.literal(p, track, (loc, text), deps, &mut wanted)? {
                 walked.push(files);
             }
         }
         for (files, track) in &walked {
-            for f in files.iter().filter(|f| !deps.covers(f)) {
+            for (f, dir) in files.iter().filter(|(f, _)| !deps.covers(f)) {
                 let source = match self.scan.files.binary_search(f) {
+                    _ if *dir => Source::Dir,
                     Ok(i) => Source::Scan(i),
                     Err(_) => Source::Other,
                 };
@@ -372,19 +502,74 @@ impl<'a> Inputs<'a> {
         // A file named both ways is tracked by content.
         wanted.sort_unstable_by(|a, b| a.path.cmp(b.path).then(b.track.cmp(&a.track)));
         wanted.dedup_by(|later, first| later.path == first.path);
-        self.states(&wanted, deps)
+        let follow = Follow {
+            inputs: self,
+            deps,
+            hidden,
+        };
+        self.states(&wanted, deps, &follow)
     }
 
-    /// Adds literal input `p`: a dep's output, a scanned or ignored file, or a
-    /// directory (whose files are returned to be added by the caller).
+    /// What `p` is on disk now, for following a symlink: a file by its
+    /// content, a symlink by its text, a directory; `None` when absent.
+    pub(crate) fn on_disk(&self, p: &RelPath) -> Result<Option<FileState>, InputError> {
+        let abs = p.to_path(self.root);
+        match std::fs::symlink_metadata(&abs) {
+            Ok(md) if md.is_dir() => return Ok(Some(FileState::Dir)),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_err(&abs)(e)),
+        }
+        let source = match self.scan.files.binary_search(p) {
+            Ok(i) => Source::Scan(i),
+            Err(_) => Source::Other,
+        };
+        let want = Want {
+            path: p,
+            source,
+            track: true,
+        };
+        Ok(Some(self.state_of(&want, &DepFiles::default())?.0))
+    }
+
+    /// The files, symlinks and directories below directory `dir` on disk
+    /// (`.gitignore` respected), for following a symlink to it.
+    pub(crate) fn below_on_disk(&self, dir: &RelPath) -> Result<Vec<RelPath>, InputError> {
+        let below = walk_files(&dir.to_path(self.root), &[])?;
+        if let Some(u) = below.unusable.first() {
+            return Err(InputError::UnusableBehindLink {
+                dir: dir.clone(),
+                path: format!("{dir}/{}", u.display()),
+                why: u.why(),
+            });
+        }
+        let join = |f: &RelPath| RelPath::trusted(format!("{dir}/{f}"));
+        Ok(below
+            .dirs
+            .iter()
+            .map(join)
+            .chain(below.files.iter().map(|(f, _)| join(f)))
+            .collect())
+    }
+
+    /// Adds literal input `p` (written `text` at `loc`): a dep's output, a
+    /// scanned or ignored file, or a directory (whose files and directories
+    /// are returned to be added by the caller).
     fn literal<'p>(
         &self,
         p: &'p RelPath,
         track: bool,
-        loc: Location,
+        (loc, text): (Location, &str),
         deps: &'p DepFiles<'p>,
         wanted: &mut Vec<Want<'p>>,
-    ) -> Result<Option<(Vec<RelPath>, bool)>, InputError> {
+    ) -> Result<Option<(Vec<WalkedPath>, bool)>, InputError> {
         let mut any = false;
         for f in deps.within(p) {
             wanted.push(Want {
@@ -427,10 +612,21 @@ impl<'a> Inputs<'a> {
         };
         if md.is_dir() {
             let below = walk_files(&abs, &[])?;
+            first_unusable(
+                &below.unusable,
+                p.as_str(),
+                |_| true,
+                |at| deps.covers(at),
+                text,
+                loc,
+            )?;
             // Both parts are normalized, so their join is too.
+            let join = |f: &RelPath| RelPath::trusted(format!("{p}/{f}"));
             let files = below
-                .into_iter()
-                .map(|(f, _)| RelPath::trusted(format!("{p}/{f}")))
+                .dirs
+                .iter()
+                .map(|d| (join(d), true))
+                .chain(below.files.iter().map(|(f, _)| (join(f), false)))
                 .collect();
             return Ok(Some((files, track)));
         }
@@ -453,6 +649,9 @@ impl<'a> Inputs<'a> {
                 .state(w.path)
                 .expect("dep inputs come from the deps' files");
             return Ok((state.clone(), None));
+        }
+        if let Source::Dir = w.source {
+            return Ok((FileState::Dir, None));
         }
         if !w.track {
             let (s, st) = file_state(self.root, w.path, false, None)?;
@@ -505,9 +704,16 @@ impl<'a> Inputs<'a> {
         &self,
         wanted: &[Want<'_>],
         deps: &DepFiles<'_>,
+        follow: &Follow<'_>,
     ) -> Result<Vec<InputFile>, InputError> {
         let one = |w: &Want<'_>| {
-            self.state_of(w, deps).map(|(state, stamp)| InputFile {
+            let (mut state, stamp) = self.state_of(w, deps)?;
+            // A command reads what a link leads to: keyed by that too
+            // (not for `track_content = false`, which promises no hashing).
+            if let (FileState::Symlink { target, resolved }, true) = (&mut state, w.track) {
+                *resolved = follow.resolve(w.path, target)?;
+            }
+            Ok(InputFile {
                 path: w.path.clone(),
                 state,
                 stamp,
@@ -533,8 +739,16 @@ impl<'a> Inputs<'a> {
                 return false;
             }
             let track = !matches!(i.state, FileState::Untracked { .. });
+            // A link is re-checked by its text (`file_state` does not follow).
+            let was = match &i.state {
+                FileState::Symlink { target, .. } => FileState::Symlink {
+                    target: target.clone(),
+                    resolved: None,
+                },
+                s => s.clone(),
+            };
             match file_state(self.root, &i.path, track, None) {
-                Ok((state, _)) => state != i.state,
+                Ok((state, _)) => state != was,
                 Err(_) => true,
             }
         };
@@ -561,6 +775,7 @@ fn file_state(
         return Ok((
             FileState::Symlink {
                 target: target.to_string_lossy().into_owned(),
+                resolved: None,
             },
             stamp,
         ));

@@ -11,6 +11,7 @@ use crate::depot::entries::InputsSummary;
 use crate::depot::locks::LockState;
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
+use crate::follow::Resolved;
 use crate::inputs::FileState;
 use crate::manifest::Manifest;
 use crate::plan::{plan, Planned};
@@ -60,6 +61,13 @@ pub struct Change {
     pub path: String,
     /// Added, removed or modified.
     pub change: ChangeKind,
+    /// A directory below a directory input (keyed by its name only).
+    #[serde(skip_serializing_if = "is_false")]
+    pub directory: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `status` of one target.
@@ -86,6 +94,10 @@ pub struct TargetStatus {
     /// the target reads as never built).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
+    /// Inputs read with `track_content = false`: by size and mtime only, so
+    /// an edit that keeps both is not seen (even by a `ready` target).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<String>,
 }
 
 /// The first damaged project record of `target` in the stack, before any
@@ -102,6 +114,19 @@ fn damaged_record(manifest: &Manifest, depots: &[Depot], target: &str) -> Option
         }
     }
     None
+}
+
+/// The inputs of `summary` keyed by size and mtime only (`track_content = false`).
+fn untracked_inputs(summary: Option<&InputsSummary>) -> Vec<String> {
+    summary
+        .map(|s| {
+            s.files
+                .iter()
+                .filter(|(_, f)| matches!(f, FileState::Untracked { .. }))
+                .map(|(p, _)| p.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The summary of the last build of `target` recorded in the stack, with its key.
@@ -140,15 +165,18 @@ pub fn changed_files(old: &InputsSummary, new: &InputsSummary) -> Vec<Change> {
     paths
         .into_iter()
         .filter_map(|p| {
-            let change = match (old.files.get(p), new.files.get(p)) {
+            let (a, b) = (old.files.get(p), new.files.get(p));
+            let change = match (a, b) {
                 (None, Some(_)) => ChangeKind::Added,
                 (Some(_), None) => ChangeKind::Removed,
                 (Some(a), Some(b)) if a != b => ChangeKind::Modified,
                 _ => return None,
             };
+            let dir = |s: Option<&FileState>| matches!(s, Some(FileState::Dir));
             Some(Change {
                 path: p.to_string(),
                 change,
+                directory: change != ChangeKind::Modified && (dir(a) || dir(b)),
             })
         })
         .collect()
@@ -179,6 +207,7 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         holder: None,
         error: p.error.clone(),
         record: None,
+        untracked: untracked_inputs(p.summary.as_ref()),
     };
     if p.entry.is_some() {
         s.status = Status::Ready;
@@ -218,11 +247,17 @@ pub enum Difference {
     InputAdded {
         /// Path.
         path: String,
+        /// A directory below a directory input.
+        #[serde(skip_serializing_if = "is_false")]
+        directory: bool,
     },
     /// An input file no longer read.
     InputRemoved {
         /// Path.
         path: String,
+        /// A directory below a directory input.
+        #[serde(skip_serializing_if = "is_false")]
+        directory: bool,
     },
     /// An input file's content, kind or mode changed.
     InputChanged {
@@ -313,6 +348,10 @@ pub struct Explanation {
     /// A sentence when there is nothing to diff.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Inputs read with `track_content = false`: their content changes are
+    /// not seen when size and mtime stay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untracked: Vec<String>,
 }
 
 /// Explains why `target`'s key differs from the last one built or restored.
@@ -337,7 +376,22 @@ fn short_state(s: &FileState) -> String {
             digest.short(),
             if *executable { " (executable)" } else { "" }
         ),
-        FileState::Symlink { target } => format!("symlink to {target}"),
+        FileState::Symlink {
+            target,
+            resolved: None,
+        } => format!("symlink to {target}"),
+        FileState::Symlink {
+            target,
+            resolved: Some(r),
+        } => match r {
+            Resolved::File { digest, .. } => {
+                format!("symlink to {target}, file {}", digest.short())
+            }
+            Resolved::Dir { tree, .. } => {
+                format!("symlink to {target}, directory {}", tree.short())
+            }
+        },
+        FileState::Dir => "directory".into(),
         FileState::Untracked { size, mtime_ns } => format!("size {size}, mtime {mtime_ns}"),
     }
 }
@@ -367,6 +421,7 @@ fn explain_one(
         ready: p.entry.is_some(),
         differences: vec![],
         note: None,
+        untracked: untracked_inputs(p.summary.as_ref()),
     };
     let Some((prev_key, old)) = prev else {
         ex.note = Some(format!(
@@ -403,8 +458,14 @@ fn explain_one(
     let d = &mut ex.differences;
     for c in changed_files(&old, new) {
         d.push(match c.change {
-            ChangeKind::Added => Difference::InputAdded { path: c.path },
-            ChangeKind::Removed => Difference::InputRemoved { path: c.path },
+            ChangeKind::Added => Difference::InputAdded {
+                path: c.path,
+                directory: c.directory,
+            },
+            ChangeKind::Removed => Difference::InputRemoved {
+                path: c.path,
+                directory: c.directory,
+            },
             ChangeKind::Modified => {
                 let rp = crate::relpath::RelPath::new(&c.path).expect("summary paths are relative");
                 Difference::InputChanged {
@@ -466,10 +527,11 @@ fn explain_one(
     let t = &manifest.targets[target];
     for dep in &t.deps {
         let old_d = old.deps.get(dep).copied();
+        // As the current key has it (output symlinks followed).
         let new_d = planned[dep.as_str()]
             .entry
             .as_ref()
-            .map(|(_, e)| e.outputs_digest());
+            .and_then(|_| new.deps.get(dep).copied());
         if old_d != new_d {
             d.push(Difference::DepChanged {
                 name: dep.clone(),

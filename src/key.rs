@@ -25,10 +25,16 @@
 //!    check v1", content digest ‖ u64le(len(check)) check ‖ its stdout)`
 //! 6. `inputs.count`, then per input sorted by path: `input.path` and one of
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
-//!    `input.symlink` = the link text, `input.untracked` = `u64le(size)` +
-//!    `i128le(mtime_ns)`
+//!    `input.symlink` = the link text, followed, when the link resolves
+//!    inside the project, by `input.resolved` = what it resolves to
+//!    ([`Resolved::encode`](crate::follow::Resolved::encode)),
+//!    `input.dir` = empty (a directory below a directory input),
+//!    `input.untracked` = `u64le(size)` + `i128le(mtime_ns)`
 //! 7. `deps.count`, then per dep sorted by name: `dep.name`, `dep.outputs` =
-//!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest)
+//!    the dep's [`outputs digest`](crate::depot::entries::Entry::outputs_digest),
+//!    or, when some of its output symlinks resolve inside the project, that
+//!    digest with what they resolve to
+//!    ([`Follow::dep_digest`](crate::follow)
 //! 8. `outputs.count`, then `output` per declared output path, in manifest order
 //! 9. `platform.os`, `platform.arch`
 //!
@@ -149,7 +155,13 @@ pub fn canonical_bytes(k: &KeyInputs<'_>) -> Vec<u8> {
                 v.push(*executable as u8);
                 e.field("input.file", &v);
             }
-            FileState::Symlink { target } => e.field("input.symlink", target.as_bytes()),
+            FileState::Symlink { target, resolved } => {
+                e.field("input.symlink", target.as_bytes());
+                if let Some(r) = resolved {
+                    e.field("input.resolved", &r.encode());
+                }
+            }
+            FileState::Dir => e.field("input.dir", b""),
             FileState::Untracked { size, mtime_ns } => {
                 let mut v = size.to_le_bytes().to_vec();
                 v.extend_from_slice(&mtime_ns.to_le_bytes());
@@ -357,6 +369,48 @@ mod tests {
         let mut k2 = k.clone();
         k2.version = 3;
         assert_ne!(compute(&k), compute(&k2));
+    }
+
+    #[test]
+    fn directories_and_what_links_resolve_to_enter_the_key() {
+        let (env, tools, deps) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let cmd = Command::Shell("cat g".into());
+        let key = |inputs: &[InputFile]| {
+            compute(&KeyInputs {
+                salt: "",
+                command: &cmd,
+                env: &env,
+                version: 0,
+                tools: &tools,
+                inputs,
+                deps: &deps,
+                outputs: &[],
+            })
+        };
+        let input = |path: &str, state: FileState| InputFile {
+            path: RelPath::new(path).unwrap(),
+            state,
+            stamp: None,
+        };
+        let link = |resolved| {
+            input(
+                "g",
+                FileState::Symlink {
+                    target: "data.txt".into(),
+                    resolved,
+                },
+            )
+        };
+        let to = |content: &[u8]| {
+            Some(crate::follow::Resolved::File {
+                path: RelPath::new("data.txt").unwrap(),
+                digest: Digest::of(content),
+                executable: false,
+            })
+        };
+        assert_ne!(key(&[]), key(&[input("src/empty", FileState::Dir)]));
+        assert_ne!(key(&[link(None)]), key(&[link(to(b"v1"))]));
+        assert_ne!(key(&[link(to(b"v1"))]), key(&[link(to(b"v2"))]));
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //! - a file is itself (even when ignored);
 //! - a directory is every non-ignored file below it (`.` is the whole base).
 //!
-//! An argument that matches nothing is an error. Symbolic links are never
-//! followed; a link contributes its target text.
+//! An argument that matches nothing is an error, and so is one that covers a
+//! non-ignored file or directory whose name is not UTF-8 or holds a `\`
+//! (such a name cannot be encoded below, and is never silently left out).
+//! Symbolic links are never followed; a link contributes its target text.
+//! Directories contribute only through the files below them.
 //!
 //! # Encoding
 //!
@@ -110,6 +113,16 @@ pub enum TreeHashError {
     /// The walk failed.
     #[error("{0}")]
     Walk(#[source] InputError),
+    /// An argument covers a path whose name cannot be hashed.
+    #[error("`{arg}` covers `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]
+    Unusable {
+        /// The argument.
+        arg: String,
+        /// The path, escaped.
+        path: String,
+        /// What is wrong with the name.
+        why: &'static str,
+    },
 }
 
 impl TreeHashError {
@@ -136,7 +149,15 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             if scan.is_none() {
                 scan = Some(ProjectScan::walk(base, &[]).map_err(TreeHashError::Walk)?);
             }
-            for f in scan.as_ref().expect("walked").files() {
+            let scan = scan.as_ref().expect("walked");
+            if let Some(u) = scan
+                .unusable()
+                .iter()
+                .find(|u| !u.dir && glob.is_match(u.as_path()))
+            {
+                return Err(unusable(arg, None, u));
+            }
+            for f in scan.files() {
                 if glob.is_match(f.as_str()) {
                     wanted.push(f.clone());
                     any = true;
@@ -159,6 +180,9 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             };
             if md.is_dir() {
                 let below = ProjectScan::walk(&abs, &[]).map_err(TreeHashError::Walk)?;
+                if let Some(u) = below.unusable().first() {
+                    return Err(unusable(arg, rel.as_ref(), u));
+                }
                 for f in below.files() {
                     // Both parts are normalized, so their join is too.
                     let p = match &rel {
@@ -187,6 +211,18 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
         digest: combine(&files),
         files,
     })
+}
+
+/// The error for `arg` covering `u`, found below `rel` (`None`: the base).
+fn unusable(arg: &str, rel: Option<&RelPath>, u: &crate::walk::Unusable) -> TreeHashError {
+    TreeHashError::Unusable {
+        arg: arg.to_owned(),
+        path: match rel {
+            Some(r) => format!("{r}/{}", u.display()),
+            None => u.display(),
+        },
+        why: u.why(),
+    }
 }
 
 /// A literal argument as a path relative to `base`; `None` for `base` itself.

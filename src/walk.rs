@@ -1,7 +1,8 @@
-//! The project walk: every file and symlink below a directory that
-//! `.gitignore` does not exclude, each with its stat, in one parallel pass.
-//! It only reads the tree; it never follows a symlink or leaves the start
-//! directory.
+//! The project walk: every file, symlink and directory below a directory
+//! that `.gitignore` does not exclude, each file with its stat, in one
+//! parallel pass; names that cannot be written in a manifest (not UTF-8, or
+//! holding `\`) are reported apart, never dropped silently. It only reads
+//! the tree; it never follows a symlink or leaves the start directory.
 //!
 //! This is `ignore::WalkBuilder`'s job done by hand for one reason: speed on
 //! the no-op path, which must stat every input. Directories are read with
@@ -15,10 +16,11 @@
 //! excludes, no `.git/info/exclude`), so a tree gives the same files at any
 //! path on any machine.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, OsStr};
 use std::fs;
 use std::io;
 use std::mem::MaybeUninit;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,7 @@ use ignore::Match;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, Stat, CWD};
 
 use crate::inputs::Stamp;
+use crate::tempname::is_temp_name;
 
 /// What the walk saw of one file, from the same stat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,10 +76,72 @@ impl Meta {
 /// other than the file vanishing; whoever reads the file reports it).
 pub type Found = (String, Option<Meta>);
 
+/// A file, symlink or directory whose path cannot be written in a manifest:
+/// one of its components is not UTF-8 or holds a `\`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unusable {
+    /// The raw path relative to the walk's base, `/`-separated.
+    pub path: Vec<u8>,
+    /// The length of its leading part that is a manifest path: the directory
+    /// holding its first unusable component ("" when that is the base).
+    pub clean: usize,
+    /// A directory (everything below it is reported too).
+    pub dir: bool,
+}
+
+impl Unusable {
+    /// The path for a message: UTF-8 as is, other bytes as `\xFF`.
+    pub fn display(&self) -> String {
+        escape(&self.path)
+    }
+
+    /// Why it cannot be an input, after "whose name".
+    pub fn why(&self) -> &'static str {
+        let bad = self.path[self.clean..]
+            .split(|b| *b == b'/')
+            .find(|c| !c.is_empty())
+            .unwrap_or_default();
+        if std::str::from_utf8(bad).is_err() {
+            "is not valid UTF-8"
+        } else {
+            "holds a `\\`"
+        }
+    }
+
+    /// The raw path, for glob matching.
+    pub fn as_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(&self.path))
+    }
+}
+
+/// `bytes` as text: valid UTF-8 as is, every other byte as `\xFF`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Everything a walk found below its base. Unsorted.
+#[derive(Debug, Default)]
+pub struct Walked {
+    /// Files and symlinks.
+    pub files: Vec<Found>,
+    /// Directories (not the base), relative to the base.
+    pub dirs: Vec<String>,
+    /// Not-ignored files, symlinks and directories whose paths cannot be
+    /// written in a manifest.
+    pub unusable: Vec<Unusable>,
+}
+
 /// The `.gitignore` of one directory, chained to those above it.
 struct Level {
     /// The directory, relative to the walk's base ("" for the base).
-    rel: String,
+    rel: Vec<u8>,
     rules: Gitignore,
     parent: Option<Arc<Level>>,
 }
@@ -84,7 +149,7 @@ struct Level {
 impl Level {
     /// Whether `rel` (relative to the base) is ignored: the deepest level
     /// with a matching pattern decides.
-    fn ignores(level: &Option<Arc<Level>>, rel: &str, is_dir: bool) -> bool {
+    fn ignores(level: &Option<Arc<Level>>, rel: &[u8], is_dir: bool) -> bool {
         let mut at = level.as_deref();
         while let Some(l) = at {
             let below = if l.rel.is_empty() {
@@ -92,7 +157,7 @@ impl Level {
             } else {
                 &rel[l.rel.len() + 1..]
             };
-            match l.rules.matched(below, is_dir) {
+            match l.rules.matched(Path::new(OsStr::from_bytes(below)), is_dir) {
                 Match::Ignore(_) => return true,
                 Match::Whitelist(_) => return false,
                 Match::None => at = l.parent.as_deref(),
@@ -107,6 +172,8 @@ struct Walk<'a> {
     /// The names only the base directory cannot hold as inputs.
     top_only: &'a [&'a str],
     found: Mutex<Vec<Vec<Found>>>,
+    dirs: Mutex<Vec<Vec<String>>>,
+    unusable: Mutex<Vec<Unusable>>,
     error: Mutex<Option<String>>,
     failed: AtomicBool,
 }
@@ -118,36 +185,48 @@ impl Walk<'_> {
     }
 }
 
-/// Walks `base` in parallel: files and symlinks not excluded by a `.gitignore`
-/// inside `base`, never entering `.git`, the directories in `skip`, or
-/// directories whose names cannot be written in a manifest (not UTF-8, or
-/// holding `\`); files named `.relocache-*` (restore temporaries) and, at the
-/// top only, the names in `top_only` are left out. Unsorted.
-pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Vec<Found>, String> {
+/// Walks `base` in parallel: files, symlinks and directories not excluded by
+/// a `.gitignore` inside `base`, never entering `.git` or the directories in
+/// `skip`. relocache's own temporary files ([`crate::tempname`]) and, at the
+/// top only, the names in `top_only` are left out. Paths that cannot be
+/// written in a manifest (not UTF-8, or holding `\`) go to
+/// [`Walked::unusable`], with everything below such a directory. Unsorted.
+pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, String> {
     let w = Walk {
         skip,
         top_only,
         found: Mutex::new(Vec::new()),
+        dirs: Mutex::new(Vec::new()),
+        unusable: Mutex::new(Vec::new()),
         error: Mutex::new(None),
         failed: AtomicBool::new(false),
     };
-    rayon::scope(|s| visit(s, &w, base.to_path_buf(), String::new(), None));
+    rayon::scope(|s| visit(s, &w, base.to_path_buf(), Vec::new(), None, None));
     if let Some(e) = w.error.into_inner().unwrap() {
         return Err(e);
     }
-    Ok(w.found
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .flatten()
-        .collect())
+    Ok(Walked {
+        files: w
+            .found
+            .into_inner()
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect(),
+        dirs: w.dirs.into_inner().unwrap().into_iter().flatten().collect(),
+        unusable: w.unusable.into_inner().unwrap(),
+    })
 }
 
+/// Visits directory `abs` (`rel` below the base). `clean` is `None` while
+/// every component of `rel` can be written in a manifest, else the length of
+/// the leading part that can.
 fn visit<'s>(
     s: &rayon::Scope<'s>,
     w: &'s Walk<'s>,
     abs: PathBuf,
-    rel: String,
+    rel: Vec<u8>,
+    clean: Option<usize>,
     level: Option<Arc<Level>>,
 ) {
     if w.failed.load(Ordering::Relaxed) {
@@ -200,11 +279,14 @@ fn visit<'s>(
         level
     };
     let mut local = Vec::with_capacity(ents.len());
+    let mut local_dirs = Vec::new();
     for (start, mut ft) in ents {
         let cname = CStr::from_bytes_until_nul(&names[start..]).expect("NUL-terminated");
-        let Some(name) = manifest_name(cname) else {
+        let name = cname.to_bytes();
+        let usable = manifest_name(cname);
+        if usable.is_some_and(is_temp_name) {
             continue;
-        };
+        }
         let mut stat = None;
         if ft == FileType::Unknown {
             // Filesystems without d_type: ask.
@@ -217,19 +299,33 @@ fn visit<'s>(
                 Err(e) => return fail(e),
             }
         }
-        let mut child = String::with_capacity(rel.len() + 1 + name.len());
+        let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
         if !rel.is_empty() {
-            child.push_str(&rel);
-            child.push('/');
+            child.extend_from_slice(&rel);
+            child.push(b'/');
         }
-        child.push_str(name);
+        child.extend_from_slice(name);
+        // Where the child's path stops being manifest text, if it does.
+        let child_clean = match (clean, usable) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => None,
+            (None, None) => Some(rel.len()),
+        };
         if ft == FileType::Directory {
-            let child_abs = abs.join(name);
+            let child_abs = abs.join(OsStr::from_bytes(name));
             if w.skip.contains(&child_abs) || Level::ignores(&level, &child, true) {
                 continue;
             }
+            match child_clean {
+                None => local_dirs.push(String::from_utf8(child.clone()).expect("checked")),
+                Some(c) => w.unusable.lock().unwrap().push(Unusable {
+                    path: child.clone(),
+                    clean: c,
+                    dir: true,
+                }),
+            }
             let level = level.clone();
-            s.spawn(move |s| visit(s, w, child_abs, child, level));
+            s.spawn(move |s| visit(s, w, child_abs, child, child_clean, level));
             continue;
         }
         // Like git, fifos, sockets and devices are never inputs (opening a
@@ -239,12 +335,20 @@ fn visit<'s>(
             FileType::RegularFile | FileType::Symlink | FileType::Unknown
         );
         if special
-            || name.starts_with(".relocache-")
-            || (rel.is_empty() && w.top_only.contains(&name))
+            || (rel.is_empty() && usable.is_some_and(|n| w.top_only.contains(&n)))
             || Level::ignores(&level, &child, false)
         {
             continue;
         }
+        if let Some(c) = child_clean {
+            w.unusable.lock().unwrap().push(Unusable {
+                path: child,
+                clean: c,
+                dir: false,
+            });
+            continue;
+        }
+        let child = String::from_utf8(child).expect("checked");
         // Relative to the open directory: no path resolution per file.
         let meta = match stat.map_or_else(|| statat(&dir, cname, AtFlags::SYMLINK_NOFOLLOW), Ok) {
             Ok(st) => Some(Meta::of_stat(&st)),
@@ -256,6 +360,9 @@ fn visit<'s>(
     if !local.is_empty() {
         w.found.lock().unwrap().push(local);
     }
+    if !local_dirs.is_empty() {
+        w.dirs.lock().unwrap().push(local_dirs);
+    }
 }
 
 /// `name` as manifest text, if it can be written there at all.
@@ -263,4 +370,27 @@ fn manifest_name(name: &CStr) -> Option<&str> {
     std::str::from_utf8(name.to_bytes())
         .ok()
         .filter(|n| !n.contains('\\'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_names_are_shown_escaped_with_the_reason() {
+        let u = Unusable {
+            path: b"src/d\xfe/in.c".to_vec(),
+            clean: 3,
+            dir: false,
+        };
+        assert_eq!(u.display(), "src/d\\xFE/in.c");
+        assert_eq!(u.why(), "is not valid UTF-8");
+        let b = Unusable {
+            path: b"a\\b".to_vec(),
+            clean: 0,
+            dir: false,
+        };
+        assert_eq!(b.display(), "a\\b");
+        assert_eq!(b.why(), "holds a `\\`");
+    }
 }

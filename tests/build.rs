@@ -495,19 +495,26 @@ fn the_c_demo_fixture_builds_runs_and_moves() {
     );
 }
 
+/// A name that cannot be keyed breaks only the targets whose inputs cover
+/// it (they fail naming it: never a silently smaller key).
 #[test]
-fn a_file_with_a_non_utf8_name_does_not_break_the_build() {
+fn a_file_with_a_non_utf8_name_breaks_only_the_targets_that_read_it() {
     use std::os::unix::ffi::OsStrExt;
     let p = Project::new(
-        "[target.t]\nrun = 'cat src/a.c > out'\ninputs = ['src/**']\noutputs = ['out']\n",
+        "[target.t]\nrun = 'cat src/a.c > out'\ninputs = ['src/a.c']\noutputs = ['out']\n\
+         [target.all]\nrun = 'cat src/* > all'\ninputs = ['src/**']\noutputs = ['all']\n",
         &[("src/a.c", "int a;\n")],
     );
     let weird = p
         .path("src")
         .join(std::ffi::OsStr::from_bytes(b"caf\xe9.c"));
     std::fs::write(&weird, "latin-1 name").unwrap();
-    p.build(&[]).ok();
-    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    let r = p.build(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.outcome("t"), "built");
+    assert_eq!(r.outcome("all"), "failed");
+    assert!(r.stdout.contains("src/caf\\\\xE9.c"), "{}", r.stdout);
+    assert_eq!(p.build(&["t"]).outcome("t"), "hit");
 }
 
 /// A target may read what any transitive dep wrote: its key follows that

@@ -1125,8 +1125,9 @@ fn pack_removes_the_temporary_archives_of_packs_that_died() {
     let p = built();
     let dir = p.tmp.path().join("ci");
     std::fs::create_dir(&dir).unwrap();
-    let tmp = |name: &str| {
-        let f = dir.join(format!(".relocache-pack-{name}.tmp"));
+    // Named as relocache names them: `.relocache-pack-{pid}-{n}-{random}.tmp`.
+    let tmp = |n: &str| {
+        let f = dir.join(format!(".relocache-pack-1-{n}-0123456789abcdef.tmp"));
         std::fs::write(&f, b"half an archive").unwrap();
         f
     };
@@ -1139,19 +1140,26 @@ fn pack_removes_the_temporary_archives_of_packs_that_died() {
             .success();
         assert!(ok);
     };
-    let dead = tmp("dead");
+    let dead = tmp("1");
     age(&dead);
-    let running = tmp("running");
+    let running = tmp("2");
     age(&running);
     let holder = std::fs::File::open(&running).unwrap();
     holder.lock().unwrap(); // a pack still writing it
-    let young = tmp("young");
+    let young = tmp("3");
+    let users = dir.join(".relocache-pack-notes.tmp");
+    std::fs::write(&users, b"a user's file").unwrap();
+    age(&users);
     let out = dir.join("a.tar.zst");
     p.run(&["pack", out.to_str().unwrap()]).ok();
     assert!(out.is_file());
     assert!(!dead.exists(), "a dead pack's file is removed");
     assert!(running.exists(), "a live pack's file stays");
     assert!(young.exists(), "a file just created stays");
+    assert!(
+        users.exists(),
+        "a file not named as relocache names them stays"
+    );
     drop(holder);
 }
 

@@ -23,6 +23,7 @@ use crate::depot::entries::{
 };
 use crate::depot::{Depot, DepotError, DepotStack};
 use crate::digest::{Digest, Key};
+use crate::follow::Follow;
 use crate::inputs::{
     glob_dir_prefix, DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan,
 };
@@ -176,7 +177,7 @@ impl DepOut {
                 .iter()
                 .filter_map(|o| {
                     let state = match o.kind {
-                        OutputKind::Dir => return None,
+                        OutputKind::Dir => FileState::Dir,
                         OutputKind::File => FileState::File {
                             digest: o.digest?,
                             size: o.size,
@@ -184,6 +185,7 @@ impl DepOut {
                         },
                         OutputKind::Symlink => FileState::Symlink {
                             target: o.target.clone().unwrap_or_default(),
+                            resolved: None,
                         },
                     };
                     Some((o.path.clone(), state))
@@ -390,6 +392,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether `p` lies in an output that `t` may not read through a
+    /// symlink: its own, or one of a target it does not depend on. `visible`
+    /// are its deps known to matter; others are asked about only here, for
+    /// links leading into their outputs.
+    fn hidden_from(&self, t: &Target, visible: &[&str], p: &RelPath) -> bool {
+        p.self_and_ancestors().any(|a| {
+            self.outputs[equal_range(&self.outputs, a, |(o, _)| o.as_str())]
+                .iter()
+                .any(|(_, owner)| {
+                    *owner == t.name
+                        || (visible.binary_search(owner).is_err()
+                            && reachable_deps(&self.manifest.targets, &t.name, &[*owner].into())
+                                .is_empty())
+                })
+        })
+    }
+
     /// The key of `t`, given the output digests and files of its deps.
     pub(crate) fn compute_with(
         &self,
@@ -407,7 +426,13 @@ impl<'a> Ctx<'a> {
             outputs: &self.outputs,
             deps: visible,
         };
-        let inputs = self.inputs.resolve(t, &excluded, &dep_files)?;
+        let hidden = |p: &RelPath| self.hidden_from(t, visible, p);
+        let inputs = self.inputs.resolve(t, &excluded, &dep_files, &hidden)?;
+        let follow = Follow {
+            inputs: &self.inputs,
+            deps: &dep_files,
+            hidden: &hidden,
+        };
         let (tools, warnings) = self.tools.digests(&t.tools)?;
         let env: BTreeMap<String, Option<String>> = t
             .env
@@ -422,14 +447,13 @@ impl<'a> Ctx<'a> {
             .deps
             .iter()
             .map(|d| {
-                (
-                    d.clone(),
-                    deps.get(d.as_str())
-                        .map(|o| o.digest)
-                        .unwrap_or(Digest([0; 32])),
-                )
+                let digest = match deps.get(d.as_str()) {
+                    Some(o) => follow.dep_digest(o.digest, &o.files)?,
+                    None => Digest([0; 32]),
+                };
+                Ok((d.clone(), digest))
             })
-            .collect();
+            .collect::<Result<_, InputError>>()?;
         let key = key::compute(&KeyInputs {
             salt: &self.manifest.salt,
             command: &command,

@@ -487,16 +487,11 @@ fn try_reflink(
     Ok(Some(o.size))
 }
 
-/// A temporary name beside an output, unique within this process: two
-/// outputs with the same content in one directory are restored in parallel.
-fn temp_name(parent: &Path, digest: &Digest) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    parent.join(format!(
-        ".relocache-{}-{n}-{}",
-        std::process::id(),
-        &digest.to_hex()[..16]
-    ))
+/// A temporary name beside an output, unique within this process (two
+/// outputs with the same content in one directory are restored in parallel)
+/// and recognized by the walk as never an input ([`crate::tempname`]).
+fn temp_name(parent: &Path, _digest: &Digest) -> std::path::PathBuf {
+    parent.join(crate::tempname::temp_name("restore"))
 }
 
 fn restore_symlink(o: &OutputRecord, dest: &Path) -> Result<(), DepotError> {
@@ -513,10 +508,12 @@ fn restore_symlink(o: &OutputRecord, dest: &Path) -> Result<(), DepotError> {
     }
     let parent = dest.parent().expect("outputs have a parent");
     fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
-    let tmp = parent.join(format!(".relocache-link-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
+    let tmp = parent.join(crate::tempname::temp_name("link"));
     std::os::unix::fs::symlink(target, &tmp).map_err(DepotError::io("create symlink", dest))?;
-    fs::rename(&tmp, dest).map_err(DepotError::io("create symlink", dest))
+    fs::rename(&tmp, dest).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        DepotError::io("create symlink", dest)(e)
+    })
 }
 
 /// Inside declared output directories, removes whatever the entry does not list.

@@ -183,8 +183,16 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
         OutputKind::Symlink => {
             let t = o.target.as_deref().unwrap_or("");
             let escapes = !t.starts_with('/') && {
-                let base = o.path.parent().map(|p| p.to_string()).unwrap_or_default();
-                RelPath::normalize(&format!("{base}/{t}")).is_err()
+                // Relative to the link's directory (the root for a top-level link).
+                let joined = match o.path.parent() {
+                    Some(dir) => format!("{dir}/{t}"),
+                    None => t.to_owned(),
+                };
+                // Empty: the project root itself, which is inside.
+                !matches!(
+                    RelPath::normalize(&joined),
+                    Ok(_) | Err(crate::relpath::RelPathError::Empty)
+                )
             };
             if t.starts_with('/') || escapes {
                 let kind = if escapes {

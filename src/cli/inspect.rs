@@ -122,7 +122,17 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
                 ChangeKind::Removed => "removed",
                 ChangeKind::Modified => "modified",
             };
-            writeln!(out, "{:<9} {:<width$}    {word}: {}", "", "", c.path)?;
+            let dir = if c.directory { "directory " } else { "" };
+            writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
+        }
+        if !t.untracked.is_empty() {
+            writeln!(
+                out,
+                "{:<9} {:<width$}    untracked inputs: {} (track_content = false: content changes that keep size and mtime are not seen)",
+                "",
+                "",
+                t.untracked.join(", ")
+            )?;
         }
         if t.status == Status::Stale && t.changed.is_empty() && t.error.is_none() {
             writeln!(
@@ -150,9 +160,25 @@ pub fn run_explain(env: &Env, args: &ExplainArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// What an added or removed input is called.
+fn input_word(directory: bool) -> &'static str {
+    if directory {
+        "directory"
+    } else {
+        "input"
+    }
+}
+
 fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
     render_head(ex, depth, out);
     render_reasons(ex, depth, out);
+    if depth == 0 && !ex.untracked.is_empty() {
+        out.push_str(&format!(
+            "`{}` cannot see content changes of {} (track_content = false): an edit that keeps size and mtime leaves its key unchanged\n",
+            ex.target,
+            ex.untracked.join(", ")
+        ));
+    }
 }
 
 /// The line saying whose key differs from what, if any.
@@ -191,8 +217,12 @@ fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
     let mut deps: Vec<(String, Vec<&Difference>)> = Vec::new();
     for d in &ex.differences {
         let line = match d {
-            Difference::InputAdded { path } => format!("input added: {path}"),
-            Difference::InputRemoved { path } => format!("input removed: {path}"),
+            Difference::InputAdded { path, directory } => {
+                format!("{} added: {path}", input_word(*directory))
+            }
+            Difference::InputRemoved { path, directory } => {
+                format!("{} removed: {path}", input_word(*directory))
+            }
             Difference::InputChanged { path, old, new } => {
                 format!("input changed: {path} ({old} -> {new})")
             }

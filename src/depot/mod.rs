@@ -194,7 +194,8 @@ impl Depot {
         let parent = root.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent).map_err(DepotError::io("create", parent))?;
         let staging = tempfile::Builder::new()
-            .prefix(".relocache-depot-")
+            .prefix(&crate::tempname::temp_name("depot"))
+            .rand_bytes(0)
             .tempdir_in(parent)
             .map_err(DepotError::io("create a depot in", parent))?;
         let config = DepotConfig {

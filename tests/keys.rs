@@ -248,3 +248,38 @@ fn a_wrapper_script_tool_warns_with_the_fix() {
         r.stderr
     );
 }
+
+#[test]
+fn a_pyenv_shim_is_keyed_by_the_python_it_runs() {
+    let Ok(versions) = std::process::Command::new("pyenv")
+        .args(["versions", "--bare"])
+        .output()
+    else {
+        eprintln!("skipped: no pyenv on PATH");
+        return;
+    };
+    let versions: Vec<String> = String::from_utf8_lossy(&versions.stdout)
+        .lines()
+        .filter(|v| v.starts_with('3') && !v.contains('/'))
+        .map(str::to_owned)
+        .collect();
+    let [a, b, ..] = &versions[..] else {
+        eprintln!("skipped: pyenv has fewer than two Python 3 versions");
+        return;
+    };
+    let p = Project::new(
+        "[target.v]\nrun = \"python3 --version > v.txt\"\ntools = [\"python3\"]\noutputs = [\"v.txt\"]\n",
+        &[],
+    );
+    assert_eq!(
+        build_with(&p, "PYENV_VERSION", a).ok().outcome("v"),
+        "built"
+    );
+    let first = p.read("v.txt");
+    let r = build_with(&p, "PYENV_VERSION", b);
+    r.ok();
+    assert_eq!(r.outcome("v"), "built", "{}", r.stderr);
+    assert_ne!(p.read("v.txt"), first);
+    assert_eq!(build_with(&p, "PYENV_VERSION", a).ok().outcome("v"), "hit");
+    assert_eq!(p.read("v.txt"), first);
+}

@@ -60,6 +60,19 @@ fn a_command_spelling_out_the_root_does_not_hit_the_literal_marker() {
 }
 
 #[test]
+fn an_env_value_that_is_not_utf8_does_not_hit_its_lossy_spelling() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new(ECHO_V, &[]);
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env("V", std::ffi::OsStr::from_bytes(b"x\xff"));
+    assert_eq!(output(c).ok().outcome("t"), "built");
+    assert_eq!(std::fs::read(p.path("out")).unwrap(), b"x\xff\n");
+    let r = build_with_v(&p, "x\u{fffd}");
+    assert_eq!(r.outcome("t"), "built", "{}", r.stderr);
+    assert_eq!(p.read("out"), "x\u{fffd}\n");
+}
+
+#[test]
 fn explain_shows_a_literal_marker_escaped_and_the_root_as_a_marker() {
     let p = Project::new(ECHO_V, &[]);
     build_with_v(&p, "@project/x");

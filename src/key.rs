@@ -43,8 +43,8 @@
 //! The command, its arguments and env values are *rooted* before they are
 //! encoded ([`Rooted::apply`]), in two steps:
 //!
-//! 1. **Escape.** Every maximal run of `@` immediately followed by `project`
-//!    or `depot` gets one more `@`: a literal `@project/x` becomes
+//! 1. **Escape.** Every maximal run of `@` immediately followed by `project`,
+//!    `depot` or `0x` gets one more `@`: a literal `@project/x` becomes
 //!    `@@project/x`, `@@depot` becomes `@@@depot`. Any other `@` (`user@host`,
 //!    `"$@"`) is left alone, so text that never spells a marker reads as
 //!    written.
@@ -61,6 +61,11 @@
 //! of `k >= 2` is `k - 1` literal `@`s: reading left to right, the original
 //! text is recovered (a unit test decodes this way). So `V=@project/x` and
 //! `V=$ROOT/x` can never share a key.
+//!
+//! An env value that is not UTF-8 ([`Rooted::apply_os`]) is its lossy text
+//! rooted, then ` @0x` and the hex of all its bytes: a single `@` before `0x`
+//! occurs in no rooted UTF-8 text, so such a value never shares a key with a
+//! UTF-8 one, and the hex tells any two of them apart.
 //!
 //! Absolute paths, mtimes (except untracked inputs), host and user names and
 //! the time never enter a key. A unit test pins one known key so the encoding
@@ -270,6 +275,22 @@ impl Rooted {
         out
     }
 
+    /// [`Rooted::apply`] for an env value, which may not be UTF-8: then its
+    /// lossy text, rooted, is followed by ` @0x` and the hex of its bytes,
+    /// so no two values share a result (see the module docs).
+    pub fn apply_os(&self, v: &std::ffi::OsStr) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(s) = v.to_str() {
+            return self.apply(s);
+        }
+        let mut out = self.apply(&v.to_string_lossy());
+        out.push_str(" @0x");
+        for b in v.as_bytes() {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
+    }
+
     /// The command with roots replaced in the shell line or every argument.
     pub fn command(&self, c: &Command) -> Command {
         match c {
@@ -280,7 +301,8 @@ impl Rooted {
 }
 
 /// The words that follow `@` in a marker.
-const MARKER_WORDS: [&str; 2] = ["project", "depot"];
+/// (`0x` only marks the bytes of an env value that is not UTF-8.)
+const MARKER_WORDS: [&str; 3] = ["project", "depot", "0x"];
 
 /// `s` with one more `@` in front of every maximal run of `@` that is
 /// immediately followed by a marker word: `@project` → `@@project`,
@@ -563,6 +585,7 @@ mod tests {
             " ",
             "x",
             "=",
+            "0x",
         ];
         for pairs in configs {
             let r = Rooted { pairs };
@@ -585,6 +608,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn env_values_that_are_not_utf8_never_collide() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let r = Rooted {
+            pairs: vec![("/src/app".into(), "@project")],
+        };
+        let values: Vec<&[u8]> = vec![
+            b"\xff",
+            "\u{fffd}".as_bytes(),
+            "\u{fffd} @0xff".as_bytes(),
+            "\u{fffd} @@0xff".as_bytes(),
+            b"\xff@",
+            b"\xfe",
+            b"/src/app/\xff",
+            b"@0xff",
+            b"",
+        ];
+        let mut seen = std::collections::HashMap::new();
+        for v in values {
+            let a = r.apply_os(OsStr::from_bytes(v));
+            if let Some(other) = seen.insert(a.clone(), v) {
+                panic!("{other:?} and {v:?} both root to {a:?}");
+            }
+        }
+        assert_eq!(r.apply_os(OsStr::new("/src/app/x")), "@project/x");
+        assert_eq!(
+            r.apply_os(OsStr::from_bytes(b"/src/app/\xff")),
+            "@project/\u{fffd} @0x2f7372632f6170702fff"
+        );
     }
 
     #[test]

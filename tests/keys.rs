@@ -60,6 +60,19 @@ fn a_command_spelling_out_the_root_does_not_hit_the_literal_marker() {
 }
 
 #[test]
+fn an_env_value_that_is_not_utf8_does_not_hit_its_lossy_spelling() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new(ECHO_V, &[]);
+    let mut c = p.cmd(&["build", "--json"]);
+    c.env("V", std::ffi::OsStr::from_bytes(b"x\xff"));
+    assert_eq!(output(c).ok().outcome("t"), "built");
+    assert_eq!(std::fs::read(p.path("out")).unwrap(), b"x\xff\n");
+    let r = build_with_v(&p, "x\u{fffd}");
+    assert_eq!(r.outcome("t"), "built", "{}", r.stderr);
+    assert_eq!(p.read("out"), "x\u{fffd}\n");
+}
+
+#[test]
 fn explain_shows_a_literal_marker_escaped_and_the_root_as_a_marker() {
     let p = Project::new(ECHO_V, &[]);
     build_with_v(&p, "@project/x");
@@ -247,4 +260,60 @@ fn a_wrapper_script_tool_warns_with_the_fix() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn a_pyenv_shim_is_keyed_by_the_python_it_runs() {
+    // A pyenv-like installation: a shim that asks `pyenv which`, and a
+    // `pyenv` that answers by PYENV_VERSION, as the real one does. A
+    // stand-in, so the test runs (and can fail) on any machine.
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new(
+        "[target.v]\nrun = \"fakepy > v.txt\"\ntools = [\"fakepy\"]\noutputs = [\"v.txt\"]\n",
+        &[],
+    );
+    let env = p.tmp.path().join("pyenv");
+    let script = |rel: &str, text: String| {
+        let f = env.join(rel);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, text).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "shims/fakepy",
+        "#!/bin/sh\nexec \"$(pyenv which fakepy)\" \"$@\"\n".into(),
+    );
+    script(
+        "bin/pyenv",
+        format!(
+            "#!/bin/sh\n[ \"$1\" = which ] || exit 1\necho \"{}/versions/$PYENV_VERSION/bin/$2\"\n",
+            env.display()
+        ),
+    );
+    for v in ["3.11", "3.12"] {
+        script(
+            &format!("versions/{v}/bin/fakepy"),
+            format!("#!/bin/sh\necho 'Python {v}'\n"),
+        );
+    }
+    let path = std::env::join_paths(
+        [env.join("bin"), env.join("shims")]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let build = |version: &str| {
+        let mut c = p.cmd(&["build", "--json"]);
+        c.env("PATH", &path).env("PYENV_VERSION", version);
+        let r = output(c);
+        r.ok();
+        assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+        r
+    };
+    assert_eq!(build("3.11").outcome("v"), "built");
+    assert_eq!(p.read("v.txt"), "Python 3.11\n");
+    assert_eq!(build("3.12").outcome("v"), "built", "the shim is the same");
+    assert_eq!(p.read("v.txt"), "Python 3.12\n");
+    assert_eq!(build("3.11").outcome("v"), "hit");
+    assert_eq!(p.read("v.txt"), "Python 3.11\n");
 }

@@ -438,7 +438,7 @@ impl<'a> Ctx<'a> {
             .env
             .iter()
             .map(|n| {
-                let v = std::env::var_os(n).map(|v| self.rooted.apply(&v.to_string_lossy()));
+                let v = std::env::var_os(n).map(|v| self.rooted.apply_os(&v));
                 (n.clone(), v)
             })
             .collect();

@@ -1,6 +1,6 @@
 //! `relocache.toml`: find it, parse it and validate it into a [`Manifest`].
 //!
-//! Every rule of DESIGN.md's manifest section is checked here, before anything
+//! Every manifest rule of ARCHITECTURE.md and the README is checked here, before anything
 //! runs, and every error carries file, line, column and a one-line fix. This
 //! module never touches the depot, the project tree (beyond reading the
 //! manifest) or runs a command.

@@ -435,7 +435,7 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, DepotError>
     rd.map(|e| e.map_err(DepotError::io("list", dir))).collect()
 }
 
-/// Where the depot stack comes from, in DESIGN.md's order.
+/// Where the depot stack comes from, in the order ARCHITECTURE.md gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DepotSource {

@@ -279,7 +279,7 @@ fn usage_dir(depot: &Depot) -> PathBuf {
 }
 
 /// The per-process logs present now, sorted. A usage file of a newer format
-/// stops the reader, as DESIGN.md asks of every on-disk name.
+/// stops the reader, as ARCHITECTURE.md asks of every on-disk name.
 fn list_logs(depot: &Depot) -> Result<Vec<String>, DepotError> {
     let dir = usage_dir(depot);
     let mut logs = Vec::new();

@@ -11,11 +11,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::build::BuildError;
 use crate::depot::Depot;
+use crate::engine::plan::plan;
+use crate::engine::BuildError;
 use crate::inspect::{status_of, TargetStatus};
 use crate::manifest::Manifest;
-use crate::plan::plan;
 
 /// Node kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::build::BuildError;
 use crate::depot::entries::InputsSummary;
 use crate::depot::locks::LockState;
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
+use crate::engine::plan::{plan, Planned};
+use crate::engine::BuildError;
 use crate::follow::Resolved;
 use crate::inputs::FileState;
 use crate::manifest::Manifest;
-use crate::plan::{plan, Planned};
 
 /// A target's state in the depot stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

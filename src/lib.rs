@@ -2,7 +2,7 @@
 //!
 //! A project declares targets in `relocache.toml` ([`manifest`]). Each target's
 //! [`key`] is the blake3 of what it reads — contents, never mtimes — with the
-//! absolute project root replaced by `@project`. [`build`] restores a target's
+//! absolute project root replaced by `@project`. [`engine::build`] restores a target's
 //! outputs from the [`depot`] when its key is stored, or runs it and stores the
 //! outputs. The depot names only relative paths, so it can be copied anywhere:
 //!
@@ -22,9 +22,9 @@
 //! progress through [`report::Reporter`].
 
 pub mod archive;
-pub mod build;
 pub mod depot;
 pub mod digest;
+pub mod engine;
 pub mod follow;
 pub mod gc;
 pub mod graph;
@@ -36,7 +36,6 @@ pub mod manifest;
 pub mod memo;
 mod page;
 mod par;
-pub mod plan;
 pub mod reloc;
 pub mod relpath;
 pub mod remote;

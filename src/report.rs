@@ -2,7 +2,7 @@
 //! ever printing. The CLI implements it with text lines and progress bars;
 //! tests and embedders can ignore it.
 
-use crate::build::TargetReport;
+use crate::engine::TargetReport;
 
 /// Receives progress from long operations. Every method has a no-op default.
 pub trait Reporter: Sync {

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::build::{BuildReport, Outcome, TargetReport};
+use crate::engine::{BuildReport, Outcome, TargetReport};
 use crate::manifest::Manifest;
 use crate::page::{self, escape};
 

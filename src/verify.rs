@@ -24,11 +24,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::build::BuildError;
 use crate::depot::blobs::BlobHealth;
 use crate::depot::entries::{parse_entry, Entry, OutputKind, Reason};
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
+use crate::engine::BuildError;
 use crate::manifest::Manifest;
 use crate::relpath::{RelPath, RelPathError};
 use crate::report::Reporter;
@@ -216,7 +216,7 @@ pub fn verify(
         problems.extend(c.records(&walk.records));
     } else {
         let m = manifest.ok_or(VerifyError::NeedsProject("`verify --target`"))?;
-        let planned = crate::plan::plan(m, depots, depot.root(), &opts.targets)?;
+        let planned = crate::engine::plan::plan(m, depots, depot.root(), &opts.targets)?;
         for p in planned.iter().filter(|p| opts.targets.contains(&p.name)) {
             match &p.entry {
                 Some((i, entry)) => {
@@ -308,7 +308,7 @@ fn finish(
     }
 }
 
-fn not_cached(p: &crate::plan::Planned) -> Problem {
+fn not_cached(p: &crate::engine::plan::Planned) -> Problem {
     let why = if let Some(d) = &p.blocked_by {
         format!("its dep `{d}` is not cached, so its key is unknown")
     } else if let Some(e) = &p.error {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use relocache::build::{build, BuildOptions, BuildReport, Outcome, TargetReport};
+use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport};
 use relocache::report::Reporter;
 use relocache::timings;
 
@@ -109,7 +109,7 @@ impl Reporter for Printer {
         }
         let _ = err.write_all(&r.stderr);
         for w in &r.warnings {
-            if w.contains(relocache::build::NOT_RELOCATABLE)
+            if w.contains(relocache::engine::NOT_RELOCATABLE)
                 && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
             {
                 self.reloc_held.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +165,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         Some(p) => Some(writable_path(env.cwd.join(p), "--profile")?),
         None => None,
     };
-    relocache::build::restore::RestoreMode::from_env().map_err(UsageError)?;
+    relocache::engine::restore::RestoreMode::from_env().map_err(UsageError)?;
     let depots = env.depots(Some(&manifest))?;
     let remote = super::remote::open(Some(&manifest))?;
     let opts = BuildOptions {

@@ -8,10 +8,10 @@ use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 use relocache::depot::{Depot, DepotStack};
+use relocache::engine::plan::plan;
 use relocache::graph::{graph, GraphOptions};
 use relocache::inspect::{explain, status, ChangeKind, Difference, Explanation, Status};
 use relocache::manifest::Manifest;
-use relocache::plan::plan;
 
 use super::{print_json, Env, UsageError};
 

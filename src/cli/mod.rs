@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use relocache::build::BuildError;
 use relocache::depot::{select_paths, DepotError, DepotStack};
+use relocache::engine::BuildError;
 use relocache::manifest::{Manifest, ManifestError};
 
 const EXAMPLES: &str = "\

@@ -12,7 +12,7 @@ use relocache::archive::{
     self, PackOptions, PackSummary, UnpackOptions, UnpackSummary, DEFAULT_MAX_RATIO,
 };
 use relocache::depot::DepotStack;
-use relocache::plan::plan;
+use relocache::engine::plan::plan;
 use relocache::treehash::hash_paths;
 use relocache::units::{format_size, parse_size};
 

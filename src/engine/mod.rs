@@ -5,6 +5,7 @@
 //! skips its dependents while the others finish.
 
 mod account;
+pub mod plan;
 mod remote;
 pub mod restore;
 pub mod run;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::build::{check_targets, scan_skips, BuildError, Ctx, DepOut, DepOuts};
+use super::{check_targets, scan_skips, BuildError, Ctx, DepOut, DepOuts};
 use crate::depot::entries::{Entry, InputsSummary};
 use crate::depot::Depot;
 use crate::digest::Key;

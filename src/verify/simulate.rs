@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use super::{kind, Problem, Simulated, VerifyError};
 use crate::depot::entries::InputsSummary;
 use crate::depot::Depot;
+use crate::engine::plan::{plan, Planned};
 use crate::inputs::FileState;
 use crate::manifest::Manifest;
-use crate::plan::{plan, Planned};
 use crate::relpath::RelPath;
 use crate::report::Reporter;
 

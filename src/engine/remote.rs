@@ -2,10 +2,11 @@
 //! remote into the first depot; after a store, upload. Every remote problem
 //! becomes a warning and a counter, never a failed target.
 
-use super::{Ctx, Target};
+use super::Ctx;
 use crate::depot::entries::Entry;
 use crate::depot::usage::Counters;
 use crate::digest::Key;
+use crate::manifest::Target;
 use crate::remote::Failure;
 
 /// Counts a failure and turns it into a warning (none for `Disabled`,

@@ -1,0 +1,123 @@
+//! What `build` is asked to do and what it answers: [`BuildOptions`], the
+//! per-target [`TargetReport`] and the whole [`BuildReport`], serialized for
+//! `--json` and `--timings`. Plain data: nothing here reads or writes a file.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::digest::Key;
+
+/// What `build` should do.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Targets to build (with their deps); empty means all.
+    pub targets: Vec<String>,
+    /// Parallel workers; 0 means the number of cores.
+    pub jobs: usize,
+    /// Fail a target whose new entry would not be relocatable.
+    pub require_relocatable: bool,
+    /// Ignore existing entries of the named targets (all if none named) and overwrite them.
+    pub force: bool,
+    /// The shared remote cache, looked up after the depot stack and written after a store.
+    pub remote: Option<std::sync::Arc<crate::remote::Remote>>,
+}
+
+/// What happened to a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Restored from the depot; the command did not run.
+    Hit,
+    /// The command ran and succeeded.
+    Built,
+    /// The command (or preparing it) failed.
+    Failed,
+    /// Not attempted because a dependency failed.
+    Skipped,
+}
+
+/// The result of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// Target name.
+    pub name: String,
+    /// Its key, when it could be computed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Key>,
+    /// Hit, built, failed or skipped.
+    pub outcome: Outcome,
+    /// Wall time spent on it in this run.
+    pub duration_ms: u64,
+    /// When its work began, in milliseconds since the build started.
+    pub start_ms: u64,
+    /// Which of the `-j` workers ran it (0-based; lanes of `--timings`).
+    pub worker: usize,
+    /// For a hit: how long the stored build took (time saved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_ms: Option<u64>,
+    /// Whether a new entry was stored for it.
+    pub stored: bool,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Things the user should know.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Captured (or replayed) standard output.
+    #[serde(skip)]
+    pub stdout: Vec<u8>,
+    /// Captured (or replayed) standard error.
+    #[serde(skip)]
+    pub stderr: Vec<u8>,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// Per target, in dependency order.
+    pub targets: Vec<TargetReport>,
+    /// Count of hits.
+    pub hits: usize,
+    /// Count of targets built.
+    pub built: usize,
+    /// Count of failures.
+    pub failed: usize,
+    /// Count of skipped targets.
+    pub skipped: usize,
+    /// Wall time of the whole build.
+    pub duration_ms: u64,
+}
+
+impl BuildReport {
+    /// True when every target hit or built.
+    pub fn success(&self) -> bool {
+        self.failed == 0 && self.skipped == 0
+    }
+}
+
+/// What a build warning about an output tying its entry to this location
+/// says after the target's name; the CLI shows a few and counts the rest.
+pub const NOT_RELOCATABLE: &str = "` is not relocatable: ";
+
+pub(super) fn report(
+    name: &str,
+    key: Option<Key>,
+    outcome: Outcome,
+    started: Instant,
+) -> TargetReport {
+    TargetReport {
+        name: name.to_owned(),
+        key,
+        outcome,
+        duration_ms: started.elapsed().as_millis() as u64,
+        start_ms: 0,
+        worker: 0,
+        saved_ms: None,
+        stored: false,
+        error: None,
+        warnings: vec![],
+        stdout: vec![],
+        stderr: vec![],
+    }
+}

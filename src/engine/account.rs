@@ -1,6 +1,8 @@
 //! Accounting of finished targets for `stats`: turns a [`TargetReport`] into
 //! the counters and uses of the depot's usage log. Hits are recorded where
 //! they are restored (they know the bytes written); everything else here.
+//! It only counts into the build's recorder: it never reads or writes the
+//! depot (the recorder is flushed once, at the end of the build).
 
 use super::{DepOut, Outcome, TargetReport};
 use crate::depot::usage::Recorder;

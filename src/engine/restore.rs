@@ -3,6 +3,8 @@
 //! never sees half a file; outputs that already hold the right content are
 //! left untouched. Restores are copies (reflinks where the filesystem can);
 //! hard links into the depot only on request (`RELOCACHE_RESTORE=hardlink`).
+//! It must never write or delete outside the target's declared outputs, nor
+//! through a symlink.
 
 use std::collections::HashSet;
 use std::fs;

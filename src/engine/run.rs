@@ -1,6 +1,7 @@
 //! Running one target's command: `sh -c` for `run`, direct exec for
 //! `command`, in the project root, with stdout and stderr captured so they
-//! can be shown once and stored for replay.
+//! can be shown once and stored for replay. It never looks at the depot nor
+//! decides whether a command runs: that is `target`'s.
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};

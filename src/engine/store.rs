@@ -1,6 +1,8 @@
 //! Storing a finished build: collect the declared outputs (files, whole
 //! directories, symlinks), scan them for embedded absolute roots, write their
-//! blobs, then publish the entry — blobs first, entry last.
+//! blobs, then publish the entry — blobs first, entry last. It must never
+//! write a depot file except through `crate::depot`, nor publish an entry
+//! whose blobs are not all there.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::file_hash::hash_file_len;
 use crate::follow::{Follow, Resolved};
-use crate::hash::hash_file_len;
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{equal_range, prefix_range, RelPath};

@@ -1,6 +1,6 @@
 //! `relocache pack`, `unpack` and `hash`: moving a depot through a CI cache or
 //! to another machine. Parses arguments, picks the depot, renders the
-//! library's summaries ([`relocache::archive`], [`relocache::treehash`]).
+//! library's summaries ([`relocache::archive`], [`relocache::hash_command`]).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -12,8 +12,8 @@ use relocache::archive::{
     self, PackOptions, PackSummary, UnpackOptions, UnpackSummary, DEFAULT_MAX_RATIO,
 };
 use relocache::depot::DepotStack;
+use relocache::hash_command::hash_paths;
 use relocache::plan::plan;
-use relocache::treehash::hash_paths;
 use relocache::units::{format_size, parse_size};
 
 use super::gc::optional_manifest;

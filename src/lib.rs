@@ -26,6 +26,7 @@ pub mod build;
 pub mod depot;
 pub mod digest;
 pub mod file_hash;
+pub mod file_state;
 pub mod follow;
 pub mod gc;
 pub mod graph;

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use relocache::depot::Depot;
 use relocache::digest::Digest;
-use relocache::hash::hash_file;
+use relocache::file_hash::hash_file;
 use relocache::inputs::{FileState, InputFile};
 use relocache::key::{compute, KeyInputs};
 use relocache::manifest::Command;

@@ -20,7 +20,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::inputs::{DepFiles, FileState, InputError, Inputs};
+use crate::file_state::FileState;
+use crate::inputs::{DepFiles, InputError, Inputs};
 use crate::relpath::RelPath;
 
 /// Symlink hops before a link counts as a loop (Linux's own limit).

@@ -94,7 +94,7 @@ pub fn graph(
                     // keyed by name, but are not files a target reads.
                     s.files
                         .iter()
-                        .filter(|(_, st)| !matches!(st, crate::inputs::FileState::Dir))
+                        .filter(|(_, st)| !matches!(st, crate::file_state::FileState::Dir))
                         .map(|(f, _)| f.to_string())
                         .collect()
                 })

@@ -11,76 +11,23 @@
 //! any machine.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
-use crate::follow::{Follow, Resolved};
-use crate::hash::hash_file_len;
+use crate::file_hash::hash_file_len;
+use crate::follow::Follow;
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{equal_range, prefix_range, RelPath};
 use crate::walk::{self, Meta, Unusable};
 
-/// The state of one input file as it enters a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum FileState {
-    /// A regular file, by content.
-    File {
-        /// blake3 of the content.
-        digest: Digest,
-        /// Size in bytes.
-        size: u64,
-        /// Any execute bit set.
-        executable: bool,
-    },
-    /// A symbolic link, by its target text and, when it resolves inside the
-    /// project, by what it resolves to ([`crate::follow`]).
-    Symlink {
-        /// What the link points to.
-        target: String,
-        /// What it resolves to, inside the project.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        resolved: Option<Resolved>,
-    },
-    /// A directory below a directory input, by its name only: its entries
-    /// are inputs of their own, so an empty one added or removed changes
-    /// the key (a command listing the tree sees it).
-    Dir,
-    /// `track_content = false`: size and mtime only.
-    Untracked {
-        /// Size in bytes.
-        size: u64,
-        /// Modification time in nanoseconds since the epoch.
-        mtime_ns: i128,
-    },
-}
-
-/// stat fields that say whether a file may have changed since it was hashed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub(crate) size: u64,
-    pub(crate) mtime_ns: i128,
-    pub(crate) ctime_ns: i128,
-    pub(crate) ino: u64,
-}
-
-impl Stamp {
-    /// The stamp of `md`.
-    pub fn of(md: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            size: md.len(),
-            mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
-            ctime_ns: md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
-            ino: md.ino(),
-        }
-    }
-}
+/// Re-exported for the modules that still name them through `inputs`
+/// (`build/`, `verify/`, `depot/entries`, `inspect`); [`crate::file_state`]
+/// owns them.
+pub use crate::file_state::{FileState, Stamp};
 
 /// One resolved input of a target.
 #[derive(Debug, Clone)]

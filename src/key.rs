@@ -75,7 +75,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Key};
-use crate::inputs::{FileState, InputFile};
+use crate::file_state::FileState;
+use crate::inputs::InputFile;
 use crate::manifest::Command;
 use crate::relpath::RelPath;
 

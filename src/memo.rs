@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::depot::{write, Depot, DepotError};
 use crate::digest::Digest;
-use crate::inputs::Stamp;
+use crate::file_state::Stamp;
 use crate::relpath::RelPath;
 
 const MAGIC: &[u8] = b"relocache stat memo v1\n";

@@ -28,7 +28,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 
 use crate::digest::Digest;
-use crate::hash::hash_file;
+use crate::file_hash::hash_file;
 use crate::manifest::Tool;
 
 /// blake3 `derive_key` context for the digest of a tool with a `check`.

@@ -29,7 +29,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::Match;
 use rustix::fs::{openat, statat, AtFlags, FileType, Mode, OFlags, RawDir, Stat, CWD};
 
-use crate::inputs::Stamp;
+use crate::file_state::Stamp;
 use crate::tempname::is_temp_name;
 
 /// What the walk saw of one file, from the same stat.

@@ -9,7 +9,8 @@ use clap::Args;
 use relocache::gc::{clear, resolve_key, ClearReport, KeyError, Selection};
 use relocache::units::format_size;
 
-use super::gc::{entry_line, existing_depot, no_depot, optional_manifest};
+use super::gc::entry_line;
+use super::open::{existing_depot, no_depot, optional_manifest};
 use super::progress::Bars;
 use super::{Env, UsageError};
 

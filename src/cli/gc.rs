@@ -1,14 +1,14 @@
-//! `relocache gc`: renders a [`GcReport`]; also opens the depot for the other
-//! maintenance commands (`clear`, `stats`) without ever creating one.
+//! `relocache gc`: renders a [`GcReport`], and the removed-entry lines `clear`
+//! shares; runs the automatic gc after a build.
 
 use anyhow::Result;
 use clap::Args;
 
-use relocache::depot::{Depot, DepotStack};
+use relocache::depot::Depot;
 use relocache::gc::{gc, GcOptions, GcReport, RemovedEntry};
-use relocache::manifest::{Manifest, ManifestError};
 use relocache::units::{format_size, parse_age, parse_size};
 
+use super::open::{existing_depot, no_depot, optional_manifest};
 use super::progress::Bars;
 use super::{Env, UsageError};
 
@@ -38,37 +38,6 @@ pub struct GcArgs {
     /// Only say what would be removed
     #[arg(long, short = 'n')]
     pub dry_run: bool,
-}
-
-/// The manifest when there is one: the maintenance commands also work
-/// outside any project, on the depot `--depot`/the environment names. A
-/// broken manifest is an error only when it could name the depot: with the
-/// depot named outright, it is ignored with a warning.
-pub(super) fn optional_manifest(env: &Env) -> Result<Option<Manifest>> {
-    match env.manifest() {
-        Ok(m) => Ok(Some(m)),
-        Err(ManifestError::NotFound { .. }) => Ok(None),
-        Err(e) if env.depot_named() => {
-            eprintln!("warning: ignoring the project: {e}");
-            Ok(None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The depot that is written (the first of the stack), if it exists.
-pub(super) fn existing_depot(env: &Env, manifest: Option<&Manifest>) -> Result<Option<Depot>> {
-    let paths = env.depot_paths(manifest)?;
-    let stack = DepotStack::open_read_only(&paths[..1])?;
-    Ok(stack.map(|s| s.primary().clone()))
-}
-
-pub(super) fn no_depot(env: &Env, manifest: Option<&Manifest>) -> Result<()> {
-    let paths = env.depot_paths(manifest)?;
-    if !env.cli.quiet {
-        eprintln!("no depot at `{}` yet", paths[0].display());
-    }
-    Ok(())
 }
 
 pub(super) fn entry_line(r: &RemovedEntry) -> String {

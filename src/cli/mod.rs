@@ -5,7 +5,9 @@
 mod build;
 mod clear;
 mod gc;
+mod hash;
 mod inspect;
+mod open;
 mod pack;
 pub mod progress;
 mod remote;
@@ -74,7 +76,7 @@ pub enum Cmd {
     /// Merge a .tar.zst made by `pack` into the depot, verifying every blob
     Unpack(pack::UnpackArgs),
     /// One digest of files, directories or globs, for CI cache keys
-    Hash(pack::HashArgs),
+    Hash(hash::HashArgs),
     /// Evict least recently used or old entries and sweep orphans
     Gc(gc::GcArgs),
     /// Drop the entries of targets, one key, this project, or all
@@ -158,7 +160,7 @@ pub fn main() -> i32 {
         Cmd::Verify(args) => verify::run(&env, args),
         Cmd::Pack(args) => pack::pack(&env, args),
         Cmd::Unpack(args) => pack::unpack(&env, args),
-        Cmd::Hash(args) => pack::hash(&env, args),
+        Cmd::Hash(args) => hash::run(&env, args),
         Cmd::Gc(args) => gc::run(&env, args),
         Cmd::Clear(args) => clear::run(&env, args),
         Cmd::Stats(args) => stats::run(&env, args),

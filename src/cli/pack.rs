@@ -1,8 +1,8 @@
-//! `relocache pack`, `unpack` and `hash`: moving a depot through a CI cache or
-//! to another machine. Parses arguments, picks the depot, renders the
-//! library's summaries ([`relocache::archive`], [`relocache::treehash`]).
+//! `relocache pack` and `unpack`: moving a depot through a CI cache or to
+//! another machine. Parses arguments, picks the depot, renders the library's
+//! summaries ([`relocache::archive`]).
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -13,10 +13,9 @@ use relocache::archive::{
 };
 use relocache::depot::DepotStack;
 use relocache::engine::plan::plan;
-use relocache::treehash::hash_paths;
 use relocache::units::{format_size, parse_size};
 
-use super::gc::optional_manifest;
+use super::open::optional_manifest;
 use super::progress::Bars;
 use super::{Env, UsageError};
 
@@ -73,24 +72,6 @@ pub struct UnpackArgs {
     /// Refuse archives that expand more than N times (past 16 MiB); 0 turns the check off
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RATIO)]
     pub max_ratio: u64,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "\
-Examples:
-  relocache hash 'src/**/*.c' Cargo.lock    one digest of these files, for a CI cache key
-  relocache hash . --json                   every non-ignored file below here, with per-file digests
-  relocache -C fixtures/c-demo hash src     paths relative to the -C directory
-
-The digest is the blake3 of the sorted (relative path, content digest) list: the
-same tree gives the same digest at any path on any machine; mtimes and modes do not
-count. Globs work as in relocache.toml (`*` stays in one directory, `**` crosses
-them, .gitignore'd files match only when named); a directory means every file below
-it. An argument that matches nothing exits 2.")]
-pub struct HashArgs {
-    /// Files, directories or globs, relative to the current directory (or -C DIR)
-    #[arg(required = true, value_name = "PATH|GLOB")]
-    pub paths: Vec<String>,
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -203,7 +184,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn count(n: u64, one: &str, many: &str) -> String {
+pub(super) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -297,25 +278,4 @@ fn unpack_line(s: &UnpackSummary, name: &str) -> String {
         s.blobs_present,
         format_size(s.bytes_added)
     )
-}
-
-pub fn hash(env: &Env, args: &HashArgs) -> Result<i32> {
-    let base = env.project_dir();
-    let tree = hash_paths(&base, &args.paths).map_err(|e| {
-        if e.is_usage() {
-            anyhow::Error::new(UsageError(e.to_string()))
-        } else {
-            anyhow::Error::new(e)
-        }
-    })?;
-    if env.cli.json {
-        super::print_json(&tree)?;
-    } else {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", tree.digest)?;
-        if !env.cli.quiet {
-            eprintln!("hashed {}", count(tree.files.len() as u64, "file", "files"));
-        }
-    }
-    Ok(0)
 }

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use relocache::manifest::Manifest;
 use relocache::remote::{config, CheckReport, Mode, Remote};
 
-use super::gc::optional_manifest;
+use super::open::optional_manifest;
 use super::{Env, UsageError};
 
 const REMOTE_HELP: &str = "\

@@ -7,7 +7,7 @@ use clap::Args;
 use relocache::stats::{reset, stats, StatsReport};
 use relocache::units::format_size;
 
-use super::gc::{existing_depot, no_depot, optional_manifest};
+use super::open::{existing_depot, no_depot, optional_manifest};
 use super::progress::Bars;
 use super::Env;
 

@@ -18,7 +18,7 @@ use crate::depot::blobs::ZSTD_MAGIC;
 use crate::depot::entries::{Entry, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
-use crate::hash::{hash_file, hash_file_len};
+use crate::file_hash::{hash_file, hash_file_len};
 use crate::inputs::Stamp;
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;

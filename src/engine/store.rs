@@ -13,7 +13,7 @@ use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reas
 use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
-use crate::hash::hash_file_len;
+use crate::file_hash::hash_file_len;
 use crate::inputs::Stamp;
 use crate::memo::StatMemo;
 use crate::par;

@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::hash::hash_file_len;
+use crate::file_hash::hash_file_len;
 use crate::inputs::{InputError, ProjectScan};
 use crate::relpath::RelPath;
 

@@ -107,7 +107,7 @@ fn hard_links_are_opt_in_and_an_edit_through_one_is_caught() {
     c.env("RELOCACHE_RESTORE", "hardlinks");
     let r = output(c);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("hardlink"), "{}", r.stderr);
+    r.assert_stderr_has(&["hardlink"]);
 
     std::fs::remove_dir_all(p.path("out")).unwrap();
     let mut c = p.cmd(&["build", "--json"]);

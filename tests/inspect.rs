@@ -193,11 +193,7 @@ fn explain_names_exactly_the_changed_file() {
     assert_eq!(d[0]["kind"], "input_changed");
     assert_eq!(d[0]["path"], "c.txt");
     let text = p.run(&["explain", "c"]);
-    assert!(
-        text.stdout.contains("input changed: c.txt"),
-        "{}",
-        text.stdout
-    );
+    text.assert_stdout_has(&["input changed: c.txt"]);
 }
 
 #[test]
@@ -261,12 +257,7 @@ fn explain_names_a_changed_dep_and_recurses_to_its_reason() {
     assert_eq!(because["differences"][0]["kind"], "input_changed");
     assert_eq!(because["differences"][0]["path"], "right.txt");
     let text = p.run(&["explain", "bottom"]);
-    assert!(
-        text.stdout.contains("dep outputs changed: right")
-            && text.stdout.contains("input changed: right.txt"),
-        "{}",
-        text.stdout
-    );
+    text.assert_stdout_has(&["dep outputs changed: right", "input changed: right.txt"]);
     // After it is rebuilt, exactly the dep's outputs differ.
     p.build(&["right"]).ok();
     let ex = explain(&p, "bottom", &[]);
@@ -283,7 +274,7 @@ fn explain_says_so_when_nothing_changed() {
     assert_eq!(ex["same"], true);
     assert!(ex["differences"].as_array().unwrap().is_empty());
     let text = p.run(&["explain", "b"]);
-    assert!(text.stdout.contains("unchanged"), "{}", text.stdout);
+    text.assert_stdout_has(&["unchanged"]);
 }
 
 const DIAMOND: &str = r#"
@@ -424,11 +415,7 @@ fn graph_dot_is_valid_graphviz() {
     let dot = p.run(&["graph", "--files"]);
     dot.ok();
     for name in ["top", "left", "right", "bottom", "lone", "shared.h"] {
-        assert!(
-            dot.stdout.contains(&format!("\"{name}\"")),
-            "{}",
-            dot.stdout
-        );
+        dot.assert_stdout_has(&[&format!("\"{name}\"")]);
     }
     let mut child = std::process::Command::new("dot")
         .arg("-Tsvg")
@@ -483,7 +470,7 @@ fn key_and_path_match_the_build() {
     for cmd in ["key", "path"] {
         let r = p.run(&[cmd, "nope"]);
         assert_eq!(r.code, 2, "{cmd}");
-        assert!(r.stderr.contains("unknown target `nope`"), "{}", r.stderr);
+        r.assert_stderr_has(&["unknown target `nope`"]);
     }
 }
 
@@ -497,11 +484,7 @@ fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
         &CHAIN.replace("cp c.txt out-c.txt", "cat c.txt > out-c.txt"),
     );
     let s = p.run(&["status", "c"]);
-    assert!(
-        s.stdout.contains("`relocache explain c` says what changed"),
-        "{}",
-        s.stdout
-    );
+    s.assert_stdout_has(&["`relocache explain c` says what changed"]);
     // The last build's inputs summary is damaged.
     let entry = std::fs::read_to_string(p.run(&["path", "a"]).stdout.trim()).unwrap();
     let inputs = entry
@@ -515,7 +498,7 @@ fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
     p.write("a.txt", "changed\n");
     let r = p.run(&["explain", "a"]);
     assert!(r.stdout.contains("is damaged"), "{}{}", r.stdout, r.stderr);
-    assert!(!r.stdout.contains("no longer in the depot"), "{}", r.stdout);
+    r.assert_stdout_lacks(&["no longer in the depot"]);
 }
 
 #[test]

@@ -242,7 +242,7 @@ fn an_unresolvable_shim_tool_warns_with_the_fix() {
     c.env("PATH", path_with(&shims));
     let r = output(c);
     r.ok();
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
 }
 
 #[test]
@@ -253,13 +253,11 @@ fn a_wrapper_script_tool_warns_with_the_fix() {
     );
     let r = p.run(&["build"]);
     r.ok();
-    assert!(
-        r.stderr.contains("warning: tool `bin/cc` resolved to `")
-            && r.stderr.contains("looks like a shim or wrapper")
-            && r.stderr.contains("check = \"./bin/cc --version\""),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&[
+        "warning: tool `bin/cc` resolved to `",
+        "looks like a shim or wrapper",
+        "check = \"./bin/cc --version\"",
+    ]);
 }
 
 #[test]
@@ -307,7 +305,7 @@ fn a_pyenv_shim_is_keyed_by_the_python_it_runs() {
         c.env("PATH", &path).env("PYENV_VERSION", version);
         let r = output(c);
         r.ok();
-        assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+        r.assert_stderr_lacks(&["warning"]);
         r
     };
     assert_eq!(build("3.11").outcome("v"), "built");

@@ -19,7 +19,7 @@ fn rejects(manifest: &str, line_col: &str, words: &[&str]) {
         "every error says what to do:\n{}",
         r.stderr
     );
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["panicked"]);
     assert!(!p.depot.join("entries-v2").exists() || p.entries() == 0);
 }
 
@@ -143,7 +143,7 @@ fn no_manifest_at_all() {
     c.arg("-C").arg(dir.path()).arg("build");
     let r = output(c);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no relocache.toml"), "{}", r.stderr);
+    r.assert_stderr_has(&["no relocache.toml"]);
 }
 
 #[test]

@@ -183,7 +183,7 @@ fn garage_cluster_with_one_node_stopped_during_a_build_still_hits() {
     let r = build_env(&first, &env);
     r.ok();
     assert_eq!(r.json()["built"], 3);
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
 
     // A bucket that does not exist: the server answers 404 to writes, which
     // is a failed write (never an upload done into nothing).
@@ -193,11 +193,7 @@ fn garage_cluster_with_one_node_stopped_during_a_build_still_hits() {
     c.envs(missing.iter().map(|(k, v)| (k, v)));
     let check = output(c);
     assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
-    assert!(
-        !check.stdout.contains("writable     yes"),
-        "{}",
-        check.stdout
-    );
+    check.assert_stdout_lacks(&["writable     yes"]);
     let lonely = chain();
     let r = build_env(&lonely, &missing);
     r.ok();
@@ -231,7 +227,7 @@ fn garage_cluster_with_one_node_stopped_during_a_build_still_hits() {
         assert_eq!(r.outcome(t), "hit", "{t}: {}", r.stderr);
     }
     assert_eq!(second.total_runs(), 0, "no chain command ran");
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
     assert_eq!(second.read("out/b.txt"), "alpha\nbeta\n");
     check_depot_invariants(&second.depot);
 }

@@ -126,11 +126,7 @@ fn a_clean_depot_verifies_clean_plainly_and_simulated() {
 
     let r = p.run(&["verify", "--relocatable"]);
     r.ok();
-    assert!(
-        r.stdout.contains("3 entries") && r.stdout.contains("the depot is relocatable"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stdout_has(&["3 entries", "the depot is relocatable"]);
     let j = verify(&p, &["--integrity"]);
     j.ok();
     assert_eq!(j.json()["relocatable"], true);
@@ -242,11 +238,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
         .current_dir(p.tmp.path());
     let alone = output(c);
     assert_eq!(alone.code, 1);
-    assert!(
-        alone.stdout.contains("where.txt") && alone.stdout.contains("@project"),
-        "{}",
-        alone.stdout
-    );
+    alone.assert_stdout_has(&["where.txt", "@project"]);
 
     // Writing a relative path fixes it: the new entry is clean.
     p.write(
@@ -255,7 +247,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
     );
     let b = p.build(&[]);
     b.ok();
-    assert!(!b.stderr.contains("not relocatable"), "{}", b.stderr);
+    b.assert_stderr_lacks(&["not relocatable"]);
     verify(&p, &["--target", "where", "clean"]).ok();
     // The old entry is still in the depot, and still reported.
     let all = verify(&p, &[]);
@@ -576,7 +568,7 @@ fn usage_errors_exit_2() {
         .args(["verify", "--relocatable"]);
     let r = output(c);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no depot at"), "{}", r.stderr);
+    r.assert_stderr_has(&["no depot at"]);
     assert!(!missing.exists());
     // --target needs the project.
     let mut c = bin();
@@ -629,7 +621,7 @@ fn cc_g_embeds_the_build_directory_and_a_prefix_map_fixes_it() {
     );
     let b = output(c);
     b.ok();
-    assert!(!b.stderr.contains("not relocatable"), "{}", b.stderr);
+    b.assert_stderr_lacks(&["not relocatable"]);
     let r = verify(&q, &["--integrity"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.json()["entries_checked"], 5);

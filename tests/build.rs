@@ -206,16 +206,13 @@ fn a_failing_command_stores_nothing_and_skips_its_dependents() {
     assert_eq!(r.outcome("a"), "failed");
     assert_eq!(r.outcome("b"), "skipped");
     assert_eq!(r.outcome("c"), "built", "independent targets still finish");
-    assert!(
-        r.stderr.contains("broken"),
-        "the command's output is shown: {}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["broken"]);
     assert_eq!(p.entries(), 1, "only c is stored");
-    // Text mode names the failure too.
-    let t = p.run(&["build"]);
+    // Text mode names the failure too (one job: lines in a fixed order).
+    let t = p.run(&["build", "-j", "1"]);
     assert_eq!(t.code, 1);
     t.assert_stderr_has(&["failed a", "exit status 3", "skipped b"]);
+    assert_cli_snapshot!(p.tmp.path(), t);
 }
 
 #[test]
@@ -317,12 +314,13 @@ fn stdout_and_stderr_are_replayed_on_a_hit() {
         &[],
     );
     let first = p.run(&["build"]);
-    assert!(first.stdout.contains("to-stdout") && first.stderr.contains("to-stderr"));
+    first.ok().assert_stdout_has(&["to-stdout"]);
+    first.assert_stderr_has(&["to-stderr"]);
+    assert_cli_snapshot!(p.tmp.path(), first);
     let second = p.run(&["build"]);
-    second.ok();
-    second.assert_stderr_has(&["hit t"]);
-    second.assert_stdout_has(&["to-stdout"]);
-    second.assert_stderr_has(&["to-stderr"]);
+    second.ok().assert_stdout_has(&["to-stdout"]);
+    second.assert_stderr_has(&["hit t", "to-stderr"]);
+    assert_cli_snapshot!(p.tmp.path(), second);
 }
 
 #[test]
@@ -355,11 +353,13 @@ fn a_mistyped_target_gets_suggestions_and_a_big_manifest_a_short_list() {
         "did you mean `install`?",
         "(41 in all;",
     ]);
-    assert!(!r.stderr.contains("lib39"), "not every name: {}", r.stderr);
+    r.assert_stderr_lacks(&["lib39"]); // not every name
+    assert_cli_snapshot!(p.tmp.path(), r);
     // `--timings PATH` (the value needs `=`) is not taken for a target.
     let r = p.run(&["build", "--timings", "out/t.html"]);
     assert_eq!(r.code, 2);
     r.assert_stderr_has(&["use `--timings=out/t.html`"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
 }
 
 #[test]
@@ -707,14 +707,11 @@ fn quiet_hits_replay_stderr_but_not_stdout() {
     r.ok();
     r.assert_stdout_has(&["hello-out"]);
     let loud = p.run(&["build"]);
-    assert!(
-        loud.stdout.contains("hello-out"),
-        "a hit replays: {}",
-        loud.stdout
-    );
+    loud.assert_stdout_has(&["hello-out"]); // a hit replays
     loud.assert_stderr_has(&["warn-err"]);
     let quiet = p.run(&["build", "-q"]);
     quiet.ok();
     quiet.assert_stdout_lacks(&["hello-out"]);
     quiet.assert_stderr_has(&["warn-err"]);
+    assert_cli_snapshot!(p.tmp.path(), quiet);
 }

@@ -245,14 +245,10 @@ fn assert_refused(p: &Project, archive: &[u8], reason: &str) {
     let before = outside_depot(p.tmp.path(), &p.depot);
     let entries = p.entries();
     let r = p.run(&["unpack", file.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "expected exit 1\nstderr:\n{}", r.stderr);
-    assert!(
-        r.stderr.contains(reason),
-        "stderr should say `{reason}`:\n{}",
-        r.stderr
-    );
-    r.assert_stderr_has(&["nothing was published"]);
-    r.assert_stderr_lacks(&["panicked"]);
+    assert_eq!(r.code, 1, "expected exit 1\n{}", r.render());
+    r.assert_stderr_has(&[reason, "nothing was published"])
+        .assert_stderr_lacks(&["panicked"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
     assert_eq!(
         outside_depot(p.tmp.path(), &p.depot),
         before,

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -52,26 +51,6 @@ fn depot_rel(p: &Project, f: &Path) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-/// Every file and symlink in the depot with its bytes or link text.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| !e.file_type().is_dir())
-        .map(|e| {
-            let bytes = if e.file_type().is_symlink() {
-                std::fs::read_link(e.path())
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                std::fs::read(e.path()).unwrap()
-            };
-            (e.path().to_path_buf(), bytes)
-        })
-        .collect()
 }
 
 /// The project root as written and as the kernel reports it (`pwd`).
@@ -127,6 +106,7 @@ fn a_clean_depot_verifies_clean_plainly_and_simulated() {
     let r = p.run(&["verify", "--relocatable"]);
     r.ok();
     r.assert_stdout_has(&["3 entries", "the depot is relocatable"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
     let j = verify(&p, &["--integrity"]);
     j.ok();
     assert_eq!(j.json()["relocatable"], true);
@@ -141,13 +121,9 @@ fn a_clean_depot_verifies_clean_plainly_and_simulated() {
     let mut c = p.cmd(&["verify", "--relocatable", "--simulate"]);
     c.env("TMPDIR", &tmp);
     let s = output(c);
-    s.ok();
-    assert!(
-        s.stdout
-            .contains("simulated a move: 3 of 3 cached targets would hit"),
-        "{}",
-        s.stdout
-    );
+    s.ok()
+        .assert_stdout_has(&["simulated a move: 3 of 3 cached targets would hit"]);
+    assert_cli_snapshot!(p.tmp.path(), s);
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
@@ -198,12 +174,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
     // Human output: grouped under the entry, naming target, file, offset, path and fix.
     let h = p.run(&["verify", "--relocatable"]);
     assert_eq!(h.code, 1, "{}", h.stdout);
-    assert!(
-        h.stdout
-            .contains(&format!("entry {} (proj/where)", &key[..12])),
-        "{}",
-        h.stdout
-    );
+    h.assert_stdout_has(&[&format!("entry {} (proj/where)", &key[..12])]);
     let root = &forms[0];
     for needle in [
         "embedded-path  where.txt".to_owned(),
@@ -214,12 +185,9 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
         format!("--remap-path-prefix={root}=."),
         "1 problem".to_owned(),
     ] {
-        assert!(
-            h.stdout.contains(&needle),
-            "missing {needle:?} in\n{}",
-            h.stdout
-        );
+        h.assert_stdout_has(&[&needle]);
     }
+    assert_cli_snapshot!(p.tmp.path(), h);
 
     let j = verify(&p, &[]);
     assert_eq!(j.code, 1);
@@ -239,6 +207,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
     let alone = output(c);
     assert_eq!(alone.code, 1);
     alone.assert_stdout_has(&["where.txt", "@project"]);
+    assert_cli_snapshot!(p.tmp.path(), alone);
 
     // Writing a relative path fixes it: the new entry is clean.
     p.write(
@@ -453,7 +422,7 @@ fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched()
     let mut raw = std::fs::read(&b).unwrap();
     raw[0] ^= 0x20;
     std::fs::write(&b, &raw).unwrap();
-    let before = snapshot(&p.depot);
+    let before = tree(&p.depot);
 
     verify(&p, &[]).ok();
     let r = verify(&p, &["--integrity"]);
@@ -465,11 +434,7 @@ fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched()
     assert!(ps[0]["entry"].is_null());
     // --simulate, --integrity and every check read only: not even quarantine.
     assert_eq!(verify(&p, &["--integrity", "--simulate"]).code, 1);
-    assert_eq!(
-        snapshot(&p.depot),
-        before,
-        "verify must not modify the depot"
-    );
+    assert_eq!(tree(&p.depot), before, "verify must not modify the depot");
 }
 
 #[test]

@@ -376,12 +376,11 @@ pub fn check_depot_invariants(depot: &Path) {
 
 /// insta settings that make CLI text the same on every machine and run:
 /// the temp dir becomes `[TMP]` (as written and as the kernel reports it),
-/// blake3 hex becomes `[HASH]`, durations `[TIME]` and process ids `[PID]`.
+/// blake3 hex becomes `[HASH]` (abbreviated: `[HEX]`), durations `[TIME]` and process ids `[PID]`.
 /// Only what varies between runs is filtered: outcomes, names, counts, exit
 /// codes and wording stay in the snapshot.
 pub fn snapshot_settings(tmp: &Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
-    s.set_prepend_module_to_snapshot(false);
     let mut roots = vec![tmp.to_path_buf()];
     if let Ok(real) = std::fs::canonicalize(tmp) {
         if real != tmp {
@@ -393,6 +392,7 @@ pub fn snapshot_settings(tmp: &Path) -> insta::Settings {
         s.add_filter(&regex_escape(&text), "[TMP]");
     }
     s.add_filter(r"\b[0-9a-f]{64}\b", "[HASH]");
+    s.add_filter(r"\b[0-9a-f]{12}\b", "[HEX]");
     s.add_filter(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s)\b", "[TIME]");
     s.add_filter(r"\bpid \d+\b", "pid [PID]");
     s
@@ -410,13 +410,35 @@ fn regex_escape(text: &str) -> String {
 /// Pins a [`Run`] (exit code, stdout, stderr) as an insta snapshot in
 /// `tests/snapshots/`, filtered by [`snapshot_settings`] for the temp dir
 /// holding `$tmp` (a `&Path`). Review a new snapshot by eye before accepting it.
+/// Named by [`snapshot_name`], so a helper that snapshots (`rejects`,
+/// `assert_refused`) names each file after the test calling it.
 macro_rules! assert_cli_snapshot {
     ($tmp:expr, $run:expr) => {{
         let settings = $crate::common::snapshot_settings($tmp);
-        settings.bind(|| ::insta::assert_snapshot!($run.render()));
+        let name = $crate::common::snapshot_name();
+        settings.bind(|| ::insta::assert_snapshot!(name, $run.render()));
     }};
 }
 pub(crate) use assert_cli_snapshot;
+
+/// The running test's name (libtest names each test's thread after it),
+/// then `-2`, `-3`, … for its later snapshots: insta's own naming would use
+/// the helper's name and number the snapshots of parallel tests by chance.
+pub fn snapshot_name() -> String {
+    static COUNTS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let test = std::thread::current()
+        .name()
+        .expect("snapshots are taken on a test's own thread")
+        .replace("::", "__");
+    let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    let n = counts.entry(test.clone()).or_default();
+    *n += 1;
+    match *n {
+        1 => test,
+        n => format!("{test}-{n}"),
+    }
+}
 
 /// One node of a [`tree`]: what a command could have changed.
 #[derive(Debug, PartialEq, Eq)]

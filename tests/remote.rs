@@ -261,15 +261,13 @@ fn s3_remote_check_reports_reachability_credentials_and_latency() {
     let p = chain();
     let r = run_env(&p, &s3.env(), &["remote", "check"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    for line in [
+    r.assert_stdout_has(&[
         "reachable    yes",
         "credentials  yes",
         "writable     yes",
         "mode         read-write",
         "latency      ",
-    ] {
-        assert!(r.stdout.contains(line), "{line}:\n{}", r.stdout);
-    }
+    ]);
     assert!(s3.objects().is_empty(), "the probe object was deleted");
 
     let mut wrong = s3.env();
@@ -501,13 +499,8 @@ fn remote_settings_errors_name_the_place_and_exit_2() {
         let p = Project::new(&format!("\n[remote]\n{remote}\n"), &[]);
         let r = p.run(&["build"]);
         assert_eq!(r.code, 2, "{remote}: {}", r.stderr);
-        assert!(r.stderr.contains(says), "{remote}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(&format!("relocache.toml:{at}")),
-            "{remote}: {}",
-            r.stderr
-        );
-        r.assert_stderr_lacks(&["hunter2"]);
+        r.assert_stderr_has(&[says, &format!("relocache.toml:{at}")])
+            .assert_stderr_lacks(&["hunter2"]);
     }
 
     let p = chain();

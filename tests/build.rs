@@ -206,21 +206,13 @@ fn a_failing_command_stores_nothing_and_skips_its_dependents() {
     assert_eq!(r.outcome("a"), "failed");
     assert_eq!(r.outcome("b"), "skipped");
     assert_eq!(r.outcome("c"), "built", "independent targets still finish");
-    assert!(
-        r.stderr.contains("broken"),
-        "the command's output is shown: {}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["broken"]);
     assert_eq!(p.entries(), 1, "only c is stored");
-    // Text mode names the failure too.
-    let t = p.run(&["build"]);
+    // Text mode names the failure too (one job: lines in a fixed order).
+    let t = p.run(&["build", "-j", "1"]);
     assert_eq!(t.code, 1);
-    assert!(
-        t.stderr.contains("failed a") && t.stderr.contains("exit status 3"),
-        "{}",
-        t.stderr
-    );
-    assert!(t.stderr.contains("skipped b"), "{}", t.stderr);
+    t.assert_stderr_has(&["failed a", "exit status 3", "skipped b"]);
+    assert_cli_snapshot!(p.tmp.path(), t);
 }
 
 #[test]
@@ -231,7 +223,7 @@ fn a_missing_declared_output_is_an_error_naming_it_and_nothing_is_stored() {
     );
     let r = p.run(&["build"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("forgotten.txt"), "{}", r.stderr);
+    r.assert_stderr_has(&["forgotten.txt"]);
     assert_eq!(p.entries(), 0);
 }
 
@@ -243,11 +235,7 @@ fn a_glob_matching_nothing_is_an_error_naming_it() {
     );
     let r = p.run(&["build"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("`src/*.cc`") && r.stderr.contains("matched no files"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["`src/*.cc`", "matched no files"]);
 }
 
 #[test]
@@ -326,12 +314,13 @@ fn stdout_and_stderr_are_replayed_on_a_hit() {
         &[],
     );
     let first = p.run(&["build"]);
-    assert!(first.stdout.contains("to-stdout") && first.stderr.contains("to-stderr"));
+    first.ok().assert_stdout_has(&["to-stdout"]);
+    first.assert_stderr_has(&["to-stderr"]);
+    assert_cli_snapshot!(p.tmp.path(), first);
     let second = p.run(&["build"]);
-    second.ok();
-    assert!(second.stderr.contains("hit t"), "{}", second.stderr);
-    assert!(second.stdout.contains("to-stdout"), "{}", second.stdout);
-    assert!(second.stderr.contains("to-stderr"), "{}", second.stderr);
+    second.ok().assert_stdout_has(&["to-stdout"]);
+    second.assert_stderr_has(&["hit t", "to-stderr"]);
+    assert_cli_snapshot!(p.tmp.path(), second);
 }
 
 #[test]
@@ -346,7 +335,7 @@ fn selected_targets_build_with_their_deps_only() {
     assert_eq!(p.runs("c"), 0);
     let r = p.run(&["build", "nope"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("unknown target `nope`"), "{}", r.stderr);
+    r.assert_stderr_has(&["unknown target `nope`"]);
 }
 
 #[test]
@@ -359,22 +348,18 @@ fn a_mistyped_target_gets_suggestions_and_a_big_manifest_a_short_list() {
     let p = Project::new(&manifest, &[]);
     let r = p.run(&["build", "instal"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("unknown target `instal`")
-            && r.stderr.contains("did you mean `install`?"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("(41 in all;"), "{}", r.stderr);
-    assert!(!r.stderr.contains("lib39"), "not every name: {}", r.stderr);
+    r.assert_stderr_has(&[
+        "unknown target `instal`",
+        "did you mean `install`?",
+        "(41 in all;",
+    ]);
+    r.assert_stderr_lacks(&["lib39"]); // not every name
+    assert_cli_snapshot!(p.tmp.path(), r);
     // `--timings PATH` (the value needs `=`) is not taken for a target.
     let r = p.run(&["build", "--timings", "out/t.html"]);
     assert_eq!(r.code, 2);
-    assert!(
-        r.stderr.contains("use `--timings=out/t.html`"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["use `--timings=out/t.html`"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
 }
 
 #[test]
@@ -461,7 +446,7 @@ fn a_directory_that_is_not_a_depot_is_refused() {
     std::fs::write(p.depot.join("thesis.tex"), "precious").unwrap();
     let r = p.run(&["build"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not a relocache depot"), "{}", r.stderr);
+    r.assert_stderr_has(&["not a relocache depot"]);
     assert_eq!(std::fs::read_dir(&p.depot).unwrap().count(), 1);
 }
 
@@ -513,7 +498,7 @@ fn a_file_with_a_non_utf8_name_breaks_only_the_targets_that_read_it() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert_eq!(r.outcome("t"), "built");
     assert_eq!(r.outcome("all"), "failed");
-    assert!(r.stdout.contains("src/caf\\\\xE9.c"), "{}", r.stdout);
+    r.assert_stdout_has(&["src/caf\\\\xE9.c"]);
     assert_eq!(p.build(&["t"]).outcome("t"), "hit");
 }
 
@@ -603,7 +588,7 @@ fn a_project_entered_through_a_symlink_keys_and_scans_like_its_real_path() {
     // spells it, which relocache scans for too.
     let r = in_dir(&link, "-g".into(), &["build", "--require-relocatable"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("not relocatable"), "{}", r.stderr);
+    r.assert_stderr_has(&["not relocatable"]);
     let r = in_dir(&link, map(&link), &["build", "--require-relocatable"]);
     r.ok();
 }
@@ -698,11 +683,11 @@ fn fifos_never_hang_a_build() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run_bounded(&p, &["hash", "src"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("hashed 1 file"), "{}", r.stderr);
+    r.assert_stderr_has(&["hashed 1 file"]);
     // A fifo as an output is a clear failure.
     let r = run_bounded(&p, &["build", "f"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("not a regular file"), "{}", r.stderr);
+    r.assert_stderr_has(&["not a regular file"]);
     // Named literally as an input, too.
     p.write(
         "relocache.toml",
@@ -720,16 +705,13 @@ fn quiet_hits_replay_stderr_but_not_stdout() {
     );
     let r = p.run(&["build"]);
     r.ok();
-    assert!(r.stdout.contains("hello-out"), "{}", r.stdout);
+    r.assert_stdout_has(&["hello-out"]);
     let loud = p.run(&["build"]);
-    assert!(
-        loud.stdout.contains("hello-out"),
-        "a hit replays: {}",
-        loud.stdout
-    );
-    assert!(loud.stderr.contains("warn-err"), "{}", loud.stderr);
+    loud.assert_stdout_has(&["hello-out"]); // a hit replays
+    loud.assert_stderr_has(&["warn-err"]);
     let quiet = p.run(&["build", "-q"]);
     quiet.ok();
-    assert!(!quiet.stdout.contains("hello-out"), "{}", quiet.stdout);
-    assert!(quiet.stderr.contains("warn-err"), "{}", quiet.stderr);
+    quiet.assert_stdout_lacks(&["hello-out"]);
+    quiet.assert_stderr_has(&["warn-err"]);
+    assert_cli_snapshot!(p.tmp.path(), quiet);
 }

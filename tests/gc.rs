@@ -169,12 +169,7 @@ fn gc_under_the_bound_removes_nothing_and_dry_run_changes_nothing() {
 
     let text = p.run(&["gc", "--max-size", "200K", "--dry-run"]);
     text.ok();
-    assert!(
-        text.stderr.contains("would remove 2 entries"),
-        "{}",
-        text.stderr
-    );
-    assert!(text.stderr.contains("would free"), "{}", text.stderr);
+    text.assert_stderr_has(&["would remove 2 entries", "would free"]);
 }
 
 #[test]
@@ -355,11 +350,7 @@ fn clear_by_target_and_by_key() {
     let key = key_of(&b, "b");
     let wrong = p.run(&["clear", "c", "--key", &key[..10]]);
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
-    assert!(
-        wrong.stderr.contains("belongs to `proj/b`"),
-        "{}",
-        wrong.stderr
-    );
+    wrong.assert_stderr_has(&["belongs to `proj/b`"]);
     assert_eq!(p.entries(), 3);
     let r = p.run(&["clear", "b", "--key", &key[..10]]);
     r.ok();
@@ -374,18 +365,10 @@ fn clear_by_target_and_by_key() {
 
     let missing = p.run(&["clear", "--key", "abcdef"]);
     assert_eq!(missing.code, 1, "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("no entry has a key"),
-        "{}",
-        missing.stderr
-    );
+    missing.assert_stderr_has(&["no entry has a key"]);
     let unknown = p.run(&["clear", "nosuch"]);
     assert_eq!(unknown.code, 2);
-    assert!(
-        unknown.stderr.contains("unknown target `nosuch`"),
-        "{}",
-        unknown.stderr
-    );
+    unknown.assert_stderr_has(&["unknown target `nosuch`"]);
     let nothing = p.run(&["clear"]);
     assert_eq!(nothing.code, 2);
 
@@ -493,12 +476,7 @@ fn stats_counts_are_exact_after_a_known_sequence_of_builds() {
 
     let text = p.run(&["stats", "-v"]);
     text.ok();
-    assert!(
-        text.stdout.contains("3 of 8 lookups (37.5%)"),
-        "{}",
-        text.stdout
-    );
-    assert!(text.stdout.contains("proj/f"), "{}", text.stdout);
+    text.assert_stdout_has(&["3 of 8 lookups (37.5%)", "proj/f"]);
 
     // Reset: counters restart, entries stay.
     let r = p.run(&["stats", "--reset", "--json"]);
@@ -611,11 +589,7 @@ fn build_runs_gc_when_the_depot_exceeds_its_configured_max_size() {
     assert!(!r.stderr.contains("gc:"), "under the bound: {}", r.stderr);
     let r = p.build(&["y"]);
     r.ok();
-    assert!(
-        r.stderr.contains("gc: the depot exceeded its max_size"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["gc: the depot exceeded its max_size"]);
     assert!(walkdir_size(&p.depot) <= 150 * 1024);
     assert_eq!(p.entries(), 1);
     std::fs::remove_file(p.path("y.bin")).unwrap();
@@ -645,15 +619,11 @@ fn maintenance_commands_explain_themselves_and_reject_bad_units() {
     p.build(&[]).ok();
     let r = p.run(&["gc", "--max-size", "lots"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not a valid size"), "{}", r.stderr);
+    r.assert_stderr_has(&["not a valid size"]);
     set_depot_toml(&p.depot, "max_size = \"huge\"");
     let r = p.run(&["gc"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("DEPOT.toml") && r.stderr.contains("max_size"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["DEPOT.toml", "max_size"]);
     // On a depot that does not exist yet: nothing to do, nothing created.
     let empty = p.tmp.path().join("no-depot");
     let mut c = bin();
@@ -717,7 +687,7 @@ fn a_damaged_usage_log_costs_its_line_not_the_depot() {
     assert_eq!(g.code, 0, "{}", g.stderr);
     let b = p.build(&[]);
     b.ok();
-    assert!(!b.stderr.contains("usage"), "{}", b.stderr);
+    b.assert_stderr_lacks(&["usage"]);
 }
 
 #[test]
@@ -737,8 +707,7 @@ fn a_broken_manifest_does_not_block_the_maintenance_of_a_named_depot() {
         c.current_dir(ws.join("sub")).args(&args);
         let r = output(c);
         assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("ignoring the project"), "{}", r.stderr);
-        assert!(r.stderr.contains("relocache.toml:1"), "{}", r.stderr);
+        r.assert_stderr_has(&["ignoring the project", "relocache.toml:1"]);
     }
     // Without a named depot the manifest might name it: an error, exit 2.
     let mut c = without_relocache_env(bin());

@@ -98,14 +98,13 @@ fn relocache_hash_refuses_a_name_it_cannot_encode() {
     for arg in ["src", "src/*", "."] {
         let r = hash(arg);
         assert_eq!(r.code, 1, "hash {arg}: {}", r.stderr);
-        assert!(r.stderr.contains("src/x\\xFF"), "{}", r.stderr);
-        assert!(r.stderr.contains("help: rename it"), "{}", r.stderr);
+        r.assert_stderr_has(&["src/x\\xFF", "help: rename it"]);
     }
     std::fs::remove_file(raw(&p, b"src/x\xff")).unwrap();
     std::fs::write(p.path("src/a\\b"), "b\n").unwrap();
     let r = hash("src");
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("src/a\\b"), "{}", r.stderr);
+    r.assert_stderr_has(&["src/a\\b"]);
     // A glob that does not match it is fine.
     hash("src/s*").ok();
 }
@@ -138,11 +137,7 @@ fn an_empty_directory_added_under_a_directory_input_changes_the_key() {
     assert_eq!(st.json()["targets"][0]["changed"][0]["path"], "src/empty");
     assert_eq!(st.json()["targets"][0]["changed"][0]["directory"], true);
     let st = p.run(&["status", "t"]);
-    assert!(
-        st.stdout.contains("directory added: src/empty"),
-        "{}",
-        st.stdout
-    );
+    st.assert_stdout_has(&["directory added: src/empty"]);
     let r = p.build(&[]);
     r.ok();
     assert_eq!(r.outcome("t"), "built");
@@ -152,11 +147,7 @@ fn an_empty_directory_added_under_a_directory_input_changes_the_key() {
     std::fs::remove_dir(p.path("src/empty")).unwrap();
     let ex = p.run(&["explain", "t"]);
     ex.ok();
-    assert!(
-        ex.stdout.contains("directory removed: src/empty"),
-        "{}",
-        ex.stdout
-    );
+    ex.assert_stdout_has(&["directory removed: src/empty"]);
     assert_eq!(p.build(&[]).outcome("t"), "hit");
     assert_eq!(p.read("o"), "src\nsrc/a\n");
 }
@@ -182,7 +173,7 @@ fn a_dependent_reading_through_a_deps_output_symlink_sees_the_new_content() {
     p.write("data.txt", "v3\n");
     let ex = p.run(&["explain", "use"]);
     ex.ok();
-    assert!(ex.stdout.contains("gen"), "{}", ex.stdout);
+    ex.assert_stdout_has(&["gen"]);
 }
 
 #[test]
@@ -210,7 +201,7 @@ fn an_input_symlink_to_a_file_that_is_not_an_input_keys_the_target_by_that_file(
     p.build(&[]).ok();
     p.write("data.txt", "v2\n");
     let ex = p.run(&["explain", "t"]);
-    assert!(ex.stdout.contains("input changed: link"), "{}", ex.stdout);
+    ex.assert_stdout_has(&["input changed: link"]);
     let r = p.build(&[]);
     r.ok();
     assert_eq!(r.outcome("t"), "built");
@@ -230,8 +221,7 @@ fn a_top_level_relative_symlink_output_inside_the_project_gives_no_warning() {
     );
     let r = p.build(&[]);
     r.ok();
-    assert!(!r.stderr.contains("`g`"), "{}", r.stderr);
-    assert!(!r.stderr.contains("`here`"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["`g`", "`here`"]);
     assert!(
         r.stderr
             .contains("output symlink `o` points to `../outside`, which is not inside the project"),
@@ -249,21 +239,12 @@ fn status_and_explain_say_a_target_cannot_see_content_changes_of_untracked_input
     p.build(&[]).ok();
     let st = p.run(&["status"]);
     st.ok();
-    assert!(st.stdout.contains("ready"), "{}", st.stdout);
-    assert!(
-        st.stdout.contains("untracked inputs: big.bin"),
-        "{}",
-        st.stdout
-    );
+    st.assert_stdout_has(&["ready", "untracked inputs: big.bin"]);
     let j = p.run(&["status", "--json"]).json();
     assert_eq!(j["targets"][0]["untracked"][0], "big.bin", "{j}");
     let ex = p.run(&["explain", "t"]);
     ex.ok();
-    assert!(
-        ex.stdout.contains("cannot see content changes of big.bin"),
-        "{}",
-        ex.stdout
-    );
+    ex.assert_stdout_has(&["cannot see content changes of big.bin"]);
     let j = p.run(&["explain", "t", "--json"]).json();
     assert_eq!(j["untracked"][0], "big.bin", "{j}");
 }

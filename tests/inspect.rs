@@ -37,24 +37,6 @@ fn status_of(p: &Project, name: &str) -> Value {
         .unwrap()
 }
 
-/// Every file below `dir` with its content, to prove a command wrote nothing.
-fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let data = if e.file_type().is_file() {
-                std::fs::read(e.path()).unwrap()
-            } else {
-                vec![]
-            };
-            (e.path().display().to_string(), data)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn status_moves_unstarted_ready_stale_ready() {
     let p = chain();
@@ -85,6 +67,9 @@ fn status_moves_unstarted_ready_stale_ready() {
     // b depends on a, whose outputs are unknown until a is rebuilt.
     assert_eq!(status_of(&p, "b")["status"], "stale");
     assert!(status_of(&p, "b")["key"].is_null());
+    let text = p.run(&["status"]);
+    text.ok();
+    assert_cli_snapshot!(p.tmp.path(), text);
 
     p.build(&[]).ok();
     assert_eq!(statuses(&p), all("ready"));
@@ -111,8 +96,8 @@ fn status_explain_graph_key_and_path_write_nothing() {
     let p = chain();
     p.build(&[]).ok();
     p.write("a.txt", "edited\n");
-    let before = snapshot(&p.depot);
-    let proj_before = snapshot(&p.root);
+    let before = tree(&p.depot);
+    let proj_before = tree(&p.root);
     for args in [
         vec!["status"],
         vec!["explain", "b"],
@@ -123,8 +108,8 @@ fn status_explain_graph_key_and_path_write_nothing() {
         let r = p.run(&args);
         assert!(r.code == 0 || r.code == 1, "{args:?}: {}", r.stderr);
     }
-    assert_eq!(snapshot(&p.depot), before);
-    assert_eq!(snapshot(&p.root), proj_before);
+    assert_eq!(tree(&p.depot), before);
+    assert_eq!(tree(&p.root), proj_before);
     assert_eq!(p.total_runs(), 3, "no command ran");
 }
 
@@ -193,11 +178,8 @@ fn explain_names_exactly_the_changed_file() {
     assert_eq!(d[0]["kind"], "input_changed");
     assert_eq!(d[0]["path"], "c.txt");
     let text = p.run(&["explain", "c"]);
-    assert!(
-        text.stdout.contains("input changed: c.txt"),
-        "{}",
-        text.stdout
-    );
+    text.ok().assert_stdout_has(&["input changed: c.txt"]);
+    assert_cli_snapshot!(p.tmp.path(), text);
 }
 
 #[test]
@@ -261,12 +243,8 @@ fn explain_names_a_changed_dep_and_recurses_to_its_reason() {
     assert_eq!(because["differences"][0]["kind"], "input_changed");
     assert_eq!(because["differences"][0]["path"], "right.txt");
     let text = p.run(&["explain", "bottom"]);
-    assert!(
-        text.stdout.contains("dep outputs changed: right")
-            && text.stdout.contains("input changed: right.txt"),
-        "{}",
-        text.stdout
-    );
+    text.assert_stdout_has(&["dep outputs changed: right", "input changed: right.txt"]);
+    assert_cli_snapshot!(p.tmp.path(), text);
     // After it is rebuilt, exactly the dep's outputs differ.
     p.build(&["right"]).ok();
     let ex = explain(&p, "bottom", &[]);
@@ -283,7 +261,8 @@ fn explain_says_so_when_nothing_changed() {
     assert_eq!(ex["same"], true);
     assert!(ex["differences"].as_array().unwrap().is_empty());
     let text = p.run(&["explain", "b"]);
-    assert!(text.stdout.contains("unchanged"), "{}", text.stdout);
+    text.ok().assert_stdout_has(&["unchanged"]);
+    assert_cli_snapshot!(p.tmp.path(), text);
 }
 
 const DIAMOND: &str = r#"
@@ -424,11 +403,7 @@ fn graph_dot_is_valid_graphviz() {
     let dot = p.run(&["graph", "--files"]);
     dot.ok();
     for name in ["top", "left", "right", "bottom", "lone", "shared.h"] {
-        assert!(
-            dot.stdout.contains(&format!("\"{name}\"")),
-            "{}",
-            dot.stdout
-        );
+        dot.assert_stdout_has(&[&format!("\"{name}\"")]);
     }
     let mut child = std::process::Command::new("dot")
         .arg("-Tsvg")
@@ -483,7 +458,7 @@ fn key_and_path_match_the_build() {
     for cmd in ["key", "path"] {
         let r = p.run(&[cmd, "nope"]);
         assert_eq!(r.code, 2, "{cmd}");
-        assert!(r.stderr.contains("unknown target `nope`"), "{}", r.stderr);
+        r.assert_stderr_has(&["unknown target `nope`"]);
     }
 }
 
@@ -497,11 +472,8 @@ fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
         &CHAIN.replace("cp c.txt out-c.txt", "cat c.txt > out-c.txt"),
     );
     let s = p.run(&["status", "c"]);
-    assert!(
-        s.stdout.contains("`relocache explain c` says what changed"),
-        "{}",
-        s.stdout
-    );
+    s.assert_stdout_has(&["`relocache explain c` says what changed"]);
+    assert_cli_snapshot!(p.tmp.path(), s);
     // The last build's inputs summary is damaged.
     let entry = std::fs::read_to_string(p.run(&["path", "a"]).stdout.trim()).unwrap();
     let inputs = entry
@@ -514,8 +486,9 @@ fn explain_tells_a_damaged_record_from_a_missing_one_and_status_points_to_it() {
     std::fs::write(&blob, "not the summary").unwrap();
     p.write("a.txt", "changed\n");
     let r = p.run(&["explain", "a"]);
-    assert!(r.stdout.contains("is damaged"), "{}{}", r.stdout, r.stderr);
-    assert!(!r.stdout.contains("no longer in the depot"), "{}", r.stdout);
+    r.assert_stdout_has(&["is damaged"])
+        .assert_stdout_lacks(&["no longer in the depot"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
 }
 
 #[test]

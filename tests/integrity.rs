@@ -84,7 +84,7 @@ fn an_entry_missing_its_outputs_is_rebuilt_not_hit() {
     let r = p.build(&[]);
     r.ok();
     assert_eq!(r.outcome("gen"), "built", "{}", r.stderr);
-    assert!(r.stderr.contains("out/gen.txt"), "{}", r.stderr);
+    r.assert_stderr_has(&["out/gen.txt"]);
     assert_eq!(p.read("out/gen.txt"), "#!/bin/sh\necho generated\n");
     assert_eq!(p.read("use.txt"), "#!/bin/sh\necho generated\ndata\n");
     // The rebuild stored a sound entry again.
@@ -120,7 +120,7 @@ fn an_entry_with_a_deleted_line_is_rebuilt_and_the_output_stays_executable() {
     let r = p.build(&[]);
     r.ok();
     assert_eq!(r.outcome("gen"), "built", "{}", r.stderr);
-    assert!(r.stderr.contains("checksum"), "{}", r.stderr);
+    r.assert_stderr_has(&["checksum"]);
     assert!(is_executable(&p.path("out/gen.txt")));
     // Kept for inspection, out of the way of the sound entry now stored.
     let quarantined = std::fs::read_dir(p.depot.join("quarantine"))
@@ -354,8 +354,7 @@ fn unpack_refuses_an_archive_with_a_damaged_entry() {
     let other = two_step();
     let r = other.run(&["unpack", archive.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("checksum"), "{}", r.stderr);
-    assert!(r.stderr.contains("nothing was published"), "{}", r.stderr);
+    r.assert_stderr_has(&["checksum", "nothing was published"]);
     assert_eq!(other.entries(), 0);
 }
 
@@ -417,7 +416,7 @@ fn a_damaged_project_record_reads_as_absent() {
         "{r}"
     );
     let human = p.run(&["status"]);
-    assert!(human.stdout.contains("checksum"), "{}", human.stdout);
+    human.assert_stdout_has(&["checksum"]);
     // The next build writes a sound record again.
     p.build(&[]).ok();
     let r = p.run(&["status", "--json"]).json();
@@ -464,7 +463,7 @@ fn an_old_format_depot_is_never_restored_from_and_gc_removes_its_directories() {
     r.ok();
     assert_eq!(r.outcome("gen"), "built", "{}", r.stderr);
     assert_eq!(r.outcome("use"), "built", "{}", r.stderr);
-    assert!(!r.stderr.contains("damaged"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["damaged"]);
     assert!(is_executable(&p.path("out/gen.txt")));
     let conf = std::fs::read_to_string(d.join("DEPOT.toml")).unwrap();
     assert!(
@@ -506,8 +505,7 @@ fn unpack_refuses_an_archive_of_the_old_format() {
     let other = two_step();
     let r = other.run(&["unpack", archive.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("format 1"), "{}", r.stderr);
-    assert!(r.stderr.contains("nothing was published"), "{}", r.stderr);
+    r.assert_stderr_has(&["format 1", "nothing was published"]);
     assert_eq!(other.entries(), 0);
 }
 

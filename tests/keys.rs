@@ -197,15 +197,13 @@ fn a_failing_tool_check_fails_the_target_naming_tool_and_command() {
     let p = project_with_tool("{ name = \"bin/mytool\", check = \"echo broken >&2; exit 3\" }");
     let r = p.run(&["build"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    for w in [
+    r.assert_stderr_has(&[
         "tool `bin/mytool`",
         "`echo broken >&2; exit 3`",
         "exit status: 3",
         "broken",
         "help:",
-    ] {
-        assert!(r.stderr.contains(w), "expected `{w}` in:\n{}", r.stderr);
-    }
+    ]);
     assert!(!p.path("out").exists());
 }
 
@@ -226,13 +224,11 @@ fn an_unresolvable_shim_tool_warns_with_the_fix() {
     c.env("PATH", path_with(&shims));
     let r = output(c);
     r.ok();
-    for w in [
+    r.assert_stderr_has(&[
         "warning: tool `fakepy` is the shim `",
         "fakeenv/shims/fakepy`",
         "check = \"fakepy --version\"",
-    ] {
-        assert!(r.stderr.contains(w), "expected `{w}` in:\n{}", r.stderr);
-    }
+    ]);
     // With a check, the shim is keyed by what it reports: no warning.
     p.write(
         "relocache.toml",
@@ -242,7 +238,7 @@ fn an_unresolvable_shim_tool_warns_with_the_fix() {
     c.env("PATH", path_with(&shims));
     let r = output(c);
     r.ok();
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
 }
 
 #[test]
@@ -253,13 +249,11 @@ fn a_wrapper_script_tool_warns_with_the_fix() {
     );
     let r = p.run(&["build"]);
     r.ok();
-    assert!(
-        r.stderr.contains("warning: tool `bin/cc` resolved to `")
-            && r.stderr.contains("looks like a shim or wrapper")
-            && r.stderr.contains("check = \"./bin/cc --version\""),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&[
+        "warning: tool `bin/cc` resolved to `",
+        "looks like a shim or wrapper",
+        "check = \"./bin/cc --version\"",
+    ]);
 }
 
 #[test]
@@ -307,7 +301,7 @@ fn a_pyenv_shim_is_keyed_by_the_python_it_runs() {
         c.env("PATH", &path).env("PYENV_VERSION", version);
         let r = output(c);
         r.ok();
-        assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+        r.assert_stderr_lacks(&["warning"]);
         r
     };
     assert_eq!(build("3.11").outcome("v"), "built");

@@ -245,14 +245,10 @@ fn assert_refused(p: &Project, archive: &[u8], reason: &str) {
     let before = outside_depot(p.tmp.path(), &p.depot);
     let entries = p.entries();
     let r = p.run(&["unpack", file.to_str().unwrap()]);
-    assert_eq!(r.code, 1, "expected exit 1\nstderr:\n{}", r.stderr);
-    assert!(
-        r.stderr.contains(reason),
-        "stderr should say `{reason}`:\n{}",
-        r.stderr
-    );
-    assert!(r.stderr.contains("nothing was published"), "{}", r.stderr);
-    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    assert_eq!(r.code, 1, "expected exit 1\n{}", r.render());
+    r.assert_stderr_has(&[reason, "nothing was published"])
+        .assert_stderr_lacks(&["panicked"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
     assert_eq!(
         outside_depot(p.tmp.path(), &p.depot),
         before,
@@ -320,11 +316,7 @@ fn pack_then_unpack_into_an_empty_depot_elsewhere_hits_everything() {
         ],
     );
     again.ok();
-    assert!(
-        again.stderr.contains("0 entries added (3 already present)"),
-        "{}",
-        again.stderr
-    );
+    again.assert_stderr_has(&["0 entries added (3 already present)"]);
 }
 
 #[test]
@@ -463,7 +455,7 @@ fn pack_of_an_unbuilt_target_fails_and_leaves_the_file_alone() {
     std::fs::write(&file, "previous archive").unwrap();
     let r = p.run(&["pack", file.to_str().unwrap(), "b"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("relocache build b"), "{}", r.stderr);
+    r.assert_stderr_has(&["relocache build b"]);
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "previous archive");
     let leftovers: Vec<_> = std::fs::read_dir(p.tmp.path())
         .unwrap()
@@ -490,14 +482,14 @@ fn pack_leaves_out_an_entry_whose_blob_is_corrupt() {
     let strict = p.tmp.path().join("c.tar.zst");
     let r = p.run(&["pack", strict.to_str().unwrap(), "c"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    r.assert_stderr_has(&["corrupt"]);
     assert!(!strict.exists());
 
     // The whole depot: the broken entry is left out with a warning.
     let whole = p.tmp.path().join("whole.tar.zst");
     let r = p.run(&["pack", whole.to_str().unwrap(), "--json"]);
     r.ok();
-    assert!(r.stderr.contains("not packed"), "{}", r.stderr);
+    r.assert_stderr_has(&["not packed"]);
     assert_eq!(r.json()["entries"].as_array().unwrap().len(), 2);
     assert_eq!(r.json()["skipped"].as_array().unwrap().len(), 1);
     let fresh = p.tmp.path().join("fresh");
@@ -539,7 +531,7 @@ fn unpack_of_a_missing_file_is_a_usage_error() {
     let p = built();
     let r = p.run(&["unpack", "no-such.tar.zst"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    r.assert_stderr_has(&["does not exist"]);
 }
 
 // ------------------------------------------------------- hostile archives
@@ -753,7 +745,7 @@ fn a_rejected_archive_publishes_none_of_its_valid_entries() {
     std::fs::write(&file_path, bad).unwrap();
     let r = with_depot(&p, &fresh, &["unpack", file_path.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("not to its name"), "{}", r.stderr);
+    r.assert_stderr_has(&["not to its name"]);
     let entries = walkdir::WalkDir::new(fresh.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
@@ -776,7 +768,7 @@ fn an_archive_over_max_size_is_refused() {
     let before = p.entries();
     let r = p.run(&["unpack", file_path.to_str().unwrap(), "--max-size", "4K"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("--max-size"), "{}", r.stderr);
+    r.assert_stderr_has(&["--max-size"]);
     assert_eq!(p.entries(), before);
     // Into a fresh depot too: nothing published.
     let fresh = p.tmp.path().join("fresh");
@@ -871,7 +863,7 @@ fn a_truncated_archive_fails_cleanly() {
     std::fs::write(&f, zst(&raw[..cut])).unwrap();
     let r = with_depot(&p, &fresh, &["unpack", f.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("truncated"), "{}", r.stderr);
+    r.assert_stderr_has(&["truncated"]);
     assert!(Depot::open_existing(&fresh)
         .unwrap()
         .list_entries()
@@ -1002,7 +994,7 @@ fn hash_of_nothing_is_a_usage_error() {
         c.args(&args);
         let r = output(c);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        r.assert_stderr_lacks(&["panicked"]);
     }
 }
 
@@ -1014,11 +1006,7 @@ fn help_shows_examples() {
         let r = output(c);
         r.ok();
         assert!(r.stdout.contains("Examples:"), "{cmd}: {}", r.stdout);
-        assert!(
-            r.stdout.contains(&format!("relocache {cmd}")),
-            "{}",
-            r.stdout
-        );
+        r.assert_stdout_has(&[&format!("relocache {cmd}")]);
     }
 }
 
@@ -1114,7 +1102,7 @@ fn pack_leaves_out_an_entry_whose_compressed_blob_is_damaged() {
     let whole = p.tmp.path().join("whole.tar.zst");
     let r = p.run(&["pack", whole.to_str().unwrap(), "--json"]);
     r.ok();
-    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    r.assert_stderr_has(&["corrupt"]);
     assert_eq!(r.json()["skipped"].as_array().unwrap().len(), 1);
     assert_eq!(r.json()["entries"].as_array().unwrap().len(), 0);
     assert!(p.depot.join("quarantine").read_dir().unwrap().count() == 1);
@@ -1175,8 +1163,7 @@ fn pack_counts_an_entry_that_does_not_parse_as_left_out() {
     let out = p.tmp.path().join("x.tar.zst");
     let r = p.run(&["pack", out.to_str().unwrap()]);
     r.ok();
-    assert!(r.stderr.contains("not packed: entry"), "{}", r.stderr);
-    assert!(r.stderr.contains("(1 left out"), "{}", r.stderr);
+    r.assert_stderr_has(&["not packed: entry", "(1 left out"]);
     let j = p.run(&["pack", out.to_str().unwrap(), "--json"]).json();
     assert_eq!(j["skipped"].as_array().unwrap().len(), 1, "{j}");
 }

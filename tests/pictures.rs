@@ -270,11 +270,10 @@ fn bad_timings_or_profile_paths_fail_before_anything_is_built() {
     let missing = p.tmp.path().join("no/such/dir/t.html");
     let r = p.run(&["build", &format!("--timings={}", missing.display())]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
-    assert!(r.stderr.contains("help:"), "{}", r.stderr);
+    r.assert_stderr_has(&["does not exist", "help:"]);
     let r = p.run(&["build", "--profile", p.tmp.path().to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
+    r.assert_stderr_has(&["is a directory"]);
     assert_eq!(p.total_runs(), 0, "nothing was built");
     assert!(!p.depot.join("entries-v2").exists() || p.entries() == 0);
     // `--timings` takes its value only with `=`, so a target name after it

@@ -65,11 +65,7 @@ fn second_machine_hits_everything(env: &[(&str, String)]) -> Project {
     assert_eq!(counter(&stats(&second), "remote_hits"), 3);
     let check = run_env(&second, env, &["remote", "check"]);
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
-    assert!(
-        check.stdout.contains("writable     yes"),
-        "{}",
-        check.stdout
-    );
+    check.assert_stdout_has(&["writable     yes"]);
     second
 }
 
@@ -105,7 +101,7 @@ fn s3_two_depots_share_one_bucket_and_the_second_runs_nothing() {
         !objects.iter().any(|o| o.starts_with("probe/")),
         "{objects:?}"
     );
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
 
     // Another machine: another directory, another empty depot.
     let second = Project::new(&manifest, &FILES);
@@ -120,7 +116,7 @@ fn s3_two_depots_share_one_bucket_and_the_second_runs_nothing() {
     std::fs::remove_dir_all(second.path("out")).unwrap();
     let r = build_env(&second, &env);
     all_hits(&r);
-    assert!(!r.stderr.contains("remote"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["remote"]);
 
     let s = stats(&second);
     assert_eq!(counter(&s, "remote_hits"), 3, "{s}");
@@ -163,12 +159,12 @@ fn s3_a_blob_or_entry_corrupted_on_the_server_is_detected_rebuilt_and_healed() {
     r.ok();
     assert_eq!(r.outcome("a"), "built", "{}", r.stderr);
     assert_eq!(second.runs("a"), 1);
-    assert!(r.stderr.contains("corrupt"), "{}", r.stderr);
+    r.assert_stderr_has(&["corrupt"]);
     // a rebuilt to the same bytes, so b's key is unchanged and it still hits.
     assert_eq!(r.outcome("b"), "hit");
     // c's entry is damaged on the server: a miss, rebuilt.
     assert_eq!(r.outcome("c"), "built");
-    assert!(r.stderr.contains("is damaged"), "{}", r.stderr);
+    r.assert_stderr_has(&["is damaged"]);
     chain_outputs_are_right(&second);
     check_depot_invariants(&second.depot);
     assert_eq!(counter(&stats(&second), "remote_corrupt"), 2);
@@ -206,7 +202,7 @@ fn s3_a_read_only_client_never_writes() {
     assert_eq!(r.outcome("a"), "hit");
     assert_eq!(r.outcome("b"), "hit");
     assert_eq!(r.outcome("c"), "built");
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
     assert_eq!(s3.files(), before, "a read-only client wrote to the server");
     assert_eq!(sizes(&s3.files()), before_sizes);
     let s = stats(&laptop);
@@ -242,12 +238,7 @@ fn s3_a_server_stopped_mid_build_warns_and_the_local_build_is_correct() {
     r.ok();
     assert_eq!(r.json()["built"], 3, "{}", r.stderr);
     chain_outputs_are_right(&p);
-    assert!(r.stderr.contains("warning: remote:"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("disabled for the rest of this run"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["warning: remote:", "disabled for the rest of this run"]);
     assert_eq!(
         r.stderr.matches("warning: remote:").count(),
         3,
@@ -270,15 +261,13 @@ fn s3_remote_check_reports_reachability_credentials_and_latency() {
     let p = chain();
     let r = run_env(&p, &s3.env(), &["remote", "check"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    for line in [
+    r.assert_stdout_has(&[
         "reachable    yes",
         "credentials  yes",
         "writable     yes",
         "mode         read-write",
         "latency      ",
-    ] {
-        assert!(r.stdout.contains(line), "{line}:\n{}", r.stdout);
-    }
+    ]);
     assert!(s3.objects().is_empty(), "the probe object was deleted");
 
     let mut wrong = s3.env();
@@ -307,8 +296,8 @@ fn s3_remote_check_reports_reachability_credentials_and_latency() {
     ));
     let r = run_env(&p, &gone, &["remote", "check"]);
     assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("reachable    no"), "{}", r.stdout);
-    assert!(r.stderr.contains("cannot be reached"), "{}", r.stderr);
+    r.assert_stdout_has(&["reachable    no"]);
+    r.assert_stderr_has(&["cannot be reached"]);
 }
 
 #[test]
@@ -366,12 +355,7 @@ fn redis_a_user_who_may_not_write_falls_back_to_read_only_and_its_password_never
 
     let check = run_env(&p, &env, &["remote", "check"]);
     assert_eq!(check.code, 1, "read-write was asked for but writes fail");
-    assert!(check.stdout.contains("writable     no"), "{}", check.stdout);
-    assert!(
-        check.stdout.contains("redis://reader:***@127.0.0.1"),
-        "{}",
-        check.stdout
-    );
+    check.assert_stdout_has(&["writable     no", "redis://reader:***@127.0.0.1"]);
     for out in [&r.stdout, &r.stderr, &check.stdout, &check.stderr] {
         assert!(!out.contains("s3cr3t-pw"), "password leaked:\n{out}");
     }
@@ -408,20 +392,14 @@ fn webdav_two_depots_share_one_nginx_server_and_a_wrong_password_is_named() {
     let wrong = vec![("RELOCACHE_REMOTE", dav.url("not-the-password"))];
     let check = run_env(&second, &wrong, &["remote", "check"]);
     assert_eq!(check.code, 1);
-    assert!(
-        check.stdout.contains("reachable    yes"),
-        "{}",
-        check.stdout
-    );
-    assert!(check.stdout.contains("credentials  no"), "{}", check.stdout);
-    assert!(check.stderr.contains("refused to read"), "{}", check.stderr);
-    assert!(check.stderr.contains("HTTP 401"), "{}", check.stderr);
-    assert!(!check.stderr.contains("<html>"), "{}", check.stderr);
+    check.assert_stdout_has(&["reachable    yes", "credentials  no"]);
+    check.assert_stderr_has(&["refused to read", "HTTP 401"]);
+    check.assert_stderr_lacks(&["<html>"]);
     let third = chain();
     let r = build_env(&third, &wrong);
     r.ok();
     assert_eq!(r.json()["built"], 3);
-    assert!(r.stderr.contains("HTTP 401"), "{}", r.stderr);
+    r.assert_stderr_has(&["HTTP 401"]);
     chain_outputs_are_right(&third);
     for out in [&check.stdout, &check.stderr, &r.stdout, &r.stderr] {
         assert!(!out.contains("not-the-password"), "password leaked:\n{out}");
@@ -446,12 +424,8 @@ fn azure_two_depots_share_one_container_and_a_missing_one_is_never_written() {
     let missing = az.env("nobody-made-this");
     let check = run_env(&second, &missing, &["remote", "check"]);
     assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
-    assert!(check.stdout.contains("writable     no"), "{}", check.stdout);
-    assert!(
-        check.stderr.contains("create the bucket or container"),
-        "{}",
-        check.stderr
-    );
+    check.assert_stdout_has(&["writable     no"]);
+    check.assert_stderr_has(&["create the bucket or container"]);
     let third = chain();
     let r = build_env(&third, &missing);
     r.ok();
@@ -481,7 +455,7 @@ fn depot_path_depots_are_searched_before_the_remote() {
         .env("RELOCACHE_REMOTE", &dead);
     let r = output(c);
     all_hits(&r);
-    assert!(!r.stderr.contains("remote"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["remote"]);
 
     // A miss everywhere else does ask the remote, and only warns.
     p.write("c.txt", "new\n");
@@ -494,7 +468,7 @@ fn depot_path_depots_are_searched_before_the_remote() {
     let r = output(c);
     r.ok();
     assert_eq!(r.outcome("c"), "built");
-    assert!(r.stderr.contains("warning: remote:"), "{}", r.stderr);
+    r.assert_stderr_has(&["warning: remote:"]);
 }
 
 #[test]
@@ -525,19 +499,14 @@ fn remote_settings_errors_name_the_place_and_exit_2() {
         let p = Project::new(&format!("\n[remote]\n{remote}\n"), &[]);
         let r = p.run(&["build"]);
         assert_eq!(r.code, 2, "{remote}: {}", r.stderr);
-        assert!(r.stderr.contains(says), "{remote}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(&format!("relocache.toml:{at}")),
-            "{remote}: {}",
-            r.stderr
-        );
-        assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+        r.assert_stderr_has(&[says, &format!("relocache.toml:{at}")])
+            .assert_stderr_lacks(&["hunter2"]);
     }
 
     let p = chain();
     let r = run_env(&p, &[("RELOCACHE_REMOTE", "s3://".into())], &["build"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("RELOCACHE_REMOTE"), "{}", r.stderr);
+    r.assert_stderr_has(&["RELOCACHE_REMOTE"]);
     let r = run_env(
         &p,
         &[
@@ -547,17 +516,17 @@ fn remote_settings_errors_name_the_place_and_exit_2() {
         &["build"],
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("RELOCACHE_REMOTE_MODE"), "{}", r.stderr);
+    r.assert_stderr_has(&["RELOCACHE_REMOTE_MODE"]);
     let r = p.run(&["remote", "check"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no remote is configured"), "{}", r.stderr);
+    r.assert_stderr_has(&["no remote is configured"]);
 
     // `off` wins over the manifest: no lookup, no warning.
     let dead = format!("redis://127.0.0.1:{}/0", servers::free_port());
     let p = Project::new(&format!("{CHAIN}\n[remote]\nurl = \"{dead}\"\n"), &FILES);
     let r = run_env(&p, &[("RELOCACHE_REMOTE", "off".into())], &["build"]);
     r.ok();
-    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
 }
 
 #[test]
@@ -613,12 +582,7 @@ fn a_remote_that_never_answers_times_out_and_is_disabled_after_three_tries() {
     r.ok();
     assert_eq!(r.json()["built"], 3);
     chain_outputs_are_right(&p);
-    assert!(r.stderr.contains("timed out after 300ms"), "{}", r.stderr);
-    assert!(
-        r.stderr.contains("disabled for the rest of this run"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["timed out after 300ms", "disabled for the rest of this run"]);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "a silent remote must cost a few timeouts, not one per request"

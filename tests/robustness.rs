@@ -335,11 +335,7 @@ fn a_store_that_fails_is_a_warning_and_the_build_goes_on() {
             assert!(warnings.contains("could not store"), "{name}: {t}");
         }
     }
-    assert!(
-        r.stderr.contains("could not store `b`") && r.stderr.contains("could not store `c`"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["could not store `b`", "could not store `c`"]);
     assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
     check_depot_invariants(&p.depot);
     // Nothing half-stored: the next build (depot writable again) builds and stores them.
@@ -359,11 +355,7 @@ fn a_read_only_depot_still_builds_with_a_warning() {
     assert_eq!(r.outcome("a"), "hit", "reading still works");
     assert_eq!(r.outcome("b"), "built");
     assert_eq!(r.outcome("c"), "built");
-    assert!(
-        r.stderr.contains("warning") && r.stderr.contains("not cached"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["warning", "not cached"]);
     assert_eq!(p.read("out/b.txt"), "alpha\nbeta\n");
     assert_eq!(
         walkdir::WalkDir::new(&p.depot).into_iter().count(),
@@ -459,7 +451,7 @@ fn a_poisoned_entry_never_writes_outside_the_targets_declared_outputs() {
     r.ok();
     assert_eq!(r.outcome("a"), "built", "{}", r.stderr);
     assert_eq!(r.outcome("d"), "built", "{}", r.stderr);
-    assert!(r.stderr.contains("not an output of `a`"), "{}", r.stderr);
+    r.assert_stderr_has(&["not an output of `a`"]);
     assert!(
         r.stderr
             .contains("without restoring its directory `dir/sub/link`"),
@@ -508,7 +500,7 @@ fn a_command_outliving_a_killed_build_is_never_run_twice_at_once() {
     // The retry waits for the orphaned loop, then builds from scratch.
     let r = p.build(&[]);
     r.ok();
-    assert!(r.stderr.contains("waiting"), "{}", r.stderr);
+    r.assert_stderr_has(&["waiting"]);
     let want: String = (1..=10).map(|i| format!("line{i}\n")).collect();
     assert_eq!(p.read("out.txt"), want);
     std::fs::remove_file(p.path("out.txt")).unwrap();
@@ -531,24 +523,19 @@ fn a_depot_that_is_not_one_is_a_usage_error_that_says_what_to_do() {
         .arg("build");
     let r = output(c);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("is not a directory"), "{}", r.stderr);
+    r.assert_stderr_has(&["is not a directory"]);
 
     let dir = p.tmp.path().join("adir");
     std::fs::create_dir(&dir).unwrap();
     let r = p.run(&["unpack", dir.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("is a directory, not an archive"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["is a directory, not an archive"]);
 
     std::fs::write(p.depot.join("DEPOT.toml"), "format = = 1\n").unwrap();
     for args in [&["build"][..], &["verify"][..]] {
         let r = p.run(args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(r.stderr.contains("DEPOT.toml` is damaged"), "{}", r.stderr);
-        assert!(r.stderr.contains("format = 1"), "{}", r.stderr);
+        r.assert_stderr_has(&["DEPOT.toml` is damaged", "format = 1"]);
     }
 }
 

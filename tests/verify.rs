@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -52,26 +51,6 @@ fn depot_rel(p: &Project, f: &Path) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
-}
-
-/// Every file and symlink in the depot with its bytes or link text.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| !e.file_type().is_dir())
-        .map(|e| {
-            let bytes = if e.file_type().is_symlink() {
-                std::fs::read_link(e.path())
-                    .unwrap()
-                    .into_os_string()
-                    .into_encoded_bytes()
-            } else {
-                std::fs::read(e.path()).unwrap()
-            };
-            (e.path().to_path_buf(), bytes)
-        })
-        .collect()
 }
 
 /// The project root as written and as the kernel reports it (`pwd`).
@@ -126,11 +105,8 @@ fn a_clean_depot_verifies_clean_plainly_and_simulated() {
 
     let r = p.run(&["verify", "--relocatable"]);
     r.ok();
-    assert!(
-        r.stdout.contains("3 entries") && r.stdout.contains("the depot is relocatable"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stdout_has(&["3 entries", "the depot is relocatable"]);
+    assert_cli_snapshot!(p.tmp.path(), r);
     let j = verify(&p, &["--integrity"]);
     j.ok();
     assert_eq!(j.json()["relocatable"], true);
@@ -145,13 +121,9 @@ fn a_clean_depot_verifies_clean_plainly_and_simulated() {
     let mut c = p.cmd(&["verify", "--relocatable", "--simulate"]);
     c.env("TMPDIR", &tmp);
     let s = output(c);
-    s.ok();
-    assert!(
-        s.stdout
-            .contains("simulated a move: 3 of 3 cached targets would hit"),
-        "{}",
-        s.stdout
-    );
+    s.ok()
+        .assert_stdout_has(&["simulated a move: 3 of 3 cached targets would hit"]);
+    assert_cli_snapshot!(p.tmp.path(), s);
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
@@ -202,12 +174,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
     // Human output: grouped under the entry, naming target, file, offset, path and fix.
     let h = p.run(&["verify", "--relocatable"]);
     assert_eq!(h.code, 1, "{}", h.stdout);
-    assert!(
-        h.stdout
-            .contains(&format!("entry {} (proj/where)", &key[..12])),
-        "{}",
-        h.stdout
-    );
+    h.assert_stdout_has(&[&format!("entry {} (proj/where)", &key[..12])]);
     let root = &forms[0];
     for needle in [
         "embedded-path  where.txt".to_owned(),
@@ -218,12 +185,9 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
         format!("--remap-path-prefix={root}=."),
         "1 problem".to_owned(),
     ] {
-        assert!(
-            h.stdout.contains(&needle),
-            "missing {needle:?} in\n{}",
-            h.stdout
-        );
+        h.assert_stdout_has(&[&needle]);
     }
+    assert_cli_snapshot!(p.tmp.path(), h);
 
     let j = verify(&p, &[]);
     assert_eq!(j.code, 1);
@@ -242,11 +206,8 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
         .current_dir(p.tmp.path());
     let alone = output(c);
     assert_eq!(alone.code, 1);
-    assert!(
-        alone.stdout.contains("where.txt") && alone.stdout.contains("@project"),
-        "{}",
-        alone.stdout
-    );
+    alone.assert_stdout_has(&["where.txt", "@project"]);
+    assert_cli_snapshot!(p.tmp.path(), alone);
 
     // Writing a relative path fixes it: the new entry is clean.
     p.write(
@@ -255,7 +216,7 @@ fn an_output_embedding_its_absolute_path_is_flagged_at_build_time_and_by_verify(
     );
     let b = p.build(&[]);
     b.ok();
-    assert!(!b.stderr.contains("not relocatable"), "{}", b.stderr);
+    b.assert_stderr_lacks(&["not relocatable"]);
     verify(&p, &["--target", "where", "clean"]).ok();
     // The old entry is still in the depot, and still reported.
     let all = verify(&p, &[]);
@@ -461,7 +422,7 @@ fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched()
     let mut raw = std::fs::read(&b).unwrap();
     raw[0] ^= 0x20;
     std::fs::write(&b, &raw).unwrap();
-    let before = snapshot(&p.depot);
+    let before = tree(&p.depot);
 
     verify(&p, &[]).ok();
     let r = verify(&p, &["--integrity"]);
@@ -473,11 +434,7 @@ fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched()
     assert!(ps[0]["entry"].is_null());
     // --simulate, --integrity and every check read only: not even quarantine.
     assert_eq!(verify(&p, &["--integrity", "--simulate"]).code, 1);
-    assert_eq!(
-        snapshot(&p.depot),
-        before,
-        "verify must not modify the depot"
-    );
+    assert_eq!(tree(&p.depot), before, "verify must not modify the depot");
 }
 
 #[test]
@@ -576,7 +533,7 @@ fn usage_errors_exit_2() {
         .args(["verify", "--relocatable"]);
     let r = output(c);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("no depot at"), "{}", r.stderr);
+    r.assert_stderr_has(&["no depot at"]);
     assert!(!missing.exists());
     // --target needs the project.
     let mut c = bin();
@@ -629,7 +586,7 @@ fn cc_g_embeds_the_build_directory_and_a_prefix_map_fixes_it() {
     );
     let b = output(c);
     b.ok();
-    assert!(!b.stderr.contains("not relocatable"), "{}", b.stderr);
+    b.assert_stderr_lacks(&["not relocatable"]);
     let r = verify(&q, &["--integrity"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
     assert_eq!(r.json()["entries_checked"], 5);

@@ -188,8 +188,7 @@ fn an_unreadable_directory_is_a_clear_error_until_it_is_ignored() {
     chmod(&["000"], &p.path("secret"));
     let r = build();
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("secret"), "{}", r.stderr);
-    assert!(r.stderr.contains("help: make it readable"), "{}", r.stderr);
+    r.assert_stderr_has(&["secret", "help: make it readable"]);
     // Ignored, it is never entered.
     std::fs::write(p.path(".gitignore"), "secret/\n").unwrap();
     let ok = build();

@@ -1,5 +1,5 @@
 //! Test helpers: a project in a temp dir, driven through the real binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -53,6 +53,55 @@ impl Run {
             .unwrap_or_else(|| panic!("no target {name} in {}", self.stdout))
             .1
     }
+    /// Asserts that stderr contains every one of `needles`; on failure it
+    /// prints which one is missing and the whole run.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needles: &[&str]) -> &Self {
+        self.assert_text("stderr", &self.stderr, needles, true)
+    }
+
+    /// Asserts that stdout contains every one of `needles`.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, needles: &[&str]) -> &Self {
+        self.assert_text("stdout", &self.stdout, needles, true)
+    }
+
+    /// Asserts that stderr contains none of `needles`.
+    #[track_caller]
+    pub fn assert_stderr_lacks(&self, needles: &[&str]) -> &Self {
+        self.assert_text("stderr", &self.stderr, needles, false)
+    }
+
+    /// Asserts that stdout contains none of `needles`.
+    #[track_caller]
+    pub fn assert_stdout_lacks(&self, needles: &[&str]) -> &Self {
+        self.assert_text("stdout", &self.stdout, needles, false)
+    }
+
+    #[track_caller]
+    fn assert_text(&self, stream: &str, text: &str, needles: &[&str], present: bool) -> &Self {
+        for needle in needles {
+            if text.contains(needle) != present {
+                let want = if present {
+                    "missing from"
+                } else {
+                    "unexpected in"
+                };
+                panic!("`{needle}` {want} {stream}\n{}", self.render());
+            }
+        }
+        self
+    }
+
+    /// The run as a user sees it: exit code, stdout and stderr, unfiltered
+    /// (what a failed assertion prints; [`assert_cli_snapshot!`] filters it).
+    pub fn render(&self) -> String {
+        format!(
+            "exit code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
     #[track_caller]
     pub fn ok(&self) -> &Self {
         assert_eq!(
@@ -323,4 +372,98 @@ pub fn check_depot_invariants(depot: &Path) {
             "stray file in objects-v1: {name}"
         );
     }
+}
+
+/// insta settings that make CLI text the same on every machine and run:
+/// the temp dir becomes `[TMP]` (as written and as the kernel reports it),
+/// blake3 hex becomes `[HASH]` (abbreviated: `[HEX]`), durations `[TIME]` and process ids `[PID]`.
+/// Only what varies between runs is filtered: outcomes, names, counts, exit
+/// codes and wording stay in the snapshot.
+pub fn snapshot_settings(tmp: &Path) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    let mut roots = vec![tmp.to_path_buf()];
+    if let Ok(real) = std::fs::canonicalize(tmp) {
+        if real != tmp {
+            roots.insert(0, real);
+        }
+    }
+    for root in roots {
+        let text = root.display().to_string();
+        s.add_filter(&regex_escape(&text), "[TMP]");
+    }
+    s.add_filter(r"\b[0-9a-f]{64}\b", "[HASH]");
+    s.add_filter(r"\b[0-9a-f]{12}\b", "[HEX]");
+    s.add_filter(r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s)\b", "[TIME]");
+    s.add_filter(r"\bpid \d+\b", "pid [PID]");
+    s
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+/// Pins a [`Run`] (exit code, stdout, stderr) as an insta snapshot in
+/// `tests/snapshots/`, filtered by [`snapshot_settings`] for the temp dir
+/// holding `$tmp` (a `&Path`). Review a new snapshot by eye before accepting it.
+/// Named by [`snapshot_name`], so a helper that snapshots (`rejects`,
+/// `assert_refused`) names each file after the test calling it.
+macro_rules! assert_cli_snapshot {
+    ($tmp:expr, $run:expr) => {{
+        let settings = $crate::common::snapshot_settings($tmp);
+        let name = $crate::common::snapshot_name();
+        settings.bind(|| ::insta::assert_snapshot!(name, $run.render()));
+    }};
+}
+pub(crate) use assert_cli_snapshot;
+
+/// The running test's name (libtest names each test's thread after it),
+/// then `-2`, `-3`, … for its later snapshots: insta's own naming would use
+/// the helper's name and number the snapshots of parallel tests by chance.
+pub fn snapshot_name() -> String {
+    static COUNTS: std::sync::Mutex<std::collections::BTreeMap<String, usize>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let test = std::thread::current()
+        .name()
+        .expect("snapshots are taken on a test's own thread")
+        .replace("::", "__");
+    let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    let n = counts.entry(test.clone()).or_default();
+    *n += 1;
+    match *n {
+        1 => test,
+        n => format!("{test}-{n}"),
+    }
+}
+
+/// One node of a [`tree`]: what a command could have changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File(Vec<u8>),
+    Link(PathBuf),
+}
+
+/// Every directory, file (with its bytes) and symlink (with its text) below
+/// `dir`, to prove a command wrote nothing there.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let ft = e.file_type();
+            let node = if ft.is_symlink() {
+                Node::Link(std::fs::read_link(e.path()).unwrap())
+            } else if ft.is_dir() {
+                Node::Dir
+            } else {
+                Node::File(std::fs::read(e.path()).unwrap())
+            };
+            (e.path().to_path_buf(), node)
+        })
+        .collect()
 }

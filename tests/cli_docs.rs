@@ -123,3 +123,30 @@ fn without_overstrike(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn readme_is_short_and_opens_with_the_fresh_machine_commands() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.len() <= 12 * 1024,
+        "README.md is {} bytes: move reference text to docs/",
+        readme.len()
+    );
+    let commands: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| *l != "```sh")
+        .skip(1)
+        .take(2)
+        .collect();
+    assert!(
+        commands[0].starts_with(
+            "cargo run --release -- -C fixtures/c-demo build && fixtures/c-demo/build/c-demo"
+        ),
+        "{commands:?}"
+    );
+    assert!(
+        commands[1].starts_with(".ci/deps && cargo test "),
+        "{commands:?}"
+    );
+}

@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use relocache::depot::Depot;
 use relocache::digest::Digest;
 use relocache::file_hash::hash_file;
-use relocache::inputs::{FileState, InputFile};
+use relocache::file_state::FileState;
+use relocache::inputs::InputFile;
 use relocache::key::{compute, KeyInputs};
 use relocache::manifest::Command;
 use relocache::relpath::RelPath;

@@ -24,10 +24,7 @@ use crate::memo::{Slot, StatMemo};
 use crate::relpath::{equal_range, prefix_range, RelPath};
 use crate::walk::{self, Meta, Unusable};
 
-/// Re-exported for the modules that still name them through `inputs`
-/// (`build/`, `verify/`, `depot/entries`, `inspect`); [`crate::file_state`]
-/// owns them.
-pub use crate::file_state::{FileState, Stamp};
+use crate::file_state::{FileState, Stamp};
 
 /// One resolved input of a target.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use crate::depot::Depot;
 use crate::digest::{Digest, Key};
 use crate::engine::plan::{plan, Planned};
 use crate::engine::BuildError;
+use crate::file_state::FileState;
 use crate::follow::Resolved;
-use crate::inputs::FileState;
 use crate::manifest::Manifest;
 
 /// A target's state in the depot stack.

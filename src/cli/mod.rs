@@ -4,6 +4,7 @@
 
 mod build;
 mod clear;
+mod completions;
 mod gc;
 mod hash;
 mod inspect;
@@ -30,6 +31,10 @@ Examples:
   relocache -C fixtures/c-demo build   build the project in another directory
   relocache build app -j 4             build `app` and its deps on 4 workers
   RELOCACHE_DEPOT=/ci/cache relocache build --json
+  relocache status                     which targets are ready, stale or unstarted
+  relocache explain app                why `app` missed: the inputs, env or tools that changed
+  relocache completions bash           a completion script (also zsh, fish, elvish, powershell)
+  relocache man | man -l -             the man page
 
 Depot selection (first match wins): --depot DIR, RELOCACHE_DEPOT,
 RELOCACHE_DEPOT_PATH (a `:`-separated stack: the first is written, all are read),
@@ -85,6 +90,10 @@ pub enum Cmd {
     Stats(stats::StatsArgs),
     /// The shared remote cache (S3, Redis, WebDAV…): `remote check`
     Remote(remote::RemoteArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) on stdout: `relocache man | man -l -`
+    Man(completions::ManArgs),
 }
 
 /// Where the command runs: the original working directory and the project dir.
@@ -165,6 +174,8 @@ pub fn main() -> i32 {
         Cmd::Clear(args) => clear::run(&env, args),
         Cmd::Stats(args) => stats::run(&env, args),
         Cmd::Remote(args) => remote::run(&env, args),
+        Cmd::Completions(args) => completions::completions(args),
+        Cmd::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => code,

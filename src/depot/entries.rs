@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{checksum, write, Depot, DepotError};
 use crate::digest::{Digest, Key};
-use crate::inputs::FileState;
+use crate::file_state::FileState;
 use crate::relpath::RelPath;
 
 /// Version of the entry format. 2: a final `checksum = "…"` line.

@@ -6,7 +6,7 @@
 
 use super::{DepOut, Outcome, TargetReport};
 use crate::depot::usage::Recorder;
-use crate::inputs::FileState;
+use crate::file_state::FileState;
 
 /// Records a target that finished without a hit. A target whose key was
 /// computed and that was not forced was looked up and missed.

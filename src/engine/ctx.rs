@@ -12,9 +12,10 @@ use super::{run, BuildError};
 use crate::depot::entries::{outputs_digest, InputsSummary, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotStack};
 use crate::digest::{Digest, Key};
+use crate::file_state::FileState;
 use crate::follow::Follow;
 use crate::inputs::{
-    glob_dir_prefix, DepFiles, Excluded, FileState, InputError, InputFile, Inputs, ProjectScan,
+    glob_dir_prefix, DepFiles, Excluded, InputError, InputFile, Inputs, ProjectScan,
 };
 use crate::key::{self, KeyInputs, Rooted};
 use crate::manifest::{reachable_deps, transitive_deps, Command, Manifest, Pattern, Target};

@@ -19,7 +19,7 @@ use crate::depot::entries::{Entry, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
 use crate::file_hash::{hash_file, hash_file_len};
-use crate::inputs::Stamp;
+use crate::file_state::Stamp;
 use crate::memo::StatMemo;
 use crate::relpath::RelPath;
 

@@ -14,7 +14,7 @@ use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::file_hash::hash_file_len;
-use crate::inputs::Stamp;
+use crate::file_state::Stamp;
 use crate::memo::StatMemo;
 use crate::par;
 use crate::reloc::{scan_file, Needle};

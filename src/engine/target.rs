@@ -14,7 +14,7 @@ use super::{remote, restore, run, store};
 use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason};
 use crate::depot::DepotError;
 use crate::digest::Key;
-use crate::inputs::FileState;
+use crate::file_state::FileState;
 use crate::manifest::{Command, Target};
 use crate::report::Reporter;
 

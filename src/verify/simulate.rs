@@ -15,7 +15,7 @@ use super::{kind, Problem, Simulated, VerifyError};
 use crate::depot::entries::InputsSummary;
 use crate::depot::Depot;
 use crate::engine::plan::{plan, Planned};
-use crate::inputs::FileState;
+use crate::file_state::FileState;
 use crate::manifest::Manifest;
 use crate::relpath::RelPath;
 use crate::report::Reporter;

@@ -632,7 +632,7 @@ fn legacy_note(removed: Vec<&str>) -> Option<String> {
 fn setting_error(depot: &Depot, name: &'static str, e: impl ToString) -> DepotError {
     DepotError::Io {
         action: name,
-        path: depot.root().join("DEPOT.toml"),
+        path: depot.config_path(),
         source: std::io::Error::other(e.to_string()),
     }
 }

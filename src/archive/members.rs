@@ -3,6 +3,10 @@
 //! accepted names are the archive format and are pinned.
 
 use super::*;
+use crate::depot::layout::{
+    is_shard, CACHEDIR_TAG_FILE, DEPOT_TOML, ENTRIES_DIR, ENTRY_SUFFIX, LEGACY_ENTRIES_DIR,
+    LOCAL_DIRS, OBJECTS_DIR, VERSIONED_PREFIXES,
+};
 
 /// What a member path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,12 +16,6 @@ pub(super) enum Member {
     DepotToml,
     Blob(Digest),
     Entry(Key),
-}
-
-pub(super) fn is_shard(s: &str) -> bool {
-    s.len() == 2
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Maps a member path to the one depot layout form it must be, or says why not.
@@ -39,22 +37,12 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     }
     let outside = || {
         let top = parts[0];
-        let local = [
-            "projects-v2",
-            "projects-v1",
-            "usage",
-            "locks",
-            "tmp",
-            "quarantine",
-        ];
-        let newer = ["objects-v", "entries-v", "projects-v"]
-            .iter()
-            .any(|p| top.starts_with(p));
-        if local.contains(&top) {
+        let newer = VERSIONED_PREFIXES.iter().any(|p| top.starts_with(p));
+        if LOCAL_DIRS.contains(&top) {
             format!("is not part of the depot layout an archive carries (`{top}/` is local state)")
-        } else if top == "entries-v1" {
+        } else if top == LEGACY_ENTRIES_DIR {
             "uses depot layout `entries-v1` of an older relocache, whose entries carry no checksum (make the archive again with this relocache)".to_owned()
-        } else if newer && top != "objects-v1" && top != "entries-v2" {
+        } else if newer && top != OBJECTS_DIR && top != ENTRIES_DIR {
             format!("uses depot layout `{top}`, which this relocache does not know (made by a newer relocache? then upgrade)")
         } else {
             "is not part of the depot layout".to_owned()
@@ -62,22 +50,25 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     };
     if is_dir {
         return match parts.as_slice() {
-            ["objects-v1" | "entries-v2"] => Ok(Member::Dir),
-            ["objects-v1" | "entries-v2", s] if is_shard(s) => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR] => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR, s] if is_shard(s) => Ok(Member::Dir),
             _ => Err(outside()),
         };
     }
     match parts.as_slice() {
-        ["CACHEDIR.TAG"] => Ok(Member::CacheTag),
-        ["DEPOT.toml"] => Ok(Member::DepotToml),
-        ["objects-v1", s, name] if is_shard(s) => match name.parse::<Digest>() {
+        [CACHEDIR_TAG_FILE] => Ok(Member::CacheTag),
+        [DEPOT_TOML] => Ok(Member::DepotToml),
+        [OBJECTS_DIR, s, name] if is_shard(s) => match name.parse::<Digest>() {
             Ok(d) if name.starts_with(s) => Ok(Member::Blob(d)),
             _ => Err(
                 "is not named `objects-v1/ab/<blake3 hex>` with `ab` its first two digits".into(),
             ),
         },
-        ["entries-v2", s, name] if is_shard(s) => {
-            match name.strip_suffix(".toml").map(|h| (h, h.parse::<Key>())) {
+        [ENTRIES_DIR, s, name] if is_shard(s) => {
+            match name
+                .strip_suffix(ENTRY_SUFFIX)
+                .map(|h| (h, h.parse::<Key>()))
+            {
                 Some((h, Ok(k))) if h.starts_with(s) => Ok(Member::Entry(k)),
                 _ => Err(
                     "is not named `entries-v2/ab/<key hex>.toml` with `ab` its first two digits"

@@ -6,6 +6,7 @@
 
 use super::frames::Frames;
 use super::*;
+use crate::depot::layout;
 
 /// Temporary archives beside the destination are named for this purpose
 /// ([`crate::tempname`]).
@@ -294,14 +295,17 @@ pub(super) fn write_archive<W: Write + Send>(
         "# relocache depot archive: the layout version of the members below.\n{}",
         toml::to_string(&config).expect("DEPOT.toml serializes")
     ));
-    append(&mut tar, "CACHEDIR.TAG", CACHEDIR_TAG.as_bytes())?;
-    append(&mut tar, "DEPOT.toml", depot_toml.as_bytes())?;
+    append(&mut tar, layout::CACHEDIR_TAG_FILE, CACHEDIR_TAG.as_bytes())?;
+    append(&mut tar, layout::DEPOT_TOML, depot_toml.as_bytes())?;
 
     let total: u64 = blobs.values().map(|l| l.size).sum();
-    append_dir(&mut tar, "objects-v1/")?;
-    let shards: BTreeSet<String> = blobs.keys().map(|d| d.to_hex()[..2].to_owned()).collect();
+    append_dir(&mut tar, &format!("{}/", layout::OBJECTS_DIR))?;
+    let shards: BTreeSet<String> = blobs
+        .keys()
+        .map(|d| layout::shard(&d.to_hex()).to_owned())
+        .collect();
     for shard in &shards {
-        append_dir(&mut tar, &format!("objects-v1/{shard}/"))?;
+        append_dir(&mut tar, &format!("{}/{shard}/", layout::OBJECTS_DIR))?;
     }
     // Blobs stored zstd-compressed go out as they are, in stored frames (no
     // second compression); blobs stored raw (incompressible by their sample,
@@ -365,20 +369,16 @@ pub(super) fn write_archive<W: Write + Send>(
         }
     }
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
-    append_dir(&mut tar, "entries-v2/")?;
+    append_dir(&mut tar, &format!("{}/", layout::ENTRIES_DIR))?;
     let mut shard = String::new();
     for (key, e) in entries {
         let hex = key.to_hex();
-        if hex[..2] != shard {
-            shard = hex[..2].to_owned();
-            append_dir(&mut tar, &format!("entries-v2/{shard}/"))?;
+        if layout::shard(&hex) != shard {
+            shard = layout::shard(&hex).to_owned();
+            append_dir(&mut tar, &format!("{}/{shard}/", layout::ENTRIES_DIR))?;
         }
         let text = render_entry(e);
-        append(
-            &mut tar,
-            &format!("entries-v2/{shard}/{hex}.toml"),
-            text.as_bytes(),
-        )?;
+        append(&mut tar, &layout::entry(key), text.as_bytes())?;
     }
     let frames = tar.into_inner().map_err(ArchiveError::Write)?;
     frames.finish().map_err(ArchiveError::Write)?;
@@ -393,13 +393,9 @@ pub(super) fn append_blob<W: Write>(
     l: &Located,
     stored: Option<Vec<u8>>,
 ) -> Result<(), ArchiveError> {
-    let hex = d.to_hex();
+    let name = layout::blob(d);
     if let Some(bytes) = stored {
-        let h = header(
-            &format!("objects-v1/{}/{hex}", &hex[..2]),
-            tar::EntryType::Regular,
-            bytes.len() as u64,
-        );
+        let h = header(&name, tar::EntryType::Regular, bytes.len() as u64);
         // The record tar::Builder::append writes (header, data, zero padding
         // to 512), in three writes instead of a copy through an 8 KiB buffer.
         let out = tar.get_mut();
@@ -415,11 +411,7 @@ pub(super) fn append_blob<W: Write>(
         inner: file.take(l.size),
         remaining: l.size,
     };
-    let h = header(
-        &format!("objects-v1/{}/{hex}", &hex[..2]),
-        tar::EntryType::Regular,
-        l.size,
-    );
+    let h = header(&name, tar::EntryType::Regular, l.size);
     tar.append(&h, data).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", &l.path)(e),
         _ => ArchiveError::Write(e),

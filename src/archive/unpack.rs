@@ -197,12 +197,13 @@ impl Unpacking<'_> {
             }
             Member::DepotToml => {
                 let text = self.small(&mut m, &name, size)?;
-                let config = parse_config(&text, Path::new("DEPOT.toml")).map_err(|e| {
-                    bad(&format!(
-                        "is not a valid DEPOT.toml: {}",
-                        e.source_text().lines().next().unwrap_or_default()
-                    ))
-                })?;
+                let config = parse_config(&text, Path::new(crate::depot::layout::DEPOT_TOML))
+                    .map_err(|e| {
+                        bad(&format!(
+                            "is not a valid DEPOT.toml: {}",
+                            e.source_text().lines().next().unwrap_or_default()
+                        ))
+                    })?;
                 if config.format > DEPOT_FORMAT {
                     return Err(ArchiveError::NewerFormat {
                         found: config.format,

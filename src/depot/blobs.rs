@@ -44,8 +44,7 @@ impl Durability {
 impl Depot {
     /// Where blob `d` lives.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.to_hex();
-        self.root.join("objects-v1").join(&hex[..2]).join(hex)
+        self.root.join(super::layout::blob(d))
     }
 
     /// Whether blob `d` is present, marking it as just used when it is: a
@@ -298,7 +297,7 @@ impl Depot {
     /// Moves a corrupt blob out of the way and returns the error to report.
     pub fn quarantine(&self, d: &Digest) -> DepotError {
         let from = self.blob_path(d);
-        let dir = self.root.join("quarantine");
+        let dir = self.quarantine_dir();
         let _ = std::fs::create_dir_all(&dir);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

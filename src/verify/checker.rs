@@ -5,6 +5,7 @@
 use super::paths::{scan_value, sharded_name};
 use super::reasons::{blob_uses, kind_of, render_reason};
 use super::*;
+use crate::depot::layout::{ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR};
 
 /// The project whose roots `@project` stands for, when known.
 pub(super) struct ProjectView {
@@ -72,7 +73,7 @@ impl Checker<'_> {
     }
 
     pub(super) fn depot_toml(&self) -> Vec<Problem> {
-        let path = self.depot.root().join("DEPOT.toml");
+        let path = self.depot.config_path();
         let mut out = Vec::new();
         if !self.opts.relocatable {
             return out;
@@ -127,7 +128,7 @@ impl Checker<'_> {
             let Some(top) = parts.first().map(String::as_str) else {
                 continue;
             };
-            let in_store = top == "objects-v1" || top == "entries-v2";
+            let in_store = top == OBJECTS_DIR || top == ENTRIES_DIR;
             let ft = item.file_type();
             if ft.is_symlink() {
                 if let Some(p) = self.symlink(item.path(), &parts, in_store) {
@@ -152,7 +153,7 @@ impl Checker<'_> {
                 continue;
             }
             match top {
-                "objects-v1" => match sharded_name(&parts, "") {
+                OBJECTS_DIR => match sharded_name(&parts, "") {
                     Some(d) => w.blobs.push(d),
                     None => w.problems.push(self.problem(
                         kind::MISNAMED_BLOB,
@@ -160,8 +161,8 @@ impl Checker<'_> {
                         "not named like a blob (`objects-v1/ab/<64 hex digits starting with ab>`); relocache never reads it\n  help: remove it".into(),
                     )),
                 },
-                "entries-v2" => {
-                    let key = sharded_name(&parts, ".toml").map(Key);
+                ENTRIES_DIR => {
+                    let key = sharded_name(&parts, ENTRY_SUFFIX).map(Key);
                     if key.is_none() {
                         w.problems.push(self.problem(
                             kind::MISNAMED_ENTRY,
@@ -171,7 +172,7 @@ impl Checker<'_> {
                     }
                     w.entries.push((item.path().to_path_buf(), key));
                 }
-                "projects-v2" if rel.extension().is_some_and(|e| e == "toml") => {
+                PROJECTS_DIR if rel.extension().is_some_and(|e| e == "toml") => {
                     w.records.push(item.path().to_path_buf())
                 }
                 _ => {}

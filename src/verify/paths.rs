@@ -8,9 +8,7 @@ pub(super) fn sharded_name(parts: &[String], suffix: &str) -> Option<Digest> {
     let [_, shard, name] = parts else {
         return None;
     };
-    let hex = name.strip_suffix(suffix)?;
-    let d: Digest = hex.parse().ok()?;
-    (shard.len() == 2 && hex.starts_with(shard.as_str())).then_some(d)
+    crate::depot::layout::sharded_digest(shard, name, suffix)
 }
 
 /// A path problem found in a stored TOML value.

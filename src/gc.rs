@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::depot::entries::Entry;
 use crate::depot::usage::{self, CompactOptions, Usage};
-use crate::depot::{write, Depot, DepotError};
+use crate::depot::{sync_dir, Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 
@@ -495,7 +495,7 @@ fn execute(
     }
     // The removals must be durable before any blob goes.
     for d in &dirs {
-        write::sync_dir(d);
+        sync_dir(d);
     }
     let known: HashSet<Key> = inv.items.iter().map(|i| i.key).collect();
     let victims: HashSet<Key> = plan.victims.iter().copied().collect();

@@ -1,8 +1,8 @@
 //! `pack` and `unpack`: depot entries moved between machines and CI caches as
 //! one standard tar stream compressed with zstd. This module owns the archive
 //! format and every check an archive must pass before it reaches a depot; it
-//! writes a depot only through [`Depot`] and [`crate::depot::write`], and never
-//! writes anywhere else (the one exception, [`pack_to_path`], writes the
+//! writes a depot only through [`Depot`] methods (blobs through
+//! [`Depot::ingest_blob`]), and never writes anywhere else (the one exception, [`pack_to_path`], writes the
 //! archive the user named).
 //!
 //! # The archive
@@ -50,6 +50,12 @@
 //! bytes read so far (a relocache archive holds already-compressed blobs, so
 //! its ratio stays near 1); each blob's uncompressed content may not exceed
 //! `max_size` either, which bounds the work of hashing a compressed blob.
+//!
+//! # Files
+//!
+//! `pack` writes archives, `unpack` reads them; `frames` is the zstd
+//! framing, `members` the member names an archive may hold, `check` the
+//! limits and content checks every byte passes while it streams.
 
 mod check;
 mod frames;
@@ -75,7 +81,7 @@ use serde::Serialize;
 use crate::depot::blobs::{self, ZSTD_MAGIC};
 use crate::depot::entries::{parse_entry, render_entry, Entry};
 use crate::depot::{
-    checksum, parse_config, write, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT,
+    checksum, parse_config, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT,
 };
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;

@@ -143,11 +143,11 @@ pub(super) fn drop_entries(
     });
 }
 
-/// [`pack`] into the file `dest`, atomically: a temporary file beside it,
+/// [`pack()`] into the file `dest`, atomically: a temporary file beside it,
 /// then a rename. A failed pack leaves `dest` as it was. Like `tar` and
 /// `zstd`, the file is not fsync'ed unless `opts.fsync`: an archive is a copy
 /// (the depot stays the source), and one cut short by a power loss is refused
-/// whole by [`unpack`], never half-used.
+/// whole by [`unpack()`](super::unpack()), never half-used.
 pub fn pack_to_path(
     stack: &[Depot],
     entries: Vec<Entry>,
@@ -189,7 +189,7 @@ pub fn pack_to_path(
     tmp.persist(dest)
         .map_err(|e| io_err("rename the archive into", dest)(e.error))?;
     if opts.fsync {
-        write::sync_dir(&dir);
+        crate::depot::sync_dir(&dir);
     }
     Ok(summary)
 }

@@ -10,6 +10,7 @@ use super::check::{
 };
 use super::members::{classify, Member};
 use super::*;
+use crate::depot::ingest::Durability;
 
 /// How to unpack.
 #[derive(Debug, Clone)]
@@ -101,12 +102,9 @@ pub(super) fn settle_pending(
         });
     }
     if !p.present {
-        let mut staged = write::staging(depot)?;
-        let path = staged.path().to_path_buf();
-        staged
-            .write_all(&p.bytes)
-            .map_err(DepotError::io("write", &path))?;
-        write::persist_batched(staged, &depot.blob_path(&p.digest))?;
+        let mut staged = depot.ingest_blob()?;
+        staged.write_all(&p.bytes)?;
+        staged.persist(&p.digest, &actual, Durability::Batched)?;
     }
     Ok(())
 }
@@ -314,7 +312,7 @@ impl Unpacking<'_> {
         let mut staged = if present {
             None
         } else {
-            Some(write::staging(self.depot)?)
+            Some(self.depot.ingest_blob()?)
         };
         let budget = self.budget();
         let mut check = ContentCheck::new(self.opts.max_size, budget.clone());
@@ -332,9 +330,7 @@ impl Unpacking<'_> {
             };
             got += n as u64;
             if let Some(s) = staged.as_mut() {
-                let path = s.path().to_path_buf();
-                s.write_all(&buf[..n])
-                    .map_err(DepotError::io("write", &path))?;
+                s.write_all(&buf[..n])?;
             }
             checked(check.feed(&buf[..n]))?;
         }
@@ -354,7 +350,7 @@ impl Unpacking<'_> {
         match staged {
             Some(s) => {
                 // Synced all at once before any entry is published.
-                write::persist_batched(s, &self.depot.blob_path(&d))?;
+                s.persist(&d, &actual, Durability::Batched)?;
                 self.summary.blobs_added += 1;
                 self.summary.bytes_added += got;
             }

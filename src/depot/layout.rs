@@ -123,6 +123,12 @@ pub fn record(project: &str, target: &str) -> String {
     format!("{PROJECTS_DIR}/{project}/{target}.toml")
 }
 
+/// `projects-v2/<project>/stat-v1-<tag>.bin`: the stat memo of one
+/// checkout of a project (`tag` names its root).
+pub fn stat_memo(project: &str, tag: &str) -> String {
+    format!("{PROJECTS_DIR}/{project}/stat-v1-{tag}.bin")
+}
+
 /// `locks/<hex>.lock`: the build lock of `key`.
 pub fn key_lock(key: &Key) -> String {
     format!("{LOCKS_DIR}/{}{LOCK_SUFFIX}", key.to_hex())

@@ -18,16 +18,20 @@
 //! and `gc` and `clear --all` remove them ([`LEGACY_DIRS`]).
 //!
 //! [`Depot`] is the only handle other modules use; they never build depot
-//! paths themselves. Every write goes through [`write`].
+//! paths themselves ([`layout`] spells them). Every write goes through the
+//! private `write` module; blobs enter through [`Depot::ingest_blob`].
 
 pub mod blobs;
 pub mod checksum;
 pub mod entries;
+pub mod ingest;
 pub mod layout;
 pub mod locks;
 pub mod records;
 pub mod usage;
-pub mod write;
+mod write;
+
+pub(crate) use write::sync_dir;
 
 use std::path::{Path, PathBuf};
 
@@ -98,6 +102,15 @@ pub enum DepotError {
     Corrupt {
         /// The blob's name.
         digest: crate::digest::Digest,
+    },
+    /// Content offered under a blob's name hashes to another digest; it
+    /// was not stored.
+    #[error("blob {digest} was not stored: its content hashes to {actual}")]
+    Mismatch {
+        /// The name it was offered under.
+        digest: crate::digest::Digest,
+        /// What its content hashes to.
+        actual: crate::digest::Digest,
     },
     /// A blob an entry needs is absent.
     #[error("blob {0} is missing from the depot")]
@@ -307,6 +320,12 @@ impl Depot {
     /// `DEPOT.toml`.
     pub fn config_path(&self) -> PathBuf {
         self.root.join(DEPOT_TOML)
+    }
+
+    /// Writes `bytes` to `path` in this depot atomically, without fsync: for
+    /// hints such as the stat memo, whose loss costs only a re-hash.
+    pub(crate) fn write_hint(&self, path: &Path, bytes: &[u8]) -> Result<(), DepotError> {
+        write::write_hint(self, path, bytes)
     }
 
     /// Where the damaged files are moved aside.

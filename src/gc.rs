@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::depot::entries::Entry;
 use crate::depot::usage::{self, CompactOptions, Usage};
-use crate::depot::{write, Depot, DepotError};
+use crate::depot::{sync_dir, Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 
@@ -495,7 +495,7 @@ fn execute(
     }
     // The removals must be durable before any blob goes.
     for d in &dirs {
-        write::sync_dir(d);
+        sync_dir(d);
     }
     let known: HashSet<Key> = inv.items.iter().map(|i| i.key).collect();
     let victims: HashSet<Key> = plan.victims.iter().copied().collect();
@@ -632,7 +632,7 @@ fn legacy_note(removed: Vec<&str>) -> Option<String> {
 fn setting_error(depot: &Depot, name: &'static str, e: impl ToString) -> DepotError {
     DepotError::Io {
         action: name,
-        path: depot.root().join("DEPOT.toml"),
+        path: depot.config_path(),
         source: std::io::Error::other(e.to_string()),
     }
 }

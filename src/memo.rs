@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::depot::{write, Depot, DepotError};
+use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
 use crate::file_state::Stamp;
 use crate::relpath::RelPath;
@@ -82,9 +82,7 @@ impl StatMemo {
         let tag = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
         depot
             .root()
-            .join("projects-v2")
-            .join(project)
-            .join(format!("stat-v1-{}.bin", &tag[..16]))
+            .join(crate::depot::layout::stat_memo(project, &tag[..16]))
     }
 
     /// Loads the memo at `path`; anything unreadable gives an empty memo.
@@ -185,7 +183,7 @@ impl StatMemo {
             }
         }
         recs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        write::write_hint(depot, path, &encode(now_ns(), &recs))
+        depot.write_hint(path, &encode(now_ns(), &recs))
     }
 }
 

@@ -399,12 +399,7 @@ pub fn run_path(env: &Env, args: &TargetArg) -> Result<i32> {
     let (key, depots, root, found) = current(env, &args.target)?;
     let path = match found {
         Some(i) => depots[i].entry_path(&key),
-        None => {
-            let hex = key.to_hex();
-            root.join("entries-v2")
-                .join(&hex[..2])
-                .join(format!("{hex}.toml"))
-        }
+        None => root.join(relocache::depot::layout::entry(&key)),
     };
     if env.cli.json {
         print_json(&serde_json::json!({

@@ -63,7 +63,7 @@ pub fn run(env: &Env, args: &VerifyArgs) -> Result<i32> {
         }
     };
     let paths = env.depot_paths(manifest.as_ref())?;
-    if !paths[0].join("DEPOT.toml").exists() {
+    if !paths[0].join(relocache::depot::layout::DEPOT_TOML).exists() {
         return Err(UsageError(format!(
             "no depot at `{}` (no DEPOT.toml)\n  help: pass --depot DIR, or run `relocache build` first",
             paths[0].display()

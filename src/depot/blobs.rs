@@ -22,30 +22,12 @@ const SAMPLE: usize = 128 * 1024;
 /// Files this large are compressed on several threads.
 const MT_MIN: u64 = 8 * 1024 * 1024;
 
-/// When a stored blob becomes durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// fsync of the file and its directory before returning.
-    Now,
-    /// Renamed into place unsynced; [`Depot::sync_batch`] must run before
-    /// anything that references the blob is published.
-    Batched,
-}
-
-impl Durability {
-    fn persist(self, staged: tempfile::NamedTempFile, dest: &Path) -> Result<(), DepotError> {
-        match self {
-            Durability::Now => write::persist(staged, dest),
-            Durability::Batched => write::persist_batched(staged, dest),
-        }
-    }
-}
+pub use super::ingest::Durability;
 
 impl Depot {
     /// Where blob `d` lives.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.to_hex();
-        self.root.join("objects-v1").join(&hex[..2]).join(hex)
+        self.root.join(super::layout::blob(d))
     }
 
     /// Whether blob `d` is present, marking it as just used when it is: a
@@ -92,22 +74,21 @@ impl Depot {
         if self.reuse_blob(&d) {
             return Ok(d);
         }
-        let mut staged = write::staging(self)?;
+        let mut staged = self.ingest_blob()?;
         let sample = &bytes[..bytes.len().min(SAMPLE)];
         let path = staged.path().to_path_buf();
         if should_compress(sample) {
             with_cctx(LEVEL, |ctx| {
-                let mut enc = zstd::stream::write::Encoder::with_context(staged.as_file_mut(), ctx);
+                let mut enc = zstd::stream::write::Encoder::with_context(staged.file_mut(), ctx);
                 enc.write_all(bytes)?;
                 enc.finish().map(|_| ())
             })
             .map_err(DepotError::io("compress", &path))?;
         } else {
-            staged
-                .write_all(bytes)
-                .map_err(DepotError::io("write", &path))?;
+            staged.write_all(bytes)?;
         }
-        durability.persist(staged, &self.blob_path(&d))?;
+        // Named by the digest of the very bytes compressed.
+        staged.persist(&d, &d, durability)?;
         Ok(d)
     }
 
@@ -135,14 +116,14 @@ impl Depot {
         let mut head = vec![0u8; SAMPLE.min(len as usize)];
         file.read_exact(&mut head)
             .map_err(DepotError::io("read output", src))?;
-        let mut staged = write::staging(self)?;
+        let mut staged = self.ingest_blob()?;
         let stage_path = staged.path().to_path_buf();
         let mut hasher = blake3::Hasher::new();
         hasher.update(&head);
         let wio = DepotError::io("write", &stage_path);
         let compress = should_compress(&head);
         let result = if compress && len >= MT_MIN {
-            let mut enc = zstd::Encoder::new(staged.as_file_mut(), LEVEL)
+            let mut enc = zstd::Encoder::new(staged.file_mut(), LEVEL)
                 .map_err(DepotError::io("compress", src))?;
             let _ = enc.multithread(rayon::current_num_threads() as u32);
             enc.write_all(&head)
@@ -150,15 +131,15 @@ impl Depot {
                 .and_then(|_| enc.finish().map(|_| ()))
         } else if compress {
             with_cctx(LEVEL, |ctx| {
-                let mut enc = zstd::stream::write::Encoder::with_context(staged.as_file_mut(), ctx);
+                let mut enc = zstd::stream::write::Encoder::with_context(staged.file_mut(), ctx);
                 enc.write_all(&head)?;
                 copy_hashing(&mut file, &mut enc, &mut hasher)?;
                 enc.finish().map(|_| ())
             })
         } else {
-            staged
-                .write_all(&head)
-                .and_then(|_| copy_hashing(&mut file, staged.as_file_mut(), &mut hasher))
+            let out = staged.file_mut();
+            out.write_all(&head)
+                .and_then(|_| copy_hashing(&mut file, out, &mut hasher))
         };
         result.map_err(wio)?;
         let d: Digest = hasher.finalize().into();
@@ -174,7 +155,8 @@ impl Depot {
         if self.reuse_blob(&d) {
             return Ok(d);
         }
-        durability.persist(staged, &self.blob_path(&d))?;
+        // Named by the digest of the content as it streamed.
+        staged.persist(&d, &d, durability)?;
         Ok(d)
     }
 
@@ -266,10 +248,11 @@ impl Depot {
         if self.has_blob(d) {
             return Ok(true);
         }
-        let mut staged = write::staging(self)?;
+        let mut staged = self.ingest_blob()?;
         // On Linux this is copy_file_range: a reflink on btrfs and XFS.
-        io::copy(&mut f, staged.as_file_mut()).map_err(DepotError::io("copy blob", &src))?;
-        write::persist(staged, &self.blob_path(d))?;
+        io::copy(&mut f, staged.file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        // Not re-hashed: a throwaway copy, whose reads verify it anyway.
+        staged.persist(d, d, Durability::Now)?;
         Ok(true)
     }
 
@@ -289,16 +272,16 @@ impl Depot {
         // Verify first, then copy the stored bytes.
         other.copy_blob(d, &mut io::sink())?;
         let src = other.blob_path(d);
-        let mut staged = write::staging(self)?;
+        let mut staged = self.ingest_blob()?;
         let mut f = File::open(&src).map_err(DepotError::io("read blob", &src))?;
-        io::copy(&mut f, staged.as_file_mut()).map_err(DepotError::io("copy blob", &src))?;
-        write::persist(staged, &self.blob_path(d))
+        io::copy(&mut f, staged.file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        staged.persist(d, d, Durability::Now)
     }
 
     /// Moves a corrupt blob out of the way and returns the error to report.
     pub fn quarantine(&self, d: &Digest) -> DepotError {
         let from = self.blob_path(d);
-        let dir = self.root.join("quarantine");
+        let dir = self.quarantine_dir();
         let _ = std::fs::create_dir_all(&dir);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

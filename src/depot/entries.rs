@@ -16,8 +16,6 @@ use crate::relpath::RelPath;
 
 /// Version of the entry format. 2: a final `checksum = "…"` line.
 pub const ENTRY_SCHEMA: u32 = 2;
-/// The directory of entries in a depot (and an archive).
-pub const ENTRIES_DIR: &str = "entries-v2";
 
 /// One stored execution of a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,11 +196,7 @@ pub fn outputs_digest(outputs: &[OutputRecord]) -> Digest {
 impl Depot {
     /// Where the entry for `key` lives.
     pub fn entry_path(&self, key: &Key) -> PathBuf {
-        let hex = key.to_hex();
-        self.root
-            .join(ENTRIES_DIR)
-            .join(&hex[..2])
-            .join(format!("{hex}.toml"))
+        self.root.join(super::layout::entry(key))
     }
 
     /// The entry for `key`, if present.
@@ -246,7 +240,7 @@ impl Depot {
     /// Moves the damaged entry for `key` to `quarantine/`, where it no
     /// longer shadows a rebuild and stays for inspection. Best effort.
     pub fn quarantine_entry(&self, key: &Key) {
-        let dir = self.root.join("quarantine");
+        let dir = self.quarantine_dir();
         let _ = std::fs::create_dir_all(&dir);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use super::{Depot, DepotError};
+use super::{layout, Depot, DepotError};
 use crate::digest::Key;
 
 /// A held per-key lock. Dropping it without [`KeyLock::release`] leaves the
@@ -34,9 +34,7 @@ pub enum LockState {
 impl Depot {
     /// Where the lock of `key` lives.
     pub fn lock_path(&self, key: &Key) -> PathBuf {
-        self.root
-            .join("locks")
-            .join(format!("{}.lock", key.to_hex()))
+        self.root.join(layout::key_lock(key))
     }
 
     /// Takes the lock of `key`, calling `waiting` with the holder's
@@ -109,7 +107,7 @@ impl Depot {
     /// until the file is dropped. `None` when it cannot be opened (a
     /// read-only depot, where nothing is published or deleted anyway).
     pub(crate) fn gc_lock(&self, exclusive: bool) -> Option<File> {
-        let path = self.root.join("locks").join("gc");
+        let path = self.root.join(layout::LOCKS_DIR).join(layout::GC_LOCK);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -127,8 +125,11 @@ impl Depot {
     /// Every lock placeholder (`locks/*.lock`), sorted.
     pub(crate) fn lock_files(&self) -> Result<Vec<PathBuf>, DepotError> {
         let mut v = Vec::new();
-        for e in super::list_dir(&self.root.join("locks"))? {
-            if e.file_name().to_string_lossy().ends_with(".lock") {
+        for e in super::list_dir(&self.root.join(layout::LOCKS_DIR))? {
+            if e.file_name()
+                .to_string_lossy()
+                .ends_with(layout::LOCK_SUFFIX)
+            {
                 v.push(e.path());
             }
         }

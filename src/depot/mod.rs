@@ -18,15 +18,20 @@
 //! and `gc` and `clear --all` remove them ([`LEGACY_DIRS`]).
 //!
 //! [`Depot`] is the only handle other modules use; they never build depot
-//! paths themselves. Every write goes through [`write`].
+//! paths themselves ([`layout`] spells them). Every write goes through the
+//! private `write` module; blobs enter through [`Depot::ingest_blob`].
 
 pub mod blobs;
 pub mod checksum;
 pub mod entries;
+pub mod ingest;
+pub mod layout;
 pub mod locks;
 pub mod records;
 pub mod usage;
-pub mod write;
+mod write;
+
+pub(crate) use write::sync_dir;
 
 use std::path::{Path, PathBuf};
 
@@ -35,19 +40,8 @@ use serde::{Deserialize, Serialize};
 /// The depot layout version this build reads and writes. 2: self-checking
 /// records, in `entries-v2/` and `projects-v2/`.
 pub const DEPOT_FORMAT: u32 = 2;
-/// The directory of project records.
-pub const PROJECTS_DIR: &str = "projects-v2";
-/// Directories of format 1, whose records carry no checksum: never read,
-/// removed by `gc` and `clear --all`.
-pub const LEGACY_DIRS: [&str; 2] = ["entries-v1", "projects-v1"];
-const DIRS: [&str; 6] = [
-    "objects-v1",
-    entries::ENTRIES_DIR,
-    PROJECTS_DIR,
-    "usage",
-    "locks",
-    "tmp",
-];
+use layout::{CACHEDIR_TAG_FILE, DEPOT_TOML};
+pub use layout::{LEGACY_DIRS, PROJECTS_DIR};
 pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a relocache depot (a build cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n";
 
 /// Errors from depot operations. Each names the path and what was being done.
@@ -109,6 +103,15 @@ pub enum DepotError {
         /// The blob's name.
         digest: crate::digest::Digest,
     },
+    /// Content offered under a blob's name hashes to another digest; it
+    /// was not stored.
+    #[error("blob {digest} was not stored: its content hashes to {actual}")]
+    Mismatch {
+        /// The name it was offered under.
+        digest: crate::digest::Digest,
+        /// What its content hashes to.
+        actual: crate::digest::Digest,
+    },
     /// A blob an entry needs is absent.
     #[error("blob {0} is missing from the depot")]
     MissingBlob(crate::digest::Digest),
@@ -166,7 +169,7 @@ impl Depot {
         if root.exists() && !root.is_dir() {
             return Err(DepotError::NotADirectory(root));
         }
-        if !root.join("DEPOT.toml").exists() {
+        if !root.join(DEPOT_TOML).exists() {
             let empty = match std::fs::read_dir(&root) {
                 Ok(mut rd) => rd.next().is_none(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -208,10 +211,10 @@ impl Depot {
         };
         fresh.ensure_layout()?;
         let text = render_config(&config);
-        write::write_bytes(&fresh, &staging.path().join("DEPOT.toml"), text.as_bytes())?;
+        write::write_bytes(&fresh, &staging.path().join(DEPOT_TOML), text.as_bytes())?;
         write::write_bytes(
             &fresh,
-            &staging.path().join("CACHEDIR.TAG"),
+            &staging.path().join(CACHEDIR_TAG_FILE),
             CACHEDIR_TAG.as_bytes(),
         )?;
         std::fs::set_permissions(
@@ -227,7 +230,7 @@ impl Depot {
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&built);
-                if root.join("DEPOT.toml").exists() {
+                if root.join(DEPOT_TOML).exists() {
                     Ok(()) // another process created it first
                 } else {
                     Err(DepotError::io("create depot", root)(e))
@@ -242,7 +245,7 @@ impl Depot {
         if root.exists() && !root.is_dir() {
             return Err(DepotError::NotADirectory(root));
         }
-        let conf_path = root.join("DEPOT.toml");
+        let conf_path = root.join(DEPOT_TOML);
         if conf_path.exists() && !conf_path.is_file() {
             return Err(DepotError::BadConfig {
                 path: conf_path,
@@ -275,7 +278,7 @@ impl Depot {
             format: DEPOT_FORMAT,
             ..self.config.clone()
         };
-        let path = self.root.join("DEPOT.toml");
+        let path = self.config_path();
         if write::write_bytes(self, &path, render_config(&config).as_bytes()).is_ok() {
             self.config = config;
         }
@@ -302,7 +305,7 @@ impl Depot {
     }
 
     fn ensure_layout(&self) -> Result<(), DepotError> {
-        for d in DIRS {
+        for d in layout::DIRS {
             let p = self.root.join(d);
             std::fs::create_dir_all(&p).map_err(DepotError::io("create", &p))?;
         }
@@ -312,6 +315,22 @@ impl Depot {
     /// The depot directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// `DEPOT.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(DEPOT_TOML)
+    }
+
+    /// Writes `bytes` to `path` in this depot atomically, without fsync: for
+    /// hints such as the stat memo, whose loss costs only a re-hash.
+    pub(crate) fn write_hint(&self, path: &Path, bytes: &[u8]) -> Result<(), DepotError> {
+        write::write_hint(self, path, bytes)
+    }
+
+    /// Where the damaged files are moved aside.
+    pub(crate) fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(layout::QUARANTINE_DIR)
     }
 
     /// `DEPOT.toml` settings.
@@ -325,20 +344,20 @@ impl Depot {
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.root.join(layout::TMP_DIR)
     }
 
     /// Every entry key in the depot, sorted. Files that are not named like an
     /// entry are skipped (staging leftovers); use `verify` to find them.
     pub fn list_entries(&self) -> Result<Vec<crate::digest::Key>, DepotError> {
-        let mut keys = self.list_sharded(entries::ENTRIES_DIR, ".toml")?;
+        let mut keys = self.list_sharded(layout::ENTRIES_DIR, layout::ENTRY_SUFFIX)?;
         keys.sort();
         Ok(keys.into_iter().map(crate::digest::Key).collect())
     }
 
     /// Every blob digest in the depot, sorted.
     pub fn list_blobs(&self) -> Result<Vec<crate::digest::Digest>, DepotError> {
-        let mut d = self.list_sharded("objects-v1", "")?;
+        let mut d = self.list_sharded(layout::OBJECTS_DIR, "")?;
         d.sort();
         Ok(d)
     }
@@ -357,14 +376,7 @@ impl Depot {
             }
             for f in list_dir(&shard.path())? {
                 let name = f.file_name().to_string_lossy().into_owned();
-                let Some(hex) = name.strip_suffix(suffix) else {
-                    continue;
-                };
-                if let Ok(d) = hex.parse::<crate::digest::Digest>() {
-                    if hex.starts_with(&sname) {
-                        out.push(d);
-                    }
-                }
+                out.extend(layout::sharded_digest(&sname, &name, suffix));
             }
         }
         Ok(out)

@@ -19,10 +19,7 @@ pub struct Record {
 
 impl Depot {
     fn record_path(&self, project: &str, target: &str) -> std::path::PathBuf {
-        self.root
-            .join(PROJECTS_DIR)
-            .join(project)
-            .join(format!("{target}.toml"))
+        self.root.join(super::layout::record(project, target))
     }
 
     /// The record of `project`/`target`, if any. A record failing its

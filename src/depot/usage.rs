@@ -49,10 +49,11 @@ use crate::digest::Key;
 pub const USAGE_FORMAT: u32 = 2;
 /// How often one key's use is logged at most, unless DEPOT.toml says otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-const LOG_PREFIX: &str = "log-v2-";
-const SUFFIX: &str = ".jsonl";
-const MERGED: &str = "merged-v2.jsonl";
-const LOCK: &str = "compact.lock";
+use super::layout::{
+    USAGE_LEGACY_LOG_PREFIX, USAGE_LEGACY_MERGED, USAGE_LOCK as LOCK,
+    USAGE_LOG_PREFIX as LOG_PREFIX, USAGE_LOG_VERSIONED, USAGE_MERGED as MERGED,
+    USAGE_MERGED_VERSIONED, USAGE_SUFFIX as SUFFIX,
+};
 /// A build folds the logs into the merged file once this many pile up.
 const COMPACT_AT: usize = 32;
 
@@ -268,14 +269,14 @@ pub fn interval(depot: &Depot) -> Result<Duration, DepotError> {
         None => Ok(DEFAULT_INTERVAL),
         Some(text) => crate::units::parse_age(text).map_err(|e| DepotError::Io {
             action: "use the usage_interval setting of",
-            path: depot.root().join("DEPOT.toml"),
+            path: depot.config_path(),
             source: std::io::Error::other(e.to_string()),
         }),
     }
 }
 
 fn usage_dir(depot: &Depot) -> PathBuf {
-    depot.root().join("usage")
+    depot.root().join(super::layout::USAGE_DIR)
 }
 
 /// The per-process logs present now, sorted. A usage file of a newer format
@@ -290,8 +291,8 @@ fn list_logs(depot: &Depot) -> Result<Vec<String>, DepotError> {
             continue;
         }
         let version = name
-            .strip_prefix("log-v")
-            .or_else(|| name.strip_prefix("merged-v"))
+            .strip_prefix(USAGE_LOG_VERSIONED)
+            .or_else(|| name.strip_prefix(USAGE_MERGED_VERSIONED))
             .and_then(|rest| rest.split(['-', '.']).next())
             .and_then(|v| v.parse::<u32>().ok());
         if let Some(v) = version.filter(|v| *v > USAGE_FORMAT) {
@@ -445,7 +446,7 @@ pub(crate) fn remove_legacy(depot: &Depot) -> Result<usize, DepotError> {
     let mut n = 0;
     for f in super::list_dir(&usage_dir(depot))? {
         let name = f.file_name().to_string_lossy().into_owned();
-        if name.starts_with("log-v1-") || name == "merged-v1.jsonl" {
+        if name.starts_with(USAGE_LEGACY_LOG_PREFIX) || name == USAGE_LEGACY_MERGED {
             let p = f.path();
             match std::fs::remove_file(&p) {
                 Ok(()) => n += 1,

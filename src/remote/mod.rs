@@ -1,9 +1,9 @@
 //! The shared remote cache: a small synchronous facade over Apache OpenDAL
 //! (S3 and S3-compatible stores, Redis, WebDAV; GCS and Azure as opt-in
 //! features). The core stays synchronous: [`Remote`] owns a tokio runtime
-//! and every public method blocks. It never prints, never writes a depot
-//! file except through [`crate::depot::write`], and never restores a byte
-//! it has not re-hashed.
+//! and every public method blocks. It never prints, writes a depot only
+//! through [`Depot`] methods (a blob through [`Depot::ingest_blob`]), and
+//! never restores a byte it has not re-hashed.
 //!
 //! ```text
 //! <bucket>/<prefix>/relocache/v1/objects/<blake3-hex>   a blob exactly as stored in a depot
@@ -35,7 +35,8 @@ use tokio::sync::Semaphore;
 pub use config::{Mode, RemoteSettings, RemoteUrl, Service};
 
 use crate::depot::entries::{parse_entry, Entry};
-use crate::depot::{write, Depot};
+use crate::depot::ingest::{BlobIngest, Durability};
+use crate::depot::Depot;
 use crate::digest::{Digest, Key};
 
 /// Layout version on the remote (in every object name).
@@ -676,7 +677,7 @@ impl Io {
             )));
         };
         let size = meta.content_length();
-        let mut staged = write::staging(&depot).map_err(local)?;
+        let mut staged = depot.ingest_blob().map_err(local)?;
         if size > 0 {
             let Some(reader) = self
                 .call(format!("read {path}"), self.op.reader(&path))
@@ -702,13 +703,16 @@ impl Io {
                 }
                 off += buf.len() as u64;
                 staged
+                    .file_mut()
                     .write_all(&buf.to_bytes())
                     .map_err(|e| Failure::Incomplete(format!("could not stage blob {d}: {e}")))?;
             }
         }
         tokio::task::spawn_blocking(move || {
-            verify_staged(&staged, &d)?;
-            write::persist(staged, &depot.blob_path(&d)).map_err(local)?;
+            let actual = verify_staged(&staged, &d)?;
+            staged
+                .persist(&d, &actual, Durability::Now)
+                .map_err(local)?;
             Ok(size)
         })
         .await
@@ -827,8 +831,9 @@ fn describe(e: &opendal::Error) -> String {
     s
 }
 
-/// Whether the staged stored bytes (zstd or raw) decode to content named `d`.
-fn verify_staged(staged: &tempfile::NamedTempFile, d: &Digest) -> Result<(), Failure> {
+/// The digest of the staged stored bytes' content (zstd or raw), when it
+/// is `d`.
+fn verify_staged(staged: &BlobIngest, d: &Digest) -> Result<Digest, Failure> {
     let corrupt = |why: String| Failure::Corrupt {
         blob: Some(*d),
         message: format!("blob {d} downloaded from the remote is corrupt ({why}); it was not used"),
@@ -842,5 +847,5 @@ fn verify_staged(staged: &tempfile::NamedTempFile, d: &Digest) -> Result<(), Fai
     if actual != *d {
         return Err(corrupt(format!("its content hashes to {}", actual.short())));
     }
-    Ok(())
+    Ok(actual)
 }

@@ -1,0 +1,478 @@
+//! `unpack`: reading an archive into a depot. Streams members once,
+//! classifies each ([`super::members`]), checks every blob against its
+//! name while it streams ([`super::check`]), and publishes entries only after
+//! the whole archive was read and every blob they name is present. Writes
+//! the depot only through [`Depot`] methods.
+
+use super::check::{
+    check_error, stored_content_digest, Budget, CheckError, ContentCheck, CountingReader, Guard,
+    Trip,
+};
+use super::members::{classify, Member};
+use super::*;
+use crate::depot::ingest::Durability;
+
+/// How to unpack.
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// Bound on the decompressed stream, and on each blob's content.
+    pub max_size: u64,
+    /// Bound on decompressed / compressed bytes past [`BOMB_MIN`]; 0 turns it off.
+    pub max_ratio: u64,
+    /// The archive's size when known, for progress.
+    pub archive_len: Option<u64>,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            max_size: DEFAULT_MAX_SIZE,
+            max_ratio: DEFAULT_MAX_RATIO,
+            archive_len: None,
+        }
+    }
+}
+
+/// What `unpack` added to the depot.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnpackSummary {
+    /// Entries published, by key.
+    pub entries_added: Vec<EntryRef>,
+    /// Entries the depot already had.
+    pub entries_present: u64,
+    /// Blobs written.
+    pub blobs_added: u64,
+    /// Blobs the depot already had (verified, not written).
+    pub blobs_present: u64,
+    /// Bytes written into the depot (blobs as stored).
+    pub bytes_added: u64,
+    /// Compressed bytes read.
+    pub archive_bytes: u64,
+    /// Decompressed tar bytes read.
+    pub tar_bytes: u64,
+}
+
+/// State of one unpack.
+pub(super) struct Unpacking<'a> {
+    depot: &'a Depot,
+    opts: &'a UnpackOptions,
+    summary: UnpackSummary,
+    entries: BTreeMap<Key, Entry>,
+    blobs: HashSet<Digest>,
+    trip: Rc<Cell<Option<Trip>>>,
+    /// Small blobs read but not yet checked and written (see [`Pending`]).
+    pending: Vec<Pending>,
+    pending_bytes: usize,
+    /// Compressed bytes read so far.
+    compressed: Arc<AtomicU64>,
+    /// Content of every blob checked so far.
+    content: Arc<AtomicU64>,
+}
+
+/// A small blob member read into memory, to be checked and written with the
+/// rest of its batch on all cores while the stream is read on.
+pub(super) struct Pending {
+    name: String,
+    digest: Digest,
+    bytes: Vec<u8>,
+    /// Already in the depot or earlier in the archive: check only.
+    present: bool,
+}
+
+/// Blobs up to this size are batched; larger ones are streamed one by one.
+pub(super) const PENDING_MAX_BLOB: u64 = 4 << 20;
+/// A batch is processed once it holds this many blobs or bytes.
+pub(super) const PENDING_COUNT: usize = 128;
+pub(super) const PENDING_BYTES: usize = 32 << 20;
+
+/// Checks one batched blob against its name and, unless present, writes it
+/// into the depot (durable with the batch's `syncfs`).
+pub(super) fn settle_pending(
+    depot: &Depot,
+    limit: u64,
+    budget: &Budget,
+    p: &Pending,
+) -> Result<(), ArchiveError> {
+    let actual = stored_content_digest(&p.bytes, limit, budget)
+        .map_err(|e| check_error(&p.name, limit, budget, e))?;
+    if actual != p.digest {
+        return Err(ArchiveError::BlobMismatch {
+            member: p.name.clone(),
+            actual,
+        });
+    }
+    if !p.present {
+        let mut staged = depot.ingest_blob()?;
+        staged.write_all(&p.bytes)?;
+        staged.persist(&p.digest, &actual, Durability::Batched)?;
+    }
+    Ok(())
+}
+
+impl Unpacking<'_> {
+    /// What the blobs' content may add up to now: `--max-size`, and past
+    /// [`BOMB_MIN`] `--max-ratio` times the compressed bytes read so far.
+    fn budget(&self) -> Budget {
+        Budget {
+            used: self.content.clone(),
+            compressed: Some(self.compressed.clone()),
+            max_size: self.opts.max_size,
+            max_ratio: self.opts.max_ratio,
+        }
+    }
+
+    /// Checks and writes the pending blobs, in parallel; the first failure
+    /// in archive order is the one reported.
+    fn flush_pending(&mut self) -> Result<(), ArchiveError> {
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let (depot, limit, budget) = (self.depot, self.opts.max_size, self.budget());
+        let results: Vec<Result<(), ArchiveError>> = batch
+            .par_iter()
+            .map(|p| settle_pending(depot, limit, &budget, p))
+            .collect();
+        for (p, r) in batch.iter().zip(results) {
+            r?;
+            if p.present {
+                self.summary.blobs_present += 1;
+            } else {
+                self.summary.blobs_added += 1;
+                self.summary.bytes_added += p.bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// An I/O error from the stream: a tripped limit, or corruption.
+    fn read_err(&self, e: io::Error) -> ArchiveError {
+        match self.trip.get() {
+            Some(Trip::TooLarge) => ArchiveError::TooLarge {
+                limit: self.opts.max_size,
+            },
+            Some(Trip::Bomb {
+                decompressed,
+                compressed,
+            }) => ArchiveError::Bomb {
+                ratio: self.opts.max_ratio,
+                decompressed,
+                compressed,
+            },
+            None => ArchiveError::Corrupt(e),
+        }
+    }
+
+    fn member<R: Read>(&mut self, mut m: tar::Entry<'_, R>) -> Result<(), ArchiveError> {
+        let name = String::from_utf8_lossy(&m.path_bytes()).into_owned();
+        let bad = |problem: &str| ArchiveError::BadMember {
+            member: name.clone(),
+            problem: problem.to_owned(),
+        };
+        use tar::EntryType as T;
+        let kind = m.header().entry_type();
+        let is_dir = match kind {
+            T::Regular => false,
+            T::Directory => true,
+            T::Symlink => return Err(bad("is a symbolic link (a depot archive holds none)")),
+            T::Link => return Err(bad("is a hard link (a depot archive holds none)")),
+            T::Char | T::Block => return Err(bad("is a device file")),
+            T::Fifo => return Err(bad("is a fifo")),
+            other => {
+                return Err(bad(&format!(
+                    "has tar type `{}`, not a regular file or directory",
+                    other.as_byte() as char
+                )))
+            }
+        };
+        if std::str::from_utf8(&m.path_bytes()).is_err() {
+            return Err(bad("is not valid UTF-8"));
+        }
+        let size = m.size();
+        match classify(&name, is_dir).map_err(|p| bad(&p))? {
+            Member::Dir => Ok(()),
+            Member::CacheTag => {
+                self.small(&mut m, &name, size)?;
+                Ok(())
+            }
+            Member::DepotToml => {
+                let text = self.small(&mut m, &name, size)?;
+                let config = parse_config(&text, Path::new(crate::depot::layout::DEPOT_TOML))
+                    .map_err(|e| {
+                        bad(&format!(
+                            "is not a valid DEPOT.toml: {}",
+                            e.source_text().lines().next().unwrap_or_default()
+                        ))
+                    })?;
+                if config.format > DEPOT_FORMAT {
+                    return Err(ArchiveError::NewerFormat {
+                        found: config.format,
+                    });
+                }
+                if config.format < DEPOT_FORMAT {
+                    return Err(ArchiveError::OlderFormat {
+                        found: config.format,
+                    });
+                }
+                Ok(())
+            }
+            Member::Blob(d) => self.blob(&mut m, &name, d, size),
+            Member::Entry(k) => self.entry(&mut m, &name, k, size),
+        }
+    }
+
+    /// Reads a member of at most `limit` bytes completely.
+    fn read_all(
+        &self,
+        m: &mut impl Read,
+        name: &str,
+        size: u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<String, ArchiveError> {
+        if size > limit {
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: format!(
+                    "is {}, too large for {what} (at most {})",
+                    format_size(size),
+                    format_size(limit)
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        m.read_to_end(&mut bytes).map_err(|e| self.read_err(e))?;
+        if bytes.len() as u64 != size {
+            return Err(ArchiveError::Truncated);
+        }
+        String::from_utf8(bytes).map_err(|_| ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: "is not UTF-8 text".into(),
+        })
+    }
+
+    fn small(&self, m: &mut impl Read, name: &str, size: u64) -> Result<String, ArchiveError> {
+        self.read_all(m, name, size, MAX_SMALL_FILE, "this file")
+    }
+
+    fn entry(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        key: Key,
+        size: u64,
+    ) -> Result<(), ArchiveError> {
+        let text = self.read_all(m, name, size, MAX_ENTRY_BYTES, "an entry")?;
+        let entry = parse_entry(&text).map_err(|message| ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: format!("is not a valid entry: {message}"),
+        })?;
+        if entry.key != key {
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: format!("records key {} under another name", entry.key),
+            });
+        }
+        if self.entries.insert(key, entry).is_some() {
+            // `pack` writes each entry once; which copy would count is a
+            // question a sound archive never raises.
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: "appears twice".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn blob(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        d: Digest,
+        size: u64,
+    ) -> Result<(), ArchiveError> {
+        let present = self.blobs.contains(&d) || self.depot.has_blob(&d);
+        if size <= PENDING_MAX_BLOB {
+            let mut bytes = Vec::with_capacity(size as usize);
+            m.read_to_end(&mut bytes).map_err(|e| self.read_err(e))?;
+            if bytes.len() as u64 != size {
+                return Err(ArchiveError::Truncated);
+            }
+            self.blobs.insert(d);
+            self.pending_bytes += bytes.len();
+            self.pending.push(Pending {
+                name: name.to_owned(),
+                digest: d,
+                bytes,
+                present,
+            });
+            if self.pending.len() >= PENDING_COUNT || self.pending_bytes >= PENDING_BYTES {
+                self.flush_pending()?;
+            }
+            return Ok(());
+        }
+        let mut staged = if present {
+            None
+        } else {
+            Some(self.depot.ingest_blob()?)
+        };
+        let budget = self.budget();
+        let mut check = ContentCheck::new(self.opts.max_size, budget.clone());
+        let mut buf = vec![0u8; BUF];
+        let mut got = 0u64;
+        let limit = self.opts.max_size;
+        let checked =
+            |r: Result<(), CheckError>| r.map_err(|e| check_error(name, limit, &budget, e));
+        loop {
+            let n = match m.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_err(e)),
+            };
+            got += n as u64;
+            if let Some(s) = staged.as_mut() {
+                s.write_all(&buf[..n])?;
+            }
+            checked(check.feed(&buf[..n]))?;
+        }
+        if got != size {
+            return Err(ArchiveError::Truncated);
+        }
+        let actual = match check.finish() {
+            Ok(a) => a,
+            Err(e) => return checked(Err(e)),
+        };
+        if actual != d {
+            return Err(ArchiveError::BlobMismatch {
+                member: name.to_owned(),
+                actual,
+            });
+        }
+        match staged {
+            Some(s) => {
+                // Synced all at once before any entry is published.
+                s.persist(&d, &actual, Durability::Batched)?;
+                self.summary.blobs_added += 1;
+                self.summary.bytes_added += got;
+            }
+            None => self.summary.blobs_present += 1,
+        }
+        self.blobs.insert(d);
+        Ok(())
+    }
+
+    /// Publishes the held entries once every blob they name is available
+    /// and durable.
+    fn publish(&mut self) -> Result<(), ArchiveError> {
+        self.flush_pending()?;
+        self.depot.sync_batch()?;
+        for e in self.entries.values() {
+            for b in e.blobs() {
+                if !self.blobs.contains(&b) && !self.depot.has_blob(&b) {
+                    return Err(ArchiveError::MissingBlob {
+                        key: e.key,
+                        target: format!("{}/{}", e.project, e.target),
+                        blob: b,
+                    });
+                }
+            }
+        }
+        for e in self.entries.values() {
+            match self.depot.read_entry(&e.key) {
+                Ok(Some(_)) => self.summary.entries_present += 1,
+                // Absent, or damaged: the verified copy replaces it.
+                Ok(None) | Err(_) => {
+                    if let Err(err) = self.depot.write_entry(e) {
+                        // All or nothing: take back what this unpack published
+                        // (complete entries, seen by others only for a moment).
+                        for added in &self.summary.entries_added {
+                            let _ = self.depot.remove_entry(&added.key);
+                        }
+                        return Err(err.into());
+                    }
+                    self.summary.entries_added.push(EntryRef::of(e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Merges the archive read from `input` into `depot`; see the module docs
+/// for what is accepted. On any error no entry of the archive is published.
+pub fn unpack(
+    depot: &Depot,
+    input: impl Read,
+    opts: &UnpackOptions,
+    reporter: &dyn Reporter,
+) -> Result<UnpackSummary, ArchiveError> {
+    let compressed = Arc::new(AtomicU64::new(0));
+    let decompressed = Rc::new(Cell::new(0u64));
+    let trip = Rc::new(Cell::new(None));
+    let counting = CountingReader {
+        inner: input,
+        n: compressed.clone(),
+    };
+    let decoder = zstd::Decoder::new(counting).map_err(ArchiveError::Corrupt)?;
+    let guard = Guard {
+        inner: decoder,
+        compressed: compressed.clone(),
+        out: decompressed.clone(),
+        max_size: opts.max_size,
+        max_ratio: opts.max_ratio,
+        trip: trip.clone(),
+    };
+    let mut state = Unpacking {
+        depot,
+        opts,
+        summary: UnpackSummary::default(),
+        entries: BTreeMap::new(),
+        blobs: HashSet::new(),
+        trip,
+        pending: Vec::new(),
+        pending_bytes: 0,
+        compressed: compressed.clone(),
+        content: Default::default(),
+    };
+    let mut archive = tar::Archive::new(guard);
+    {
+        let members = archive.entries().map_err(|e| state.read_err(e))?;
+        for m in members {
+            let m = m.map_err(|e| state.read_err(e))?;
+            state.member(m)?;
+            if let Some(total) = opts.archive_len {
+                reporter.progress("unpack", compressed.load(Relaxed).min(total), total);
+            }
+        }
+    }
+    // tar stops at the first zero block. A complete archive has at least one
+    // more (and maybe record padding), all zeros; a stream that simply ends
+    // was cut at a member boundary.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut trailer = 0u64;
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(state.read_err(e)),
+        };
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Err(ArchiveError::BadMember {
+                member: "(after the end of the archive)".into(),
+                problem: "is data after tar's end-of-archive marker".into(),
+            });
+        }
+        trailer += n as u64;
+    }
+    if trailer < 512 {
+        return Err(ArchiveError::Truncated);
+    }
+    state.publish()?;
+    if let Some(total) = opts.archive_len {
+        reporter.progress("unpack", total, total);
+    }
+    state.summary.archive_bytes = compressed.load(Relaxed);
+    state.summary.tar_bytes = decompressed.get();
+    Ok(state.summary)
+}

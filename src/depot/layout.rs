@@ -1,0 +1,154 @@
+//! The depot layout: the one place that spells the names of a depot's files
+//! and directories, relative to its root. Names only, no I/O: [`super::Depot`]
+//! joins them to its root; `pack`/`unpack` use them as archive member names
+//! (which are pinned, so a name here changes only with a format version);
+//! `verify` uses them to judge what it finds.
+//!
+//! ```text
+//! DEPOT.toml  CACHEDIR.TAG
+//! objects-v1/ab/<blake3-hex>          blobs
+//! entries-v2/ab/<key-hex>.toml        entries
+//! projects-v2/<project>/<target>.toml project records (and stat memos)
+//! usage/log-v2-<unique>.jsonl  usage/merged-v2.jsonl  usage/compact.lock
+//! locks/<key-hex>.lock  locks/gc
+//! tmp/  quarantine/
+//! entries-v1/  projects-v1/  usage/*-v1*   format 1, never read
+//! ```
+
+use crate::digest::{Digest, Key};
+
+/// The depot's settings file, sealed.
+pub const DEPOT_TOML: &str = "DEPOT.toml";
+/// The cache directory tag (<https://bford.info/cachedir/>).
+pub const CACHEDIR_TAG_FILE: &str = "CACHEDIR.TAG";
+/// Blobs, sharded by the first two hex digits of their digest.
+pub const OBJECTS_DIR: &str = "objects-v1";
+/// Entries, sharded like blobs, each `<key-hex>.toml`.
+pub const ENTRIES_DIR: &str = "entries-v2";
+/// The suffix of an entry file.
+pub const ENTRY_SUFFIX: &str = ".toml";
+/// Project records: `<project>/<target>.toml`.
+pub const PROJECTS_DIR: &str = "projects-v2";
+/// Usage logs.
+pub const USAGE_DIR: &str = "usage";
+/// How every per-process usage log's name starts, then a unique part.
+pub const USAGE_LOG_PREFIX: &str = "log-v2-";
+/// The suffix of every usage file.
+pub const USAGE_SUFFIX: &str = ".jsonl";
+/// What gc folded from the logs.
+pub const USAGE_MERGED: &str = "merged-v2.jsonl";
+/// Held while the logs are folded.
+pub const USAGE_LOCK: &str = "compact.lock";
+/// How a usage log's name starts, before its format number.
+pub const USAGE_LOG_VERSIONED: &str = "log-v";
+/// How the merged file's name starts, before its format number.
+pub const USAGE_MERGED_VERSIONED: &str = "merged-v";
+/// Usage logs of format 1 (lines without a checksum, never read).
+pub const USAGE_LEGACY_LOG_PREFIX: &str = "log-v1-";
+/// The merged file of format 1.
+pub const USAGE_LEGACY_MERGED: &str = "merged-v1.jsonl";
+/// Per-key build locks and the gc lock.
+pub const LOCKS_DIR: &str = "locks";
+/// The gc lock, in [`LOCKS_DIR`].
+pub const GC_LOCK: &str = "gc";
+/// The suffix of a per-key lock in [`LOCKS_DIR`].
+pub const LOCK_SUFFIX: &str = ".lock";
+/// Staging files, renamed into place when complete.
+pub const TMP_DIR: &str = "tmp";
+/// Damaged blobs and entries, moved aside.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// The entries of format 1, whose records carry no checksum.
+pub const LEGACY_ENTRIES_DIR: &str = "entries-v1";
+/// The project records of format 1.
+pub const LEGACY_PROJECTS_DIR: &str = "projects-v1";
+/// Directories of format 1, whose records carry no checksum: never read,
+/// removed by `gc` and `clear --all`.
+pub const LEGACY_DIRS: [&str; 2] = [LEGACY_ENTRIES_DIR, LEGACY_PROJECTS_DIR];
+/// The directories every depot has (created when missing).
+pub const DIRS: [&str; 6] = [
+    OBJECTS_DIR,
+    ENTRIES_DIR,
+    PROJECTS_DIR,
+    USAGE_DIR,
+    LOCKS_DIR,
+    TMP_DIR,
+];
+/// Directories of one machine's state, which an archive never carries.
+pub const LOCAL_DIRS: [&str; 6] = [
+    PROJECTS_DIR,
+    LEGACY_PROJECTS_DIR,
+    USAGE_DIR,
+    LOCKS_DIR,
+    TMP_DIR,
+    QUARANTINE_DIR,
+];
+/// How every versioned directory name starts; a name with one of these
+/// prefixes that is not a directory above is another relocache's layout.
+pub const VERSIONED_PREFIXES: [&str; 3] = ["objects-v", "entries-v", "projects-v"];
+
+/// The shard of a digest's hex spelling: its first two digits.
+pub fn shard(hex: &str) -> &str {
+    &hex[..2]
+}
+
+/// Whether `s` is a shard directory name: two lowercase hex digits.
+pub fn is_shard(s: &str) -> bool {
+    s.len() == 2
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The digest the file `<shard>/<hex><suffix>` of a sharded directory
+/// names, when its name is a digest in its own shard.
+pub fn sharded_digest(shard: &str, name: &str, suffix: &str) -> Option<Digest> {
+    let hex = name.strip_suffix(suffix)?;
+    let d: Digest = hex.parse().ok()?;
+    (shard.len() == 2 && hex.starts_with(shard)).then_some(d)
+}
+
+/// `objects-v1/ab/<hex>`: where blob `d` lives, relative to the root.
+pub fn blob(d: &Digest) -> String {
+    let hex = d.to_hex();
+    format!("{OBJECTS_DIR}/{}/{hex}", shard(&hex))
+}
+
+/// `entries-v2/ab/<hex>.toml`: where the entry of `key` lives.
+pub fn entry(key: &Key) -> String {
+    let hex = key.to_hex();
+    format!("{ENTRIES_DIR}/{}/{hex}{ENTRY_SUFFIX}", shard(&hex))
+}
+
+/// `projects-v2/<project>/<target>.toml`: the record of a target.
+pub fn record(project: &str, target: &str) -> String {
+    format!("{PROJECTS_DIR}/{project}/{target}.toml")
+}
+
+/// `projects-v2/<project>/stat-v1-<tag>.bin`: the stat memo of one
+/// checkout of a project (`tag` names its root).
+pub fn stat_memo(project: &str, tag: &str) -> String {
+    format!("{PROJECTS_DIR}/{project}/stat-v1-{tag}.bin")
+}
+
+/// `locks/<hex>.lock`: the build lock of `key`.
+pub fn key_lock(key: &Key) -> String {
+    format!("{LOCKS_DIR}/{}{LOCK_SUFFIX}", key.to_hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_pinned_layout() {
+        let d = Digest::of(b"x");
+        let hex = d.to_hex();
+        assert_eq!(blob(&d), format!("objects-v1/{}/{hex}", &hex[..2]));
+        assert_eq!(
+            entry(&Key(d)),
+            format!("entries-v2/{}/{hex}.toml", &hex[..2])
+        );
+        assert_eq!(record("p", "t"), "projects-v2/p/t.toml");
+        assert_eq!(key_lock(&Key(d)), format!("locks/{hex}.lock"));
+        assert!(is_shard("0a") && !is_shard("0A") && !is_shard("0ab"));
+    }
+}

@@ -57,8 +57,7 @@ pub struct Cli {
     /// Print only failures, warnings and the summary
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Write diagnostics (spans and events) to stderr: a level such as `debug`
-    /// or `trace`, or directives like `relocache::engine=debug`
+    /// Diagnostics on stderr: `debug`, `trace`, or directives like `relocache::engine=debug`
     #[arg(long, global = true, value_name = "FILTER", env = log::ENV)]
     pub log: Option<String>,
     #[command(subcommand)]

@@ -543,6 +543,7 @@ pub fn gc(
     opts: &GcOptions,
     reporter: &dyn Reporter,
 ) -> Result<GcReport, DepotError> {
+    let _span = tracing::debug_span!("gc", depot = %depot.root().display()).entered();
     let inv = inventory(depot, reporter)?;
     let mut refs = inv.refs();
     let sweep = plan_sweep(depot, &inv, &refs, opts.grace)?;
@@ -600,6 +601,12 @@ pub fn gc(
         usage_logs_merged: inv.usage.pending_logs,
         warnings: inv.warnings.clone(),
     };
+    tracing::debug!(
+        entries = plan.victims.len(),
+        bytes = bytes_freed,
+        dry_run = opts.dry_run,
+        "gc plan"
+    );
     if opts.dry_run {
         return Ok(report);
     }

@@ -192,6 +192,7 @@ impl Walk<'_> {
 /// written in a manifest (not UTF-8, or holding `\`) go to
 /// [`Walked::unusable`], with everything below such a directory. Unsorted.
 pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, String> {
+    let _span = tracing::debug_span!("walk", base = %base.display()).entered();
     let w = Walk {
         skip,
         top_only,
@@ -203,9 +204,10 @@ pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, 
     };
     rayon::scope(|s| visit(s, &w, base.to_path_buf(), Vec::new(), None, None));
     if let Some(e) = w.error.into_inner().unwrap() {
+        tracing::debug!(error = %e, "walk failed");
         return Err(e);
     }
-    Ok(Walked {
+    let walked = Walked {
         files: w
             .found
             .into_inner()
@@ -215,7 +217,14 @@ pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, 
             .collect(),
         dirs: w.dirs.into_inner().unwrap().into_iter().flatten().collect(),
         unusable: w.unusable.into_inner().unwrap(),
-    })
+    };
+    tracing::debug!(
+        files = walked.files.len(),
+        dirs = walked.dirs.len(),
+        unusable = walked.unusable.len(),
+        "walked"
+    );
+    Ok(walked)
 }
 
 /// Visits directory `abs` (`rel` below the base). `clean` is `None` while

@@ -8,6 +8,7 @@ mod completions;
 mod gc;
 mod hash;
 mod inspect;
+mod log;
 mod open;
 mod pack;
 pub mod progress;
@@ -56,6 +57,9 @@ pub struct Cli {
     /// Print only failures, warnings and the summary
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Diagnostics on stderr: `debug`, `trace`, or directives like `relocache::engine=debug`
+    #[arg(long, global = true, value_name = "FILTER", env = log::ENV)]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -158,6 +162,10 @@ pub fn main() -> i32 {
             return 2;
         }
     };
+    if let Err(e) = log::init(cli.log.as_deref()) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),

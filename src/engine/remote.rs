@@ -19,6 +19,7 @@ fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec
         Failure::Error(_) | Failure::Incomplete(_) => |c| c.remote_errors += 1,
     };
     ctx.usage.count(&t.name, bump);
+    tracing::debug!(error = %f, "remote: {what}");
     warnings.push(format!("remote: {what} `{}`: {f}", t.name));
 }
 
@@ -37,6 +38,7 @@ pub(super) fn fetch(
     }
     match remote.fetch(&ctx.depots[0], key) {
         Ok(Some(f)) => {
+            tracing::debug!(bytes = f.bytes_down, "remote: hit");
             ctx.usage.count(&t.name, |c| {
                 c.remote_hits += 1;
                 c.remote_bytes_down += f.bytes_down;
@@ -44,6 +46,7 @@ pub(super) fn fetch(
             Some(f.entry)
         }
         Ok(None) => {
+            tracing::debug!("remote: miss: no entry");
             ctx.usage.count(&t.name, |c| c.remote_misses += 1);
             None
         }
@@ -60,10 +63,13 @@ pub(super) fn upload(ctx: &Ctx<'_>, t: &Target, entry: &Entry, warnings: &mut Ve
         return;
     };
     match remote.upload(&ctx.depots[0], entry) {
-        Ok(u) => ctx.usage.count(&t.name, |c| {
-            c.remote_bytes_up += u.bytes_up;
-            c.remote_uploads += u64::from(u.entry);
-        }),
+        Ok(u) => {
+            tracing::debug!(bytes = u.bytes_up, entry = u.entry, "remote: uploaded");
+            ctx.usage.count(&t.name, |c| {
+                c.remote_bytes_up += u.bytes_up;
+                c.remote_uploads += u64::from(u.entry);
+            })
+        }
         Err(f) => failed(ctx, t, &f, "could not upload", warnings),
     }
 }

@@ -181,6 +181,12 @@ pub fn restore(
         fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
             .map_err(DepotError::io("set the mode of", dest))?;
     }
+    tracing::debug!(
+        written = stats.files_written,
+        bytes = stats.bytes_written,
+        unchanged = stats.files_unchanged,
+        "restored"
+    );
     Ok(stats)
 }
 

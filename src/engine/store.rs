@@ -317,5 +317,6 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         }
         other => other?,
     }
+    tracing::debug!(outputs = entry.outputs.len(), bytes, "stored");
     Ok(entry)
 }

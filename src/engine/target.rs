@@ -28,16 +28,19 @@ pub(super) fn process<'a>(
     opts: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
+    let _span = tracing::debug_span!("target", name = %t.name).entered();
     let started = Instant::now();
-    let computed = match ctx.compute_with(t, deps) {
+    let computed = match tracing::debug_span!("key").in_scope(|| ctx.compute_with(t, deps)) {
         Ok(c) => c,
         Err(e) => {
+            tracing::debug!(error = %e, "no key");
             let mut r = report(&t.name, None, Outcome::Failed, started);
             r.error = Some(e.to_string());
             return (r, None, None);
         }
     };
     let key = computed.key;
+    tracing::debug!(%key, forced, "key computed");
     // Neither a restore nor a cleanup writes or deletes through a symlink.
     if let Err(e) = restore::check_no_symlinked_parent(&ctx.manifest.root, &t.name, &t.outputs) {
         let mut r = report(&t.name, Some(key), Outcome::Failed, started);
@@ -143,8 +146,12 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
     for (i, depot) in ctx.depots.iter().enumerate() {
         let entry = match depot.read_entry(key) {
             Ok(Some(e)) => e,
-            Ok(None) => continue,
+            Ok(None) => {
+                tracing::debug!(depot = i, "miss: no entry");
+                continue;
+            }
             Err(e) => {
+                tracing::debug!(depot = i, error = %e, "miss: damaged entry");
                 let moved = quarantine_damaged(ctx, i, key, &e);
                 warnings.push(format!("ignoring a damaged entry{moved}: {e}"));
                 continue;
@@ -190,6 +197,7 @@ fn restore_entry(
     let (stdout, stderr) = match logs {
         Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
         Err(e) => {
+            tracing::debug!(depot = i, error = %e, "miss: a log blob is unreadable");
             warnings.push(format!(
                 "cannot restore `{}` from the cache: {e}; rebuilding",
                 t.name
@@ -197,9 +205,12 @@ fn restore_entry(
             return None;
         }
     };
-    let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
+    let restored = tracing::debug_span!("restore", depot = i)
+        .in_scope(|| restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo));
+    let restored = match restored {
         Ok(r) => r,
         Err(e) => {
+            tracing::debug!(depot = i, error = %e, "miss: the entry cannot be restored");
             let moved = quarantine_damaged(ctx, i, key, &e);
             warnings.push(format!(
                 "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
@@ -224,6 +235,7 @@ fn restore_entry(
         }
     }
     let _ = primary.write_record(&ctx.manifest.name, &t.name, key);
+    tracing::debug!(depot = i, "hit");
     Some(Hit {
         entry,
         stdout,
@@ -245,6 +257,7 @@ fn build_miss<'a>(
 ) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
     let root = &ctx.manifest.root;
     let key = computed.key;
+    tracing::debug!("running the command");
     let fail = |msg: String, stdout: Vec<u8>, stderr: Vec<u8>| {
         let mut r = report(&t.name, Some(key), Outcome::Failed, started);
         r.error = Some(msg);
@@ -402,6 +415,7 @@ impl StoreJob<'_> {
     /// Stores the entry; returns whether it was stored and what went wrong.
     pub(super) fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<String>) {
         let t = self.target;
+        let _span = tracing::debug_span!("store", target = %t.name, key = %self.key).entered();
         let mut warnings = Vec::new();
         let primary = &ctx.depots[0];
         let req = store::StoreRequest {
@@ -424,6 +438,7 @@ impl StoreJob<'_> {
                 true
             }
             Err(e) => {
+                tracing::debug!(error = %e, "not stored");
                 warnings.push(format!(
                     "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
                     t.name

@@ -271,6 +271,7 @@ impl Remote {
     /// written: afterwards `depot` holds a complete entry. `Ok(None)` is a
     /// plain miss.
     pub fn fetch(&self, depot: &Depot, key: &Key) -> Result<Option<Fetched>, Failure> {
+        let _span = tracing::debug_span!("remote fetch", %key).entered();
         let io = self.io();
         let bad = Mutex::new(Vec::new());
         let result = self.guarded(async {
@@ -341,6 +342,7 @@ impl Remote {
     /// read-only mode. The first upload of a read-write remote probes a
     /// write; when that fails the remote is used read-only from then on.
     pub fn upload(&self, depot: &Depot, entry: &Entry) -> Result<Uploaded, Failure> {
+        let _span = tracing::debug_span!("remote upload", key = %entry.key).entered();
         if !self.writes() {
             return Ok(Uploaded::default());
         }
@@ -665,6 +667,7 @@ impl Io {
     /// Downloads blob `d` into a staging file of `depot`, re-hashes its
     /// content and only then renames it into place. Returns the bytes read.
     async fn download(self, depot: Depot, d: Digest) -> Result<u64, Failure> {
+        tracing::trace!(blob = %d, "remote: download");
         let _permit = self.limit.clone().acquire_owned().await;
         let path = object_path(&d);
         let local = |e: crate::depot::DepotError| Failure::Incomplete(format!("{e}"));
@@ -723,6 +726,7 @@ impl Io {
     /// a corrupt copy). The local copy is verified first, so a damaged depot
     /// never poisons the shared cache. Returns the bytes sent.
     async fn upload(self, depot: Depot, d: Digest, force: bool) -> Result<u64, Failure> {
+        tracing::trace!(blob = %d, force, "remote: upload");
         let _permit = self.limit.clone().acquire_owned().await;
         let path = object_path(&d);
         if !force

@@ -136,6 +136,7 @@ pub fn without_relocache_env(mut c: Command) -> Command {
         "RELOCACHE_DEPOT_PATH",
         "RELOCACHE_REMOTE",
         "RELOCACHE_REMOTE_MODE",
+        "RELOCACHE_LOG",
     ] {
         c.env_remove(v);
     }

@@ -53,8 +53,8 @@ pub struct Entry {
 /// Why an entry cannot move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// `embedded-path`, `absolute-symlink`, `untracked-input`, …
-    pub kind: String,
+    /// What ties the entry to its location.
+    pub kind: ReasonKind,
     /// The output or input concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<RelPath>,
@@ -63,6 +63,84 @@ pub struct Reason {
     pub offset: Option<u64>,
     /// Human explanation; absolute paths appear only as `@project`/`@depot`.
     pub detail: String,
+}
+
+/// What ties an entry to its location, stored kebab-case
+/// (`embedded-path`, …). A kind this relocache does not know (written by a
+/// newer one) is kept as [`ReasonKind::Other`] with its text, so an entry
+/// reads and re-renders byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ReasonKind {
+    /// An output file embeds the absolute project or depot root.
+    EmbeddedPath,
+    /// An output symlink points to an absolute path.
+    AbsoluteSymlink,
+    /// An output symlink climbs out of the project with `..`.
+    EscapingSymlink,
+    /// An input tracked by size and mtime (`track_content = false`).
+    UntrackedInput,
+    /// A kind this relocache does not know, as stored.
+    Other(String),
+}
+
+impl ReasonKind {
+    /// The stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::EmbeddedPath => "embedded-path",
+            Self::AbsoluteSymlink => "absolute-symlink",
+            Self::EscapingSymlink => "escaping-symlink",
+            Self::UntrackedInput => "untracked-input",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// How to fix it: the one text both the build warning and `verify`
+    /// give. `root` is the absolute root an [`EmbeddedPath`](Self::EmbeddedPath)
+    /// embeds, `path` the input of an [`UntrackedInput`](Self::UntrackedInput);
+    /// neither is used otherwise. `None` for a kind without advice.
+    pub fn help(&self, root: &str, path: &str) -> Option<String> {
+        match self {
+            Self::EmbeddedPath => Some(format!(
+                "build with relative paths, e.g. `-ffile-prefix-map={root}=.` for C/C++, `--remap-path-prefix={root}=.` for Rust, or write paths relative to the project"
+            )),
+            Self::AbsoluteSymlink | Self::EscapingSymlink => {
+                Some("make the link relative to its directory (e.g. `ln -sr`)".to_owned())
+            }
+            Self::UntrackedInput => Some(format!(
+                "drop `track_content = false` for `{path}` so its content is hashed instead"
+            )),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+impl From<String> for ReasonKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "embedded-path" => Self::EmbeddedPath,
+            "absolute-symlink" => Self::AbsoluteSymlink,
+            "escaping-symlink" => Self::EscapingSymlink,
+            "untracked-input" => Self::UntrackedInput,
+            _ => Self::Other(s),
+        }
+    }
+}
+
+impl From<ReasonKind> for String {
+    fn from(k: ReasonKind) -> Self {
+        match k {
+            ReasonKind::Other(s) => s,
+            k => k.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an output path is.
@@ -392,7 +470,7 @@ mod tests {
             duration_ms: 1234,
             relocatable: false,
             reasons: vec![Reason {
-                kind: "embedded-path".into(),
+                kind: ReasonKind::EmbeddedPath,
                 path: Some(RelPath::new("build/lib.o").unwrap()),
                 offset: Some(42),
                 detail: "contains @project".into(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::ctx::{Computed, Ctx, DepOut, DepOuts};
 use super::report::{report, BuildOptions, Outcome, TargetReport, NOT_RELOCATABLE};
 use super::{remote, restore, run, store};
-use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason};
+use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason, ReasonKind};
 use crate::depot::DepotError;
 use crate::digest::Key;
 use crate::file_state::FileState;
@@ -114,7 +114,7 @@ fn finish_hit(
             .iter()
             .map(|r| match &r.path {
                 Some(p) => format!("{} `{p}`", r.kind),
-                None => r.kind.clone(),
+                None => r.kind.to_string(),
             })
             .collect();
         let mut r = report(&t.name, Some(key), Outcome::Failed, started);
@@ -363,7 +363,7 @@ fn not_relocatable(
     for i in &computed.inputs {
         if let FileState::Untracked { .. } = i.state {
             reasons.push(Reason {
-                kind: "untracked-input".into(),
+                kind: ReasonKind::UntrackedInput,
                 path: Some(i.path.clone()),
                 offset: None,
                 detail:

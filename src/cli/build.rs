@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport};
+use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport, WarningKind};
 use relocache::report::Reporter;
 use relocache::timings;
 
@@ -109,7 +109,7 @@ impl Reporter for Printer {
         }
         let _ = err.write_all(&r.stderr);
         for w in &r.warnings {
-            if w.contains(relocache::engine::NOT_RELOCATABLE)
+            if w.kind == WarningKind::NotRelocatable
                 && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
             {
                 self.reloc_held.fetch_add(1, Ordering::Relaxed);

@@ -41,7 +41,7 @@ use crate::relpath::RelPath;
 use crate::report::Reporter;
 
 pub(crate) use ctx::{scan_skips, Ctx, DepOut, DepOuts};
-pub use report::{BuildOptions, BuildReport, Outcome, TargetReport, NOT_RELOCATABLE};
+pub use report::{BuildOptions, BuildReport, Outcome, TargetReport, Warning, WarningKind};
 
 /// Why a build could not start.
 #[derive(Debug, thiserror::Error)]

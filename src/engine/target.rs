@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::ctx::{Computed, Ctx, DepOut, DepOuts};
-use super::report::{report, BuildOptions, Outcome, TargetReport, NOT_RELOCATABLE};
+use super::report::{report, BuildOptions, Outcome, TargetReport, Warning, WarningKind};
 use super::{remote, restore, run, store};
 use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason, ReasonKind};
 use crate::depot::DepotError;
@@ -44,7 +44,11 @@ pub(super) fn process<'a>(
         r.error = Some(e.to_string());
         return (r, None, None);
     }
-    let mut warnings: Vec<String> = computed.warnings.iter().map(|w| w.to_string()).collect();
+    let mut warnings: Vec<Warning> = computed
+        .warnings
+        .iter()
+        .map(|w| Warning::new(WarningKind::Tool, w.to_string()))
+        .collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
             let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
@@ -62,8 +66,9 @@ pub(super) fn process<'a>(
         }) {
             Ok(l) => Some(l),
             Err(e) => {
-                warnings.push(format!(
-                    "could not take the build lock ({e}); building without it"
+                warnings.push(Warning::new(
+                    WarningKind::Lock,
+                    format!("could not take the build lock ({e}); building without it"),
                 ));
                 None
             }
@@ -102,7 +107,7 @@ fn finish_hit(
     t: &Target,
     key: Key,
     hit: Hit,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     started: Instant,
     opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
@@ -139,14 +144,17 @@ fn finish_hit(
 /// Looks `key` up in every depot of the stack, then on the remote; restores
 /// the first usable entry. Damaged entries, corrupt blobs and remote failures
 /// are warnings and count as misses.
-fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> Option<Hit> {
+fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<Warning>) -> Option<Hit> {
     for (i, depot) in ctx.depots.iter().enumerate() {
         let entry = match depot.read_entry(key) {
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
                 let moved = quarantine_damaged(ctx, i, key, &e);
-                warnings.push(format!("ignoring a damaged entry{moved}: {e}"));
+                warnings.push(Warning::new(
+                    WarningKind::DamagedEntry,
+                    format!("ignoring a damaged entry{moved}: {e}"),
+                ));
                 continue;
             }
         };
@@ -178,7 +186,7 @@ fn restore_entry(
     key: &Key,
     i: usize,
     entry: Entry,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Option<Hit> {
     let primary = &ctx.depots[0];
     let depot = &ctx.depots[i];
@@ -190,9 +198,12 @@ fn restore_entry(
     let (stdout, stderr) = match logs {
         Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
         Err(e) => {
-            warnings.push(format!(
-                "cannot restore `{}` from the cache: {e}; rebuilding",
-                t.name
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "cannot restore `{}` from the cache: {e}; rebuilding",
+                    t.name
+                ),
             ));
             return None;
         }
@@ -201,9 +212,12 @@ fn restore_entry(
         Ok(r) => r,
         Err(e) => {
             let moved = quarantine_damaged(ctx, i, key, &e);
-            warnings.push(format!(
-                "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
-                t.name
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
+                    t.name
+                ),
             ));
             return None;
         }
@@ -217,9 +231,12 @@ fn restore_entry(
             .try_for_each(|b| primary.import_blob(depot, b))
             .and_then(|_| primary.write_entry(&entry));
         if let Err(e) = copied {
-            warnings.push(format!(
-                "could not copy the entry into `{}`: {e}",
-                primary.root().display()
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "could not copy the entry into `{}`: {e}",
+                    primary.root().display()
+                ),
             ));
         }
     }
@@ -239,7 +256,7 @@ fn build_miss<'a>(
     t: &'a Target,
     computed: Computed,
     opts: &BuildOptions,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
     started: Instant,
     lock_fd: Option<std::os::fd::RawFd>,
 ) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
@@ -295,10 +312,12 @@ fn build_miss<'a>(
     let mut r = report(&t.name, Some(key), Outcome::Built, started);
     let duration_ms = run.duration.as_millis() as u64;
     if let Some(p) = ctx.inputs.first_changed(&computed.inputs) {
-        warnings.push(format!(
+        warnings.push(Warning::new(
+ WarningKind::InputChanged,
+ format!(
             "input `{p}` changed while `{}` was running; its outputs were not stored (they may mix old and new input)\n  help: run the build again",
             t.name
-        ));
+        )));
         r.stdout = run.stdout;
         r.stderr = run.stderr;
         return (r, Some(out), None);
@@ -355,7 +374,7 @@ fn not_relocatable(
     t: &Target,
     computed: &Computed,
     records: &[OutputRecord],
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Vec<Reason> {
     let root = &ctx.manifest.root;
     let findings = store::relocatability(root, records, &ctx.rooted.needles());
@@ -370,14 +389,20 @@ fn not_relocatable(
                     "tracked by size and mtime (track_content = false), which differ on every copy"
                         .into(),
             });
-            warnings.push(format!(
-                "`{}` reads `{}` with track_content = false: its entry is not relocatable",
-                t.name, i.path
+            warnings.push(Warning::new(
+                WarningKind::UntrackedInput,
+                format!(
+                    "`{}` reads `{}` with track_content = false: its entry is not relocatable",
+                    t.name, i.path
+                ),
             ));
         }
     }
     for f in &findings {
-        warnings.push(format!("`{}{NOT_RELOCATABLE}{}", t.name, f.message));
+        warnings.push(Warning::new(
+            WarningKind::NotRelocatable,
+            format!("`{}` is not relocatable: {}", t.name, f.message),
+        ));
     }
     reasons
 }
@@ -400,7 +425,7 @@ pub(crate) struct StoreJob<'a> {
 
 impl StoreJob<'_> {
     /// Stores the entry; returns whether it was stored and what went wrong.
-    pub(super) fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<String>) {
+    pub(super) fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<Warning>) {
         let t = self.target;
         let mut warnings = Vec::new();
         let primary = &ctx.depots[0];
@@ -418,16 +443,21 @@ impl StoreJob<'_> {
         let stored = match store::store(primary, &ctx.manifest.root, req) {
             Ok(entry) => {
                 if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &self.key) {
-                    warnings.push(format!("could not record the build of `{}`: {e}", t.name));
+                    warnings.push(Warning::new(
+                        WarningKind::Store,
+                        format!("could not record the build of `{}`: {e}", t.name),
+                    ));
                 }
                 remote::upload(ctx, t, &entry, &mut warnings);
                 true
             }
             Err(e) => {
-                warnings.push(format!(
+                warnings.push(Warning::new(
+ WarningKind::Store,
+ format!(
                     "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
                     t.name
-                ));
+                )));
                 false
             }
         };

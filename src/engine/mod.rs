@@ -123,6 +123,7 @@ pub fn build(
     let scan = scan?;
     let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
     ctx.remote = opts.remote.as_deref();
+    ctx.restore_mode = opts.restore_mode;
     if let Err(e) = depots.primary().probe_writable() {
         ctx.writable = false;
         reporter.warning(&format!(

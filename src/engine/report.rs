@@ -21,6 +21,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// The shared remote cache, looked up after the depot stack and written after a store.
     pub remote: Option<std::sync::Arc<crate::remote::Remote>>,
+    /// How hits write their outputs (the CLI reads `RELOCACHE_RESTORE`).
+    pub restore_mode: super::restore::RestoreMode,
 }
 
 /// What happened to a target.

@@ -103,6 +103,7 @@ pub fn restore(
     root: &Path,
     declared: &[RelPath],
     memo: Option<&StatMemo>,
+    mode: RestoreMode,
 ) -> Result<Restored, DepotError> {
     within_declared(entry, declared)
         .and_then(|()| entry.check_covers(declared))
@@ -158,7 +159,7 @@ pub fn restore(
         .collect();
     let one = |o: &&OutputRecord| {
         let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-        restore_file(depot, o, &o.path.to_path(root), new, memo)
+        restore_file(depot, o, &o.path.to_path(root), new, memo, mode)
     };
     // Waking the thread pool costs more than a few small files.
     let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
@@ -279,6 +280,7 @@ fn restore_file(
     dest: &Path,
     in_new_dir: bool,
     memo: Option<&StatMemo>,
+    mode: RestoreMode,
 ) -> Result<Option<u64>, DepotError> {
     // One stat says both whether the output is already right and whether a
     // directory is in the way.
@@ -298,14 +300,16 @@ fn restore_file(
         message: format!("output `{}` has no blob", o.path),
     })?;
     let parent = dest.parent().expect("outputs have a parent");
-    if restore_mode() == RestoreMode::Hardlink {
+    if mode == RestoreMode::Hardlink {
         fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
         if let Some(n) = try_hardlink(depot, &digest, o, dest, parent)? {
             return Ok(Some(n));
         }
     }
-    if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
-        return Ok(Some(n));
+    if mode != RestoreMode::Copy {
+        if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
+            return Ok(Some(n));
+        }
     }
     let tmp = temp_name(parent, &digest);
     let file = create_temp(&tmp, parent)?;
@@ -324,10 +328,12 @@ fn restore_file(
     written.map(Some)
 }
 
-/// How outputs are written, from `RELOCACHE_RESTORE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How outputs are written. The CLI reads it from `RELOCACHE_RESTORE` and
+/// passes it in [`BuildOptions`](super::BuildOptions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RestoreMode {
     /// `reflink` (the default): reflinks where the filesystem can, else copies.
+    #[default]
     Reflink,
     /// `copy`: always plain copies.
     Copy,
@@ -338,27 +344,22 @@ pub enum RestoreMode {
     Hardlink,
 }
 
+/// A `RELOCACHE_RESTORE` value that names no [`RestoreMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("RELOCACHE_RESTORE=`{0}` is not a restore mode\n  help: use `reflink` (the default), `copy` or `hardlink`")]
+pub struct UnknownRestoreMode(pub String);
+
 impl RestoreMode {
-    /// The mode `RELOCACHE_RESTORE` asks for, or an error naming the choices.
-    pub fn from_env() -> Result<RestoreMode, String> {
-        match std::env::var("RELOCACHE_RESTORE").as_deref() {
-            Err(_) | Ok("") | Ok("reflink") => Ok(RestoreMode::Reflink),
-            Ok("copy") => Ok(RestoreMode::Copy),
-            Ok("hardlink") => Ok(RestoreMode::Hardlink),
-            Ok(other) => Err(format!(
-                "RELOCACHE_RESTORE=`{other}` is not a restore mode\n  help: use `reflink` (the default), `copy` or `hardlink`"
-            )),
+    /// The mode a `RELOCACHE_RESTORE` value names; unset (`None`) or empty
+    /// is the default.
+    pub fn parse(value: Option<&str>) -> Result<RestoreMode, UnknownRestoreMode> {
+        match value {
+            None | Some("") | Some("reflink") => Ok(RestoreMode::Reflink),
+            Some("copy") => Ok(RestoreMode::Copy),
+            Some("hardlink") => Ok(RestoreMode::Hardlink),
+            Some(other) => Err(UnknownRestoreMode(other.to_owned())),
         }
     }
-}
-
-fn restore_mode() -> RestoreMode {
-    static MODE: std::sync::OnceLock<RestoreMode> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| RestoreMode::from_env().unwrap_or(RestoreMode::Reflink))
-}
-
-fn reflinks_allowed() -> bool {
-    restore_mode() != RestoreMode::Copy
 }
 
 /// Restores a raw blob as a hard link to the depot's file, after checking
@@ -445,7 +446,7 @@ fn try_reflink(
     // Asked once per process: most filesystems cannot, and asking costs an
     // open of the blob and a failed ioctl per output.
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-    if !reflinks_allowed() || UNSUPPORTED.load(Ordering::Relaxed) {
+    if UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(None);
     }
     // A missing or unreadable blob is the copy path's to report.

@@ -208,7 +208,14 @@ fn restore_entry(
             return None;
         }
     };
-    let restored = match restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo) {
+    let restored = match restore::restore(
+        depot,
+        &entry,
+        &ctx.manifest.root,
+        &t.outputs,
+        ctx.memo,
+        ctx.restore_mode,
+    ) {
         Ok(r) => r,
         Err(e) => {
             let moved = quarantine_damaged(ctx, i, key, &e);

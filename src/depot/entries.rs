@@ -17,6 +17,49 @@ use crate::relpath::RelPath;
 /// Version of the entry format. 2: a final `checksum = "…"` line.
 pub const ENTRY_SCHEMA: u32 = 2;
 
+/// Why an entry's text cannot be used: it is damaged, from another
+/// relocache, or does not restore what it must.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Written by a newer relocache.
+    #[error("entry schema {0} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")]
+    Newer(u32),
+    /// Written by an older relocache.
+    #[error("entry schema {0} is older than this relocache reads ({ENTRY_SCHEMA})")]
+    Older(u32),
+    /// The checksum line is missing or does not match.
+    #[error("the entry fails its checksum: {0}")]
+    Checksum(checksum::Unsealed),
+    /// Not an entry's TOML (the parser's message).
+    #[error("{0}")]
+    Syntax(String),
+    /// Two outputs with the same path.
+    #[error("output `{0}` is listed twice")]
+    ListedTwice(RelPath),
+    /// A file without a digest or a symlink without a link text.
+    #[error("output `{0}` lacks its digest or link text")]
+    Incomplete(RelPath),
+    /// Permission bits absent, out of range, or against the executable bit.
+    #[error("output `{0}` lacks its permission bits, or they contradict its executable bit")]
+    BadMode(RelPath),
+    /// An output below a file or a symlink of the same entry.
+    #[error("output `{output}` lies below `{parent}`, which is not a directory")]
+    BelowNonDir {
+        /// The output.
+        output: RelPath,
+        /// Its ancestor that is a file or a symlink.
+        parent: String,
+    },
+    /// A declared output of the target the entry does not restore.
+    #[error("it does not restore `{output}`, a declared output of `{target}`")]
+    NotCovered {
+        /// The declared output.
+        output: RelPath,
+        /// The target.
+        target: String,
+    },
+}
+
 /// One stored execution of a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -285,9 +328,9 @@ impl Depot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DepotError::io("read entry", &path)(e)),
         };
-        let entry = parse_entry(&text).map_err(|message| DepotError::Damaged {
+        let entry = parse_entry(&text).map_err(|e| DepotError::Damaged {
             path: path.clone(),
-            message,
+            message: e.to_string(),
         })?;
         if entry.key != *key {
             return Err(DepotError::Damaged {
@@ -354,11 +397,11 @@ impl Entry {
     /// a symlink of the same entry (restoring it would write through the
     /// link, wherever it points). An archive, a remote or a damaged depot
     /// may hand over any text; an entry failing this is damaged.
-    pub fn check_outputs(&self) -> Result<(), String> {
+    pub fn check_outputs(&self) -> Result<(), EntryError> {
         let mut kinds: HashMap<&str, OutputKind> = HashMap::with_capacity(self.outputs.len());
         for o in &self.outputs {
             if kinds.insert(o.path.as_str(), o.kind).is_some() {
-                return Err(format!("output `{}` is listed twice", o.path));
+                return Err(EntryError::ListedTwice(o.path.clone()));
             }
             let complete = match o.kind {
                 OutputKind::File => o.digest.is_some(),
@@ -366,7 +409,7 @@ impl Entry {
                 OutputKind::Dir => true,
             };
             if !complete {
-                return Err(format!("output `{}` lacks its digest or link text", o.path));
+                return Err(EntryError::Incomplete(o.path.clone()));
             }
             // An entry without modes must not restore a guessed one.
             let mode_ok = match (o.kind, o.mode) {
@@ -376,10 +419,7 @@ impl Entry {
                 (OutputKind::Dir, Some(m)) => m <= 0o777,
             };
             if !mode_ok {
-                return Err(format!(
-                    "output `{}` lacks its permission bits, or they contradict its executable bit",
-                    o.path
-                ));
+                return Err(EntryError::BadMode(o.path.clone()));
             }
         }
         for o in &self.outputs {
@@ -388,10 +428,10 @@ impl Entry {
                 .filter(|p| *p != o.path.as_str())
                 .find(|p| kinds.get(p).is_some_and(|k| *k != OutputKind::Dir))
             {
-                return Err(format!(
-                    "output `{}` lies below `{p}`, which is not a directory",
-                    o.path
-                ));
+                return Err(EntryError::BelowNonDir {
+                    output: o.path.clone(),
+                    parent: p.to_owned(),
+                });
             }
         }
         Ok(())
@@ -404,13 +444,13 @@ impl Entry {
     /// create a declared output fails and stores nothing, so a sound entry
     /// always covers them; one that does not (its `[[outputs]]` lost) would
     /// be a hit that leaves an output missing, and is damaged.
-    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), String> {
+    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), EntryError> {
         let have: HashSet<&str> = self.outputs.iter().map(|o| o.path.as_str()).collect();
         match declared.iter().find(|d| !have.contains(d.as_str())) {
-            Some(d) => Err(format!(
-                "it does not restore `{d}`, a declared output of `{}`",
-                self.target
-            )),
+            Some(d) => Err(EntryError::NotCovered {
+                output: d.clone(),
+                target: self.target.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -425,33 +465,27 @@ pub fn render_entry(entry: &Entry) -> String {
 /// checksum. The schema number is probed separately only when the full
 /// parse fails, so a newer entry gets the "upgrade relocache" message and
 /// the common case parses once.
-pub fn parse_entry(text: &str) -> Result<Entry, String> {
+pub fn parse_entry(text: &str) -> Result<Entry, EntryError> {
     #[derive(Deserialize)]
     struct Probe {
         schema: u32,
     }
-    let newer = |schema: u32| {
-        format!("entry schema {schema} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")
-    };
     let text = match checksum::open(text) {
         Ok(body) => body,
         Err(why) => {
             return match toml::from_str::<Probe>(text) {
-                Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
-                _ => Err(format!("the entry fails its checksum: {why}")),
+                Ok(p) if p.schema > ENTRY_SCHEMA => Err(EntryError::Newer(p.schema)),
+                _ => Err(EntryError::Checksum(why)),
             }
         }
     };
     match toml::from_str::<Entry>(text) {
-        Ok(e) if e.schema > ENTRY_SCHEMA => Err(newer(e.schema)),
-        Ok(e) if e.schema < ENTRY_SCHEMA => Err(format!(
-            "entry schema {} is older than this relocache reads ({ENTRY_SCHEMA})",
-            e.schema
-        )),
+        Ok(e) if e.schema > ENTRY_SCHEMA => Err(EntryError::Newer(e.schema)),
+        Ok(e) if e.schema < ENTRY_SCHEMA => Err(EntryError::Older(e.schema)),
         Ok(e) => e.check_outputs().map(|()| e),
         Err(err) => match toml::from_str::<Probe>(text) {
-            Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
-            _ => Err(err.message().to_owned()),
+            Ok(p) if p.schema > ENTRY_SCHEMA => Err(EntryError::Newer(p.schema)),
+            _ => Err(EntryError::Syntax(err.message().to_owned())),
         },
     }
 }
@@ -526,9 +560,11 @@ mod tests {
             .replace("schema = 2", "schema = 7");
         assert!(parse_entry(&text)
             .unwrap_err()
+            .to_string()
             .contains("upgrade relocache"));
         assert!(parse_entry(&checksum::seal(&text))
             .unwrap_err()
+            .to_string()
             .contains("upgrade relocache"));
     }
 
@@ -536,9 +572,12 @@ mod tests {
     #[test]
     fn an_unsealed_or_older_entry_is_damaged() {
         let plain = toml::to_string(&sample()).unwrap();
-        assert!(parse_entry(&plain).unwrap_err().contains("checksum"));
+        assert!(parse_entry(&plain)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         let old = checksum::seal(&plain.replace("schema = 2", "schema = 1"));
-        assert!(parse_entry(&old).unwrap_err().contains("older"));
+        assert!(parse_entry(&old).unwrap_err().to_string().contains("older"));
         let v1 = include_str!("../../tests/golden/entry-v1.toml");
         assert!(parse_entry(v1).is_err());
     }
@@ -552,7 +591,7 @@ mod tests {
             .check_covers(&[rel("build/app"), rel("build/link")])
             .is_ok());
         let err = e.check_covers(&[rel("build/app"), rel("build/lib.o")]);
-        assert!(err.unwrap_err().contains("build/lib.o"));
+        assert!(err.unwrap_err().to_string().contains("build/lib.o"));
     }
 
     #[test]
@@ -592,6 +631,7 @@ mod tests {
             assert!(
                 parse_entry(&damaged)
                     .unwrap_err()
+                    .to_string()
                     .contains("permission bits"),
                 "{from} -> {to}"
             );

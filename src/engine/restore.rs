@@ -106,7 +106,7 @@ pub fn restore(
     mode: RestoreMode,
 ) -> Result<Restored, DepotError> {
     within_declared(entry, declared)
-        .and_then(|()| entry.check_covers(declared))
+        .and_then(|()| entry.check_covers(declared).map_err(|e| e.to_string()))
         .map_err(|message| DepotError::Damaged {
             path: depot.entry_path(&entry.key),
             message,

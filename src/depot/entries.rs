@@ -50,6 +50,22 @@ pub enum EntryError {
         /// Its ancestor that is a file or a symlink.
         parent: String,
     },
+    /// A path that is not one of the target's declared outputs nor below one.
+    #[error("it would restore `{output}`, which is not an output of `{target}`")]
+    NotDeclared {
+        /// The path.
+        output: RelPath,
+        /// The target.
+        target: String,
+    },
+    /// A path below a declared output whose directory the entry does not hold.
+    #[error("it would restore `{output}` without restoring its directory `{dir}`")]
+    NoDirectory {
+        /// The path.
+        output: RelPath,
+        /// The missing directory.
+        dir: String,
+    },
     /// A declared output of the target the entry does not restore.
     #[error("it does not restore `{output}`, a declared output of `{target}`")]
     NotCovered {

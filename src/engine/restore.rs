@@ -15,7 +15,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::depot::blobs::ZSTD_MAGIC;
-use crate::depot::entries::{Entry, OutputKind, OutputRecord};
+use crate::depot::entries::{Entry, EntryError, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
 use crate::file_hash::{hash_file, hash_file_len};
@@ -106,10 +106,10 @@ pub fn restore(
     mode: RestoreMode,
 ) -> Result<Restored, DepotError> {
     within_declared(entry, declared)
-        .and_then(|()| entry.check_covers(declared).map_err(|e| e.to_string()))
-        .map_err(|message| DepotError::Damaged {
+        .and_then(|()| entry.check_covers(declared))
+        .map_err(|e| DepotError::Damaged {
             path: depot.entry_path(&entry.key),
-            message,
+            message: e.to_string(),
         })?;
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
@@ -212,7 +212,7 @@ fn set_dir_mode(dest: &Path, current: u32, want: u32) -> Result<Option<u32>, Dep
 /// earlier restore or anyone else, is ever followed. Entries come from
 /// archives and remotes; one naming `relocache.toml` or `out/link/x` must not
 /// write there.
-fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
+fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), EntryError> {
     let dirs: HashSet<&str> = entry
         .outputs
         .iter()
@@ -221,20 +221,20 @@ fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
         .collect();
     for o in &entry.outputs {
         let Some(top) = declared.iter().find(|d| o.path.is_within(d)) else {
-            return Err(format!(
-                "it would restore `{}`, which is not an output of `{}`",
-                o.path, entry.target
-            ));
+            return Err(EntryError::NotDeclared {
+                output: o.path.clone(),
+                target: entry.target.clone(),
+            });
         };
         let below_top = o
             .path
             .self_and_ancestors()
             .filter(|a| a.len() >= top.as_str().len() && *a != o.path.as_str());
         if let Some(a) = below_top.into_iter().find(|a| !dirs.contains(a)) {
-            return Err(format!(
-                "it would restore `{}` without restoring its directory `{a}`",
-                o.path
-            ));
+            return Err(EntryError::NoDirectory {
+                output: o.path.clone(),
+                dir: a.to_owned(),
+            });
         }
     }
     Ok(())

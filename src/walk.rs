@@ -167,6 +167,16 @@ impl Level {
     }
 }
 
+/// A directory the walk could not open or list; the first one met ends it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", .path.display())]
+pub struct WalkError {
+    /// The directory.
+    pub path: PathBuf,
+    /// What the system said.
+    pub source: io::Error,
+}
+
 struct Walk<'a> {
     skip: &'a [PathBuf],
     /// The names only the base directory cannot hold as inputs.
@@ -174,12 +184,12 @@ struct Walk<'a> {
     found: Mutex<Vec<Vec<Found>>>,
     dirs: Mutex<Vec<Vec<String>>>,
     unusable: Mutex<Vec<Unusable>>,
-    error: Mutex<Option<String>>,
+    error: Mutex<Option<WalkError>>,
     failed: AtomicBool,
 }
 
 impl Walk<'_> {
-    fn fail(&self, what: String) {
+    fn fail(&self, what: WalkError) {
         self.failed.store(true, Ordering::Relaxed);
         self.error.lock().unwrap().get_or_insert(what);
     }
@@ -191,7 +201,7 @@ impl Walk<'_> {
 /// top only, the names in `top_only` are left out. Paths that cannot be
 /// written in a manifest (not UTF-8, or holding `\`) go to
 /// [`Walked::unusable`], with everything below such a directory. Unsorted.
-pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, String> {
+pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, WalkError> {
     let _span = tracing::debug_span!("walk", base = %base.display()).entered();
     let w = Walk {
         skip,
@@ -241,7 +251,12 @@ fn visit<'s>(
     if w.failed.load(Ordering::Relaxed) {
         return;
     }
-    let fail = |e: rustix::io::Errno| w.fail(format!("{}: {}", abs.display(), io::Error::from(e)));
+    let fail = |e: rustix::io::Errno| {
+        w.fail(WalkError {
+            path: abs.clone(),
+            source: io::Error::from(e),
+        })
+    };
     // The base may be reached through a symlink (`-C link`); below it, a
     // directory swapped for a symlink since it was listed is not followed.
     let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;

@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport};
+use relocache::engine::restore::RestoreMode;
+use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport, WarningKind};
 use relocache::report::Reporter;
 use relocache::timings;
 
@@ -109,7 +110,7 @@ impl Reporter for Printer {
         }
         let _ = err.write_all(&r.stderr);
         for w in &r.warnings {
-            if w.contains(relocache::engine::NOT_RELOCATABLE)
+            if w.kind == WarningKind::NotRelocatable
                 && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
             {
                 self.reloc_held.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +166,8 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         Some(p) => Some(writable_path(env.cwd.join(p), "--profile")?),
         None => None,
     };
-    relocache::engine::restore::RestoreMode::from_env().map_err(UsageError)?;
+    let restore_mode = RestoreMode::parse(std::env::var("RELOCACHE_RESTORE").ok().as_deref())
+        .map_err(|e| UsageError(e.to_string()))?;
     let depots = env.depots(Some(&manifest))?;
     let remote = super::remote::open(Some(&manifest))?;
     let opts = BuildOptions {
@@ -174,6 +176,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         require_relocatable: args.require_relocatable,
         force: args.force,
         remote,
+        restore_mode,
     };
     let printer = Printer {
         json: env.cli.json,

@@ -17,6 +17,65 @@ use crate::relpath::RelPath;
 /// Version of the entry format. 2: a final `checksum = "…"` line.
 pub const ENTRY_SCHEMA: u32 = 2;
 
+/// Why an entry's text cannot be used: it is damaged, from another
+/// relocache, or does not restore what it must.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Written by a newer relocache.
+    #[error("entry schema {0} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")]
+    Newer(u32),
+    /// Written by an older relocache.
+    #[error("entry schema {0} is older than this relocache reads ({ENTRY_SCHEMA})")]
+    Older(u32),
+    /// The checksum line is missing or does not match.
+    #[error("the entry fails its checksum: {0}")]
+    Checksum(checksum::Unsealed),
+    /// Not an entry's TOML (the parser's message).
+    #[error("{0}")]
+    Syntax(String),
+    /// Two outputs with the same path.
+    #[error("output `{0}` is listed twice")]
+    ListedTwice(RelPath),
+    /// A file without a digest or a symlink without a link text.
+    #[error("output `{0}` lacks its digest or link text")]
+    Incomplete(RelPath),
+    /// Permission bits absent, out of range, or against the executable bit.
+    #[error("output `{0}` lacks its permission bits, or they contradict its executable bit")]
+    BadMode(RelPath),
+    /// An output below a file or a symlink of the same entry.
+    #[error("output `{output}` lies below `{parent}`, which is not a directory")]
+    BelowNonDir {
+        /// The output.
+        output: RelPath,
+        /// Its ancestor that is a file or a symlink.
+        parent: String,
+    },
+    /// A path that is not one of the target's declared outputs nor below one.
+    #[error("it would restore `{output}`, which is not an output of `{target}`")]
+    NotDeclared {
+        /// The path.
+        output: RelPath,
+        /// The target.
+        target: String,
+    },
+    /// A path below a declared output whose directory the entry does not hold.
+    #[error("it would restore `{output}` without restoring its directory `{dir}`")]
+    NoDirectory {
+        /// The path.
+        output: RelPath,
+        /// The missing directory.
+        dir: String,
+    },
+    /// A declared output of the target the entry does not restore.
+    #[error("it does not restore `{output}`, a declared output of `{target}`")]
+    NotCovered {
+        /// The declared output.
+        output: RelPath,
+        /// The target.
+        target: String,
+    },
+}
+
 /// One stored execution of a target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -53,8 +112,8 @@ pub struct Entry {
 /// Why an entry cannot move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// `embedded-path`, `absolute-symlink`, `untracked-input`, …
-    pub kind: String,
+    /// What ties the entry to its location.
+    pub kind: ReasonKind,
     /// The output or input concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<RelPath>,
@@ -63,6 +122,84 @@ pub struct Reason {
     pub offset: Option<u64>,
     /// Human explanation; absolute paths appear only as `@project`/`@depot`.
     pub detail: String,
+}
+
+/// What ties an entry to its location, stored kebab-case
+/// (`embedded-path`, …). A kind this relocache does not know (written by a
+/// newer one) is kept as [`ReasonKind::Other`] with its text, so an entry
+/// reads and re-renders byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ReasonKind {
+    /// An output file embeds the absolute project or depot root.
+    EmbeddedPath,
+    /// An output symlink points to an absolute path.
+    AbsoluteSymlink,
+    /// An output symlink climbs out of the project with `..`.
+    EscapingSymlink,
+    /// An input tracked by size and mtime (`track_content = false`).
+    UntrackedInput,
+    /// A kind this relocache does not know, as stored.
+    Other(String),
+}
+
+impl ReasonKind {
+    /// The stored name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::EmbeddedPath => "embedded-path",
+            Self::AbsoluteSymlink => "absolute-symlink",
+            Self::EscapingSymlink => "escaping-symlink",
+            Self::UntrackedInput => "untracked-input",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// How to fix it: the one text both the build warning and `verify`
+    /// give. `root` is the absolute root an [`EmbeddedPath`](Self::EmbeddedPath)
+    /// embeds, `path` the input of an [`UntrackedInput`](Self::UntrackedInput);
+    /// neither is used otherwise. `None` for a kind without advice.
+    pub fn help(&self, root: &str, path: &str) -> Option<String> {
+        match self {
+            Self::EmbeddedPath => Some(format!(
+                "build with relative paths, e.g. `-ffile-prefix-map={root}=.` for C/C++, `--remap-path-prefix={root}=.` for Rust, or write paths relative to the project"
+            )),
+            Self::AbsoluteSymlink | Self::EscapingSymlink => {
+                Some("make the link relative to its directory (e.g. `ln -sr`)".to_owned())
+            }
+            Self::UntrackedInput => Some(format!(
+                "drop `track_content = false` for `{path}` so its content is hashed instead"
+            )),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+impl From<String> for ReasonKind {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "embedded-path" => Self::EmbeddedPath,
+            "absolute-symlink" => Self::AbsoluteSymlink,
+            "escaping-symlink" => Self::EscapingSymlink,
+            "untracked-input" => Self::UntrackedInput,
+            _ => Self::Other(s),
+        }
+    }
+}
+
+impl From<ReasonKind> for String {
+    fn from(k: ReasonKind) -> Self {
+        match k {
+            ReasonKind::Other(s) => s,
+            k => k.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What an output path is.
@@ -207,9 +344,9 @@ impl Depot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DepotError::io("read entry", &path)(e)),
         };
-        let entry = parse_entry(&text).map_err(|message| DepotError::Damaged {
+        let entry = parse_entry(&text).map_err(|e| DepotError::Damaged {
             path: path.clone(),
-            message,
+            message: e.to_string(),
         })?;
         if entry.key != *key {
             return Err(DepotError::Damaged {
@@ -276,11 +413,11 @@ impl Entry {
     /// a symlink of the same entry (restoring it would write through the
     /// link, wherever it points). An archive, a remote or a damaged depot
     /// may hand over any text; an entry failing this is damaged.
-    pub fn check_outputs(&self) -> Result<(), String> {
+    pub fn check_outputs(&self) -> Result<(), EntryError> {
         let mut kinds: HashMap<&str, OutputKind> = HashMap::with_capacity(self.outputs.len());
         for o in &self.outputs {
             if kinds.insert(o.path.as_str(), o.kind).is_some() {
-                return Err(format!("output `{}` is listed twice", o.path));
+                return Err(EntryError::ListedTwice(o.path.clone()));
             }
             let complete = match o.kind {
                 OutputKind::File => o.digest.is_some(),
@@ -288,7 +425,7 @@ impl Entry {
                 OutputKind::Dir => true,
             };
             if !complete {
-                return Err(format!("output `{}` lacks its digest or link text", o.path));
+                return Err(EntryError::Incomplete(o.path.clone()));
             }
             // An entry without modes must not restore a guessed one.
             let mode_ok = match (o.kind, o.mode) {
@@ -298,10 +435,7 @@ impl Entry {
                 (OutputKind::Dir, Some(m)) => m <= 0o777,
             };
             if !mode_ok {
-                return Err(format!(
-                    "output `{}` lacks its permission bits, or they contradict its executable bit",
-                    o.path
-                ));
+                return Err(EntryError::BadMode(o.path.clone()));
             }
         }
         for o in &self.outputs {
@@ -310,10 +444,10 @@ impl Entry {
                 .filter(|p| *p != o.path.as_str())
                 .find(|p| kinds.get(p).is_some_and(|k| *k != OutputKind::Dir))
             {
-                return Err(format!(
-                    "output `{}` lies below `{p}`, which is not a directory",
-                    o.path
-                ));
+                return Err(EntryError::BelowNonDir {
+                    output: o.path.clone(),
+                    parent: p.to_owned(),
+                });
             }
         }
         Ok(())
@@ -326,13 +460,13 @@ impl Entry {
     /// create a declared output fails and stores nothing, so a sound entry
     /// always covers them; one that does not (its `[[outputs]]` lost) would
     /// be a hit that leaves an output missing, and is damaged.
-    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), String> {
+    pub fn check_covers(&self, declared: &[RelPath]) -> Result<(), EntryError> {
         let have: HashSet<&str> = self.outputs.iter().map(|o| o.path.as_str()).collect();
         match declared.iter().find(|d| !have.contains(d.as_str())) {
-            Some(d) => Err(format!(
-                "it does not restore `{d}`, a declared output of `{}`",
-                self.target
-            )),
+            Some(d) => Err(EntryError::NotCovered {
+                output: d.clone(),
+                target: self.target.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -347,33 +481,27 @@ pub fn render_entry(entry: &Entry) -> String {
 /// checksum. The schema number is probed separately only when the full
 /// parse fails, so a newer entry gets the "upgrade relocache" message and
 /// the common case parses once.
-pub fn parse_entry(text: &str) -> Result<Entry, String> {
+pub fn parse_entry(text: &str) -> Result<Entry, EntryError> {
     #[derive(Deserialize)]
     struct Probe {
         schema: u32,
     }
-    let newer = |schema: u32| {
-        format!("entry schema {schema} is newer than this relocache supports ({ENTRY_SCHEMA}); upgrade relocache")
-    };
     let text = match checksum::open(text) {
         Ok(body) => body,
         Err(why) => {
             return match toml::from_str::<Probe>(text) {
-                Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
-                _ => Err(format!("the entry fails its checksum: {why}")),
+                Ok(p) if p.schema > ENTRY_SCHEMA => Err(EntryError::Newer(p.schema)),
+                _ => Err(EntryError::Checksum(why)),
             }
         }
     };
     match toml::from_str::<Entry>(text) {
-        Ok(e) if e.schema > ENTRY_SCHEMA => Err(newer(e.schema)),
-        Ok(e) if e.schema < ENTRY_SCHEMA => Err(format!(
-            "entry schema {} is older than this relocache reads ({ENTRY_SCHEMA})",
-            e.schema
-        )),
+        Ok(e) if e.schema > ENTRY_SCHEMA => Err(EntryError::Newer(e.schema)),
+        Ok(e) if e.schema < ENTRY_SCHEMA => Err(EntryError::Older(e.schema)),
         Ok(e) => e.check_outputs().map(|()| e),
         Err(err) => match toml::from_str::<Probe>(text) {
-            Ok(p) if p.schema > ENTRY_SCHEMA => Err(newer(p.schema)),
-            _ => Err(err.message().to_owned()),
+            Ok(p) if p.schema > ENTRY_SCHEMA => Err(EntryError::Newer(p.schema)),
+            _ => Err(EntryError::Syntax(err.message().to_owned())),
         },
     }
 }
@@ -392,7 +520,7 @@ mod tests {
             duration_ms: 1234,
             relocatable: false,
             reasons: vec![Reason {
-                kind: "embedded-path".into(),
+                kind: ReasonKind::EmbeddedPath,
                 path: Some(RelPath::new("build/lib.o").unwrap()),
                 offset: Some(42),
                 detail: "contains @project".into(),
@@ -448,9 +576,11 @@ mod tests {
             .replace("schema = 2", "schema = 7");
         assert!(parse_entry(&text)
             .unwrap_err()
+            .to_string()
             .contains("upgrade relocache"));
         assert!(parse_entry(&checksum::seal(&text))
             .unwrap_err()
+            .to_string()
             .contains("upgrade relocache"));
     }
 
@@ -458,9 +588,12 @@ mod tests {
     #[test]
     fn an_unsealed_or_older_entry_is_damaged() {
         let plain = toml::to_string(&sample()).unwrap();
-        assert!(parse_entry(&plain).unwrap_err().contains("checksum"));
+        assert!(parse_entry(&plain)
+            .unwrap_err()
+            .to_string()
+            .contains("checksum"));
         let old = checksum::seal(&plain.replace("schema = 2", "schema = 1"));
-        assert!(parse_entry(&old).unwrap_err().contains("older"));
+        assert!(parse_entry(&old).unwrap_err().to_string().contains("older"));
         let v1 = include_str!("../../tests/golden/entry-v1.toml");
         assert!(parse_entry(v1).is_err());
     }
@@ -474,7 +607,7 @@ mod tests {
             .check_covers(&[rel("build/app"), rel("build/link")])
             .is_ok());
         let err = e.check_covers(&[rel("build/app"), rel("build/lib.o")]);
-        assert!(err.unwrap_err().contains("build/lib.o"));
+        assert!(err.unwrap_err().to_string().contains("build/lib.o"));
     }
 
     #[test]
@@ -514,6 +647,7 @@ mod tests {
             assert!(
                 parse_entry(&damaged)
                     .unwrap_err()
+                    .to_string()
                     .contains("permission bits"),
                 "{from} -> {to}"
             );

@@ -83,6 +83,8 @@ pub(crate) struct Ctx<'a> {
     pub writable: bool,
     /// Digests of unchanged files, by stat.
     pub memo: Option<&'a StatMemo>,
+    /// How hits write their outputs.
+    pub restore_mode: super::restore::RestoreMode,
     /// Uses and counters of this run, written to the depot's usage log at the end.
     pub usage: crate::depot::usage::Recorder,
     /// The shared remote cache, if any.
@@ -237,6 +239,7 @@ impl<'a> Ctx<'a> {
             outputs,
             visible,
             writable: true,
+            restore_mode: Default::default(),
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
             pwd: run::pwd_for(&manifest.root),

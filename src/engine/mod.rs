@@ -41,7 +41,7 @@ use crate::relpath::RelPath;
 use crate::report::Reporter;
 
 pub(crate) use ctx::{scan_skips, Ctx, DepOut, DepOuts};
-pub use report::{BuildOptions, BuildReport, Outcome, TargetReport, NOT_RELOCATABLE};
+pub use report::{BuildOptions, BuildReport, Outcome, TargetReport, Warning, WarningKind};
 
 /// Why a build could not start.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +123,7 @@ pub fn build(
     let scan = scan?;
     let mut ctx = Ctx::new(manifest, depots.all(), &roots[0], &scan, Some(&memo));
     ctx.remote = opts.remote.as_deref();
+    ctx.restore_mode = opts.restore_mode;
     if let Err(e) = depots.primary().probe_writable() {
         ctx.writable = false;
         reporter.warning(&format!(

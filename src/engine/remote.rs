@@ -2,6 +2,7 @@
 //! remote into the first depot; after a store, upload. Every remote problem
 //! becomes a warning and a counter, never a failed target.
 
+use super::report::{Warning, WarningKind};
 use super::Ctx;
 use crate::depot::entries::Entry;
 use crate::depot::usage::Counters;
@@ -11,7 +12,7 @@ use crate::remote::Failure;
 
 /// Counts a failure and turns it into a warning (none for `Disabled`,
 /// which was reported when it happened).
-fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec<String>) {
+fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec<Warning>) {
     let bump: fn(&mut Counters) = match f {
         Failure::Disabled => return,
         Failure::Timeout(_) => |c| c.remote_timeouts += 1,
@@ -20,7 +21,10 @@ fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec
     };
     ctx.usage.count(&t.name, bump);
     tracing::debug!(error = %f, "remote: {what}");
-    warnings.push(format!("remote: {what} `{}`: {f}", t.name));
+    warnings.push(Warning::new(
+        WarningKind::Remote,
+        format!("remote: {what} `{}`: {f}", t.name),
+    ));
 }
 
 /// Looks `key` up on the remote after every depot missed. On a hit the
@@ -29,7 +33,7 @@ pub(super) fn fetch(
     ctx: &Ctx<'_>,
     t: &Target,
     key: &Key,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Option<Entry> {
     let remote = ctx.remote?;
     if !ctx.writable {
@@ -58,7 +62,7 @@ pub(super) fn fetch(
 }
 
 /// Uploads a newly stored entry (read-write remotes only).
-pub(super) fn upload(ctx: &Ctx<'_>, t: &Target, entry: &Entry, warnings: &mut Vec<String>) {
+pub(super) fn upload(ctx: &Ctx<'_>, t: &Target, entry: &Entry, warnings: &mut Vec<Warning>) {
     let Some(remote) = ctx.remote else {
         return;
     };

@@ -21,6 +21,8 @@ pub struct BuildOptions {
     pub force: bool,
     /// The shared remote cache, looked up after the depot stack and written after a store.
     pub remote: Option<std::sync::Arc<crate::remote::Remote>>,
+    /// How hits write their outputs (the CLI reads `RELOCACHE_RESTORE`).
+    pub restore_mode: super::restore::RestoreMode,
 }
 
 /// What happened to a target.
@@ -63,7 +65,7 @@ pub struct TargetReport {
     pub error: Option<String>,
     /// Things the user should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// Captured (or replayed) standard output.
     #[serde(skip)]
     pub stdout: Vec<u8>,
@@ -96,9 +98,60 @@ impl BuildReport {
     }
 }
 
-/// What a build warning about an output tying its entry to this location
-/// says after the target's name; the CLI shows a few and counts the rest.
-pub const NOT_RELOCATABLE: &str = "` is not relocatable: ";
+/// Something the user should know about a target; `--json` shows only
+/// its message, as a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Warning {
+    /// What it is about, for the CLI to group or hold back.
+    pub kind: WarningKind,
+    /// The full text, with its `help:` line when there is one.
+    pub message: String,
+}
+
+impl Warning {
+    /// A warning of `kind` saying `message`.
+    pub fn new(kind: WarningKind, message: String) -> Self {
+        Self { kind, message }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Warning> for String {
+    fn from(w: Warning) -> Self {
+        w.message
+    }
+}
+
+/// What a [`Warning`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A tool of the target looks wrong (see [`crate::tools`]).
+    Tool,
+    /// The per-key build lock could not be taken.
+    Lock,
+    /// A stored entry is damaged and was ignored.
+    DamagedEntry,
+    /// An entry could not be restored or copied into the first depot.
+    Restore,
+    /// An input changed while the command ran; nothing was stored.
+    InputChanged,
+    /// An input tracked by size and mtime makes the entry not relocatable.
+    UntrackedInput,
+    /// An output ties the entry to this location (an embedded root, a
+    /// symlink leaving the project); a compiled tree can have hundreds,
+    /// so the CLI shows a few and counts the rest.
+    NotRelocatable,
+    /// The entry or the project record could not be written.
+    Store,
+    /// The remote failed to fetch or upload.
+    Remote,
+}
 
 pub(super) fn report(
     name: &str,

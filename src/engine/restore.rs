@@ -15,7 +15,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use crate::depot::blobs::ZSTD_MAGIC;
-use crate::depot::entries::{Entry, OutputKind, OutputRecord};
+use crate::depot::entries::{Entry, EntryError, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
 use crate::file_hash::{hash_file, hash_file_len};
@@ -103,12 +103,13 @@ pub fn restore(
     root: &Path,
     declared: &[RelPath],
     memo: Option<&StatMemo>,
+    mode: RestoreMode,
 ) -> Result<Restored, DepotError> {
     within_declared(entry, declared)
         .and_then(|()| entry.check_covers(declared))
-        .map_err(|message| DepotError::Damaged {
+        .map_err(|e| DepotError::Damaged {
             path: depot.entry_path(&entry.key),
-            message,
+            message: e.to_string(),
         })?;
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
@@ -158,7 +159,7 @@ pub fn restore(
         .collect();
     let one = |o: &&OutputRecord| {
         let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-        restore_file(depot, o, &o.path.to_path(root), new, memo)
+        restore_file(depot, o, &o.path.to_path(root), new, memo, mode)
     };
     // Waking the thread pool costs more than a few small files.
     let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
@@ -217,7 +218,7 @@ fn set_dir_mode(dest: &Path, current: u32, want: u32) -> Result<Option<u32>, Dep
 /// earlier restore or anyone else, is ever followed. Entries come from
 /// archives and remotes; one naming `relocache.toml` or `out/link/x` must not
 /// write there.
-fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
+fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), EntryError> {
     let dirs: HashSet<&str> = entry
         .outputs
         .iter()
@@ -226,20 +227,20 @@ fn within_declared(entry: &Entry, declared: &[RelPath]) -> Result<(), String> {
         .collect();
     for o in &entry.outputs {
         let Some(top) = declared.iter().find(|d| o.path.is_within(d)) else {
-            return Err(format!(
-                "it would restore `{}`, which is not an output of `{}`",
-                o.path, entry.target
-            ));
+            return Err(EntryError::NotDeclared {
+                output: o.path.clone(),
+                target: entry.target.clone(),
+            });
         };
         let below_top = o
             .path
             .self_and_ancestors()
             .filter(|a| a.len() >= top.as_str().len() && *a != o.path.as_str());
         if let Some(a) = below_top.into_iter().find(|a| !dirs.contains(a)) {
-            return Err(format!(
-                "it would restore `{}` without restoring its directory `{a}`",
-                o.path
-            ));
+            return Err(EntryError::NoDirectory {
+                output: o.path.clone(),
+                dir: a.to_owned(),
+            });
         }
     }
     Ok(())
@@ -285,6 +286,7 @@ fn restore_file(
     dest: &Path,
     in_new_dir: bool,
     memo: Option<&StatMemo>,
+    mode: RestoreMode,
 ) -> Result<Option<u64>, DepotError> {
     // One stat says both whether the output is already right and whether a
     // directory is in the way.
@@ -304,14 +306,16 @@ fn restore_file(
         message: format!("output `{}` has no blob", o.path),
     })?;
     let parent = dest.parent().expect("outputs have a parent");
-    if restore_mode() == RestoreMode::Hardlink {
+    if mode == RestoreMode::Hardlink {
         fs::create_dir_all(parent).map_err(DepotError::io("create output directory", parent))?;
         if let Some(n) = try_hardlink(depot, &digest, o, dest, parent)? {
             return Ok(Some(n));
         }
     }
-    if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
-        return Ok(Some(n));
+    if mode != RestoreMode::Copy {
+        if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
+            return Ok(Some(n));
+        }
     }
     let tmp = temp_name(parent, &digest);
     let file = create_temp(&tmp, parent)?;
@@ -330,10 +334,12 @@ fn restore_file(
     written.map(Some)
 }
 
-/// How outputs are written, from `RELOCACHE_RESTORE`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How outputs are written. The CLI reads it from `RELOCACHE_RESTORE` and
+/// passes it in [`BuildOptions`](super::BuildOptions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RestoreMode {
     /// `reflink` (the default): reflinks where the filesystem can, else copies.
+    #[default]
     Reflink,
     /// `copy`: always plain copies.
     Copy,
@@ -344,27 +350,22 @@ pub enum RestoreMode {
     Hardlink,
 }
 
+/// A `RELOCACHE_RESTORE` value that names no [`RestoreMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("RELOCACHE_RESTORE=`{0}` is not a restore mode\n  help: use `reflink` (the default), `copy` or `hardlink`")]
+pub struct UnknownRestoreMode(pub String);
+
 impl RestoreMode {
-    /// The mode `RELOCACHE_RESTORE` asks for, or an error naming the choices.
-    pub fn from_env() -> Result<RestoreMode, String> {
-        match std::env::var("RELOCACHE_RESTORE").as_deref() {
-            Err(_) | Ok("") | Ok("reflink") => Ok(RestoreMode::Reflink),
-            Ok("copy") => Ok(RestoreMode::Copy),
-            Ok("hardlink") => Ok(RestoreMode::Hardlink),
-            Ok(other) => Err(format!(
-                "RELOCACHE_RESTORE=`{other}` is not a restore mode\n  help: use `reflink` (the default), `copy` or `hardlink`"
-            )),
+    /// The mode a `RELOCACHE_RESTORE` value names; unset (`None`) or empty
+    /// is the default.
+    pub fn parse(value: Option<&str>) -> Result<RestoreMode, UnknownRestoreMode> {
+        match value {
+            None | Some("") | Some("reflink") => Ok(RestoreMode::Reflink),
+            Some("copy") => Ok(RestoreMode::Copy),
+            Some("hardlink") => Ok(RestoreMode::Hardlink),
+            Some(other) => Err(UnknownRestoreMode(other.to_owned())),
         }
     }
-}
-
-fn restore_mode() -> RestoreMode {
-    static MODE: std::sync::OnceLock<RestoreMode> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| RestoreMode::from_env().unwrap_or(RestoreMode::Reflink))
-}
-
-fn reflinks_allowed() -> bool {
-    restore_mode() != RestoreMode::Copy
 }
 
 /// Restores a raw blob as a hard link to the depot's file, after checking
@@ -451,7 +452,7 @@ fn try_reflink(
     // Asked once per process: most filesystems cannot, and asking costs an
     // open of the blob and a failed ioctl per output.
     static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
-    if !reflinks_allowed() || UNSUPPORTED.load(Ordering::Relaxed) {
+    if UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(None);
     }
     // A missing or unreadable blob is the copy path's to report.

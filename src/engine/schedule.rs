@@ -211,7 +211,7 @@ impl<'w, 'c> Workers<'w, 'c> {
         let store = move || {
             let (stored, warnings) = job.run(self.ctx, &stdout, &stderr);
             for w in &warnings {
-                self.reporter.warning(w);
+                self.reporter.warning(&w.message);
             }
             let mut g = self.sched.lock().unwrap();
             let r = g.results[i].as_mut().expect("published before its store");

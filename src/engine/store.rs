@@ -9,7 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::depot::blobs::Durability;
-use crate::depot::entries::{Entry, InputsSummary, OutputKind, OutputRecord, Reason, ENTRY_SCHEMA};
+use crate::depot::entries::{
+    Entry, InputsSummary, OutputKind, OutputRecord, Reason, ReasonKind, ENTRY_SCHEMA,
+};
 use crate::depot::records::now_rfc3339;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
@@ -154,6 +156,10 @@ pub struct Finding {
     pub message: String,
 }
 
+fn help(kind: &ReasonKind, root: &str) -> String {
+    kind.help(root, "").unwrap_or_default()
+}
+
 /// Scans outputs for embedded absolute roots and checks symlinks.
 pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle]) -> Vec<Finding> {
     let files = records.iter().filter(|o| o.kind == OutputKind::File);
@@ -167,20 +173,23 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
                 "project"
             };
             Some(Finding {
-                    reason: Reason {
-                        kind: "embedded-path".into(),
-                        path: Some(o.path.clone()),
-                        offset: Some(hit.offset),
-                        detail: format!(
-                            "embeds the absolute {what} root ({}) at byte {}",
-                            hit.placeholder, hit.offset
-                        ),
-                    },
-                    message: format!(
-                        "output `{}` embeds the absolute path `{}` at byte {}\n  help: build with relative paths, e.g. `-ffile-prefix-map={}=.` for C/C++, `--remap-path-prefix={}=.` for Rust, or write paths relative to the project",
-                        o.path, hit.text, hit.offset, hit.text, hit.text
+                reason: Reason {
+                    kind: ReasonKind::EmbeddedPath,
+                    path: Some(o.path.clone()),
+                    offset: Some(hit.offset),
+                    detail: format!(
+                        "embeds the absolute {what} root ({}) at byte {}",
+                        hit.placeholder, hit.offset
                     ),
-                })
+                },
+                message: format!(
+                    "output `{}` embeds the absolute path `{}` at byte {}\n  help: {}",
+                    o.path,
+                    hit.text,
+                    hit.offset,
+                    help(&ReasonKind::EmbeddedPath, &hit.text)
+                ),
+            })
         }
         OutputKind::Symlink => {
             let t = o.target.as_deref().unwrap_or("");
@@ -198,13 +207,14 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
             };
             if t.starts_with('/') || escapes {
                 let kind = if escapes {
-                    "escaping-symlink"
+                    ReasonKind::EscapingSymlink
                 } else {
-                    "absolute-symlink"
+                    ReasonKind::AbsoluteSymlink
                 };
+                let help = help(&kind, "");
                 Some(Finding {
                         reason: Reason {
-                            kind: kind.into(),
+                            kind,
                             path: Some(o.path.clone()),
                             offset: None,
                             detail: if escapes {
@@ -214,7 +224,7 @@ pub fn relocatability(root: &Path, records: &[OutputRecord], needles: &[Needle])
                             },
                         },
                         message: format!(
-                            "output symlink `{}` points to `{t}`, which is not inside the project\n  help: make the link relative to its directory (e.g. `ln -sr`)",
+                            "output symlink `{}` points to `{t}`, which is not inside the project\n  help: {help}",
                             o.path
                         ),
                     })

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::ctx::{Computed, Ctx, DepOut, DepOuts};
-use super::report::{report, BuildOptions, Outcome, TargetReport, NOT_RELOCATABLE};
+use super::report::{report, BuildOptions, Outcome, TargetReport, Warning, WarningKind};
 use super::{remote, restore, run, store};
-use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason};
+use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason, ReasonKind};
 use crate::depot::DepotError;
 use crate::digest::Key;
 use crate::file_state::FileState;
@@ -47,7 +47,11 @@ pub(super) fn process<'a>(
         r.error = Some(e.to_string());
         return (r, None, None);
     }
-    let mut warnings: Vec<String> = computed.warnings.iter().map(|w| w.to_string()).collect();
+    let mut warnings: Vec<Warning> = computed
+        .warnings
+        .iter()
+        .map(|w| Warning::new(WarningKind::Tool, w.to_string()))
+        .collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
             let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
@@ -65,8 +69,9 @@ pub(super) fn process<'a>(
         }) {
             Ok(l) => Some(l),
             Err(e) => {
-                warnings.push(format!(
-                    "could not take the build lock ({e}); building without it"
+                warnings.push(Warning::new(
+                    WarningKind::Lock,
+                    format!("could not take the build lock ({e}); building without it"),
                 ));
                 None
             }
@@ -105,7 +110,7 @@ fn finish_hit(
     t: &Target,
     key: Key,
     hit: Hit,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     started: Instant,
     opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
@@ -117,7 +122,7 @@ fn finish_hit(
             .iter()
             .map(|r| match &r.path {
                 Some(p) => format!("{} `{p}`", r.kind),
-                None => r.kind.clone(),
+                None => r.kind.to_string(),
             })
             .collect();
         let mut r = report(&t.name, Some(key), Outcome::Failed, started);
@@ -142,7 +147,7 @@ fn finish_hit(
 /// Looks `key` up in every depot of the stack, then on the remote; restores
 /// the first usable entry. Damaged entries, corrupt blobs and remote failures
 /// are warnings and count as misses.
-fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> Option<Hit> {
+fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<Warning>) -> Option<Hit> {
     for (i, depot) in ctx.depots.iter().enumerate() {
         let entry = match depot.read_entry(key) {
             Ok(Some(e)) => e,
@@ -153,7 +158,10 @@ fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<String>) -> 
             Err(e) => {
                 tracing::debug!(depot = i, error = %e, "miss: damaged entry");
                 let moved = quarantine_damaged(ctx, i, key, &e);
-                warnings.push(format!("ignoring a damaged entry{moved}: {e}"));
+                warnings.push(Warning::new(
+                    WarningKind::DamagedEntry,
+                    format!("ignoring a damaged entry{moved}: {e}"),
+                ));
                 continue;
             }
         };
@@ -185,7 +193,7 @@ fn restore_entry(
     key: &Key,
     i: usize,
     entry: Entry,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Option<Hit> {
     let primary = &ctx.depots[0];
     let depot = &ctx.depots[i];
@@ -198,23 +206,37 @@ fn restore_entry(
         Ok((o, e)) => (o.unwrap_or_default(), e.unwrap_or_default()),
         Err(e) => {
             tracing::debug!(depot = i, error = %e, "miss: a log blob is unreadable");
-            warnings.push(format!(
-                "cannot restore `{}` from the cache: {e}; rebuilding",
-                t.name
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "cannot restore `{}` from the cache: {e}; rebuilding",
+                    t.name
+                ),
             ));
             return None;
         }
     };
-    let restored = tracing::debug_span!("restore", depot = i)
-        .in_scope(|| restore::restore(depot, &entry, &ctx.manifest.root, &t.outputs, ctx.memo));
+    let restored = tracing::debug_span!("restore", depot = i).in_scope(|| {
+        restore::restore(
+            depot,
+            &entry,
+            &ctx.manifest.root,
+            &t.outputs,
+            ctx.memo,
+            ctx.restore_mode,
+        )
+    });
     let restored = match restored {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(depot = i, error = %e, "miss: the entry cannot be restored");
             let moved = quarantine_damaged(ctx, i, key, &e);
-            warnings.push(format!(
-                "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
-                t.name
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "cannot restore `{}` from the cache{moved}: {e}; rebuilding",
+                    t.name
+                ),
             ));
             return None;
         }
@@ -228,9 +250,12 @@ fn restore_entry(
             .try_for_each(|b| primary.import_blob(depot, b))
             .and_then(|_| primary.write_entry(&entry));
         if let Err(e) = copied {
-            warnings.push(format!(
-                "could not copy the entry into `{}`: {e}",
-                primary.root().display()
+            warnings.push(Warning::new(
+                WarningKind::Restore,
+                format!(
+                    "could not copy the entry into `{}`: {e}",
+                    primary.root().display()
+                ),
             ));
         }
     }
@@ -251,7 +276,7 @@ fn build_miss<'a>(
     t: &'a Target,
     computed: Computed,
     opts: &BuildOptions,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
     started: Instant,
     lock_fd: Option<std::os::fd::RawFd>,
 ) -> (TargetReport, Option<DepOut>, Option<StoreJob<'a>>) {
@@ -308,10 +333,12 @@ fn build_miss<'a>(
     let mut r = report(&t.name, Some(key), Outcome::Built, started);
     let duration_ms = run.duration.as_millis() as u64;
     if let Some(p) = ctx.inputs.first_changed(&computed.inputs) {
-        warnings.push(format!(
+        warnings.push(Warning::new(
+ WarningKind::InputChanged,
+ format!(
             "input `{p}` changed while `{}` was running; its outputs were not stored (they may mix old and new input)\n  help: run the build again",
             t.name
-        ));
+        )));
         r.stdout = run.stdout;
         r.stderr = run.stderr;
         return (r, Some(out), None);
@@ -368,7 +395,7 @@ fn not_relocatable(
     t: &Target,
     computed: &Computed,
     records: &[OutputRecord],
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> Vec<Reason> {
     let root = &ctx.manifest.root;
     let findings = store::relocatability(root, records, &ctx.rooted.needles());
@@ -376,21 +403,27 @@ fn not_relocatable(
     for i in &computed.inputs {
         if let FileState::Untracked { .. } = i.state {
             reasons.push(Reason {
-                kind: "untracked-input".into(),
+                kind: ReasonKind::UntrackedInput,
                 path: Some(i.path.clone()),
                 offset: None,
                 detail:
                     "tracked by size and mtime (track_content = false), which differ on every copy"
                         .into(),
             });
-            warnings.push(format!(
-                "`{}` reads `{}` with track_content = false: its entry is not relocatable",
-                t.name, i.path
+            warnings.push(Warning::new(
+                WarningKind::UntrackedInput,
+                format!(
+                    "`{}` reads `{}` with track_content = false: its entry is not relocatable",
+                    t.name, i.path
+                ),
             ));
         }
     }
     for f in &findings {
-        warnings.push(format!("`{}{NOT_RELOCATABLE}{}", t.name, f.message));
+        warnings.push(Warning::new(
+            WarningKind::NotRelocatable,
+            format!("`{}` is not relocatable: {}", t.name, f.message),
+        ));
     }
     reasons
 }
@@ -413,7 +446,7 @@ pub(crate) struct StoreJob<'a> {
 
 impl StoreJob<'_> {
     /// Stores the entry; returns whether it was stored and what went wrong.
-    pub(super) fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<String>) {
+    pub(super) fn run(self, ctx: &Ctx<'_>, stdout: &[u8], stderr: &[u8]) -> (bool, Vec<Warning>) {
         let t = self.target;
         let _span = tracing::debug_span!("store", target = %t.name, key = %self.key).entered();
         let mut warnings = Vec::new();
@@ -432,17 +465,22 @@ impl StoreJob<'_> {
         let stored = match store::store(primary, &ctx.manifest.root, req) {
             Ok(entry) => {
                 if let Err(e) = primary.write_record(&ctx.manifest.name, &t.name, &self.key) {
-                    warnings.push(format!("could not record the build of `{}`: {e}", t.name));
+                    warnings.push(Warning::new(
+                        WarningKind::Store,
+                        format!("could not record the build of `{}`: {e}", t.name),
+                    ));
                 }
                 remote::upload(ctx, t, &entry, &mut warnings);
                 true
             }
             Err(e) => {
                 tracing::debug!(error = %e, "not stored");
-                warnings.push(format!(
+                warnings.push(Warning::new(
+                    WarningKind::Store,
+                    format!(
                     "could not store `{}` in the depot: {e}\n  the build succeeded; its result is not cached",
                     t.name
-                ));
+                )));
                 false
             }
         };

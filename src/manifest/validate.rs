@@ -45,10 +45,10 @@ impl<'a> Cx<'a> {
     ) -> Result<crate::remote::config::RemoteSettings, ManifestError> {
         use crate::remote::config::{self, Mode, Origin, RemoteSettings, RemoteUrl};
         let r = raw.get_ref();
-        let url = RemoteUrl::parse(r.url.get_ref()).map_err(|m| {
+        let url = RemoteUrl::parse(r.url.get_ref()).map_err(|e| {
             self.err(
                 r.url.span(),
-                m,
+                e.to_string(),
                 "see README \"Sharing a cache across machines\" for the URL forms",
             )
         })?;
@@ -71,10 +71,10 @@ impl<'a> Cx<'a> {
         };
         let timeout = match &r.timeout {
             None => config::DEFAULT_TIMEOUT,
-            Some(t) => config::parse_timeout(t.get_ref()).map_err(|m| {
+            Some(t) => config::parse_timeout(t.get_ref()).map_err(|e| {
                 self.err(
                     t.span(),
-                    m,
+                    e.to_string(),
                     "write a duration such as timeout = \"30s\", \"500ms\" or \"2m\"",
                 )
             })?,

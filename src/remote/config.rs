@@ -123,6 +123,93 @@ impl Serialize for RemoteUrl {
 const S3_PARAMS: &[&str] = &["endpoint", "region", "profile"];
 const AZ_PARAMS: &[&str] = &["endpoint"];
 
+/// Why a remote URL is refused. `url` is the URL as shown (without a
+/// password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteUrlError {
+    /// Not a URL at all.
+    #[error("`{text}` is not a URL: {reason}")]
+    NotAUrl {
+        /// The text given.
+        text: String,
+        /// What the URL parser said.
+        reason: url::ParseError,
+    },
+    /// A scheme relocache has no backend for.
+    #[error("unknown remote scheme `{0}:`; use s3://, redis://, rediss://, webdav://, webdavs://, http(s)://, gcs:// or azblob://")]
+    UnknownScheme(String),
+    /// An s3:// or gcs:// URL without a bucket.
+    #[error("`{url}` names no bucket: write {scheme}://BUCKET/PREFIX")]
+    NoBucket {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// An azblob:// URL without a container.
+    #[error("`{url}` names no container: write azblob://CONTAINER/PREFIX")]
+    NoContainer {
+        /// The URL.
+        url: String,
+    },
+    /// A redis or webdav URL without a host.
+    #[error("`{url}` names no host")]
+    NoHost {
+        /// The URL.
+        url: String,
+    },
+    /// Credentials in an object-store URL, where they come from the environment.
+    #[error("`{url}`: credentials in a {scheme} URL are not used; they come from the environment (see `relocache remote --help`)")]
+    Credentials {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A query parameter on a scheme that takes none.
+    #[error("`{url}`: {scheme} URLs take no `?{param}=` parameter")]
+    NoParameters {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+        /// The parameter given.
+        param: String,
+    },
+    /// A query parameter the scheme does not take.
+    #[error("`{url}`: unknown parameter `{param}`; {scheme} URLs take {allowed}")]
+    UnknownParameter {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+        /// The parameter given.
+        param: String,
+        /// The parameters it takes, comma-separated.
+        allowed: String,
+    },
+    /// `?endpoint=` that is not an http(s) URL.
+    #[error("`{url}`: endpoint `{endpoint}` is not an http(s):// URL")]
+    BadEndpoint {
+        /// The URL.
+        url: String,
+        /// The endpoint given.
+        endpoint: String,
+    },
+    /// A redis path that is not one database number.
+    #[error("`{url}`: the path of a redis URL is the database number, e.g. redis://host:6379/0")]
+    RedisPath {
+        /// The URL.
+        url: String,
+    },
+    /// An azblob:// URL without `?endpoint=`.
+    #[error("`{url}` needs ?endpoint=https://ACCOUNT.blob.core.windows.net")]
+    NeedsEndpoint {
+        /// The URL.
+        url: String,
+    },
+}
+
 impl RemoteUrl {
     /// Parses one of the documented forms:
     ///
@@ -130,43 +217,32 @@ impl RemoteUrl {
     /// - `redis://[USER:PASSWORD@]HOST[:PORT][/DB]`, `rediss://…` for TLS
     /// - `webdav://HOST[:PORT]/PATH` (http), `webdavs://…` (https), or `http(s)://HOST/PATH`
     /// - `gcs://BUCKET[/PREFIX]`, `azblob://CONTAINER[/PREFIX]?endpoint=URL`
-    pub fn parse(text: &str) -> Result<RemoteUrl, String> {
-        let url =
-            url::Url::parse(text.trim()).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    pub fn parse(text: &str) -> Result<RemoteUrl, RemoteUrlError> {
+        let url = url::Url::parse(text.trim()).map_err(|reason| RemoteUrlError::NotAUrl {
+            text: text.to_owned(),
+            reason,
+        })?;
         let service = match url.scheme() {
             "s3" => Service::S3,
             "redis" | "rediss" => Service::Redis,
             "webdav" | "webdavs" | "http" | "https" => Service::Webdav,
             "gcs" | "gs" => Service::Gcs,
             "azblob" => Service::Azblob,
-            other => {
-                return Err(format!(
-                    "unknown remote scheme `{other}:`; use s3://, redis://, rediss://, webdav://, webdavs://, http(s)://, gcs:// or azblob://"
-                ))
-            }
+            other => return Err(RemoteUrlError::UnknownScheme(other.to_owned())),
         };
         let parsed = RemoteUrl { url, service };
         let host = parsed.url.host_str().unwrap_or("");
+        let (shown, scheme) = (parsed.to_string(), parsed.url.scheme().to_owned());
         if host.is_empty() {
             return Err(match service {
-                Service::S3 | Service::Gcs => {
-                    format!(
-                        "`{parsed}` names no bucket: write {}://BUCKET/PREFIX",
-                        parsed.url.scheme()
-                    )
-                }
-                Service::Azblob => {
-                    format!("`{parsed}` names no container: write azblob://CONTAINER/PREFIX")
-                }
-                _ => format!("`{parsed}` names no host"),
+                Service::S3 | Service::Gcs => RemoteUrlError::NoBucket { url: shown, scheme },
+                Service::Azblob => RemoteUrlError::NoContainer { url: shown },
+                _ => RemoteUrlError::NoHost { url: shown },
             });
         }
         let object_store = matches!(service, Service::S3 | Service::Gcs | Service::Azblob);
         if object_store && (!parsed.url.username().is_empty() || parsed.url.password().is_some()) {
-            return Err(format!(
-                "`{parsed}`: credentials in a {} URL are not used; they come from the environment (see `relocache remote --help`)",
-                parsed.url.scheme()
-            ));
+            return Err(RemoteUrlError::Credentials { url: shown, scheme });
         }
         let allowed: &[&str] = match service {
             Service::S3 => S3_PARAMS,
@@ -175,17 +251,17 @@ impl RemoteUrl {
         };
         for (k, _) in parsed.url.query_pairs() {
             if !allowed.contains(&k.as_ref()) {
+                let (url, param) = (shown, k.into_owned());
                 return Err(if allowed.is_empty() {
-                    format!(
-                        "`{parsed}`: {} URLs take no `?{k}=` parameter",
-                        parsed.url.scheme()
-                    )
+                    RemoteUrlError::NoParameters { url, scheme, param }
                 } else {
-                    format!(
-                        "`{parsed}`: unknown parameter `{k}`; {} URLs take {}",
-                        parsed.url.scheme(),
-                        allowed.join(", ")
-                    )
+                    let allowed = allowed.join(", ");
+                    RemoteUrlError::UnknownParameter {
+                        url,
+                        scheme,
+                        param,
+                        allowed,
+                    }
                 });
             }
         }
@@ -193,20 +269,19 @@ impl RemoteUrl {
             url::Url::parse(&e)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or_else(|| format!("`{parsed}`: endpoint `{e}` is not an http(s):// URL"))?;
+                .ok_or_else(|| RemoteUrlError::BadEndpoint {
+                    url: shown.clone(),
+                    endpoint: e.clone(),
+                })?;
         }
         if service == Service::Redis {
             let db = parsed.path_parts();
             if db.len() > 1 || db.first().is_some_and(|d| d.parse::<i64>().is_err()) {
-                return Err(format!(
-                    "`{parsed}`: the path of a redis URL is the database number, e.g. redis://host:6379/0"
-                ));
+                return Err(RemoteUrlError::RedisPath { url: shown });
             }
         }
         if service == Service::Azblob && parsed.param("endpoint").is_none() {
-            return Err(format!(
-                "`{parsed}` needs ?endpoint=https://ACCOUNT.blob.core.windows.net"
-            ));
+            return Err(RemoteUrlError::NeedsEndpoint { url: shown });
         }
         Ok(parsed)
     }
@@ -317,12 +392,31 @@ pub struct EnvError {
     pub help: &'static str,
 }
 
+/// Why a timeout is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TimeoutError {
+    /// Not a duration humantime reads.
+    #[error("`{text}` is not a duration ({reason})")]
+    NotADuration {
+        /// The text given.
+        text: String,
+        /// What humantime said.
+        reason: humantime::DurationError,
+    },
+    /// Zero, which would fail every request.
+    #[error("`{0}`: the timeout must be longer than zero")]
+    Zero(String),
+}
+
 /// Parses a timeout such as `30s`, `500ms` or `2m`.
-pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("`{text}` is not a duration ({e})"))?;
+pub fn parse_timeout(text: &str) -> Result<Duration, TimeoutError> {
+    let d =
+        humantime::parse_duration(text.trim()).map_err(|reason| TimeoutError::NotADuration {
+            text: text.to_owned(),
+            reason,
+        })?;
     if d.is_zero() {
-        return Err(format!("`{text}`: the timeout must be longer than zero"));
+        return Err(TimeoutError::Zero(text.to_owned()));
     }
     Ok(d)
 }
@@ -335,9 +429,9 @@ pub fn resolve(manifest: Option<&RemoteSettings>) -> Result<Option<RemoteSetting
     let mut settings = match var(ENV_URL) {
         Some(v) if v.trim() == "off" => return Ok(None),
         Some(v) => {
-            let url = RemoteUrl::parse(&v).map_err(|message| EnvError {
+            let url = RemoteUrl::parse(&v).map_err(|e| EnvError {
                 var: ENV_URL,
-                message,
+                message: e.to_string(),
                 help:
                     "see `relocache remote --help` for the URL forms, or set RELOCACHE_REMOTE=off",
             })?;
@@ -362,9 +456,9 @@ pub fn resolve(manifest: Option<&RemoteSettings>) -> Result<Option<RemoteSetting
         })?;
     }
     if let Some(t) = var(ENV_TIMEOUT) {
-        settings.timeout = parse_timeout(&t).map_err(|message| EnvError {
+        settings.timeout = parse_timeout(&t).map_err(|e| EnvError {
             var: ENV_TIMEOUT,
-            message,
+            message: e.to_string(),
             help: "write a duration such as 30s, 500ms or 2m",
         })?;
     }
@@ -420,7 +514,7 @@ mod tests {
             ("s3://AKIA:secret@bucket/p", "are not used"),
             ("not a url", "is not a URL"),
         ] {
-            let e = RemoteUrl::parse(bad).unwrap_err();
+            let e = RemoteUrl::parse(bad).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }

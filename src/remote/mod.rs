@@ -285,7 +285,7 @@ impl Remote {
             };
             let text =
                 String::from_utf8(bytes.to_vec()).map_err(|_| damaged("not UTF-8".into()))?;
-            let entry = parse_entry(&text).map_err(damaged)?;
+            let entry = parse_entry(&text).map_err(|e| damaged(e.to_string()))?;
             if entry.key != *key {
                 return Err(damaged(format!("it records key {}", entry.key)));
             }

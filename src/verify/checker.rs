@@ -62,7 +62,7 @@ pub(super) struct EntryCheck {
 }
 
 impl Checker<'_> {
-    fn problem(&self, kind: &'static str, path: &Path, detail: String) -> Problem {
+    fn problem(&self, kind: ProblemKind, path: &Path, detail: String) -> Problem {
         Problem {
             kind,
             entry: None,
@@ -86,12 +86,12 @@ impl Checker<'_> {
                     }
                 }
                 Err(e) => out.push(self.problem(
-                    kind::UNPARSEABLE_FILE,
+                    ProblemKind::UnparseableFile,
                     &path,
                     format!("DEPOT.toml does not parse: {}", e.message()),
                 )),
             },
-            Err(e) => out.push(self.problem(kind::UNREADABLE, &path, e.to_string())),
+            Err(e) => out.push(self.problem(ProblemKind::Unreadable, &path, e.to_string())),
         }
         out
     }
@@ -111,7 +111,7 @@ impl Checker<'_> {
                 Err(e) => {
                     let p = e.path().unwrap_or(root).to_path_buf();
                     w.problems.push(self.problem(
-                        kind::UNREADABLE,
+                        ProblemKind::Unreadable,
                         &p,
                         format!("cannot be read: {e}"),
                     ));
@@ -140,7 +140,7 @@ impl Checker<'_> {
                 // objects-v1/ab/<x> and entries-v2/ab/<x> are files, or
                 // nothing; anything else stands where a blob or entry goes.
                 w.problems.push(self.problem(
-                    kind::UNREADABLE,
+                    ProblemKind::Unreadable,
                     item.path(),
                     "is not a regular file where only blobs and entries belong; relocache cannot read it\n  help: remove it".into(),
                 ));
@@ -156,7 +156,7 @@ impl Checker<'_> {
                 OBJECTS_DIR => match sharded_name(&parts, "") {
                     Some(d) => w.blobs.push(d),
                     None => w.problems.push(self.problem(
-                        kind::MISNAMED_BLOB,
+                        ProblemKind::MisnamedBlob,
                         item.path(),
                         "not named like a blob (`objects-v1/ab/<64 hex digits starting with ab>`); relocache never reads it\n  help: remove it".into(),
                     )),
@@ -165,7 +165,7 @@ impl Checker<'_> {
                     let key = sharded_name(&parts, ENTRY_SUFFIX).map(Key);
                     if key.is_none() {
                         w.problems.push(self.problem(
-                            kind::MISNAMED_ENTRY,
+                            ProblemKind::MisnamedEntry,
                             item.path(),
                             "not named like an entry (`entries-v2/ab/<key>.toml`), so no build will ever find it\n  help: remove it".into(),
                         ));
@@ -184,11 +184,11 @@ impl Checker<'_> {
     fn symlink(&self, abs: &Path, parts: &[String], in_store: bool) -> Option<Problem> {
         let target = match std::fs::read_link(abs) {
             Ok(t) => t.to_string_lossy().into_owned(),
-            Err(e) => return Some(self.problem(kind::UNREADABLE, abs, e.to_string())),
+            Err(e) => return Some(self.problem(ProblemKind::Unreadable, abs, e.to_string())),
         };
         if in_store {
             return Some(self.problem(
-                kind::SYMLINK_IN_STORE,
+                ProblemKind::SymlinkInStore,
                 abs,
                 format!("is a symlink (to `{target}`); blobs and entries must be regular files, or a copy of the depot loses or changes them\n  help: replace it with the file it points to, or remove it"),
             ));
@@ -198,7 +198,7 @@ impl Checker<'_> {
         }
         if target.starts_with('/') {
             return Some(self.problem(
-                kind::SYMLINK_LEAVES_DEPOT,
+                ProblemKind::SymlinkLeavesDepot,
                 abs,
                 format!("is a symlink to the absolute path `{target}`, which does not move with the depot\n  help: replace it with a relative link inside the depot, or with the file itself"),
             ));
@@ -211,7 +211,7 @@ impl Checker<'_> {
         };
         match RelPath::normalize(&joined) {
             Err(RelPathError::Escapes(_)) => Some(self.problem(
-                kind::SYMLINK_LEAVES_DEPOT,
+                ProblemKind::SymlinkLeavesDepot,
                 abs,
                 format!("is a symlink to `{target}`, which is outside the depot\n  help: copy what it points to into the depot, or remove the link"),
             )),
@@ -225,13 +225,13 @@ impl Checker<'_> {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
-                    out.push(self.problem(kind::UNREADABLE, path, e.to_string()));
+                    out.push(self.problem(ProblemKind::Unreadable, path, e.to_string()));
                     continue;
                 }
             };
             if let Err(why) = crate::depot::checksum::open(&text) {
                 out.push(self.problem(
-                    kind::UNPARSEABLE_FILE,
+                    ProblemKind::UnparseableFile,
                     path,
                     format!("project record is damaged: {why}\n  help: remove it; the next build or restore writes it again"),
                 ));
@@ -241,7 +241,7 @@ impl Checker<'_> {
                 Ok(v) => v,
                 Err(e) => {
                     out.push(self.problem(
-                        kind::UNPARSEABLE_FILE,
+                        ProblemKind::UnparseableFile,
                         path,
                         format!("project record does not parse: {}\n  help: remove it; the next build or restore writes it again", e.message()),
                     ));
@@ -250,7 +250,7 @@ impl Checker<'_> {
             };
             if let Err(e) = value.clone().try_into::<crate::depot::records::Record>() {
                 out.push(self.problem(
-                    kind::UNPARSEABLE_FILE,
+                    ProblemKind::UnparseableFile,
                     path,
                     format!("project record is damaged: {}\n  help: remove it; the next build or restore writes it again", e.message()),
                 ));
@@ -273,7 +273,7 @@ impl Checker<'_> {
         };
         let rel = rel_to(depot.root(), path);
         let mut push =
-            |kind: &'static str, p: Option<String>, detail: String, label: &Option<String>| {
+            |kind: ProblemKind, p: Option<String>, detail: String, label: &Option<String>| {
                 out.problems.push(Problem {
                     kind,
                     entry: name_key,
@@ -286,7 +286,7 @@ impl Checker<'_> {
             if let Ok(md) = std::fs::symlink_metadata(path) {
                 if md.file_type().is_symlink() {
                     push(
-                        kind::SYMLINK_IN_STORE,
+                        ProblemKind::SymlinkInStore,
                         Some(rel.clone()),
                         "the entry is a symlink; entries must be regular files\n  help: replace it with the file it points to".into(),
                         &None,
@@ -297,7 +297,7 @@ impl Checker<'_> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                push(kind::UNREADABLE, Some(rel), e.to_string(), &None);
+                push(ProblemKind::Unreadable, Some(rel), e.to_string(), &None);
                 return out;
             }
         };
@@ -316,7 +316,7 @@ impl Checker<'_> {
             Err(msg) => {
                 if path_problems == 0 {
                     push(
-                        kind::CORRUPT_ENTRY,
+                        ProblemKind::CorruptEntry,
                         Some(rel),
                         format!("the entry is damaged: {msg}\n  help: remove it (a build quarantines it); the target rebuilds and stores a new one"),
                         &None,
@@ -329,7 +329,7 @@ impl Checker<'_> {
         for p in out.problems.iter_mut() {
             p.label = label.clone();
         }
-        let mut push = |kind: &'static str, p: Option<String>, detail: String| {
+        let mut push = |kind: ProblemKind, p: Option<String>, detail: String| {
             out.problems.push(Problem {
                 kind,
                 entry: name_key.or(Some(entry.key)),
@@ -341,7 +341,7 @@ impl Checker<'_> {
         if let Some(k) = name_key {
             if k != entry.key {
                 push(
-                    kind::MISNAMED_ENTRY,
+                    ProblemKind::MisnamedEntry,
                     Some(rel.clone()),
                     format!("the entry records key {} but is stored under {k}, so no build finds it under its own key\n  help: remove it", entry.key),
                 );
@@ -351,13 +351,13 @@ impl Checker<'_> {
             let bp = depot.blob_path(&d);
             match std::fs::symlink_metadata(&bp) {
                 Ok(md) if md.file_type().is_symlink() && !self.walked => push(
-                    kind::SYMLINK_IN_STORE,
+                    ProblemKind::SymlinkInStore,
                     Some(rel_to(depot.root(), &bp)),
                     format!("blob {d} ({used_for}) is a symlink; blobs must be regular files\n  help: replace it with the file it points to"),
                 ),
                 Ok(_) => {}
                 Err(_) => push(
-                    kind::MISSING_BLOB,
+                    ProblemKind::MissingBlob,
                     Some(rel_to(depot.root(), &bp)),
                     format!("blob {d} ({used_for}) is missing, so `{}` cannot be restored from this entry\n  help: rebuild the target (`relocache build --force {}`), or restore the depot from a complete copy", entry.target, entry.target),
                 ),
@@ -376,7 +376,7 @@ impl Checker<'_> {
 
     /// The entry's recorded reasons, rendered for the user, plus symlink
     /// outputs that leave the project although no reason says so.
-    fn reasons(&self, depot: &Depot, e: &Entry) -> Vec<(&'static str, Option<String>, String)> {
+    fn reasons(&self, depot: &Depot, e: &Entry) -> Vec<(ProblemKind, Option<String>, String)> {
         let mut out = Vec::new();
         let project_root = self
             .project
@@ -392,7 +392,7 @@ impl Checker<'_> {
         }
         if !e.relocatable && e.reasons.is_empty() {
             out.push((
-                kind::NOT_RELOCATABLE,
+                ProblemKind::NotRelocatable,
                 None,
                 format!("`{}` is marked not relocatable, without a recorded reason\n  help: rebuild it (`relocache build --force {}`) to record why", e.target, e.target),
             ));
@@ -412,7 +412,7 @@ impl Checker<'_> {
             };
             if t.starts_with('/') || escapes {
                 out.push((
-                    if escapes { kind::ESCAPING_PATH } else { kind::ABSOLUTE_PATH },
+                    if escapes { ProblemKind::EscapingPath } else { ProblemKind::AbsolutePath },
                     Some(o.path.to_string()),
                     format!("output symlink `{}` of `{}` points to `{t}`, outside the project, but the entry does not say so\n  help: make the link relative to its directory (e.g. `ln -sr`) and rebuild", o.path, e.target),
                 ));

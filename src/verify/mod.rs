@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::depot::blobs::BlobHealth;
-use crate::depot::entries::{parse_entry, Entry, OutputKind, Reason};
+use crate::depot::entries::{parse_entry, Entry, OutputKind, Reason, ReasonKind};
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::engine::BuildError;
@@ -38,42 +38,111 @@ use crate::manifest::Manifest;
 use crate::relpath::{RelPath, RelPathError};
 use crate::report::Reporter;
 
-/// The `kind` of every [`Problem`] `verify` reports. Entries marked
-/// non-relocatable are reported under their reason's own kind
+/// The `kind` of every [`Problem`] `verify` reports, kebab-case in `--json`.
+/// Entries marked non-relocatable are reported under their reason's own kind
 /// (`embedded-path`, `untracked-input`, `absolute-symlink`, `escaping-symlink`).
-pub mod kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
     /// A stored file names an absolute path.
-    pub const ABSOLUTE_PATH: &str = "absolute-path";
+    AbsolutePath,
     /// A stored path climbs out of its root with `..`.
-    pub const ESCAPING_PATH: &str = "escaping-path";
+    EscapingPath,
     /// A stored path is not normalized (`.`, `//`, `\`).
-    pub const UNNORMALIZED_PATH: &str = "unnormalized-path";
+    UnnormalizedPath,
     /// A symlink in the depot points outside it (or is absolute).
-    pub const SYMLINK_LEAVES_DEPOT: &str = "symlink-leaves-depot";
+    SymlinkLeavesDepot,
     /// A symlink where a blob or an entry must be a regular file.
-    pub const SYMLINK_IN_STORE: &str = "symlink-in-store";
+    SymlinkInStore,
     /// An entry file whose name is not `<key>.toml` in shard `<key[..2]>`, or
     /// that records another key.
-    pub const MISNAMED_ENTRY: &str = "misnamed-entry";
+    MisnamedEntry,
     /// A file in `objects-v1/` not named like a blob in its shard.
-    pub const MISNAMED_BLOB: &str = "misnamed-blob";
+    MisnamedBlob,
     /// An entry that fails its checksum or does not parse: damaged, never
     /// restored (checked always, without `--integrity`).
-    pub const CORRUPT_ENTRY: &str = "corrupt-entry";
+    CorruptEntry,
     /// A project record or `DEPOT.toml` that does not parse.
-    pub const UNPARSEABLE_FILE: &str = "unparseable-file";
+    UnparseableFile,
     /// A depot file or directory that cannot be read.
-    pub const UNREADABLE: &str = "unreadable";
+    Unreadable,
     /// A blob an entry names is absent.
-    pub const MISSING_BLOB: &str = "missing-blob";
+    MissingBlob,
     /// A blob whose content does not hash to its name (`--integrity`).
-    pub const CORRUPT_BLOB: &str = "corrupt-blob";
+    CorruptBlob,
     /// An entry marked `relocatable = false` without a recorded reason.
-    pub const NOT_RELOCATABLE: &str = "not-relocatable";
+    NotRelocatable,
     /// `--target`: the target's current key has no entry.
-    pub const NOT_CACHED: &str = "not-cached";
+    NotCached,
     /// `--simulate`: the target would not hit after the move.
-    pub const WOULD_MISS: &str = "would-miss";
+    WouldMiss,
+    /// An output embeds the absolute project or depot root (a stored reason).
+    EmbeddedPath,
+    /// An output symlink points to an absolute path (a stored reason).
+    AbsoluteSymlink,
+    /// An output symlink climbs out of the project (a stored reason).
+    EscapingSymlink,
+    /// An input is tracked by size and mtime (a stored reason).
+    UntrackedInput,
+}
+
+impl ProblemKind {
+    /// The name `--json` and the text report use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AbsolutePath => "absolute-path",
+            Self::EscapingPath => "escaping-path",
+            Self::UnnormalizedPath => "unnormalized-path",
+            Self::SymlinkLeavesDepot => "symlink-leaves-depot",
+            Self::SymlinkInStore => "symlink-in-store",
+            Self::MisnamedEntry => "misnamed-entry",
+            Self::MisnamedBlob => "misnamed-blob",
+            Self::CorruptEntry => "corrupt-entry",
+            Self::UnparseableFile => "unparseable-file",
+            Self::Unreadable => "unreadable",
+            Self::MissingBlob => "missing-blob",
+            Self::CorruptBlob => "corrupt-blob",
+            Self::NotRelocatable => "not-relocatable",
+            Self::NotCached => "not-cached",
+            Self::WouldMiss => "would-miss",
+            Self::EmbeddedPath => "embedded-path",
+            Self::AbsoluteSymlink => "absolute-symlink",
+            Self::EscapingSymlink => "escaping-symlink",
+            Self::UntrackedInput => "untracked-input",
+        }
+    }
+
+    /// What to do about a problem of this kind, in general; a
+    /// [`Problem::detail`] gives the fix for the one case found. The
+    /// relocatability kinds share [`ReasonKind::help`].
+    pub fn help(self) -> &'static str {
+        match self {
+            Self::AbsolutePath => "the depot must store only relative paths; remove the file (rebuilding rewrites it) or restore the depot from a good copy",
+            Self::EscapingPath => "remove the file (rebuilding rewrites it) or restore the depot from a good copy",
+            Self::UnnormalizedPath => "remove the file (rebuilding rewrites it) or restore the depot from a good copy",
+            Self::SymlinkLeavesDepot => "replace it with a relative link inside the depot, or with the file itself",
+            Self::SymlinkInStore => "replace it with the file it points to",
+            Self::MisnamedEntry => "remove it",
+            Self::MisnamedBlob => "remove it",
+            Self::CorruptEntry => "remove it (a build quarantines it); the target rebuilds and stores a new one",
+            Self::UnparseableFile => "remove it; the next build or restore writes it again",
+            Self::Unreadable => "check the permissions of the depot",
+            Self::MissingBlob => "rebuild the target, or restore the depot from a complete copy",
+            Self::CorruptBlob => "entries using it miss (and the blob is quarantined) at the next build; rebuild them, or restore the depot from a good copy",
+            Self::NotRelocatable => "rebuild it to record why",
+            Self::NotCached => "build the target",
+            Self::WouldMiss => "see `relocache explain` for the full key difference",
+            Self::EmbeddedPath => "build with relative paths (`-ffile-prefix-map`, `--remap-path-prefix`), then rebuild",
+            Self::AbsoluteSymlink | Self::EscapingSymlink => "make the link relative to its directory (e.g. `ln -sr`) and rebuild",
+            Self::UntrackedInput => "drop `track_content = false` so the input's content is hashed",
+        }
+    }
+}
+
+impl std::fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What to check.
@@ -93,8 +162,8 @@ pub struct VerifyOptions {
 /// One thing wrong with the depot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// See [`kind`].
-    pub kind: &'static str,
+    /// What kind of problem.
+    pub kind: ProblemKind,
     /// The entry concerned, if any.
     pub entry: Option<Key>,
     /// The file concerned: relative to the depot for depot files, relative
@@ -258,7 +327,7 @@ pub fn verify(
                 match health {
                     Ok(BlobHealth::Sound { .. }) | Ok(BlobHealth::Missing) => None,
                     Ok(BlobHealth::Corrupt { why }) => Some(Problem {
-                        kind: kind::CORRUPT_BLOB,
+                        kind: ProblemKind::CorruptBlob,
                         entry: None,
                         path,
                         detail: format!(
@@ -267,7 +336,7 @@ pub fn verify(
                         label: None,
                     }),
                     Err(e) => Some(Problem {
-                        kind: kind::UNREADABLE,
+                        kind: ProblemKind::Unreadable,
                         entry: None,
                         path,
                         detail: e.to_string(),
@@ -322,7 +391,7 @@ fn not_cached(p: &crate::engine::plan::Planned) -> Problem {
         "no entry is stored for its current key (never built, or its inputs changed since)".into()
     };
     Problem {
-        kind: kind::NOT_CACHED,
+        kind: ProblemKind::NotCached,
         entry: p.key,
         path: None,
         detail: format!(

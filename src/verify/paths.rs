@@ -23,11 +23,11 @@ pub(super) enum PathFlaw {
 }
 
 impl PathFlaw {
-    pub(super) fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> ProblemKind {
         match self {
-            PathFlaw::Absolute(_) => kind::ABSOLUTE_PATH,
-            PathFlaw::Escapes(_) => kind::ESCAPING_PATH,
-            PathFlaw::Unnormalized(_) => kind::UNNORMALIZED_PATH,
+            PathFlaw::Absolute(_) => ProblemKind::AbsolutePath,
+            PathFlaw::Escapes(_) => ProblemKind::EscapingPath,
+            PathFlaw::Unnormalized(_) => ProblemKind::UnnormalizedPath,
         }
     }
 

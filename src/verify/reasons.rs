@@ -19,13 +19,13 @@ pub(super) fn blob_uses(e: &Entry) -> Vec<(Digest, String)> {
     v
 }
 
-pub(super) fn kind_of(r: &Reason) -> &'static str {
-    match r.kind.as_str() {
-        "embedded-path" => "embedded-path",
-        "absolute-symlink" => "absolute-symlink",
-        "escaping-symlink" => "escaping-symlink",
-        "untracked-input" => "untracked-input",
-        _ => kind::NOT_RELOCATABLE,
+pub(super) fn kind_of(r: &Reason) -> ProblemKind {
+    match r.kind {
+        ReasonKind::EmbeddedPath => ProblemKind::EmbeddedPath,
+        ReasonKind::AbsoluteSymlink => ProblemKind::AbsoluteSymlink,
+        ReasonKind::EscapingSymlink => ProblemKind::EscapingSymlink,
+        ReasonKind::UntrackedInput => ProblemKind::UntrackedInput,
+        ReasonKind::Other(_) => ProblemKind::NotRelocatable,
     }
 }
 
@@ -38,8 +38,9 @@ pub(super) fn render_reason(
     depot_root: &str,
 ) -> String {
     let file = r.path.as_ref().map(|p| p.as_str()).unwrap_or("?");
-    match r.kind.as_str() {
-        "embedded-path" => {
+    let help = |root: &str| r.kind.help(root, file).unwrap_or_default();
+    match &r.kind {
+        ReasonKind::EmbeddedPath => {
             let on_depot = r.detail.contains("@depot");
             let (what, abs) = if on_depot {
                 ("depot root", Some(depot_root))
@@ -58,18 +59,22 @@ pub(super) fn render_reason(
                 ),
             };
             format!(
-                "output `{file}` of `{}` embeds {found}{offset}, so it is wrong anywhere else\n  help: build with relative paths, e.g. `-ffile-prefix-map={prefix}=.` for C/C++, `--remap-path-prefix={prefix}=.` for Rust, or write paths relative to the project; then rebuild",
-                e.target
+                "output `{file}` of `{}` embeds {found}{offset}, so it is wrong anywhere else\n  help: {}; then rebuild",
+                e.target,
+                help(&prefix)
             )
         }
-        "untracked-input" => format!(
-            "`{}` reads `{file}` with track_content = false: its size and mtime enter the key, and a copy or checkout changes the mtime, so it misses after a move\n  help: drop `track_content = false` for `{file}` so its content is hashed instead",
-            e.target
+        ReasonKind::UntrackedInput => format!(
+            "`{}` reads `{file}` with track_content = false: its size and mtime enter the key, and a copy or checkout changes the mtime, so it misses after a move\n  help: {}",
+            e.target,
+            help("")
         ),
-        "absolute-symlink" | "escaping-symlink" => format!(
-            "output symlink `{file}` of `{}` points outside the project ({})\n  help: make the link relative to its directory (e.g. `ln -sr`) and rebuild",
-            e.target, r.detail
+        ReasonKind::AbsoluteSymlink | ReasonKind::EscapingSymlink => format!(
+            "output symlink `{file}` of `{}` points outside the project ({})\n  help: {} and rebuild",
+            e.target,
+            r.detail,
+            help("")
         ),
-        _ => format!("`{}` is not relocatable: {}", e.target, r.detail),
+        ReasonKind::Other(_) => format!("`{}` is not relocatable: {}", e.target, r.detail),
     }
 }

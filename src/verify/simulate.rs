@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::{kind, Problem, Simulated, VerifyError};
+use super::{Problem, ProblemKind, Simulated, VerifyError};
 use crate::depot::entries::InputsSummary;
 use crate::depot::Depot;
 use crate::engine::plan::{plan, Planned};
@@ -116,7 +116,7 @@ pub(crate) fn simulate(
             "\n  help: see `relocache explain` for the full key difference; every input must be named relative to the project"
         };
         problems.push(Problem {
-            kind: kind::WOULD_MISS,
+            kind: ProblemKind::WouldMiss,
             entry: Some(entry.key),
             path,
             detail: format!(

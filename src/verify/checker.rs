@@ -2,10 +2,16 @@
 //! `DEPOT.toml`, project records, entries and their blobs. Reads only; a
 //! corrupt blob is reported, never quarantined.
 
+use std::path::{Path, PathBuf};
+
 use super::paths::{scan_value, sharded_name};
 use super::reasons::{blob_uses, kind_of, render_reason};
-use super::*;
+use super::{kind, Problem, VerifyOptions};
+use crate::depot::entries::{parse_entry, Entry, OutputKind};
 use crate::depot::layout::{ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR};
+use crate::depot::Depot;
+use crate::digest::{Digest, Key};
+use crate::relpath::{RelPath, RelPathError};
 
 /// The project whose roots `@project` stands for, when known.
 pub(super) struct ProjectView {

@@ -23,19 +23,17 @@ pub mod simulate;
 use checker::{forms, rel_to, Checker, EntryCheck, ProjectView};
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::depot::blobs::BlobHealth;
-use crate::depot::entries::{parse_entry, Entry, OutputKind, Reason};
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::engine::BuildError;
 use crate::manifest::Manifest;
-use crate::relpath::{RelPath, RelPathError};
 use crate::report::Reporter;
 
 /// The `kind` of every [`Problem`] `verify` reports. Entries marked

@@ -288,6 +288,7 @@ pub(super) struct Written {
 /// Blobs are verified this many at a time, one batch ahead of the writer.
 pub(super) const VERIFY_BATCH: usize = 64;
 
+// Long on purpose: the members in the pinned order (the order is the format), with blobs verified one batch ahead of the writer.
 pub(super) fn write_archive<W: Write + Send>(
     out: W,
     stack: &[Depot],

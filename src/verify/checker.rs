@@ -271,6 +271,7 @@ impl Checker<'_> {
     }
 
     /// Checks one entry file of `depot` (whose name gives `name_key`).
+    // Long on purpose: checks one after another on the same entry (paths first, then parse, shape, blobs, reasons), each adding to one problem list.
     pub(super) fn entry(&self, depot: &Depot, path: &Path, name_key: Option<Key>) -> EntryCheck {
         let mut out = EntryCheck {
             key: name_key,

@@ -170,6 +170,7 @@ pub enum VerifyError {
 /// Checks `depots[0]`. The other depots of the stack are read to plan
 /// `--target` and `--simulate`, and hold entries found only there.
 /// `manifest` is optional: without it only whole-depot checks run.
+// Long on purpose: the order of the checks, each a short block adding to one report; the checks themselves live in `checker.rs`.
 pub fn verify(
     depots: &[Depot],
     manifest: Option<&Manifest>,

@@ -72,6 +72,7 @@ pub struct GraphOptions {
 }
 
 /// Builds the graph of every target of `manifest`.
+// Long on purpose: nodes, edges and (with --files) file nodes built from the same plan, statuses and kept set, in that order.
 pub fn graph(
     manifest: &Manifest,
     depots: &[Depot],

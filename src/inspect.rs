@@ -404,6 +404,7 @@ fn command_text(s: &InputsSummary) -> String {
     }
 }
 
+// Long on purpose: one short comparison per key field (files, env, tools, version, command, outputs, deps) in the order `explain` prints them.
 fn explain_one(
     manifest: &Manifest,
     depots: &[Depot],

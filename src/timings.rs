@@ -374,6 +374,7 @@ pub fn html(report: &BuildReport, manifest: &Manifest, info: &PageInfo) -> Strin
 }
 
 /// The timeline: one row per lane, one bar per target.
+// Long on purpose: an SVG template, layout constants then one write per element, read top to bottom.
 fn gantt(report: &BuildReport, critical: &BTreeSet<&str>) -> String {
     const WIDTH: f64 = 1100.0;
     const LEFT: f64 = 64.0;

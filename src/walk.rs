@@ -240,6 +240,7 @@ pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, 
 /// Visits directory `abs` (`rel` below the base). `clean` is `None` while
 /// every component of `rel` can be written in a manifest, else the length of
 /// the leading part that can.
+// Long on purpose: one directory's visit (open, read .gitignore, classify each name) shares the open handle and the name buffer; split, every piece would take them all.
 fn visit<'s>(
     s: &rayon::Scope<'s>,
     w: &'s Walk<'s>,

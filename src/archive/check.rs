@@ -3,7 +3,15 @@
 //! shared by all blobs, and the blake3 of a stored blob's uncompressed
 //! content. Pure computation over bytes; no file is opened here.
 
-use super::*;
+use std::cell::Cell;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::{ArchiveError, BOMB_MIN};
+use crate::depot::blobs::{self, ZSTD_MAGIC};
+use crate::digest::Digest;
 
 /// Which limit the stream guard hit (the I/O error it returns travels
 /// through tar, which may rewrap it).

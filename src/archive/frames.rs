@@ -2,7 +2,7 @@
 //! entries, stored frames for blobs that are already compressed. Byte
 //! layout only; knows nothing of tar members or the depot.
 
-use super::*;
+use std::io::{self, Write};
 
 /// The archive's zstd stream as a sequence of frames (decoders read
 /// concatenated frames as one stream): compressed frames — multithreaded,

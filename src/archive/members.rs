@@ -2,11 +2,11 @@
 //! ([`crate::depot::layout`] spells the names), or why it is refused. The
 //! accepted names are the archive format and are pinned.
 
-use super::*;
 use crate::depot::layout::{
     is_shard, CACHEDIR_TAG_FILE, DEPOT_TOML, ENTRIES_DIR, ENTRY_SUFFIX, LEGACY_ENTRIES_DIR,
     LOCAL_DIRS, OBJECTS_DIR, VERSIONED_PREFIXES,
 };
+use crate::digest::{Digest, Key};
 
 /// What a member path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

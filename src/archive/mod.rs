@@ -1,8 +1,8 @@
 //! `pack` and `unpack`: depot entries moved between machines and CI caches as
 //! one standard tar stream compressed with zstd. This module owns the archive
 //! format and every check an archive must pass before it reaches a depot; it
-//! writes a depot only through [`Depot`] methods (blobs through
-//! [`Depot::ingest_blob`]), and never writes anywhere else (the one exception, [`pack_to_path`], writes the
+//! writes a depot only through [`Depot`](crate::depot::Depot) methods (blobs through
+//! [`Depot::ingest_blob`](crate::depot::Depot::ingest_blob)), and never writes anywhere else (the one exception, [`pack_to_path`], writes the
 //! archive the user named).
 //!
 //! # The archive
@@ -66,25 +66,14 @@ mod unpack;
 pub use pack::{depot_entries, pack, pack_to_path};
 pub use unpack::{unpack, UnpackOptions, UnpackSummary};
 
-use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::depot::blobs::{self, ZSTD_MAGIC};
-use crate::depot::entries::{parse_entry, render_entry, Entry};
-use crate::depot::{
-    checksum, parse_config, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT,
-};
+use crate::depot::entries::Entry;
+use crate::depot::{DepotError, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
-use crate::report::Reporter;
 use crate::units::format_size;
 
 /// Default bound on an archive's decompressed size: 64 GiB.

@@ -4,9 +4,21 @@
 //! fixed headers, so equal depots give equal bytes. Never writes a depot;
 //! writes only the archive the user named.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
 use super::frames::Frames;
-use super::*;
+use super::{io_err, ArchiveError, EntryRef, PackOptions, PackSummary, Skipped, BUF};
+use crate::depot::blobs::{self, ZSTD_MAGIC};
+use crate::depot::entries::{render_entry, Entry};
 use crate::depot::layout;
+use crate::depot::{checksum, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
+use crate::digest::{Digest, Key};
+use crate::report::Reporter;
 
 /// Temporary archives beside the destination are named for this purpose
 /// ([`crate::tempname`]).
@@ -276,6 +288,7 @@ pub(super) struct Written {
 /// Blobs are verified this many at a time, one batch ahead of the writer.
 pub(super) const VERIFY_BATCH: usize = 64;
 
+// Long on purpose: the members in the pinned order (the order is the format), with blobs verified one batch ahead of the writer.
 pub(super) fn write_archive<W: Write + Send>(
     out: W,
     stack: &[Depot],

@@ -4,20 +4,39 @@
 //! the whole archive was read and every blob they name is present. Writes
 //! the depot only through [`Depot`] methods.
 
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
 use super::check::{
     check_error, stored_content_digest, Budget, CheckError, ContentCheck, CountingReader, Guard,
     Trip,
 };
 use super::members::{classify, Member};
-use super::*;
+use super::{
+    ArchiveError, EntryRef, BUF, DEFAULT_MAX_RATIO, DEFAULT_MAX_SIZE, MAX_ENTRY_BYTES,
+    MAX_SMALL_FILE,
+};
+use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::ingest::Durability;
+use crate::depot::{parse_config, Depot, DEPOT_FORMAT};
+use crate::digest::{Digest, Key};
+use crate::report::Reporter;
+use crate::units::format_size;
 
 /// How to unpack.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
     /// Bound on the decompressed stream, and on each blob's content.
     pub max_size: u64,
-    /// Bound on decompressed / compressed bytes past [`BOMB_MIN`]; 0 turns it off.
+    /// Bound on decompressed / compressed bytes past [`BOMB_MIN`](super::BOMB_MIN); 0 turns it off.
     pub max_ratio: u64,
     /// The archive's size when known, for progress.
     pub archive_len: Option<u64>,

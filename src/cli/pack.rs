@@ -82,6 +82,7 @@ fn is_stdio(p: &std::path::Path) -> bool {
     p.as_os_str() == "-"
 }
 
+// Long on purpose: CLI glue; the argument checks for each way of choosing what is packed, then one summary.
 pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
     let to_stdout = is_stdio(&args.file);
     if to_stdout && env.cli.json {

@@ -71,6 +71,7 @@ fn secs(ms: u64) -> String {
     }
 }
 
+// Long on purpose: a text template, one row per counter.
 fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
     let t = &r.totals;
     let mut s = String::new();

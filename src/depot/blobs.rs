@@ -281,13 +281,7 @@ impl Depot {
     /// Moves a corrupt blob out of the way and returns the error to report.
     pub fn quarantine(&self, d: &Digest) -> DepotError {
         let from = self.blob_path(d);
-        let dir = self.quarantine_dir();
-        let _ = std::fs::create_dir_all(&dir);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.as_nanos())
-            .unwrap_or(0);
-        let _ = std::fs::rename(&from, dir.join(format!("{}.{stamp}", d.to_hex())));
+        let _ = std::fs::rename(&from, self.quarantine_path(&d.to_hex()));
         DepotError::Corrupt { digest: *d }
     }
 }

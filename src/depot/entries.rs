@@ -377,13 +377,7 @@ impl Depot {
     /// Moves the damaged entry for `key` to `quarantine/`, where it no
     /// longer shadows a rebuild and stays for inspection. Best effort.
     pub fn quarantine_entry(&self, key: &Key) {
-        let dir = self.quarantine_dir();
-        let _ = std::fs::create_dir_all(&dir);
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.as_nanos())
-            .unwrap_or(0);
-        let to = dir.join(format!("{}.toml.{stamp}", key.to_hex()));
+        let to = self.quarantine_path(&format!("{}.toml", key.to_hex()));
         let _ = std::fs::rename(self.entry_path(key), to);
     }
 

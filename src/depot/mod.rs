@@ -333,6 +333,18 @@ impl Depot {
         self.root.join(layout::QUARANTINE_DIR)
     }
 
+    /// Where a damaged file named `name` is moved: `quarantine/<name>.<ns
+    /// since the epoch>`, the directory created (best effort).
+    pub(crate) fn quarantine_path(&self, name: &str) -> PathBuf {
+        let dir = self.quarantine_dir();
+        let _ = std::fs::create_dir_all(&dir);
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0);
+        dir.join(format!("{name}.{stamp}"))
+    }
+
     /// `DEPOT.toml` settings.
     pub fn config(&self) -> &DepotConfig {
         &self.config

@@ -93,6 +93,7 @@ impl Graph {
     /// `<g class="node" data-node="ID" data-status="…">` with a `<title>`
     /// (stale targets list their changed files); edges are
     /// `<path class="edge" data-from data-to>`.
+    // Long on purpose: an SVG template (nodes, then edges), written in document order.
     fn svg_element(&self) -> String {
         let sizes: Vec<(f64, f64)> = self.nodes.iter().map(size).collect();
         let index: HashMap<&str, usize> = self

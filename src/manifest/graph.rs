@@ -185,6 +185,7 @@ pub(super) fn check_deps(
 
 /// No two targets' outputs overlap, and a target that names another's output
 /// (or a path within or above it) literally depends on it.
+// Long on purpose: two passes (overlaps, then literal names that need a dep) over one index of outputs they share.
 pub(super) fn check_outputs(
     cx: &Cx<'_>,
     targets: &BTreeMap<String, Target>,

@@ -121,6 +121,7 @@ impl<'a> Cx<'a> {
         self.err(span, format!("{what}: {e}"), help)
     }
 
+    // Long on purpose: one short check per field of a target table, in the table's order, all reporting through the same span helpers.
     pub(super) fn target(
         &self,
         name: &str,

@@ -2,10 +2,16 @@
 //! `DEPOT.toml`, project records, entries and their blobs. Reads only; a
 //! corrupt blob is reported, never quarantined.
 
+use std::path::{Path, PathBuf};
+
 use super::paths::{scan_value, sharded_name};
 use super::reasons::{blob_uses, kind_of, render_reason};
-use super::*;
+use super::{Problem, ProblemKind, VerifyOptions};
+use crate::depot::entries::{parse_entry, Entry, OutputKind};
 use crate::depot::layout::{ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR};
+use crate::depot::Depot;
+use crate::digest::{Digest, Key};
+use crate::relpath::{RelPath, RelPathError};
 
 /// The project whose roots `@project` stands for, when known.
 pub(super) struct ProjectView {
@@ -265,6 +271,7 @@ impl Checker<'_> {
     }
 
     /// Checks one entry file of `depot` (whose name gives `name_key`).
+    // Long on purpose: checks one after another on the same entry (paths first, then parse, shape, blobs, reasons), each adding to one problem list.
     pub(super) fn entry(&self, depot: &Depot, path: &Path, name_key: Option<Key>) -> EntryCheck {
         let mut out = EntryCheck {
             key: name_key,

@@ -23,19 +23,17 @@ pub mod simulate;
 use checker::{forms, rel_to, Checker, EntryCheck, ProjectView};
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::depot::blobs::BlobHealth;
-use crate::depot::entries::{parse_entry, Entry, OutputKind, Reason, ReasonKind};
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::engine::BuildError;
 use crate::manifest::Manifest;
-use crate::relpath::{RelPath, RelPathError};
 use crate::report::Reporter;
 
 /// The `kind` of every [`Problem`] `verify` reports, kebab-case in `--json`.
@@ -241,6 +239,7 @@ pub enum VerifyError {
 /// Checks `depots[0]`. The other depots of the stack are read to plan
 /// `--target` and `--simulate`, and hold entries found only there.
 /// `manifest` is optional: without it only whole-depot checks run.
+// Long on purpose: the order of the checks, each a short block adding to one report; the checks themselves live in `checker.rs`.
 pub fn verify(
     depots: &[Depot],
     manifest: Option<&Manifest>,

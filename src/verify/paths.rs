@@ -1,7 +1,9 @@
 //! Finding absolute or escaping paths in stored TOML values, and checking
 //! sharded file names. Pure functions over text.
 
-use super::*;
+use super::ProblemKind;
+use crate::digest::Digest;
+use crate::relpath::{RelPath, RelPathError};
 
 /// `dir/ab/<hex><suffix>` with a valid digest in the right shard.
 pub(super) fn sharded_name(parts: &[String], suffix: &str) -> Option<Digest> {

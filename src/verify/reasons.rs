@@ -1,7 +1,11 @@
 //! How a stored non-relocatability reason reads in a `verify` report: its
 //! problem kind and the message with the fix.
 
-use super::*;
+use std::collections::BTreeSet;
+
+use super::ProblemKind;
+use crate::depot::entries::{Entry, Reason, ReasonKind};
+use crate::digest::Digest;
 
 /// Every blob of `e` with what it holds, for messages.
 pub(super) fn blob_uses(e: &Entry) -> Vec<(Digest, String)> {

@@ -22,6 +22,7 @@ use crate::report::Reporter;
 
 /// Plans `targets` (all when empty) here and in a copy; returns a
 /// `would-miss` problem per cached target that would not hit in the copy.
+// Long on purpose: copy the project, flatten the cached entries into one depot, plan in both places: steps sharing the temporary dirs and the plans.
 pub(crate) fn simulate(
     manifest: &Manifest,
     depots: &[Depot],

@@ -18,17 +18,23 @@
 //! hold the depot's gc lock exclusively, and every publish holds it shared
 //! while it checks that the blobs it names are there.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::depot::entries::Entry;
 use crate::depot::usage::{self, CompactOptions, Usage};
 use crate::depot::{sync_dir, Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
+
+mod clear;
+mod inventory;
+
+pub use clear::{clear, resolve_key, ClearReport, KeyError, Selection};
+use inventory::{age_of, read_item, rfc3339_of_ms};
+pub(crate) use inventory::{inventory, tree_size, Inventory};
 
 /// How old an unreferenced blob, staging file or dead lock must be before
 /// gc takes it, unless told otherwise.
@@ -141,236 +147,6 @@ pub struct GcReport {
     /// Things the user should know.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-}
-
-/// Which entries `clear` drops.
-#[derive(Debug, Clone)]
-pub enum Selection {
-    /// Every entry, record and blob of the depot.
-    All,
-    /// Every entry and record of one project.
-    Project(String),
-    /// The entries and records of some targets of one project.
-    Targets {
-        /// The project.
-        project: String,
-        /// Its targets.
-        targets: Vec<String>,
-    },
-    /// One entry.
-    Key(Key),
-}
-
-/// The result of `clear`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClearReport {
-    /// Entries removed.
-    pub removed: Vec<RemovedEntry>,
-    /// Project records removed.
-    pub records_removed: usize,
-    /// Blobs that became unreferenced and were removed.
-    pub blobs_removed: usize,
-    /// Orphans swept (`clear --all` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub orphans: Option<Orphans>,
-    /// Total bytes freed.
-    pub bytes_freed: u64,
-    /// Things the user should know.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// Why `clear --key` could not pick an entry.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// Too short or not hex.
-    #[error("`{0}` is not a key or key prefix (at least 6 lowercase hex digits)\n  help: copy the key from `relocache build --json` or `relocache stats -v --json`")]
-    Malformed(String),
-    /// No entry matches.
-    #[error("no entry has a key starting with `{0}`\n  help: it may already be gone; `relocache build --json` shows the current keys")]
-    NotFound(String),
-    /// Several entries match.
-    #[error("`{prefix}` matches {count} entries\n  help: give more digits of the key")]
-    Ambiguous {
-        /// The prefix given.
-        prefix: String,
-        /// How many entries it matches.
-        count: usize,
-    },
-    /// Listing the entries failed.
-    #[error(transparent)]
-    Depot(#[from] DepotError),
-}
-
-/// The entry whose key is `prefix` or starts with it.
-pub fn resolve_key(depot: &Depot, prefix: &str) -> Result<Key, KeyError> {
-    let ok = prefix.len() >= 6
-        && prefix.len() <= 64
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !ok {
-        return Err(KeyError::Malformed(prefix.to_owned()));
-    }
-    let found: Vec<Key> = depot
-        .list_entries()?
-        .into_iter()
-        .filter(|k| k.to_hex().starts_with(prefix))
-        .collect();
-    match found.len() {
-        0 => Err(KeyError::NotFound(prefix.to_owned())),
-        1 => Ok(found[0]),
-        count => Err(KeyError::Ambiguous {
-            prefix: prefix.to_owned(),
-            count,
-        }),
-    }
-}
-
-/// One entry as gc sees it.
-pub(crate) struct Item {
-    pub key: Key,
-    /// `None` when the entry could not be read (damaged, or a newer schema).
-    pub entry: Option<Entry>,
-    /// Blobs it references; for an unreadable entry, every digest-looking
-    /// word in its file, so its blobs are kept.
-    pub blobs: Vec<Digest>,
-    /// Size of the entry file.
-    pub file_bytes: u64,
-    /// Last recorded use, else creation, unix ms.
-    pub last_use: u64,
-}
-
-/// A stored blob's size and age.
-#[derive(Clone, Copy)]
-pub(crate) struct BlobInfo {
-    pub bytes: u64,
-    pub age: Duration,
-}
-
-/// Everything in a depot that gc, clear and stats decide on.
-pub(crate) struct Inventory {
-    pub items: Vec<Item>,
-    pub blobs: BTreeMap<Digest, BlobInfo>,
-    /// Bytes of every file in the depot.
-    pub size: u64,
-    pub usage: Usage,
-    pub warnings: Vec<String>,
-}
-
-impl Inventory {
-    /// How many entries reference each blob.
-    fn refs(&self) -> HashMap<Digest, usize> {
-        let mut refs = HashMap::new();
-        for i in &self.items {
-            for b in &i.blobs {
-                *refs.entry(*b).or_insert(0) += 1;
-            }
-        }
-        refs
-    }
-}
-
-fn age_of(md: &std::fs::Metadata) -> Duration {
-    md.modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .unwrap_or(Duration::ZERO)
-}
-
-fn ms_of_rfc3339(s: &str) -> u64 {
-    humantime::parse_rfc3339(s)
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn rfc3339_of_ms(ms: u64) -> String {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Every digest-looking word of an unreadable entry's text.
-fn conservative_blobs(text: &str) -> Vec<Digest> {
-    text.split(|c: char| !c.is_ascii_hexdigit())
-        .filter_map(|w| w.parse().ok())
-        .collect()
-}
-
-/// Bytes of every regular file below `root` (no symlinks followed).
-pub(crate) fn tree_size(root: &Path) -> u64 {
-    walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
-}
-
-/// Reads one entry for the inventory, tolerating damage.
-fn read_item(depot: &Depot, key: Key, usage: &Usage, warnings: &mut Vec<String>) -> Item {
-    let path = depot.entry_path(&key);
-    let file_bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let (entry, blobs) = match depot.read_entry(&key) {
-        Ok(Some(e)) => {
-            let b = e.blobs();
-            (Some(e), b)
-        }
-        Ok(None) => (None, vec![]),
-        Err(e) => {
-            warnings.push(format!(
-                "could not read an entry ({e}); it and its blobs are kept"
-            ));
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            (None, conservative_blobs(&text))
-        }
-    };
-    let created = entry.as_ref().map(|e| ms_of_rfc3339(&e.created));
-    let last_use = usage.last_use.get(&key).copied().or(created).unwrap_or(0);
-    Item {
-        key,
-        entry,
-        blobs,
-        file_bytes,
-        last_use,
-    }
-}
-
-/// Reads every entry, blob and usage log of `depot`.
-pub(crate) fn inventory(depot: &Depot, reporter: &dyn Reporter) -> Result<Inventory, DepotError> {
-    let usage = usage::read(depot)?;
-    let keys = depot.list_entries()?;
-    let mut warnings = Vec::new();
-    let mut items = Vec::with_capacity(keys.len());
-    for (i, key) in keys.iter().enumerate() {
-        reporter.progress("entries", i as u64, keys.len() as u64);
-        items.push(read_item(depot, *key, &usage, &mut warnings));
-    }
-    let digests = depot.list_blobs()?;
-    let mut blobs = BTreeMap::new();
-    for (i, d) in digests.iter().enumerate() {
-        reporter.progress("blobs", i as u64, digests.len() as u64);
-        // A blob removed by someone else meanwhile is simply not there.
-        if let Ok(md) = std::fs::symlink_metadata(depot.blob_path(d)) {
-            blobs.insert(
-                *d,
-                BlobInfo {
-                    bytes: md.len(),
-                    age: age_of(&md),
-                },
-            );
-        }
-    }
-    Ok(Inventory {
-        items,
-        blobs,
-        size: tree_size(depot.root()),
-        usage,
-        warnings,
-    })
 }
 
 /// A planned removal: entries (by index into the inventory) and blobs.
@@ -673,79 +449,4 @@ pub fn auto(depot: &Depot, reporter: &dyn Reporter) -> Result<Option<GcReport>, 
         ..GcOptions::default()
     };
     gc(depot, &opts, reporter).map(Some)
-}
-
-/// Drops the selected entries, their project records and the blobs that
-/// become unreferenced (`--all` also sweeps orphans past the grace period).
-pub fn clear(
-    depot: &Depot,
-    sel: &Selection,
-    reporter: &dyn Reporter,
-) -> Result<ClearReport, DepotError> {
-    let inv = inventory(depot, reporter)?;
-    let mut refs = inv.refs();
-    let mut plan = Plan::default();
-    for (i, item) in inv.items.iter().enumerate() {
-        let chosen = match (sel, &item.entry) {
-            (Selection::All, _) => true,
-            (Selection::Key(k), _) => item.key == *k,
-            (Selection::Project(p), Some(e)) => e.project == *p,
-            (Selection::Targets { project, targets }, Some(e)) => {
-                e.project == *project && targets.contains(&e.target)
-            }
-            (_, None) => false,
-        };
-        if chosen {
-            plan.take(&inv, &mut refs, i, Why::Cleared);
-        }
-    }
-    let sweep = match sel {
-        Selection::All => plan_sweep(depot, &inv, &refs, DEFAULT_GRACE)?,
-        _ => Sweep::default(),
-    };
-    let (present, blobs_removed) = execute(depot, &inv, &plan, &sweep, DEFAULT_GRACE, reporter)?;
-    let mut records_removed = 0;
-    match sel {
-        Selection::All => {
-            for p in depot.record_projects()? {
-                records_removed += depot.remove_project_records(&p)?;
-            }
-        }
-        Selection::Project(p) => records_removed += depot.remove_project_records(p)?,
-        Selection::Targets { project, targets } => {
-            for t in targets {
-                records_removed += usize::from(depot.remove_record(project, t)?);
-            }
-        }
-        Selection::Key(k) => {
-            for r in &plan.removed {
-                if let Ok(Some(rec)) = depot.read_record(&r.project, &r.target) {
-                    if rec.key == *k {
-                        records_removed += usize::from(depot.remove_record(&r.project, &r.target)?);
-                    }
-                }
-            }
-        }
-    }
-    usage::compact(
-        depot,
-        CompactOptions {
-            keep: Some(&present),
-            wait: true,
-            reset: false,
-        },
-    )?;
-    let orphans = matches!(sel, Selection::All).then(|| sweep.report.clone());
-    let mut warnings = inv.warnings;
-    if matches!(sel, Selection::All) {
-        warnings.extend(legacy_note(depot.remove_legacy()?));
-    }
-    Ok(ClearReport {
-        removed: plan.removed,
-        records_removed,
-        blobs_removed,
-        bytes_freed: plan.bytes + sweep.report.blob_bytes + sweep.report.tmp_bytes,
-        orphans,
-        warnings,
-    })
 }

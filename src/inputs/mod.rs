@@ -19,10 +19,16 @@ use rayon::prelude::*;
 
 use crate::file_hash::hash_file_len;
 use crate::follow::Follow;
+mod deps;
+mod scan;
+
+pub use deps::{DepFiles, Excluded};
+pub use scan::ProjectScan;
+use scan::{first_unusable, walk_files};
+
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
-use crate::relpath::{equal_range, prefix_range, RelPath};
-use crate::walk::{self, Meta, Unusable};
+use crate::relpath::{prefix_range, RelPath};
 
 use crate::file_state::{FileState, Stamp};
 
@@ -90,7 +96,7 @@ pub enum InputError {
         input: String,
         /// Where it was written.
         loc: Location,
-        /// The path, escaped (see [`walk::escape`]).
+        /// The path, escaped (see [`crate::walk::escape`]).
         path: String,
         /// What is wrong with the name.
         why: &'static str,
@@ -101,197 +107,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
     move |source| InputError::Io {
         path: path.to_path_buf(),
         source,
-    }
-}
-
-/// Every non-ignored file and symlink below the project root, walked once,
-/// with the stat the walk took of each.
-#[derive(Debug, Default)]
-pub struct ProjectScan {
-    files: Vec<RelPath>,
-    meta: Vec<Option<Meta>>,
-    unusable: Vec<Unusable>,
-}
-
-impl ProjectScan {
-    /// Walks `root` in parallel, skipping `.git` and every directory in `skip`
-    /// (the depot, when it lives inside the project).
-    pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<ProjectScan, InputError> {
-        let Below {
-            files: mut found,
-            unusable,
-            ..
-        } = walk_files(root, skip)?;
-        found.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let (files, meta) = found.into_iter().unzip();
-        Ok(ProjectScan {
-            files,
-            meta,
-            unusable,
-        })
-    }
-
-    /// The files, sorted.
-    pub fn files(&self) -> &[RelPath] {
-        &self.files
-    }
-
-    /// The not-ignored paths that cannot be inputs (see
-    /// [`walk::Unusable`]), sorted: an input covering one fails.
-    pub fn unusable(&self) -> &[Unusable] {
-        &self.unusable
-    }
-}
-
-/// What [`walk_files`] found below a directory, relative to it.
-struct Below {
-    files: Vec<(RelPath, Option<Meta>)>,
-    /// Directories, sorted.
-    dirs: Vec<RelPath>,
-    /// Sorted.
-    unusable: Vec<Unusable>,
-}
-
-/// The files and directories below `dir`, relative to `dir`; `build
-/// --timings`' default report at the top is never an input.
-fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Below, InputError> {
-    let walked = walk::walk(dir, skip, &["relocache-timings.html"])
-        .map_err(|e| InputError::Walk(e.to_string()))?;
-    let mut unusable = walked.unusable;
-    unusable.sort_unstable();
-    // The walk joins normal, manifest-writable components: already normalized.
-    let mut dirs: Vec<RelPath> = walked.dirs.into_iter().map(RelPath::trusted).collect();
-    dirs.sort_unstable();
-    let files = walked
-        .files
-        .into_iter()
-        .map(|(p, m)| (RelPath::trusted(p), m))
-        .collect();
-    Ok(Below {
-        files,
-        dirs,
-        unusable,
-    })
-}
-
-/// The first of `unusable` (below `base`, "" for the root) that `covers`
-/// and that no output shadows (`shadowed`, asked about the directory
-/// holding its first unusable component), as the error for `input`.
-fn first_unusable(
-    unusable: &[Unusable],
-    base: &str,
-    covers: impl Fn(&Unusable) -> bool,
-    shadowed: impl Fn(&RelPath) -> bool,
-    input: &str,
-    loc: Location,
-) -> Result<(), InputError> {
-    let join = |rest: &str| match (base.is_empty(), rest.is_empty()) {
-        (true, _) => rest.to_owned(),
-        (false, true) => base.to_owned(),
-        (false, false) => format!("{base}/{rest}"),
-    };
-    for u in unusable.iter().filter(|u| covers(u)) {
-        let clean = std::str::from_utf8(&u.path[..u.clean]).expect("the clean part is UTF-8");
-        let at = join(clean);
-        if !at.is_empty() && shadowed(&RelPath::trusted(at)) {
-            continue;
-        }
-        return Err(InputError::Unusable {
-            input: input.to_owned(),
-            loc,
-            path: join(&u.display()),
-            why: u.why(),
-        });
-    }
-    Ok(())
-}
-
-/// The files a target's deps produced, by their entries: a key can be
-/// computed from these before (or without) restoring them.
-#[derive(Debug, Clone, Default)]
-pub struct DepFiles<'d> {
-    /// The deps' declared outputs, sorted: below these, disk is not consulted.
-    declared: Vec<&'d RelPath>,
-    /// Every file, symlink and directory the deps' entries list, sorted by path.
-    files: Vec<(&'d RelPath, &'d FileState)>,
-}
-
-impl<'d> DepFiles<'d> {
-    /// The view of some deps' outputs: `(declared outputs, listed files)` of
-    /// each. Borrowed, so a target deep in a chain costs pointers, not copies.
-    pub fn new<I>(parts: I) -> DepFiles<'d>
-    where
-        I: IntoIterator<Item = (&'d [RelPath], &'d [(RelPath, FileState)])>,
-    {
-        let mut declared = Vec::new();
-        let mut files = Vec::new();
-        for (d, f) in parts {
-            declared.extend(d.iter());
-            files.extend(f.iter().map(|(p, s)| (p, s)));
-        }
-        declared.sort_unstable();
-        declared.dedup();
-        files.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        files.dedup_by(|a, b| a.0 == b.0);
-        DepFiles { declared, files }
-    }
-
-    /// Whether `p` lies below (or is) a dep's declared output: one lookup
-    /// per path component.
-    pub fn covers(&self, p: &RelPath) -> bool {
-        p.self_and_ancestors().any(|a| {
-            self.declared
-                .binary_search_by(|d| d.as_str().cmp(a))
-                .is_ok()
-        })
-    }
-
-    /// Every listed file and symlink (not directory), in path order.
-    pub fn paths(&self) -> impl Iterator<Item = &'d RelPath> + '_ {
-        self.files
-            .iter()
-            .filter(|(_, s)| !matches!(s, FileState::Dir))
-            .map(|(p, _)| *p)
-    }
-
-    /// The listed files that are `p` or lie below it.
-    pub fn within<'s>(&'s self, p: &'s RelPath) -> impl Iterator<Item = &'d RelPath> + 's {
-        let exact = equal_range(&self.files, p.as_str(), |(f, _)| f.as_str());
-        let below = prefix_range(&self.files, &format!("{p}/"), |(f, _)| f.as_str());
-        self.files[exact]
-            .iter()
-            .chain(&self.files[below])
-            .map(|(f, _)| *f)
-    }
-
-    /// The state a dep's entry gives for `p`.
-    pub fn state(&self, p: &RelPath) -> Option<&'d FileState> {
-        self.files
-            .binary_search_by(|(f, _)| (*f).cmp(p))
-            .ok()
-            .map(|i| self.files[i].1)
-    }
-}
-
-/// The outputs a target may not read: those of every target but its deps,
-/// its own included.
-pub struct Excluded<'a> {
-    /// Every declared output with its target, sorted by path.
-    pub outputs: &'a [(&'a RelPath, &'a str)],
-    /// The target's deps whose outputs it may read, sorted: at least every
-    /// transitive dep owning an output that `contains` may be asked about.
-    pub deps: &'a [&'a str],
-}
-
-impl Excluded<'_> {
-    /// Whether `p` is, or is below, an output the target may not read: one
-    /// binary search per path component, however many targets there are.
-    pub fn contains(&self, p: &RelPath) -> bool {
-        p.self_and_ancestors().any(|a| {
-            self.outputs[equal_range(self.outputs, a, |(o, _)| o.as_str())]
-                .iter()
-                .any(|(_, owner)| self.deps.binary_search(owner).is_err())
-        })
     }
 }
 

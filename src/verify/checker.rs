@@ -206,7 +206,10 @@ impl Checker<'_> {
             return Some(self.problem(
                 ProblemKind::SymlinkLeavesDepot,
                 abs,
-                format!("is a symlink to the absolute path `{target}`, which does not move with the depot\n  help: replace it with a relative link inside the depot, or with the file itself"),
+                format!(
+                    "is a symlink to the absolute path `{target}`, which does not move with the depot\n  help: {}",
+                    ProblemKind::SymlinkLeavesDepot.help()
+                ),
             ));
         }
         let parent = parts[..parts.len() - 1].join("/");
@@ -239,7 +242,10 @@ impl Checker<'_> {
                 out.push(self.problem(
                     ProblemKind::UnparseableFile,
                     path,
-                    format!("project record is damaged: {why}\n  help: remove it; the next build or restore writes it again"),
+                    format!(
+                        "project record is damaged: {why}\n  help: {}",
+                        ProblemKind::UnparseableFile.help()
+                    ),
                 ));
                 continue;
             }
@@ -325,7 +331,10 @@ impl Checker<'_> {
                     push(
                         ProblemKind::CorruptEntry,
                         Some(rel),
-                        format!("the entry is damaged: {msg}\n  help: remove it (a build quarantines it); the target rebuilds and stores a new one"),
+                        format!(
+                            "the entry is damaged: {msg}\n  help: {}",
+                            ProblemKind::CorruptEntry.help()
+                        ),
                         &None,
                     );
                 }

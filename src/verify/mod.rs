@@ -330,7 +330,8 @@ pub fn verify(
                         entry: None,
                         path,
                         detail: format!(
-                            "blob {d} is corrupt: {why}\n  help: entries using it miss (and the blob is quarantined) at the next build; rebuild them, or restore the depot from a good copy"
+                            "blob {d} is corrupt: {why}\n  help: {}",
+                            ProblemKind::CorruptBlob.help()
                         ),
                         label: None,
                     }),

@@ -36,13 +36,16 @@ impl PathFlaw {
     pub(super) fn detail(&self, field: &str) -> String {
         match self {
             PathFlaw::Absolute(s) => format!(
-                "field `{field}` names the absolute path `{s}`, which does not exist once the depot moves\n  help: the depot must store only relative paths; remove the file (rebuilding rewrites it) or restore the depot from a good copy"
+                "field `{field}` names the absolute path `{s}`, which does not exist once the depot moves\n  help: {}",
+                ProblemKind::AbsolutePath.help()
             ),
             PathFlaw::Escapes(s) => format!(
-                "field `{field}` holds `{s}`, which climbs out of its root with `..`\n  help: remove the file (rebuilding rewrites it) or restore the depot from a good copy"
+                "field `{field}` holds `{s}`, which climbs out of its root with `..`\n  help: {}",
+                ProblemKind::EscapingPath.help()
             ),
             PathFlaw::Unnormalized(s) => format!(
-                "field `{field}` holds `{s}`, which is not a normalized relative path\n  help: remove the file (rebuilding rewrites it) or restore the depot from a good copy"
+                "field `{field}` holds `{s}`, which is not a normalized relative path\n  help: {}",
+                ProblemKind::UnnormalizedPath.help()
             ),
         }
     }

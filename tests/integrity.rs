@@ -438,25 +438,8 @@ fn unsealed(text: &str) -> String {
 fn an_old_format_depot_is_never_restored_from_and_gc_removes_its_directories() {
     let p = two_step();
     p.build(&[]).ok();
-    // Turn the depot into what format 1 wrote.
+    into_format_1(&p);
     let d = &p.depot;
-    std::fs::rename(d.join(ENTRIES), d.join("entries-v1")).unwrap();
-    std::fs::rename(d.join("projects-v2"), d.join("projects-v1")).unwrap();
-    for e in walkdir::WalkDir::new(d.join("entries-v1"))
-        .into_iter()
-        .chain(walkdir::WalkDir::new(d.join("projects-v1")))
-    {
-        let e = e.unwrap();
-        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
-            std::fs::write(
-                e.path(),
-                unsealed(&text).replace("schema = 2", "schema = 1"),
-            )
-            .unwrap();
-        }
-    }
-    std::fs::write(d.join("DEPOT.toml"), "format = 1\nmax_size = \"10G\"\n").unwrap();
     std::fs::remove_dir_all(p.path("out")).unwrap();
 
     let r = p.build(&[]);
@@ -542,4 +525,48 @@ fn a_damaged_remote_entry_is_a_miss_counted_as_corrupt() {
     let healed = redis.cli(&["--raw", "get", &name]);
     let healed = healed.strip_suffix('\n').unwrap_or(&healed);
     relocache::depot::entries::parse_entry(healed).expect("a sound entry again");
+}
+
+/// Turns `p`'s depot into what format 1 wrote: entries and records in the
+/// v1 directories, unsealed, schema 1, and an unsealed `DEPOT.toml`.
+fn into_format_1(p: &Project) {
+    let d = &p.depot;
+    std::fs::rename(d.join(ENTRIES), d.join("entries-v1")).unwrap();
+    std::fs::rename(d.join("projects-v2"), d.join("projects-v1")).unwrap();
+    for e in walkdir::WalkDir::new(d.join("entries-v1"))
+        .into_iter()
+        .chain(walkdir::WalkDir::new(d.join("projects-v1")))
+    {
+        let e = e.unwrap();
+        if e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(
+                e.path(),
+                unsealed(&text).replace("schema = 2", "schema = 1"),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(d.join("DEPOT.toml"), "format = 1\nmax_size = \"10G\"\n").unwrap();
+}
+
+/// `status` and `verify` on a depot of format 1 say that its old entries
+/// are never read, instead of presenting it as empty and sound.
+#[test]
+fn status_and_verify_say_an_old_format_depot_holds_entries_they_never_read() {
+    let p = two_step();
+    p.build(&[]).ok();
+    into_format_1(&p);
+    let note = "still holds `entries-v1` and `projects-v1` of depot format 1";
+    let status = p.run(&["status"]);
+    status
+        .ok()
+        .assert_stderr_has(&[note, "`relocache gc` removes them"]);
+    let verify = p.run(&["verify"]);
+    verify.ok().assert_stderr_has(&[note]);
+    // Once rebuilt and collected, nothing is left to say.
+    p.build(&[]).ok();
+    p.run(&["gc"]).ok();
+    p.run(&["status"]).ok().assert_stderr_lacks(&["format 1"]);
+    p.run(&["verify"]).ok().assert_stderr_lacks(&["format 1"]);
 }

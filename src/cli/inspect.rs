@@ -91,6 +91,9 @@ fn open(env: &Env) -> Result<(Manifest, Vec<Depot>, PathBuf)> {
 
 pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
     let (manifest, depots, root) = open(env)?;
+    if let Some(first) = depots.first() {
+        super::note_legacy(first);
+    }
     let targets = status(&manifest, &depots, &root, &args.targets)?;
     if env.cli.json {
         print_json(&serde_json::json!({ "targets": targets }))?;

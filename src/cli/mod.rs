@@ -263,3 +263,19 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<()> {
     writeln!(out)?;
     Ok(())
 }
+
+/// Says on stderr that `depot` still holds directories of depot format 1,
+/// which nothing reads: without it, `status` and `verify` would present an
+/// old depot as empty and sound.
+pub(crate) fn note_legacy(depot: &relocache::depot::Depot) {
+    let dirs = depot.legacy_dirs();
+    if dirs.is_empty() {
+        return;
+    }
+    let names: Vec<String> = dirs.iter().map(|d| format!("`{d}`")).collect();
+    eprintln!(
+        "note: the depot `{}` still holds {} of depot format 1, whose records carry no checksum: this relocache never reads them\n  help: the next `relocache build` rebuilds each target once; then `relocache gc` removes them",
+        depot.root().display(),
+        names.join(" and ")
+    );
+}

@@ -84,6 +84,7 @@ pub fn run(env: &Env, args: &VerifyArgs) -> Result<i32> {
         targets: args.targets.clone(),
         simulate: args.simulate,
     };
+    super::note_legacy(&depots[0]);
     let bars = Bars::new(!env.cli.json && !env.cli.quiet);
     let result = verify(&depots, manifest.as_ref(), &opts, &bars);
     bars.finish();

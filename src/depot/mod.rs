@@ -285,6 +285,16 @@ impl Depot {
         Ok(())
     }
 
+    /// The directories of format 1 ([`LEGACY_DIRS`]) still in the depot:
+    /// nothing reads them, so a command reporting on the depot says so
+    /// rather than let them pass for an empty depot. Read-only.
+    pub fn legacy_dirs(&self) -> Vec<&'static str> {
+        LEGACY_DIRS
+            .into_iter()
+            .filter(|d| self.root.join(d).is_dir())
+            .collect()
+    }
+
     /// Removes the directories of format 1 ([`LEGACY_DIRS`]) and its usage
     /// logs, and returns the directories that were there (`usage/*-v1*`
     /// for the logs). Nothing reads them.

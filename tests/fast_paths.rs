@@ -158,7 +158,7 @@ struct LoopFs {
 
 impl LoopFs {
     /// Mounts a fresh image, or fails the test saying why: a test that
-    /// needs this is `#[ignore]`d, and `.ci/run` runs it only where its
+    /// needs this is marked ignored (with its reason), and `.ci/run` runs it only where its
     /// probe could mount one. A missing mkfs.btrfs fails the test too.
     fn mount() -> LoopFs {
         assert!(

@@ -3,7 +3,7 @@
 //! build runs, and every lookup still hits (quorum 2 of 3).
 //!
 //! Starting a cluster takes seconds and needs `garage`, so the test is
-//! `#[ignore]`d: a plain `cargo test` reports it as ignored, and `.ci/run`
+//! marked ignored (with its reason): a plain `cargo test` reports it as ignored, and `.ci/run`
 //! (which installs `garage`) runs it with `--include-ignored`. Here:
 //! `cargo test --test remote_garage -- --include-ignored`.
 

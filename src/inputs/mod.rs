@@ -76,7 +76,7 @@ pub enum InputError {
     },
     /// The walk failed.
     #[error("could not walk the project: {0}\n  help: make it readable, or list it in .gitignore if it is not an input")]
-    Walk(String),
+    Walk(#[from] crate::walk::WalkError),
     /// A symlink an input or a dep's output holds leads to a directory
     /// holding a path that cannot be written in a manifest.
     #[error("a symlink leads to `{dir}`, which holds `{path}`, whose name {why}\n  help: rename it, or list it in .gitignore if it is not an input")]

@@ -62,8 +62,7 @@ pub(super) struct Below {
 /// The files and directories below `dir`, relative to `dir`; `build
 /// --timings`' default report at the top is never an input.
 pub(super) fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Below, InputError> {
-    let walked = walk::walk(dir, skip, &["relocache-timings.html"])
-        .map_err(|e| InputError::Walk(e.to_string()))?;
+    let walked = walk::walk(dir, skip, &["relocache-timings.html"])?;
     let mut unusable = walked.unusable;
     unusable.sort_unstable();
     // The walk joins normal, manifest-writable components: already normalized.

@@ -123,8 +123,54 @@ pub struct Target {
     pub tools: Vec<Tool>,
     /// Bumped by hand to invalidate.
     pub version: i64,
+    /// `depfile = "PATH"`: a Make-syntax dependency file the command writes;
+    /// its prerequisites become the entry's discovered inputs.
+    pub depfile: Option<RelPath>,
+    /// `logs = "..."`: how the target's logs are shown (the CLI's `--logs`
+    /// wins when given).
+    pub logs: Option<LogMode>,
     /// Where the table starts.
     pub loc: Location,
+}
+
+/// Which stored logs a build shows (Turborepo's `outputLogs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogMode {
+    /// Every target's logs, replayed on hits too.
+    Full,
+    /// Only the logs of targets that ran (hits replay nothing).
+    NewOnly,
+    /// Only the logs of targets that failed.
+    ErrorsOnly,
+    /// No command output at all.
+    None,
+}
+
+impl LogMode {
+    /// Every mode, as written in `--logs` and `logs =`.
+    pub const NAMES: [&'static str; 4] = ["full", "new-only", "errors-only", "none"];
+
+    /// Parses `full`, `new-only`, `errors-only` or `none`.
+    pub fn parse(s: &str) -> Option<LogMode> {
+        Some(match s {
+            "full" => LogMode::Full,
+            "new-only" => LogMode::NewOnly,
+            "errors-only" => LogMode::ErrorsOnly,
+            "none" => LogMode::None,
+            _ => return None,
+        })
+    }
+
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogMode::Full => "full",
+            LogMode::NewOnly => "new-only",
+            LogMode::ErrorsOnly => "errors-only",
+            LogMode::None => "none",
+        }
+    }
 }
 
 /// A 1-based line and column in the manifest.

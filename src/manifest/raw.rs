@@ -53,6 +53,10 @@ pub(super) struct RawTarget {
     pub(super) env: Option<Vec<Spanned<String>>>,
     pub(super) tools: Option<Vec<Spanned<toml::Value>>>,
     pub(super) version: Option<Spanned<i64>>,
+    /// A Make-syntax dependency file the command writes (`-MD -MF`).
+    pub(super) depfile: Option<Spanned<String>>,
+    /// How this target's stored logs are replayed.
+    pub(super) logs: Option<Spanned<String>>,
     /// Free text for humans; accepted and ignored.
     #[allow(dead_code)]
     pub(super) description: Option<String>,

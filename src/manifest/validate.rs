@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::raw::{RawDefaults, RawRemote, RawTarget};
 use super::{
-    Command, InputPattern, Location, ManifestError, Pattern, Target, Tool, TrackedPath,
+    Command, InputPattern, Location, LogMode, ManifestError, Pattern, Target, Tool, TrackedPath,
     MANIFEST_NAME,
 };
 use crate::relpath::{RelPath, RelPathError};
@@ -234,6 +234,23 @@ impl<'a> Cx<'a> {
             defaults.tools.as_deref().unwrap_or_default(),
             raw.tools.as_deref().unwrap_or_default(),
         )?;
+        let depfile = match &raw.depfile {
+            None => None,
+            Some(d) => Some(
+                RelPath::normalize(d.get_ref())
+                    .map_err(|e| self.path_err(d.span(), "depfile", e))?,
+            ),
+        };
+        let logs = match &raw.logs {
+            None => None,
+            Some(l) => Some(LogMode::parse(l.get_ref()).ok_or_else(|| {
+                self.err(
+                    l.span(),
+                    format!("unknown logs mode `{}`", l.get_ref()),
+                    &format!("use one of: {}", LogMode::NAMES.join(", ")),
+                )
+            })?),
+        };
         Ok(Target {
             name: name.to_owned(),
             command,
@@ -244,6 +261,8 @@ impl<'a> Cx<'a> {
             env,
             tools,
             version: raw.version.as_ref().map(|v| *v.get_ref()).unwrap_or(0),
+            depfile,
+            logs,
             loc,
         })
     }

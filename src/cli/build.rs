@@ -144,7 +144,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         if let Some(t) = args
             .targets
             .iter()
-            .find(|t| !manifest.targets.contains_key(*t) && path_like(t))
+            .find(|t| !manifest.has_name(t) && path_like(t))
         {
             return Err(UsageError(format!(
                 "`{t}` is not a target\n  help: to write the timings page there, use `--timings={t}` (with `=`)"

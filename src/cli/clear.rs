@@ -59,14 +59,12 @@ pub fn run(env: &Env, args: &ClearArgs) -> Result<i32> {
         optional_manifest(env)?
     };
     if let Some(m) = &manifest {
-        for t in &args.targets {
-            if !m.targets.contains_key(t) {
-                return Err(UsageError(format!(
-                    "unknown target `{t}`\n  help: {}; entries of a target that no longer exists go with `relocache clear --project`",
-                    relocache::manifest::unknown_target_help(m.targets.keys().map(|k| k.as_str()), t)
-                ))
-                .into());
-            }
+        if let Err(t) = m.select(&args.targets) {
+            return Err(UsageError(format!(
+                "unknown target `{t}`\n  help: {}; entries of a target that no longer exists go with `relocache clear --project`",
+                m.unknown_name_help(&t)
+            ))
+            .into());
         }
     }
     let Some(depot) = existing_depot(env, manifest.as_ref())? else {
@@ -103,9 +101,15 @@ pub fn run(env: &Env, args: &ClearArgs) -> Result<i32> {
         if args.project {
             Selection::Project(m.name.clone())
         } else {
+            // The names as typed (a template's name takes its gone
+            // instances' entries too) and what they select.
+            let mut targets = args.targets.clone();
+            targets.extend(m.select(&args.targets).unwrap_or_default());
+            targets.sort_unstable();
+            targets.dedup();
             Selection::Targets {
                 project: m.name.clone(),
-                targets: args.targets.clone(),
+                targets,
             }
         }
     };

@@ -118,9 +118,26 @@ pub fn entry(key: &Key) -> String {
     format!("{ENTRIES_DIR}/{}/{hex}{ENTRY_SUFFIX}", shard(&hex))
 }
 
-/// `projects-v2/<project>/<target>.toml`: the record of a target.
+/// `projects-v2/<project>/<target>.toml`: the record of a target. A
+/// template instance's name (`obj:src/a.c`) is written with every byte
+/// outside `[A-Za-z0-9._-]` as `%XX` (`obj%3Asrc%2Fa.c`), so a name is one
+/// file name and two names never share one; plain target names are unchanged.
+/// A name too long for a file name keeps its start and gains a digest of
+/// the whole.
 pub fn record(project: &str, target: &str) -> String {
-    format!("{PROJECTS_DIR}/{project}/{target}.toml")
+    let mut name = String::with_capacity(target.len());
+    for b in target.bytes() {
+        if b.is_ascii_alphanumeric() || b"._-".contains(&b) {
+            name.push(b as char);
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if name.len() > 200 {
+        let digest = Digest::of(target.as_bytes()).to_hex();
+        name = format!("{}%~{}", &name[..150], &digest[..32]);
+    }
+    format!("{PROJECTS_DIR}/{project}/{name}.toml")
 }
 
 /// `projects-v2/<project>/stat-v1-<tag>.bin`: the stat memo of one
@@ -148,6 +165,15 @@ mod tests {
             format!("entries-v2/{}/{hex}.toml", &hex[..2])
         );
         assert_eq!(record("p", "t"), "projects-v2/p/t.toml");
+        assert_eq!(
+            record("p", "obj:src/a b.c"),
+            "projects-v2/p/obj%3Asrc%2Fa%20b.c.toml"
+        );
+        assert_ne!(record("p", "a:b"), record("p", "a%3Ab"));
+        let long = format!("obj:{}", "d/".repeat(300));
+        let r = record("p", &long);
+        assert!(r.len() < 240 && !r[12..].contains('/'), "{r}");
+        assert_ne!(r, record("p", &format!("{long}x")));
         assert_eq!(key_lock(&Key(d)), format!("locks/{hex}.lock"));
         assert!(is_shard("0a") && !is_shard("0A") && !is_shard("0ab"));
     }

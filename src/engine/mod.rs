@@ -73,20 +73,18 @@ pub enum BuildError {
     Depot(#[from] DepotError),
 }
 
-/// Checks that every name is a target of `manifest`.
-pub fn check_targets(manifest: &Manifest, names: &[String]) -> Result<(), BuildError> {
-    for n in names {
-        if !manifest.targets.contains_key(n) {
-            return Err(BuildError::UnknownTarget {
-                name: n.clone(),
-                help: crate::manifest::unknown_target_help(
-                    manifest.targets.keys().map(|k| k.as_str()),
-                    n,
-                ),
-            });
-        }
+/// The targets `names` select (a template: all its instances; none: every
+/// target), or the first name that is not a target.
+pub fn select_targets(manifest: &Manifest, names: &[String]) -> Result<Vec<String>, BuildError> {
+    if names.is_empty() {
+        return Ok(manifest.targets.keys().cloned().collect());
     }
-    Ok(())
+    manifest
+        .select(names)
+        .map_err(|name| BuildError::UnknownTarget {
+            help: manifest.unknown_name_help(&name),
+            name,
+        })
 }
 
 /// Builds the selected targets and their deps.
@@ -96,14 +94,9 @@ pub fn build(
     opts: &BuildOptions,
     reporter: &dyn Reporter,
 ) -> Result<BuildReport, BuildError> {
-    check_targets(manifest, &opts.targets)?;
+    let selected = select_targets(manifest, &opts.targets)?;
     ctx::check_depots_outside_outputs(manifest, depots)?;
     let started = Instant::now();
-    let selected: Vec<String> = if opts.targets.is_empty() {
-        manifest.targets.keys().cloned().collect()
-    } else {
-        opts.targets.clone()
-    };
     let forced: BTreeSet<String> = if opts.force {
         selected.iter().cloned().collect()
     } else {

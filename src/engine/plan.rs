@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{check_targets, scan_skips, BuildError, Ctx, DepOut, DepOuts};
+use super::{scan_skips, select_targets, BuildError, Ctx, DepOut, DepOuts};
 use crate::depot::entries::{Entry, InputsSummary};
 use crate::depot::Depot;
 use crate::digest::Key;
@@ -46,12 +46,7 @@ pub fn plan(
     depot_root: &std::path::Path,
     targets: &[String],
 ) -> Result<Vec<Planned>, BuildError> {
-    check_targets(manifest, targets)?;
-    let selected: Vec<String> = if targets.is_empty() {
-        manifest.targets.keys().cloned().collect()
-    } else {
-        targets.to_vec()
-    };
+    let selected = select_targets(manifest, targets)?;
     let mut roots: Vec<PathBuf> = depots.iter().map(|d| d.root().to_path_buf()).collect();
     roots.push(depot_root.to_path_buf());
     let scan = ProjectScan::walk(&manifest.root, &scan_skips(manifest, &roots))?;

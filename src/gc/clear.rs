@@ -113,7 +113,13 @@ pub fn clear(
             (Selection::Key(k), _) => item.key == *k,
             (Selection::Project(p), Some(e)) => e.project == *p,
             (Selection::Targets { project, targets }, Some(e)) => {
-                e.project == *project && targets.contains(&e.target)
+                // A template's name also takes the entries of instances
+                // whose files are gone (`obj` takes every `obj:…`).
+                e.project == *project
+                    && (targets.contains(&e.target)
+                        || e.target
+                            .split_once(':')
+                            .is_some_and(|(t, _)| targets.iter().any(|x| x == t)))
             }
             (_, None) => false,
         };
@@ -135,7 +141,9 @@ pub fn clear(
         }
         Selection::Project(p) => records_removed += depot.remove_project_records(p)?,
         Selection::Targets { project, targets } => {
-            for t in targets {
+            let removed_targets: std::collections::BTreeSet<&str> =
+                plan.removed.iter().map(|r| r.target.as_str()).collect();
+            for t in targets.iter().map(String::as_str).chain(removed_targets) {
                 records_removed += usize::from(depot.remove_record(project, t)?);
             }
         }

@@ -13,6 +13,57 @@ use super::{Manifest, ManifestError, Pattern, Target};
 use crate::relpath::{prefix_range, RelPath};
 
 impl Manifest {
+    /// What target names typed by a user mean: a target or an instance
+    /// (`obj:src/a.c`) as itself, a template as all its instances; in the
+    /// order given, each once. The first name that is none of these is the
+    /// error.
+    pub fn select(&self, names: &[String]) -> Result<Vec<String>, String> {
+        let mut out = Vec::with_capacity(names.len());
+        let mut seen = std::collections::HashSet::new();
+        for n in names {
+            let many = match self.templates.get(n) {
+                Some(t) => t.instances.as_slice(),
+                None if self.targets.contains_key(n) => std::slice::from_ref(n),
+                None => return Err(n.clone()),
+            };
+            for m in many {
+                if seen.insert(m.as_str()) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `name` is a target, an instance or a template.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.targets.contains_key(name) || self.templates.contains_key(name)
+    }
+
+    /// The help line for an unknown name: close names (instances too) and
+    /// the names a user types (targets and templates, not each instance).
+    pub fn unknown_name_help(&self, wanted: &str) -> String {
+        let typed: Vec<&str> = self
+            .targets
+            .iter()
+            .filter(|(_, t)| t.template.is_none())
+            .map(|(n, _)| n.as_str())
+            .chain(self.templates.keys().map(|k| k.as_str()))
+            .collect();
+        let close = if wanted.contains(':') {
+            unknown_target_help(self.targets.keys().map(|k| k.as_str()), wanted)
+        } else {
+            String::new()
+        };
+        let help = unknown_target_help(typed, wanted);
+        match close.split_once("known targets:") {
+            Some((did, _)) if !did.is_empty() && !help.starts_with("did you mean") => {
+                format!("{did}{help}")
+            }
+            _ => help,
+        }
+    }
+
     /// The names of `names` and everything they depend on, in dependency order
     /// (deps before dependents, ties broken by name).
     pub fn closure(&self, names: &[String]) -> Vec<String> {
@@ -240,7 +291,10 @@ pub(super) fn check_outputs(
         return Err(cx.err(
             span_of(na, ia),
             format!("output `{pa}` of target `{na}` overlaps output `{pb}` of target `{nb}`"),
-            "each file may be written by one target only; give the targets distinct outputs",
+            match (targets[na].template.as_deref(), targets[nb].template.as_deref()) {
+                (Some(x), Some(y)) if x == y => "two files of one template make the same output: build the output path from `{dir}` and `{stem}` (e.g. `build/{dir}/{stem}.o`)",
+                _ => "each file may be written by one target only; give the targets distinct outputs",
+            },
         ));
     }
     let mut sorted: Vec<(&str, usize)> = all

@@ -19,8 +19,10 @@ use globset::GlobMatcher;
 
 use crate::relpath::RelPath;
 
+mod expand;
 mod graph;
 mod raw;
+mod template;
 mod validate;
 
 pub use graph::{reachable_deps, transitive_deps, unknown_target_help};
@@ -45,8 +47,11 @@ pub struct Manifest {
     pub salt: String,
     /// `[project] depot`, resolved against the root.
     pub depot: Option<PathBuf>,
-    /// Targets by name, sorted.
+    /// Targets by name, sorted; a template's instances are targets named
+    /// `TEMPLATE:PATH`.
     pub targets: BTreeMap<String, Target>,
+    /// Templates (tables with `foreach`) by name, with their instances.
+    pub templates: BTreeMap<String, Template>,
     /// `[remote]`: a shared cache on object storage (before env overrides).
     pub remote: Option<crate::remote::config::RemoteSettings>,
 }
@@ -129,6 +134,10 @@ pub struct Target {
     /// `logs = "..."`: how the target's logs are shown (the CLI's `--logs`
     /// wins when given).
     pub logs: Option<LogMode>,
+    /// The template this target is an instance of.
+    pub template: Option<String>,
+    /// The file an instance was made for (one of its inputs).
+    pub source: Option<RelPath>,
     /// Where the table starts.
     pub loc: Location,
 }
@@ -171,6 +180,15 @@ impl LogMode {
             LogMode::None => "none",
         }
     }
+}
+
+/// A `[target.NAME]` table with `foreach`: one target per matching file.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Its instances' names (`NAME:PATH`), sorted.
+    pub instances: Vec<String>,
+    /// Where the table starts.
+    pub loc: Location,
 }
 
 /// A 1-based line and column in the manifest.
@@ -255,8 +273,36 @@ impl Manifest {
         Manifest::parse(&text, &file, &root)
     }
 
-    /// Parses `text` as if read from `file` in project `root`.
+    /// Parses `text` as if read from `file` in project `root`; templates
+    /// match the files of `root` (walked only when there is one).
     pub fn parse(text: &str, file: &Path, root: &Path) -> Result<Manifest, ManifestError> {
+        Manifest::parse_with(text, file, root, &mut || list_project(root))
+    }
+
+    /// [`Manifest::parse`] with templates matching `files` (relative to
+    /// the root) instead of a walk of the project.
+    pub fn parse_with_files(
+        text: &str,
+        file: &Path,
+        root: &Path,
+        files: &[&str],
+    ) -> Result<Manifest, ManifestError> {
+        let mut files: Vec<RelPath> = files.iter().filter_map(|f| RelPath::new(f).ok()).collect();
+        files.sort_unstable();
+        Manifest::parse_with(text, file, root, &mut || {
+            Ok(expand::ProjectFiles {
+                files: files.clone(),
+                unusable: Vec::new(),
+            })
+        })
+    }
+
+    fn parse_with(
+        text: &str,
+        file: &Path,
+        root: &Path,
+        files: &mut dyn FnMut() -> Result<expand::ProjectFiles, String>,
+    ) -> Result<Manifest, ManifestError> {
         let cx = Cx::new(text, file);
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
             let loc = cx.loc(e.span().unwrap_or(0..0));
@@ -310,14 +356,14 @@ impl Manifest {
         };
 
         let defaults = raw.defaults.unwrap_or_default();
-        let mut targets = BTreeMap::new();
         let raw_targets = raw.target.unwrap_or_default();
-        for (tname, spanned) in &raw_targets {
-            let t = cx.target(tname, spanned, &defaults)?;
-            targets.insert(tname.clone(), t);
-        }
-        check_deps(&cx, &targets, &raw_targets)?;
-        check_outputs(&cx, &targets, &raw_targets)?;
+        let expand::Expanded {
+            targets,
+            tables,
+            templates,
+        } = expand::expand(&cx, &raw_targets, &defaults, files)?;
+        check_deps(&cx, &targets, &tables)?;
+        check_outputs(&cx, &targets, &tables)?;
         let remote = raw.remote.as_ref().map(|r| cx.remote(r)).transpose()?;
         Ok(Manifest {
             file: file.to_path_buf(),
@@ -326,9 +372,25 @@ impl Manifest {
             salt,
             depot,
             targets,
+            templates,
             remote,
         })
     }
+}
+
+/// The project's files for templates: one walk (`.gitignore` honoured,
+/// `.git` and relocache's own temporary files left out).
+fn list_project(root: &Path) -> Result<expand::ProjectFiles, String> {
+    let walked =
+        crate::walk::walk(root, &[], &["relocache-timings.html"]).map_err(|e| e.to_string())?;
+    let mut files: Vec<RelPath> = walked
+        .files
+        .into_iter()
+        .map(|(p, _)| RelPath::trusted(p))
+        .collect();
+    files.sort_unstable();
+    let unusable = walked.unusable.iter().map(|u| u.display()).collect();
+    Ok(expand::ProjectFiles { files, unusable })
 }
 
 #[cfg(test)]
@@ -491,5 +553,138 @@ version = 2
             "[target.a]\nrun='x'\noutputs=['out', 'out2']\n[target.b]\nrun='y'\noutputs=['out3/x']"
         )
         .is_ok());
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+
+    const FILES: &[&str] = &[
+        "src/main.c",
+        "src/net/http.c",
+        "src/net/tcp.c",
+        "src/net/tcp.h",
+        "build/gen.c",
+        "depot/DEPOT.toml",
+        "depot/CACHEDIR.TAG",
+        "depot/x.c",
+    ];
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse_with_files(text, Path::new("/p/relocache.toml"), Path::new("/p"), FILES)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    const OBJ: &str = "[target.obj]\nforeach = ['**/*.c']\nrun = 'mkdir -p build/{dir} && cc -c {path} -o build/{dir}/{stem}.o -MD -MF build/{dir}/{stem}.d'\ndepfile = 'build/{dir}/{stem}.d'\noutputs = ['build/{dir}/{stem}.o']\n";
+
+    #[test]
+    fn a_template_becomes_one_target_per_matching_file() {
+        let m = parse(&format!("{OBJ}[target.gen]\nrun = 'x'\noutputs = ['build/gen.c']\n[target.lib]\nrun = 'ar rcs build/lib.a {{outputs:obj}}'\ndeps = ['obj']\noutputs = ['build/lib.a']\n")).unwrap();
+        let obj = &m.templates["obj"];
+        // build/gen.c is an output, depot/x.c is in a depot.
+        assert_eq!(
+            obj.instances,
+            ["obj:src/main.c", "obj:src/net/http.c", "obj:src/net/tcp.c"]
+        );
+        let t = &m.targets["obj:src/net/http.c"];
+        assert_eq!(t.command, Command::Shell("mkdir -p build/src/net && cc -c src/net/http.c -o build/src/net/http.o -MD -MF build/src/net/http.d".into()));
+        assert_eq!(t.outputs[0].as_str(), "build/src/net/http.o");
+        assert_eq!(t.depfile.as_ref().unwrap().as_str(), "build/src/net/http.d");
+        assert_eq!(t.template.as_deref(), Some("obj"));
+        assert!(t.inputs.iter().any(|i| i.text == "src/net/http.c"));
+        let lib = &m.targets["lib"];
+        assert_eq!(lib.deps, obj.instances);
+        assert_eq!(
+            lib.command,
+            Command::Shell(
+                "ar rcs build/lib.a build/src/main.o build/src/net/http.o build/src/net/tcp.o"
+                    .into()
+            )
+        );
+        assert_eq!(
+            m.select(&["obj".into(), "lib".into(), "obj:src/main.c".into()])
+                .unwrap()
+                .len(),
+            4
+        );
+        assert_eq!(m.select(&["nope".into()]), Err("nope".into()));
+    }
+
+    #[test]
+    fn outputs_in_command_become_arguments_and_need_the_dep() {
+        let m = parse(&format!("{OBJ}[target.app]\ncommand = ['cc', '{{outputs:obj}}', '-o', 'build/app']\ndeps = ['obj']\noutputs = ['build/app']\n")).unwrap();
+        let Command::Argv(argv) = &m.targets["app"].command else {
+            panic!()
+        };
+        assert_eq!(argv.len(), 7, "{argv:?}");
+        assert_eq!(argv[1], "build/build/gen.o");
+        let e = err(&format!(
+            "{OBJ}[target.app]\nrun = 'cc {{outputs:obj}}'\noutputs = ['build/app']\n"
+        ));
+        assert!(
+            e.contains("without depending on `obj`") && e.contains("relocache.toml:"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{OBJ}[target.app]\nrun = 'cc {{outputs:ob}}'\ndeps = ['obj']\n"
+        ));
+        assert!(e.contains("names no target or template"), "{e}");
+        // One instance as a dep.
+        let m = parse(&format!("{OBJ}[target.one]\nrun = 'cp {{outputs:obj:src/main.c}} build/one'\ndeps = ['obj:src/main.c']\noutputs = ['build/one']\n")).unwrap();
+        assert_eq!(
+            m.targets["one"].command,
+            Command::Shell("cp build/src/main.o build/one".into())
+        );
+    }
+
+    #[test]
+    fn template_errors_name_the_line_and_the_fix() {
+        let e = err("[target.t]\nforeach = '**/*.c'\nrun = 'echo ${HOME} {path}'\n");
+        assert!(
+            e.contains("relocache.toml:3:7")
+                && e.contains("unknown placeholder `{HOME}`")
+                && e.contains("${{VAR}}"),
+            "{e}"
+        );
+        let e = err("[target.t]\nrun = 'cc {path}'\n");
+        assert!(e.contains("which has no `foreach`"), "{e}");
+        let e = err("[target.t]\nforeach = '**/*.rs'\nrun = 'x'\n");
+        assert!(e.contains("2:11") && e.contains("matches no file"), "{e}");
+        let e = err("[target.t]\nforeach = ['src/nope.c']\nrun = 'x'\n");
+        assert!(e.contains("not a file of the project"), "{e}");
+        assert!(parse(
+            "[target.t]\nforeach = 'src/**/*.c'\nrun = 'x'\noutputs = ['build/{dir}/{stem}.o']\n"
+        )
+        .is_ok());
+        let e =
+            err("[target.t]\nforeach = ['src/net/*.c']\nrun = 'x'\noutputs = ['build/all.o']\n");
+        assert!(e.contains("output `build/all.o` of target `t:src/net/http.c` overlaps output `build/all.o` of target `t:src/net/tcp.c`") && e.contains("{dir}"), "{e}");
+        let e = err("[target.t]\nforeach = '../*.c'\nrun = 'x'\n");
+        assert!(e.contains("leaves the project"), "{e}");
+        let e = err("[target.t]\nforeach = 3\nrun = 'x'\n");
+        assert!(e.contains("must be a glob"), "{e}");
+        let e = err(&format!(
+            "{OBJ}[target.b]\nrun = 'x'\ndeps = ['obj:src/gone.c']\n"
+        ));
+        assert!(e.contains("unknown target `obj:src/gone.c`"), "{e}");
+        let e = err("[target.t]\nforeach = '**/*.c'\ncommand = ['cc', '-x{outputs:t}']\n");
+        assert!(e.contains("can only be used"), "{e}");
+    }
+
+    #[test]
+    fn placeholders_normalize_paths_and_fill_every_field() {
+        let m = parse("[target.t]\nforeach = 'src/main.c'\ncommand = ['cc', '{path}', '{{x}}']\ninputs = ['{dir}/*.h']\ninclude_dependency = [{ path = '{dir}', track_content = true }]\noutputs = ['build/./{dir}/../{stem}.o']\n").unwrap();
+        let t = &m.targets["t:src/main.c"];
+        assert_eq!(
+            t.command,
+            Command::Argv(vec!["cc".into(), "src/main.c".into(), "{x}".into()])
+        );
+        assert_eq!(t.outputs[0].as_str(), "build/main.o");
+        assert_eq!(t.inputs[0].text, "src/*.h");
+        assert_eq!(t.include_dependency[0].path.as_str(), "src");
     }
 }

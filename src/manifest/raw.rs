@@ -41,9 +41,11 @@ pub(super) struct RawDefaults {
     pub(super) include_dependency: Option<Vec<Spanned<toml::Value>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTarget {
+    /// A glob or a list: the table is a template, one target per matching file.
+    pub(super) foreach: Option<Spanned<toml::Value>>,
     pub(super) run: Option<Spanned<String>>,
     pub(super) command: Option<Spanned<Vec<String>>>,
     pub(super) inputs: Option<Vec<Spanned<String>>>,

@@ -131,13 +131,6 @@ impl<'a> Cx<'a> {
         let raw = spanned.get_ref();
         let span = spanned.span();
         let loc = self.loc(span.clone());
-        if !valid_name(name) {
-            return Err(self.invalid(
-                loc,
-                format!("invalid target name `{name}`"),
-                "use letters, digits, `.`, `_` and `-` only",
-            ));
-        }
         let command =
             match (&raw.run, &raw.command) {
                 (Some(_), Some(c)) => return Err(self.err(
@@ -263,6 +256,8 @@ impl<'a> Cx<'a> {
             version: raw.version.as_ref().map(|v| *v.get_ref()).unwrap_or(0),
             depfile,
             logs,
+            template: None,
+            source: None,
             loc,
         })
     }

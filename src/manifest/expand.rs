@@ -172,13 +172,15 @@ fn match_foreach(
             for x in a {
                 match x {
                     toml::Value::String(s) => v.push(s.as_str()),
-                    _ => return Err(cx.err(
-                        fe.span(),
-                        format!(
+                    _ => {
+                        return Err(cx.err(
+                            fe.span(),
+                            format!(
                             "`foreach` of template `{tname}` holds a value that is not a string"
                         ),
-                        help,
-                    )),
+                            help,
+                        ))
+                    }
                 }
             }
             v
@@ -412,7 +414,7 @@ fn fill_table(
     outputs: &BTreeMap<String, Vec<String>>,
 ) -> Result<Spanned<RawTarget>, ManifestError> {
     let raw = p.raw.get_ref();
-    let name = p.name.as_str();
+    let name = p.table;
     let mut t = raw.clone();
     t.foreach = None;
     t.outputs = filled_list(cx, name, &raw.outputs, m)?;

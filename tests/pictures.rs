@@ -780,3 +780,20 @@ fn timings_of_a_thousand_instances_render_without_overprinting_in_chromium() {
     rendered_dom(&page);
     screenshot(&page, "timings-1000.png");
 }
+
+#[test]
+fn graph_without_templates_is_the_same_with_or_without_expand() {
+    let p = stale_chain();
+    for format in ["dot", "mermaid", "json", "svg"] {
+        assert_eq!(
+            picture(&p, format, &[]),
+            picture(&p, format, &["--expand"]),
+            "{format}"
+        );
+    }
+    let json: Value = serde_json::from_str(&picture(&p, "json", &[])).unwrap();
+    assert!(
+        json.get("groups").is_none(),
+        "no templates, no groups: {json}"
+    );
+}

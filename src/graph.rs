@@ -1,8 +1,11 @@
 //! `graph`: the dependency graph of targets — optionally with the files they
 //! read — coloured by status, as DOT, Mermaid or JSON, or drawn as SVG/HTML
 //! by [`layout`] and `svg`. Edges point from a dependency to its dependent
-//! (file → target, dep → target).
+//! (file → target, dep → target). A template's instances are kept in the
+//! graph and summarised in [`Graph::groups`]; [`group`] collapses each
+//! template into one node for the pictures.
 
+pub mod group;
 pub mod layout;
 mod svg;
 
@@ -25,6 +28,9 @@ pub enum NodeKind {
     Target,
     /// A tracked input file.
     File,
+    /// A template drawn as one node standing for its instances (only in
+    /// [`Graph::collapsed`]).
+    Template,
 }
 
 /// A node of the graph.
@@ -42,6 +48,9 @@ pub struct Node {
     /// For stale targets: their changed input files.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed: Vec<String>,
+    /// For a template node: its instances and how many have each status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<group::Mix>,
 }
 
 /// An edge from a dependency to its dependent.
@@ -60,6 +69,10 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Sorted edges.
     pub edges: Vec<Edge>,
+    /// Each template among the targets, with its instances and status mix
+    /// (sorted by name; empty when no target is an instance).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<group::Group>,
 }
 
 /// What to draw.
@@ -125,6 +138,7 @@ pub fn graph(
             status: s.status.as_str().to_owned(),
             label: s.name.clone(),
             changed: s.changed.iter().map(|c| c.path.clone()).collect(),
+            group: None,
         });
         for d in &manifest.targets[&s.name].deps {
             if keep.contains(d) {
@@ -144,7 +158,7 @@ pub fn graph(
                 let id = file_ids
                     .entry(f.clone())
                     .or_insert_with(|| {
-                        if manifest.targets.contains_key(f) {
+                        if manifest.targets.contains_key(f) || group::is_template(manifest, f) {
                             format!("file:{f}")
                         } else {
                             f.clone()
@@ -169,12 +183,15 @@ pub fn graph(
                 .into(),
                 label: f,
                 changed: vec![],
+                group: None,
             });
         }
     }
+    let groups = group::groups(&nodes);
     Ok(Graph {
         nodes,
         edges: edges.into_iter().collect(),
+        groups,
     })
 }
 
@@ -206,8 +223,12 @@ pub fn color(status: &str) -> &'static str {
     }
 }
 
+fn dot_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn dot_quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    format!("\"{}\"", dot_escape(s))
 }
 
 impl Graph {
@@ -220,8 +241,20 @@ impl Graph {
             let shape = match n.kind {
                 NodeKind::Target => "box",
                 NodeKind::File => "note",
+                NodeKind::Template => "box3d",
             };
             let mut tip = n.status.clone();
+            let mut label = dot_quote(&n.label);
+            if let Some(mix) = &n.group {
+                // Two lines: `\n` is DOT's line break, so it is not escaped.
+                label = format!(
+                    "\"{} ×{}\\n{}\"",
+                    dot_escape(&n.label),
+                    mix.instances,
+                    dot_escape(&mix.summary())
+                );
+                tip = format!("template {}: {}", n.label, mix.summary());
+            }
             if !n.changed.is_empty() {
                 tip.push_str(&format!(": changed {}", n.changed.join(", ")));
             }
@@ -229,7 +262,7 @@ impl Graph {
                 out,
                 "  {} [label={}, shape={shape}, fillcolor=\"{}\", tooltip={}];",
                 dot_quote(&n.id),
-                dot_quote(&n.label),
+                label,
                 color(&n.status),
                 dot_quote(&tip)
             );
@@ -252,9 +285,12 @@ impl Graph {
         let mut out = String::from("graph LR\n");
         for n in &self.nodes {
             let label = n.label.replace('"', "#quot;");
-            let shape = match n.kind {
-                NodeKind::Target => format!("[\"{label}\"]"),
-                NodeKind::File => format!("[/\"{label}\"/]"),
+            let shape = match (&n.kind, &n.group) {
+                (NodeKind::File, _) => format!("[/\"{label}\"/]"),
+                (_, Some(mix)) => {
+                    format!("[[\"{label} ×{}<br/>{}\"]]", mix.instances, mix.summary())
+                }
+                _ => format!("[\"{label}\"]"),
             };
             let _ = writeln!(out, "  {}{shape}:::{}", ids[n.id.as_str()], n.status);
         }

@@ -364,6 +364,7 @@ pub fn html(report: &BuildReport, manifest: &Manifest, info: &PageInfo) -> Strin
     }
     body.push_str("<span><i class=\"swatch critical\"></i>critical path</span></div>\n");
     body.push_str(&gantt(report, &on_critical));
+    body.push_str(&template_table(report));
     body.push_str(&table(report, &on_critical));
     page::html(
         &format!("relocache timings: {}", info.project),
@@ -373,16 +374,142 @@ pub fn html(report: &BuildReport, manifest: &Manifest, info: &PageInfo) -> Strin
     )
 }
 
-/// The timeline: one row per lane, one bar per target.
+/// The time a template's instances took in one build (instances are named
+/// `TEMPLATE:PATH`, see [`crate::graph::group::template_of`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TemplateTimes {
+    /// The template's name.
+    pub name: String,
+    /// Its instances in the build.
+    pub instances: usize,
+    /// Instances per outcome: hit, built, failed, skipped.
+    pub hits: usize,
+    /// Built instances.
+    pub built: usize,
+    /// Failed instances.
+    pub failed: usize,
+    /// Skipped instances.
+    pub skipped: usize,
+    /// Sum of the instances' durations.
+    pub spent_ms: u64,
+    /// When the first instance started.
+    pub first_start_ms: u64,
+    /// When the last instance ended.
+    pub last_end_ms: u64,
+}
+
+impl TemplateTimes {
+    /// `obj ×200: 180 hit, 20 built; 12.30s spent from 0ms to 5.20s`.
+    fn summary(&self) -> String {
+        let mix: Vec<String> = [
+            (self.hits, "hit"),
+            (self.built, "built"),
+            (self.failed, "failed"),
+            (self.skipped, "skipped"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, w)| format!("{n} {w}"))
+        .collect();
+        format!(
+            "{} ×{}: {}; {} spent from {} to {}",
+            self.name,
+            self.instances,
+            mix.join(", "),
+            format_ms(self.spent_ms),
+            format_ms(self.first_start_ms),
+            format_ms(self.last_end_ms)
+        )
+    }
+}
+
+/// The templates among the targets of `report`, sorted by name.
+pub fn template_times(report: &BuildReport) -> Vec<TemplateTimes> {
+    let mut by_name: std::collections::BTreeMap<&str, TemplateTimes> = Default::default();
+    for t in &report.targets {
+        let Some(name) = crate::graph::group::template_of(&t.name) else {
+            continue;
+        };
+        let g = by_name.entry(name).or_insert_with(|| TemplateTimes {
+            name: name.to_owned(),
+            first_start_ms: u64::MAX,
+            ..Default::default()
+        });
+        g.instances += 1;
+        match t.outcome {
+            Outcome::Hit => g.hits += 1,
+            Outcome::Built => g.built += 1,
+            Outcome::Failed => g.failed += 1,
+            Outcome::Skipped => g.skipped += 1,
+        }
+        g.spent_ms += t.duration_ms;
+        g.first_start_ms = g.first_start_ms.min(t.start_ms);
+        g.last_end_ms = g.last_end_ms.max(t.start_ms + t.duration_ms);
+    }
+    by_name.into_values().collect()
+}
+
+/// `text` cut to at most `room` pixels at `font_px`, ending in `…` when cut;
+/// `None` when not even two characters and the ellipsis fit.
+fn elide(text: &str, room: f64, font_px: f64) -> Option<String> {
+    if text_width(text, font_px) <= room {
+        return Some(text.to_owned());
+    }
+    let fit = (room / (font_px * 0.62)).floor() as usize;
+    if fit < 3 {
+        return None;
+    }
+    let mut cut: String = text.chars().take(fit - 1).collect();
+    cut.push('…');
+    Some(cut)
+}
+
+/// Where the label of a bar goes: inside it, after it, or cut to fit one of
+/// those (the bar's `<title>` keeps the full name), never over another bar
+/// or label. `free` is where the lane's previous label ended; `next` where
+/// the lane's next bar starts. Returns the text's x and the text.
+fn place_label(
+    label: &str,
+    (x0, w): (f64, f64),
+    free: f64,
+    next: f64,
+    font_px: f64,
+) -> Option<(f64, String)> {
+    let inside = (x0 + 4.0, w - 8.0);
+    let after = ((x0 + w + 4.0).max(free + 4.0), 0.0);
+    let after = (after.0, next - 2.0 - after.0);
+    let full = text_width(label, font_px);
+    if inside.0 >= free && full <= inside.1 {
+        return Some((inside.0, label.to_owned()));
+    }
+    if full <= after.1 {
+        return Some((after.0, label.to_owned()));
+    }
+    let (x, room) = if inside.0 >= free && inside.1 >= after.1 {
+        inside
+    } else {
+        after
+    };
+    elide(label, room, font_px).map(|t| (x, t))
+}
+
+/// The timeline: one row per lane, one bar per target, then one row per
+/// template summarising its instances.
 // Long on purpose: an SVG template, layout constants then one write per element, read top to bottom.
 fn gantt(report: &BuildReport, critical: &BTreeSet<&str>) -> String {
     const WIDTH: f64 = 1100.0;
-    const LEFT: f64 = 64.0;
     const RIGHT: f64 = 16.0;
     const TOP: f64 = 24.0;
     const ROW: f64 = 30.0;
     const BAR: f64 = 22.0;
     const FONT: f64 = 12.0;
+    let templates = template_times(report);
+    // The left margin holds `lane N` and the templates' names (cut at 180 px).
+    let left = templates
+        .iter()
+        .map(|g| text_width(&format!("{} ×{}", g.name, g.instances), FONT) + 12.0)
+        .fold(64.0, f64::max)
+        .min(180.0);
     let lanes = report
         .targets
         .iter()
@@ -397,9 +524,10 @@ fn gantt(report: &BuildReport, critical: &BTreeSet<&str>) -> String {
         .unwrap_or(0)
         .max(report.duration_ms)
         .max(1);
-    let plot = WIDTH - LEFT - RIGHT;
-    let x = |ms: u64| LEFT + ms as f64 / end as f64 * plot;
-    let height = TOP + lanes as f64 * ROW + 8.0;
+    let plot = WIDTH - left - RIGHT;
+    let x = |ms: u64| left + ms as f64 / end as f64 * plot;
+    let group_top = TOP + lanes as f64 * ROW + if templates.is_empty() { 0.0 } else { 8.0 };
+    let height = group_top + templates.len() as f64 * ROW + 8.0;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -429,14 +557,30 @@ fn gantt(report: &BuildReport, critical: &BTreeSet<&str>) -> String {
             y + ROW / 2.0 + 4.0
         );
     }
-    // Where each bar ends, to know whether a label fits after it.
-    let mut by_lane: Vec<Vec<(f64, f64)>> = vec![Vec::new(); lanes];
-    for t in &report.targets {
-        let x0 = x(t.start_ms);
-        by_lane[t.worker].push((x0, (x(t.start_ms + t.duration_ms) - x0).max(3.0)));
+    // Each lane's bars from left to right, so that a label knows where the
+    // previous one ended and where the next bar starts.
+    let mut by_lane: Vec<Vec<usize>> = vec![Vec::new(); lanes];
+    for (i, t) in report.targets.iter().enumerate() {
+        by_lane[t.worker].push(i);
     }
-    for l in &mut by_lane {
-        l.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut labels: Vec<Option<(f64, String)>> = vec![None; report.targets.len()];
+    for lane in &mut by_lane {
+        lane.sort_by_key(|&i| (report.targets[i].start_ms, i));
+        let mut free = 0.0;
+        for (k, &i) in lane.iter().enumerate() {
+            let t = &report.targets[i];
+            let x0 = x(t.start_ms);
+            let w = (x(t.start_ms + t.duration_ms) - x0).max(3.0);
+            let next = lane
+                .get(k + 1)
+                .map_or(WIDTH, |&j| x(report.targets[j].start_ms))
+                .min(WIDTH);
+            labels[i] = place_label(&t.name, (x0, w), free, next, FONT);
+            free = match &labels[i] {
+                Some((lx, text)) => (lx + text_width(text, FONT)).max(x0 + w),
+                None => free.max(x0 + w),
+            };
+        }
     }
     for (i, t) in report.targets.iter().enumerate() {
         let x0 = x(t.start_ms);
@@ -471,42 +615,89 @@ fn gantt(report: &BuildReport, critical: &BTreeSet<&str>) -> String {
             escape(&tip),
             outcome_color(t.outcome),
         );
-        let label = &t.name;
-        let lw = text_width(label, FONT);
-        let ty = y + BAR / 2.0 + 4.0;
-        if lw + 8.0 <= w {
+        if let Some((lx, text)) = &labels[i] {
+            let elided = if *text == t.name {
+                ""
+            } else {
+                " class=\"elided\""
+            };
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{ty:.1}\">{}</text>",
-                x0 + 4.0,
-                escape(label)
+                "<text{elided} x=\"{lx:.1}\" y=\"{:.1}\">{}</text>",
+                y + BAR / 2.0 + 4.0,
+                escape(text)
             );
-        } else {
-            // After the bar, if the lane is free until the next bar.
-            let next = by_lane[t.worker]
-                .iter()
-                .map(|(bx, _)| *bx)
-                .find(|bx| *bx > x0 + 0.01)
-                .unwrap_or(WIDTH);
-            if x0 + w + 4.0 + lw <= next.min(WIDTH) - 2.0 {
-                let _ = write!(
-                    s,
-                    "<text x=\"{:.1}\" y=\"{ty:.1}\">{}</text>",
-                    x0 + w + 4.0,
-                    escape(label)
-                );
-            }
+        }
+        s.push_str("</g>\n");
+    }
+    // One row per template: every instance's span on one line, the
+    // template's totals in the row's title.
+    for (row, g) in templates.iter().enumerate() {
+        let y = group_top + row as f64 * ROW;
+        let name = format!("{} ×{}", g.name, g.instances);
+        let label = elide(&name, left - 12.0, FONT).unwrap_or_default();
+        let _ = write!(
+            s,
+            "<g class=\"template-row\" data-template=\"{}\"><title>{}</title><rect class=\"band\" x=\"0\" y=\"{:.1}\" width=\"{WIDTH}\" height=\"{ROW}\" fill=\"#f4f6f6\"/><text class=\"lane-label\" x=\"6\" y=\"{:.1}\">{}</text>",
+            escape(&g.name),
+            escape(&g.summary()),
+            y,
+            y + ROW / 2.0 + 4.0,
+            escape(&label)
+        );
+        for t in report
+            .targets
+            .iter()
+            .filter(|t| crate::graph::group::template_of(&t.name) == Some(g.name.as_str()))
+        {
+            let x0 = x(t.start_ms);
+            let w = (x(t.start_ms + t.duration_ms) - x0).max(1.0);
+            let _ = write!(
+                s,
+                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{BAR}\" fill=\"{}\" opacity=\".6\"/>",
+                y + (ROW - BAR) / 2.0,
+                outcome_color(t.outcome)
+            );
         }
         s.push_str("</g>\n");
     }
     if report.targets.is_empty() {
         let _ = writeln!(
             s,
-            "<text x=\"{LEFT}\" y=\"{:.1}\">no targets were built</text>",
+            "<text x=\"{left}\" y=\"{:.1}\">no targets were built</text>",
             TOP + ROW / 2.0
         );
     }
     s.push_str("</svg>\n");
+    s
+}
+
+/// One row per template: its instances by outcome and the time they took.
+fn template_table(report: &BuildReport) -> String {
+    let templates = template_times(report);
+    if templates.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<table id=\"templates\">\n<thead><tr><th>template</th><th class=\"num\">instances</th><th class=\"num\">hit</th><th class=\"num\">built</th><th class=\"num\">failed</th><th class=\"num\">skipped</th><th class=\"num\">spent</th><th class=\"num\">from</th><th class=\"num\">to</th></tr></thead>\n<tbody>\n",
+    );
+    for g in &templates {
+        let _ = writeln!(
+            s,
+            "<tr data-template=\"{}\"><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            escape(&g.name),
+            escape(&g.name),
+            g.instances,
+            g.hits,
+            g.built,
+            g.failed,
+            g.skipped,
+            format_ms(g.spent_ms),
+            format_ms(g.first_start_ms),
+            format_ms(g.last_end_ms)
+        );
+    }
+    s.push_str("</tbody>\n</table>\n");
     s
 }
 
@@ -642,6 +833,79 @@ deps = ["b", "c"]
         assert_eq!(format_ms(7), "7ms");
         assert_eq!(format_ms(1250), "1.25s");
         assert_eq!(format_ms(125_000), "2m05s");
+    }
+
+    /// 1,000 instances of `obj` on 2 lanes, mostly too short for a label.
+    fn many_instances() -> BuildReport {
+        let mut targets = Vec::new();
+        let mut at = [0u64; 2];
+        for i in 0..1000u64 {
+            let lane = (i % 2) as usize;
+            let dur = if i % 97 == 0 { 400 } else { i % 7 };
+            let name = format!("obj:src/module{:02}/file{i:04}.c", i % 40);
+            targets.push(target(&name, at[lane], dur, lane, Outcome::Built));
+            at[lane] += dur;
+        }
+        targets.push(target("lib", at[0].max(at[1]), 50, 0, Outcome::Hit));
+        report(targets)
+    }
+
+    #[test]
+    fn labels_are_cut_to_fit_and_never_overprint() {
+        let r = many_instances();
+        let svg = gantt(&r, &BTreeSet::new());
+        // Each drawn label: its row (y), start and end.
+        let mut texts: Vec<(String, f64, f64, String)> = Vec::new();
+        for part in svg.split("<text").skip(1) {
+            let attr = |a: &str| -> Option<f64> {
+                let at = part.find(&format!(" {a}=\""))? + a.len() + 3;
+                part[at..].split('"').next()?.parse().ok()
+            };
+            let body = &part[part.find('>').unwrap() + 1..part.find("</text>").unwrap()];
+            if part.contains("class=\"lane-label\"") || !part.contains(" x=") {
+                continue;
+            }
+            let (Some(x), Some(y)) = (attr("x"), attr("y")) else {
+                continue;
+            };
+            if y < 20.0 {
+                continue; // the time axis
+            }
+            let end = x + text_width(body, 12.0);
+            texts.push((format!("{y:.1}"), x, end, body.to_owned()));
+        }
+        assert!(texts.len() > 10, "some labels fit: {}", texts.len());
+        assert!(
+            texts.iter().any(|t| t.3.ends_with('…')),
+            "long names are cut with an ellipsis"
+        );
+        texts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        for w in texts.windows(2) {
+            if w[0].0 == w[1].0 {
+                assert!(w[0].2 <= w[1].1, "{:?} overprints {:?}", w[0], w[1]);
+            }
+            assert!(w[0].2 <= 1100.0, "{:?} leaves the picture", w[0]);
+        }
+        // The template is summarised on a row of its own.
+        assert_eq!(svg.matches("class=\"template-row\"").count(), 1);
+        assert!(
+            svg.contains("obj ×1000: 1000 built"),
+            "{}",
+            &svg[svg.len() - 600..]
+        );
+    }
+
+    #[test]
+    fn template_times_add_up_their_instances() {
+        let g = template_times(&many_instances());
+        assert_eq!(g.len(), 1);
+        assert_eq!(
+            (g[0].name.as_str(), g[0].instances, g[0].built),
+            ("obj", 1000, 1000)
+        );
+        assert_eq!(g[0].first_start_ms, 0);
+        assert!(elide("abcdef", 1.0, 12.0).is_none());
+        assert_eq!(elide("abcdefgh", 12.0 * 0.62 * 4.0, 12.0).unwrap(), "abc…");
     }
 
     #[test]

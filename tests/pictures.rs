@@ -551,3 +551,249 @@ fn graph_page_renders_in_chromium() {
     }
     screenshot(&page, "graph.png");
 }
+
+// ---------------------------------------------------------------------------
+// Pictures that scale: 1,000 targets.
+
+/// Node boxes of a graph SVG: (id, x, y, w, h).
+fn node_boxes(doc: &roxmltree::Document) -> Vec<(String, f64, f64, f64, f64)> {
+    let num = |n: roxmltree::Node, a: &str| n.attribute(a).unwrap().parse::<f64>().unwrap();
+    by_attr(doc, "g", "data-node")
+        .into_iter()
+        .map(|(id, g)| {
+            let r = g
+                .children()
+                .find(|n| n.tag_name().name() == "rect")
+                .unwrap();
+            (
+                id,
+                num(r, "x"),
+                num(r, "y"),
+                num(r, "width"),
+                num(r, "height"),
+            )
+        })
+        .collect()
+}
+
+/// The picture's size, and that no two node boxes (which hold the labels)
+/// overlap and every box is inside the picture.
+fn assert_bounded_without_overlaps(svg: &str, max_w: f64, max_h: f64) -> usize {
+    let doc = parse(svg);
+    let root = doc.root_element();
+    let (w, h): (f64, f64) = (
+        root.attribute("width").unwrap().parse().unwrap(),
+        root.attribute("height").unwrap().parse().unwrap(),
+    );
+    assert!(w <= max_w && h <= max_h, "the picture is {w}x{h}");
+    let mut boxes = node_boxes(&doc);
+    boxes.sort_by(|a, b| a.1.total_cmp(&b.1));
+    for (i, a) in boxes.iter().enumerate() {
+        assert!(a.1 >= 0.0 && a.1 + a.3 <= w && a.2 >= 0.0 && a.2 + a.4 + 34.0 <= h);
+        for b in boxes[i + 1..].iter().take_while(|b| b.1 < a.1 + a.3) {
+            let apart = b.2 >= a.2 + a.4 || a.2 >= b.2 + b.4;
+            assert!(apart, "{a:?} and {b:?} overlap");
+        }
+    }
+    boxes.len()
+}
+
+#[test]
+fn a_thousand_targets_wrap_into_a_bounded_readable_graph_in_chromium() {
+    let mut manifest = String::new();
+    let names: Vec<String> = (0..1000).map(|i| format!("f{i:04}")).collect();
+    for n in &names {
+        manifest.push_str(&format!("[target.{n}]\nrun = \"true\"\n\n"));
+    }
+    manifest.push_str(&format!(
+        "[target.all]\nrun = \"true\"\ndeps = [{}]\n",
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let p = Project::new(&manifest, &[]);
+    let svg = picture(&p, "svg", &[]);
+    // Before wrapping this was one 58,000 px column.
+    let drawn = assert_bounded_without_overlaps(&svg, 5000.0, 3000.0);
+    assert_eq!(drawn, 1001);
+    let edges = svg.matches("class=\"edge\"").count();
+    assert_eq!(edges, 1000, "every edge is still drawn");
+    let page = p.tmp.path().join("graph-1000.html");
+    std::fs::write(&page, picture(&p, "html", &[])).unwrap();
+    let dom = rendered_dom(&page);
+    assert!(dom.contains("data-node=\"f0999\"") && dom.contains("data-node=\"all\""));
+    screenshot(&page, "graph-1000.png");
+}
+
+/// `gen` → 1,000 instances of `obj` (every tenth stale) → `lib`, as the
+/// graph of a templated project is built (names only: `obj:PATH`).
+fn templated_graph() -> relocache::graph::Graph {
+    use relocache::graph::{Edge, Graph, Node, NodeKind};
+    let node = |id: &str, status: &str| Node {
+        id: id.into(),
+        kind: NodeKind::Target,
+        status: status.into(),
+        label: id.into(),
+        changed: vec![],
+        group: None,
+    };
+    let mut nodes = vec![node("gen", "ready")];
+    let mut edges = Vec::new();
+    for i in 0..1000 {
+        let id = format!("obj:src/module{:02}/file{i:04}.c", i % 40);
+        nodes.push(node(&id, if i % 10 == 0 { "stale" } else { "ready" }));
+        edges.push(Edge {
+            from: "gen".into(),
+            to: id.clone(),
+        });
+        edges.push(Edge {
+            from: id,
+            to: "lib".into(),
+        });
+    }
+    nodes.push(node("lib", "stale"));
+    edges.sort();
+    let mut g = Graph {
+        nodes,
+        edges,
+        groups: vec![],
+    };
+    // The groups as `graph` fills them.
+    g.groups = g.collapsed().groups;
+    g
+}
+
+#[test]
+fn a_template_of_a_thousand_instances_draws_as_one_node_or_a_bounded_block() {
+    let full = templated_graph();
+    let collapsed = full.collapsed();
+    let svg = collapsed.to_svg();
+    assert_eq!(assert_bounded_without_overlaps(&svg, 1200.0, 400.0), 3);
+    let doc = parse(&svg);
+    let obj = &by_attr(&doc, "g", "data-node")["obj"];
+    let texts: Vec<&str> = obj.descendants().filter_map(|n| n.text()).collect();
+    assert!(texts.contains(&"obj ×1000"), "{texts:?}");
+    assert!(texts.contains(&"900 ready, 100 stale"), "{texts:?}");
+    assert_eq!(obj.attribute("data-status"), Some("stale"));
+    assert_eq!(svg.matches("class=\"edge\"").count(), 2, "gen → obj → lib");
+    // --expand: every instance, wrapped into a block.
+    let expanded = full.to_svg();
+    assert_eq!(
+        assert_bounded_without_overlaps(&expanded, 7000.0, 4000.0),
+        1002
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (name, g) in [("template", &collapsed), ("expanded", &full)] {
+        let page = dir.path().join(format!("{name}.html"));
+        std::fs::write(&page, g.to_html("thousand")).unwrap();
+        rendered_dom(&page);
+        screenshot(&page, &format!("graph-{name}-1000.png"));
+    }
+}
+
+#[test]
+fn timings_of_a_thousand_instances_render_without_overprinting_in_chromium() {
+    use relocache::engine::{BuildReport, Outcome, TargetReport};
+    let mut targets = Vec::new();
+    let mut at = [0u64; 2];
+    for i in 0..1000u64 {
+        let lane = (i % 2) as usize;
+        let dur = if i % 97 == 0 { 900 } else { 5 + i % 11 };
+        targets.push(TargetReport {
+            name: format!("obj:src/module{:02}/file{i:04}.c", i % 40),
+            key: None,
+            outcome: if i % 5 == 0 {
+                Outcome::Built
+            } else {
+                Outcome::Hit
+            },
+            duration_ms: dur,
+            start_ms: at[lane],
+            worker: lane,
+            saved_ms: None,
+            stored: false,
+            error: None,
+            warnings: vec![],
+            stdout: vec![],
+            stderr: vec![],
+        });
+        at[lane] += dur;
+    }
+    let report = BuildReport {
+        hits: 800,
+        built: 200,
+        failed: 0,
+        skipped: 0,
+        duration_ms: at[0].max(at[1]),
+        targets,
+    };
+    let root = Path::new("/project");
+    let manifest = relocache::manifest::Manifest::parse(
+        "[target.lib]\nrun = \"true\"\n",
+        &root.join("relocache.toml"),
+        root,
+    )
+    .unwrap();
+    let html = relocache::timings::html(
+        &report,
+        &manifest,
+        &relocache::timings::PageInfo {
+            project: "thousand".into(),
+            generated: "now".into(),
+        },
+    );
+    let doc = parse(&html);
+    let gantt = doc
+        .descendants()
+        .find(|n| n.attribute("id") == Some("gantt"))
+        .unwrap();
+    let height: f64 = gantt.attribute("height").unwrap().parse().unwrap();
+    assert!(height < 200.0, "two lanes and one template row: {height}");
+    // Drawn labels on one lane never overlap (monospace: 0.62 em per char).
+    let mut spans: Vec<(String, f64, f64)> = gantt
+        .descendants()
+        .filter(|n| {
+            n.tag_name().name() == "text" && n.parent().unwrap().attribute("data-target").is_some()
+        })
+        .map(|t| {
+            let x: f64 = t.attribute("x").unwrap().parse().unwrap();
+            let w = t.text().unwrap().chars().count() as f64 * 12.0 * 0.62;
+            (t.attribute("y").unwrap().to_owned(), x, x + w)
+        })
+        .collect();
+    assert!(spans.len() >= 10, "the long bars keep a label");
+    spans.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    for w in spans.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert!(w[0].2 <= w[1].1, "{:?} overprints {:?}", w[0], w[1]);
+        }
+    }
+    let rows = by_attr(&doc, "g", "data-template");
+    assert!(rows["obj"]
+        .descendants()
+        .any(|n| n.text() == Some("obj ×1000")));
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("timings-1000.html");
+    std::fs::write(&page, &html).unwrap();
+    rendered_dom(&page);
+    screenshot(&page, "timings-1000.png");
+}
+
+#[test]
+fn graph_without_templates_is_the_same_with_or_without_expand() {
+    let p = stale_chain();
+    for format in ["dot", "mermaid", "json", "svg"] {
+        assert_eq!(
+            picture(&p, format, &[]),
+            picture(&p, format, &["--expand"]),
+            "{format}"
+        );
+    }
+    let json: Value = serde_json::from_str(&picture(&p, "json", &[])).unwrap();
+    assert!(
+        json.get("groups").is_none(),
+        "no templates, no groups: {json}"
+    );
+}

@@ -56,7 +56,8 @@ Examples:
   relocache graph --format mermaid
   relocache graph --format svg > graph.svg     a picture, no graphviz needed
   relocache graph --format html > graph.html   the same in a page; hover a stale node for its changed files
-  relocache graph --files --for-file src/util.h   the targets that read src/util.h")]
+  relocache graph --files --for-file src/util.h   the targets that read src/util.h
+  relocache graph --format svg --expand > all.svg  every instance of every template")]
 pub struct GraphArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "dot")]
@@ -67,6 +68,11 @@ pub struct GraphArgs {
     /// Only targets that read PATH (relative to the project root), directly or through deps
     #[arg(long, value_name = "PATH")]
     pub for_file: Option<String>,
+    /// Draw each instance of a template (by default one node per template,
+    /// with its instance count and status mix; JSON always lists every
+    /// instance, plus `groups`)
+    #[arg(long)]
+    pub expand: bool,
 }
 
 #[derive(Debug, Args)]
@@ -331,14 +337,23 @@ pub fn run_graph(env: &Env, args: &GraphArgs) -> Result<i32> {
             eprintln!("note: no target reads `{f}`");
         }
     }
+    // JSON is data: every instance, with the templates in `groups`. The
+    // pictures draw a template as one node unless asked for each instance.
+    let drawn = if args.expand {
+        g.clone()
+    } else {
+        g.collapsed()
+    };
     match args.format {
-        GraphFormat::Dot => print!("{}", g.to_dot()),
-        GraphFormat::Mermaid => print!("{}", g.to_mermaid()),
+        GraphFormat::Dot => print!("{}", drawn.to_dot()),
+        GraphFormat::Mermaid => print!("{}", drawn.to_mermaid()),
         GraphFormat::Json => print_json(&g)?,
-        GraphFormat::Svg => std::io::stdout().lock().write_all(g.to_svg().as_bytes())?,
+        GraphFormat::Svg => std::io::stdout()
+            .lock()
+            .write_all(drawn.to_svg().as_bytes())?,
         GraphFormat::Html => std::io::stdout()
             .lock()
-            .write_all(g.to_html(&manifest.name).as_bytes())?,
+            .write_all(drawn.to_html(&manifest.name).as_bytes())?,
     }
     Ok(0)
 }

@@ -1,8 +1,10 @@
 //! A layered (Sugiyama-style) drawing of a directed acyclic graph, left to
 //! right, so `graph --format svg` needs no graphviz: longest-path layering,
 //! dummy nodes on edges that skip layers, barycenter ordering to reduce
-//! crossings, and neighbour-averaged vertical placement. Pure geometry: it
-//! knows sizes and edges, never what the nodes mean.
+//! crossings, and neighbour-averaged vertical placement. A layer too tall for
+//! one column wraps into several side by side (row by row, keeping its
+//! order), so a thousand targets make a block, not a 50,000 px strip. Pure
+//! geometry: it knows sizes and edges, never what the nodes mean.
 
 /// A node's box, top-left corner and size.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,6 +42,11 @@ pub struct Spacing {
     pub node_gap: f64,
     /// Margin around the drawing.
     pub margin: f64,
+    /// A layer taller than this wraps into several columns (the limit grows
+    /// when the whole drawing would otherwise be much wider than 16:9).
+    pub max_column: f64,
+    /// Horizontal gap between the columns of a wrapped layer.
+    pub column_gap: f64,
 }
 
 impl Default for Spacing {
@@ -48,6 +55,8 @@ impl Default for Spacing {
             layer_gap: 70.0,
             node_gap: 18.0,
             margin: 12.0,
+            max_column: 1600.0,
+            column_gap: 24.0,
         }
     }
 }
@@ -92,19 +101,26 @@ pub fn layered(sizes: &[(f64, f64)], edges: &[(usize, usize)], sp: Spacing) -> L
     let succs = adjacency(vlayer.len(), &vedges, false);
     order_layers(&mut layers, &preds, &succs);
 
-    // x: each layer as wide as its widest node.
+    let limit = column_limit(&vsize[..n], sp);
+    let cols: Vec<usize> = layers
+        .iter()
+        .map(|l| columns(l, &vsize, sp.node_gap, limit))
+        .collect();
+    // x: each column as wide as the layer's widest node.
     let mut x = vec![0.0; vlayer.len()];
     let mut left = sp.margin;
     let mut layer_right = Vec::with_capacity(layers_n);
-    for l in &layers {
+    for (l, &c) in layers.iter().zip(&cols) {
         let w = l.iter().map(|&v| vsize[v].0).fold(0.0, f64::max);
-        for &v in l {
-            x[v] = left + (w - vsize[v].0) / 2.0;
+        for (i, &v) in l.iter().enumerate() {
+            let col = (i % c) as f64;
+            x[v] = left + col * (w + sp.column_gap) + (w - vsize[v].0) / 2.0;
         }
-        layer_right.push(left + w);
-        left += w + sp.layer_gap;
+        let right = left + c as f64 * w + (c - 1) as f64 * sp.column_gap;
+        layer_right.push(right);
+        left = right + sp.layer_gap;
     }
-    let y = place_vertically(&layers, &vsize, &preds, &succs, sp.node_gap);
+    let y = place_vertically(&layers, &cols, &vsize, &preds, &succs, sp.node_gap);
     let top = (0..vlayer.len())
         .map(|v| y[v] - vsize[v].1 / 2.0)
         .fold(f64::INFINITY, f64::min);
@@ -152,6 +168,26 @@ pub fn layered(sizes: &[(f64, f64)], edges: &[(usize, usize)], sp: Spacing) -> L
         width,
         height,
     }
+}
+
+/// The height above which a layer wraps: `max_column`, or more when the
+/// nodes' total area would make a drawing of that height much wider than
+/// 16:9 (a square-ish block reads better than a long strip).
+fn column_limit(sizes: &[(f64, f64)], sp: Spacing) -> f64 {
+    let area: f64 = sizes
+        .iter()
+        .map(|(w, h)| (w + sp.column_gap) * (h + sp.node_gap))
+        .sum();
+    sp.max_column.max((area * 9.0 / 16.0).sqrt())
+}
+
+/// How many columns `layer` needs so that none is taller than `limit`.
+fn columns(layer: &[usize], size: &[(f64, f64)], gap: f64, limit: f64) -> usize {
+    let tall: f64 = layer.iter().map(|&v| size[v].1 + gap).sum::<f64>() - gap;
+    if tall <= limit || layer.len() < 2 {
+        return 1;
+    }
+    ((tall / limit).ceil() as usize).clamp(1, layer.len())
 }
 
 /// Layer of each node: 0 for sources, else one more than its deepest
@@ -284,19 +320,25 @@ fn order_layers(layers: &mut [Vec<usize>], preds: &[Vec<usize>], succs: &[Vec<us
 
 /// Vertical centres: stack each layer, then pull nodes towards the mean of
 /// their neighbours while keeping the order and the gaps.
+/// A wrapped layer (`cols > 1`) is a grid filled row by row and stays
+/// where it is stacked; the others move towards it.
 fn place_vertically(
     layers: &[Vec<usize>],
+    cols: &[usize],
     size: &[(f64, f64)],
     preds: &[Vec<usize>],
     succs: &[Vec<usize>],
     gap: f64,
 ) -> Vec<f64> {
     let mut y = vec![0.0; size.len()];
-    for l in layers {
+    for (l, &c) in layers.iter().zip(cols) {
         let mut top = 0.0;
-        for &v in l {
-            y[v] = top + size[v].1 / 2.0;
-            top += size[v].1 + gap;
+        for row in l.chunks(c) {
+            let h = row.iter().map(|&v| size[v].1).fold(0.0, f64::max);
+            for &v in row {
+                y[v] = top + h / 2.0;
+            }
+            top += h + gap;
         }
     }
     for iter in 0..12 {
@@ -307,6 +349,9 @@ fn place_vertically(
             (0..layers.len()).rev().collect()
         };
         for li in order {
+            if cols[li] > 1 {
+                continue;
+            }
             let l = &layers[li];
             let wanted: Vec<f64> = l
                 .iter()
@@ -385,6 +430,53 @@ mod tests {
         let l = layered(&sizes, &edges, Spacing::default());
         let above = |a: usize, b: usize| l.nodes[a].y < l.nodes[b].y;
         assert_eq!(above(0, 1), above(3, 2));
+    }
+
+    #[test]
+    fn a_wide_layer_wraps_into_a_block_without_overlaps() {
+        // One source feeding 1,000 nodes that all feed one sink.
+        let n = 1002;
+        let mut sizes = vec![(160.0, 40.0); n];
+        sizes[0] = (60.0, 40.0);
+        let mut edges = Vec::new();
+        for v in 1..n - 1 {
+            edges.push((0, v));
+            edges.push((v, n - 1));
+        }
+        let l = layered(&sizes, &edges, Spacing::default());
+        // Unwrapped, the middle column alone would be 58,000 px tall.
+        assert!(
+            l.height < 4000.0 && l.width < 7000.0,
+            "{}x{}",
+            l.width,
+            l.height
+        );
+        assert!(l.width / l.height < 3.0 && l.height / l.width < 3.0);
+        let mut boxes = l.nodes.clone();
+        boxes.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
+        for (i, a) in boxes.iter().enumerate() {
+            assert!(a.x >= 0.0 && a.y >= 0.0 && a.x + a.w <= l.width && a.y + a.h <= l.height);
+            for b in &boxes[i + 1..] {
+                if b.x >= a.x + a.w {
+                    break;
+                }
+                assert!(!overlap(a, b), "{a:?} and {b:?} overlap");
+            }
+        }
+        // The source is left of every middle node, the sink right of them.
+        let middle = &l.nodes[1..n - 1];
+        assert!(middle.iter().all(|r| r.x > l.nodes[0].x + 60.0));
+        assert!(middle.iter().all(|r| r.x + r.w < l.nodes[n - 1].x));
+        assert_eq!(l.edges.len(), edges.len(), "every edge is drawn");
+    }
+
+    #[test]
+    fn a_layer_that_fits_does_not_wrap() {
+        let sizes = [(40.0, 40.0); 11];
+        let edges: Vec<(usize, usize)> = (1..11).map(|v| (0, v)).collect();
+        let l = layered(&sizes, &edges, Spacing::default());
+        let xs: std::collections::BTreeSet<i64> = l.nodes[1..].iter().map(|r| r.x as i64).collect();
+        assert_eq!(xs.len(), 1, "ten nodes stay one column");
     }
 
     #[test]

@@ -13,6 +13,10 @@ const FONT: f64 = 13.0;
 const SMALL: f64 = 10.5;
 const TARGET_H: f64 = 40.0;
 const FILE_H: f64 = 26.0;
+/// A template node: a target box with a strip showing its status mix.
+const TEMPLATE_H: f64 = 48.0;
+/// At most this many changed files or instances are listed in a tooltip.
+const TIP_LINES: usize = 20;
 const LEGEND_H: f64 = 34.0;
 
 /// Approximate width of `text` in the monospace font of the picture.
@@ -20,8 +24,19 @@ fn text_width(text: &str, px: f64) -> f64 {
     text.chars().count() as f64 * px * 0.62
 }
 
+/// The first line of a target's box: `obj ×200` for a template.
+fn title(n: &Node) -> String {
+    match &n.group {
+        Some(mix) => format!("{} ×{}", n.label, mix.instances),
+        None => n.label.clone(),
+    }
+}
+
 /// The second line of a target's box.
 fn detail(n: &Node) -> String {
+    if let Some(mix) = &n.group {
+        return mix.summary();
+    }
     match n.changed.len() {
         0 => n.status.clone(),
         1 => format!("{} · 1 file changed", n.status),
@@ -34,28 +49,58 @@ fn tooltip(n: &Node) -> String {
     let mut t = match n.kind {
         NodeKind::Target => format!("target {}: {}", n.label, n.status),
         NodeKind::File => format!("file {}: {}", n.label, n.status),
+        NodeKind::Template => format!("template {}: {}", title(n), detail(n)),
     };
     if !n.changed.is_empty() {
         t.push_str("\nchanged files:");
-        for f in &n.changed {
+        for f in n.changed.iter().take(TIP_LINES) {
             t.push_str("\n  ");
             t.push_str(f);
         }
+        if n.changed.len() > TIP_LINES {
+            t.push_str(&format!("\n  … and {} more", n.changed.len() - TIP_LINES));
+        }
+    }
+    if n.kind == NodeKind::Template {
+        t.push_str("\n(relocache graph --expand shows each instance)");
     }
     t
 }
 
 fn size(n: &Node) -> (f64, f64) {
     match n.kind {
-        NodeKind::Target => (
-            text_width(&n.label, FONT)
+        NodeKind::Target | NodeKind::Template => (
+            text_width(&title(n), FONT)
                 .max(text_width(&detail(n), SMALL))
                 .max(40.0)
                 + 24.0,
-            TARGET_H,
+            if n.group.is_some() {
+                TEMPLATE_H
+            } else {
+                TARGET_H
+            },
         ),
         NodeKind::File => (text_width(&n.label, SMALL).max(30.0) + 24.0, FILE_H),
     }
+}
+
+/// The status mix of a template along the bottom of its box: one segment
+/// per status, as wide as its share of the instances.
+fn mix_strip(s: &mut String, mix: &super::group::Mix, r: &super::layout::Rect) {
+    let (x0, w, y) = (r.x + 6.0, r.w - 12.0, r.y + r.h - 10.0);
+    let mut x = x0;
+    s.push_str("<g class=\"mix\">");
+    for (status, n) in mix.counts() {
+        let part = w * n as f64 / mix.instances.max(1) as f64;
+        let _ = write!(
+            s,
+            "<rect data-status=\"{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{part:.1}\" height=\"5\" fill=\"{}\"/>",
+            escape(status),
+            color(status)
+        );
+        x += part;
+    }
+    s.push_str("</g>");
 }
 
 /// A smooth path through `points`: horizontal tangents at every point.
@@ -136,6 +181,8 @@ impl Graph {
 .edge.hl {{ stroke: #1c2833; stroke-width: 2.4; }}
 .node rect {{ stroke: #566573; stroke-width: 1; }}
 .node.file rect {{ stroke-dasharray: 4 2; }}
+.node.template > rect {{ stroke-width: 2; }}
+.node .mix rect {{ stroke: #566573; stroke-width: .5; }}
 .node.hl rect {{ stroke: #1c2833; stroke-width: 2.4; }}
 .node text, .legend text {{ fill: #1c2833; }}
 .node .detail {{ fill: #566573; }}
@@ -177,6 +224,7 @@ impl Graph {
             let kind = match n.kind {
                 NodeKind::Target => "target",
                 NodeKind::File => "file",
+                NodeKind::Template => "template",
             };
             let _ = write!(
                 s,
@@ -188,20 +236,23 @@ impl Graph {
                 y = r.y,
                 w = r.w,
                 h = r.h,
-                rx = if n.kind == NodeKind::Target { 6 } else { 2 },
+                rx = if n.kind == NodeKind::File { 2 } else { 6 },
                 fill = color(&n.status),
             );
             let cx = r.x + r.w / 2.0;
             match n.kind {
-                NodeKind::Target => {
+                NodeKind::Target | NodeKind::Template => {
                     let _ = write!(
                         s,
                         "<text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"{FONT}\" font-weight=\"bold\" text-anchor=\"middle\">{}</text><text class=\"detail\" x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"{SMALL}\" text-anchor=\"middle\">{}</text>",
                         r.y + 17.0,
-                        escape(&n.label),
+                        escape(&title(n)),
                         r.y + 32.0,
                         escape(&detail(n))
                     );
+                    if let Some(mix) = &n.group {
+                        mix_strip(&mut s, mix, r);
+                    }
                 }
                 NodeKind::File => {
                     let _ = write!(
@@ -229,18 +280,28 @@ impl Graph {
     /// A self-contained HTML page showing the SVG; hovering a node
     /// highlights its edges and neighbours.
     pub fn to_html(&self, project: &str) -> String {
-        let targets = self
-            .nodes
-            .iter()
-            .filter(|n| n.kind == NodeKind::Target)
-            .count();
-        let ready = self
-            .nodes
-            .iter()
-            .filter(|n| n.kind == NodeKind::Target && n.status == "ready")
-            .count();
+        let (mut targets, mut ready, mut templates) = (0, 0, 0);
+        for n in &self.nodes {
+            match (&n.kind, &n.group) {
+                (NodeKind::File, _) => {}
+                (_, Some(mix)) => {
+                    templates += 1;
+                    targets += mix.instances;
+                    ready += mix.statuses.get("ready").copied().unwrap_or(0);
+                }
+                (_, None) => {
+                    targets += 1;
+                    ready += usize::from(n.status == "ready");
+                }
+            }
+        }
+        let grouped = match templates {
+            0 => String::new(),
+            1 => " (1 template drawn as one node; --expand shows each instance)".into(),
+            k => format!(" ({k} templates drawn as one node each; --expand shows each instance)"),
+        };
         let body = format!(
-            "<h1>relocache graph: {}</h1>\n<p class=\"sub\">{targets} target{}, {ready} ready. Hover a node for its status and changed files.</p>\n<div class=\"scroll\">\n{}</div>\n",
+            "<h1>relocache graph: {}</h1>\n<p class=\"sub\">{targets} target{}, {ready} ready{grouped}. Hover a node for its status and changed files.</p>\n<div class=\"scroll\">\n{}</div>\n",
             escape(project),
             if targets == 1 { "" } else { "s" },
             self.svg_element()

@@ -25,7 +25,7 @@ fn a_no_op_build_replays_nothing_by_default_and_says_so_once() {
     first.assert_stderr_has(&["a-warning", "b-warning"]);
     first.assert_stderr_lacks(&["note:"]);
 
-    let noop = p.run(&["build"]);
+    let noop = p.run(&["build", "-j", "1"]); // one worker: the lines in a fixed order
     noop.ok().assert_stdout_lacks(&["a-out", "b-out"]);
     noop.assert_stderr_lacks(&["a-warning", "b-warning"]);
     assert_eq!(

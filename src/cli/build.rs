@@ -36,6 +36,7 @@ target's stdout and stderr, replaying a hit's from the cache; `new-only` those o
 commands that ran (built or failed), so a no-op build is silent; `errors-only` only
 failed commands'; `none` nothing. One note after the build counts the hits whose output
 the default did not replay. -q hides the `hit`/`built` lines, not command output.
+(`--log FILTER` is another thing: relocache's own diagnostics.)
 With more than 20 targets and stderr on a terminal, a progress bar (done/total, hits,
 built, failed, running targets) replaces the per-target lines; failures, warnings and
 command output still print above it.

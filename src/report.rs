@@ -6,6 +6,9 @@ use crate::engine::TargetReport;
 
 /// Receives progress from long operations. Every method has a no-op default.
 pub trait Reporter: Sync {
+    /// A build is about to process `targets` targets (the selection and
+    /// its deps), before the first [`Reporter::target_started`].
+    fn build_planned(&self, _targets: usize) {}
     /// A target's work (key computation, restore or build) begins.
     fn target_started(&self, _name: &str) {}
     /// A target is done; its output has been captured in `report`.

@@ -308,7 +308,7 @@ outputs = ["dist"]
 }
 
 #[test]
-fn stdout_and_stderr_are_replayed_on_a_hit() {
+fn stdout_and_stderr_are_replayed_on_a_hit_with_logs_full() {
     let p = Project::new(
         "[target.t]\nrun = 'echo to-stdout; echo to-stderr >&2; touch o'\noutputs = ['o']\n",
         &[],
@@ -317,7 +317,7 @@ fn stdout_and_stderr_are_replayed_on_a_hit() {
     first.ok().assert_stdout_has(&["to-stdout"]);
     first.assert_stderr_has(&["to-stderr"]);
     assert_cli_snapshot!(p.tmp.path(), first);
-    let second = p.run(&["build"]);
+    let second = p.run(&["build", "--logs=full"]);
     second.ok().assert_stdout_has(&["to-stdout"]);
     second.assert_stderr_has(&["hit t", "to-stderr"]);
     assert_cli_snapshot!(p.tmp.path(), second);
@@ -697,21 +697,26 @@ fn fifos_never_hang_a_build() {
     assert!(r.code == 1 || r.code == 2, "{}", r.stderr);
 }
 
+/// `-q` hides relocache's own `hit`/`built` lines and the note about
+/// unreplayed output; which command output shows is `--logs`'s alone.
 #[test]
-fn quiet_hits_replay_stderr_but_not_stdout() {
+fn quiet_hides_the_target_lines_and_logs_decide_the_command_output() {
     let p = Project::new(
         "[target.t]\nrun = \"echo hello-out; echo warn-err >&2; echo x > o.txt\"\noutputs = [\"o.txt\"]\n",
         &[],
     );
-    let r = p.run(&["build"]);
+    let r = p.run(&["build", "-q"]);
     r.ok();
-    r.assert_stdout_has(&["hello-out"]);
-    let loud = p.run(&["build"]);
-    loud.assert_stdout_has(&["hello-out"]); // a hit replays
-    loud.assert_stderr_has(&["warn-err"]);
+    r.assert_stdout_has(&["hello-out"]); // it ran: new-only shows it
+    r.assert_stderr_has(&["warn-err"])
+        .assert_stderr_lacks(&["built t"]);
     let quiet = p.run(&["build", "-q"]);
     quiet.ok();
     quiet.assert_stdout_lacks(&["hello-out"]);
-    quiet.assert_stderr_has(&["warn-err"]);
+    quiet.assert_stderr_lacks(&["warn-err", "note:"]);
     assert_cli_snapshot!(p.tmp.path(), quiet);
+    let full = p.run(&["build", "-q", "--logs=full"]);
+    full.ok().assert_stdout_has(&["hello-out"]);
+    full.assert_stderr_has(&["warn-err"])
+        .assert_stderr_lacks(&["hit t"]);
 }

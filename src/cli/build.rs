@@ -4,16 +4,19 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use relocache::engine::restore::RestoreMode;
 use relocache::engine::{build, BuildOptions, BuildReport, Outcome, TargetReport, WarningKind};
+use relocache::manifest::LogMode;
 use relocache::report::Reporter;
 use relocache::timings;
 
+use super::progress::{self, BuildBar};
+use super::replay::{self, Replay, Verdict};
 use super::{Env, UsageError};
 
 #[derive(Debug, Args)]
@@ -25,6 +28,18 @@ Examples:
   relocache build --json          {\"targets\":[{\"name\",\"key\",\"outcome\"}],\"hits\",\"built\",\"failed\",\"skipped\"}
   relocache build --timings       also write relocache-timings.html (timeline, critical path)
   relocache build --timings=t.html --profile trace.json   open trace.json in ui.perfetto.dev
+  relocache build --logs=full     also replay the stored output of hits
+  relocache build --logs=errors-only   show only failing commands' output
+
+Command output (--logs, else a target's `logs =`, else new-only): `full` shows every
+target's stdout and stderr, replaying a hit's from the cache; `new-only` those of the
+commands that ran (built or failed), so a no-op build is silent; `errors-only` only
+failed commands'; `none` nothing. One note after the build counts the hits whose output
+the default did not replay. -q hides the `hit`/`built` lines, not command output.
+(`--log FILTER` is another thing: relocache's own diagnostics.)
+With more than 20 targets and stderr on a terminal, a progress bar (done/total, hits,
+built, failed, running targets) replaces the per-target lines; failures, warnings and
+command output still print above it.
 
 With a remote cache ([remote] in relocache.toml, or RELOCACHE_REMOTE=<url>), a local
 miss is looked up there and a new result uploaded; remote problems are warnings, never
@@ -59,75 +74,148 @@ pub struct BuildArgs {
     /// Write a Chrome trace-event JSON of the build to FILE (Perfetto, chrome://tracing)
     #[arg(long, value_name = "FILE")]
     pub profile: Option<PathBuf>,
+    /// Which command output to show; overrides every target's `logs =` (default: new-only)
+    #[arg(long, value_name = "MODE", value_parser = replay::parser())]
+    pub logs: Option<LogMode>,
 }
 
-/// Prints per-target lines as targets finish.
+/// Prints per-target lines as targets finish, or keeps a [`BuildBar`] for
+/// a large build on a terminal, with failures and warnings above it.
 struct Printer {
     json: bool,
     quiet: bool,
+    /// Which command output to show.
+    replay: Replay,
+    /// Whether stderr is a terminal, and neither -q nor --json was given:
+    /// with both, a large build draws a bar.
+    terminal: bool,
+    visible: bool,
+    bar: OnceLock<BuildBar>,
     lock: Mutex<()>,
     /// Relocatability warnings printed, then held back: a tree compiled
     /// with `-g` would say the same two lines for every object.
     reloc_shown: AtomicUsize,
     reloc_held: AtomicUsize,
+    /// Hits with stored output that the default mode did not replay.
+    logs_hidden: AtomicUsize,
 }
 
 /// Relocatability warnings shown in full before the rest are counted.
 const RELOC_SHOWN: usize = 3;
 
+impl Printer {
+    /// Runs `print` above the bar when there is one.
+    fn above_bar(&self, print: impl FnOnce()) {
+        match self.bar.get() {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Removes the bar, if any, before the summary.
+    fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish();
+        }
+    }
+
+    /// `  built NAME  0.52s`: always for failures and skips, for hits and
+    /// builds unless `-q` or a bar counts them.
+    fn outcome_line(&self, r: &TargetReport) -> Option<String> {
+        let failed = matches!(r.outcome, Outcome::Failed | Outcome::Skipped);
+        if self.json || !(failed || !self.quiet && self.bar.get().is_none()) {
+            return None;
+        }
+        let detail = match r.outcome {
+            Outcome::Hit => r
+                .saved_ms
+                .map(|ms| format!("(saved {})", secs(ms)))
+                .unwrap_or_default(),
+            Outcome::Built => secs(r.duration_ms),
+            Outcome::Failed | Outcome::Skipped => r.error.clone().unwrap_or_default(),
+        };
+        let word = match r.outcome {
+            Outcome::Hit => "hit",
+            Outcome::Built => "built",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        };
+        Some(format!("{word:>8} {}  {detail}", r.name))
+    }
+}
+
 impl Reporter for Printer {
+    fn build_planned(&self, targets: usize) {
+        if progress::build_bar_wanted(self.terminal, self.visible, targets) {
+            let _ = self.bar.set(BuildBar::new(targets));
+        }
+    }
+
+    fn target_started(&self, name: &str) {
+        if let Some(bar) = self.bar.get() {
+            bar.started(name);
+        }
+    }
+
     fn target_finished(&self, r: &TargetReport) {
         let _g = self.lock.lock().unwrap();
-        let mut err = std::io::stderr().lock();
-        let show_line = !self.quiet || matches!(r.outcome, Outcome::Failed | Outcome::Skipped);
-        if show_line && !self.json {
-            let detail = match r.outcome {
-                Outcome::Hit => r
-                    .saved_ms
-                    .map(|ms| format!("(saved {})", secs(ms)))
-                    .unwrap_or_default(),
-                Outcome::Built => secs(r.duration_ms),
-                Outcome::Failed | Outcome::Skipped => r.error.clone().unwrap_or_default(),
-            };
-            let word = match r.outcome {
-                Outcome::Hit => "hit",
-                Outcome::Built => "built",
-                Outcome::Failed => "failed",
-                Outcome::Skipped => "skipped",
-            };
-            let _ = writeln!(err, "{word:>8} {}  {detail}", r.name);
+        if let Some(bar) = self.bar.get() {
+            bar.finished(&r.name, r.outcome);
         }
-        // Command output: replayed on a hit, shown once on a build. Quiet
-        // hits replay only stderr (a compiler's warnings).
-        let replay_stdout = !(self.quiet && matches!(r.outcome, Outcome::Hit));
-        if !replay_stdout {
-        } else if self.json {
-            let _ = err.write_all(&r.stdout);
-        } else {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(&r.stdout);
-            let _ = out.flush();
+        let line = self.outcome_line(r);
+        let verdict = self.replay.verdict(r);
+        if verdict == Verdict::HiddenByDefault {
+            self.logs_hidden.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = err.write_all(&r.stderr);
-        for w in &r.warnings {
-            if w.kind == WarningKind::NotRelocatable
-                && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN
-            {
-                self.reloc_held.fetch_add(1, Ordering::Relaxed);
-                continue;
+        let warnings: Vec<_> = r
+            .warnings
+            .iter()
+            .filter(|w| {
+                let held = w.kind == WarningKind::NotRelocatable
+                    && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN;
+                if held {
+                    self.reloc_held.fetch_add(1, Ordering::Relaxed);
+                }
+                !held
+            })
+            .collect();
+        let show_logs = verdict == Verdict::Show && !(r.stdout.is_empty() && r.stderr.is_empty());
+        if line.is_none() && !show_logs && warnings.is_empty() {
+            return;
+        }
+        self.above_bar(|| {
+            let mut err = std::io::stderr().lock();
+            if let Some(line) = &line {
+                let _ = writeln!(err, "{line}");
             }
-            let _ = writeln!(err, "warning: {w}");
-        }
+            // Command output: stdout to stdout, except under --json, whose
+            // stdout is the report.
+            if show_logs {
+                if self.json {
+                    let _ = err.write_all(&r.stdout);
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&r.stdout);
+                    let _ = out.flush();
+                }
+                let _ = err.write_all(&r.stderr);
+            }
+            for w in warnings {
+                let _ = writeln!(err, "warning: {w}");
+            }
+        });
     }
 
     fn waiting(&self, target: &str, holder: &str) {
         let _g = self.lock.lock().unwrap();
-        eprintln!(" waiting {target}  another build of the same key is running ({holder})");
+        self.above_bar(|| {
+            eprintln!(" waiting {target}  another build of the same key is running ({holder})")
+        });
     }
 
     fn warning(&self, message: &str) {
         let _g = self.lock.lock().unwrap();
-        eprintln!("warning: {message}");
+        self.above_bar(|| eprintln!("warning: {message}"));
     }
 }
 
@@ -181,12 +269,19 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
     let printer = Printer {
         json: env.cli.json,
         quiet: env.cli.quiet,
+        replay: Replay::new(args.logs, &manifest),
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        visible: !env.cli.json && !env.cli.quiet,
+        bar: OnceLock::new(),
         lock: Mutex::new(()),
         reloc_shown: AtomicUsize::new(0),
         reloc_held: AtomicUsize::new(0),
+        logs_hidden: AtomicUsize::new(0),
     };
     let started = std::time::SystemTime::now();
-    let report = build(&manifest, &depots, &opts, &printer)?;
+    let report = build(&manifest, &depots, &opts, &printer);
+    printer.finish();
+    let report = report?;
     if env.cli.json {
         super::print_json(&report)?;
     } else {
@@ -195,6 +290,13 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
             eprintln!(
                 "warning: {held} more relocatability warning{} like those above (`relocache verify --relocatable` lists every entry)",
                 if held == 1 { "" } else { "s" }
+            );
+        }
+        let hidden = printer.logs_hidden.load(Ordering::Relaxed);
+        if hidden > 0 && !env.cli.quiet {
+            eprintln!(
+                "note: {hidden} hit{} stored command output that was not replayed (`relocache build --logs=full` replays it)",
+                if hidden == 1 { " has" } else { "s have" }
             );
         }
         eprintln!("{}", summary(&report));

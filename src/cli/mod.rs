@@ -13,6 +13,7 @@ mod open;
 mod pack;
 pub mod progress;
 mod remote;
+mod replay;
 mod stats;
 mod verify;
 

@@ -125,6 +125,7 @@ pub fn build(
             e.source_text()
         ));
     }
+    reporter.build_planned(order.len());
     let targets = schedule::run(&ctx, &order, &forced, opts, reporter, started);
     if ctx.writable {
         // Best effort: a memo that cannot be saved only costs hashing next time.

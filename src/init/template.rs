@@ -40,10 +40,12 @@ pub fn escape(text: &str) -> String {
     text.replace('{', "{{").replace('}', "}}")
 }
 
-/// `text` (a path derived from the file `v`) as a pattern: the file's path,
-/// `dir/stem`, name or stem replaced by their placeholder where they stand
-/// as whole path pieces (after the start, `/` or `=`; before the end, `/` or
-/// `.`), longest first; other braces doubled.
+/// `text` (a path derived from the file `v`: an output, a depfile) as a
+/// pattern: the file's path, `dir/stem`, name or stem, tried in that order,
+/// replaced by its placeholder where it ends the path (only a suffix such as
+/// `.o` after it) and starts a piece of it (after the start, `/` or `=`);
+/// other braces doubled. Only the tail is looked at, so a directory that
+/// happens to spell the stem (`blake3.dir/blake3.c.o`) stays literal.
 pub fn patternize(text: &str, v: &FileVars) -> String {
     let dir_stem = format!("{}/{}", v.dir, v.stem);
     let mut candidates: Vec<(&str, &str)> = vec![(&v.path, "{path}")];
@@ -52,32 +54,21 @@ pub fn patternize(text: &str, v: &FileVars) -> String {
     }
     candidates.push((&v.name, "{name}"));
     candidates.push((&v.stem, "{stem}"));
-    let mut out = String::new();
-    let mut i = 0;
-    'scan: while i < text.len() {
-        let at_start = i == 0 || matches!(text.as_bytes()[i - 1], b'/' | b'=');
-        if at_start {
-            for (value, placeholder) in &candidates {
-                if value.is_empty() || !text[i..].starts_with(value) {
-                    continue;
-                }
-                let end = i + value.len();
-                if end == text.len() || matches!(text.as_bytes()[end], b'/' | b'.') {
-                    out.push_str(placeholder);
-                    i = end;
-                    continue 'scan;
-                }
-            }
+    for (value, placeholder) in candidates {
+        if value.is_empty() {
+            continue;
         }
-        let c = text[i..].chars().next().expect("inside the text");
-        match c {
-            '{' => out.push_str("{{"),
-            '}' => out.push_str("}}"),
-            c => out.push(c),
+        let Some(start) = text.rfind(value) else {
+            continue;
+        };
+        let end = start + value.len();
+        let starts_piece = start == 0 || matches!(text.as_bytes()[start - 1], b'/' | b'=');
+        let suffix = &text[end..];
+        if starts_piece && !suffix.contains('/') && (suffix.is_empty() || suffix.starts_with('.')) {
+            return format!("{}{placeholder}{}", escape(&text[..start]), escape(suffix));
         }
-        i += c.len_utf8();
     }
-    out
+    escape(text)
 }
 
 /// The inverse of [`patternize`] and [`escape`]: `pattern` with the
@@ -251,6 +242,13 @@ mod tests {
         assert_eq!(patternize("obj/a.c.o", &v), "obj/{name}.o");
         // Only whole pieces: `a` inside `data` or `a.c` inside `xa.c` stays.
         assert_eq!(patternize("data/xa.c.o", &v), "data/xa.c.o");
+        // Only the tail: a directory spelling the stem stays literal.
+        let v = FileVars::of("blake3.c");
+        assert_eq!(
+            patternize("build/CMakeFiles/blake3.dir/blake3.c.o", &v),
+            "build/CMakeFiles/blake3.dir/{path}.o"
+        );
+        assert_eq!(patternize("b/blake3/x.o", &v), "b/blake3/x.o");
         assert_eq!(patternize("x{y}", &v), "x{{y}}");
     }
 
@@ -261,6 +259,8 @@ mod tests {
             ("src/a.c", "build/src/a.o.d"),
             ("a.c", "build/a.o"),
             ("a.c", "weird{a}/a.c"),
+            ("blake3.c", "b/blake3.dir/blake3.c.o"),
+            ("a.c", "no/match.o"),
             ("d/a.b.c", "o/d/a.b.o"),
         ] {
             let v = FileVars::of(file);
@@ -308,6 +308,7 @@ mod tests {
     #[test]
     fn a_root_file_and_a_subdirectory_file_share_a_cmake_pattern() {
         let groups = group(&[
+            step("t.c", "build/CMakeFiles/t.dir/t.c.o"),
             step("a.c", "build/CMakeFiles/t.dir/a.c.o"),
             step("src/b.c", "build/CMakeFiles/t.dir/src/b.c.o"),
         ]);

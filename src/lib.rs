@@ -31,6 +31,7 @@ pub mod follow;
 pub mod gc;
 pub mod graph;
 pub mod hash_command;
+pub mod init;
 pub mod inputs;
 pub mod inspect;
 pub mod key;

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 /// Every subcommand a user can type, as `relocache --help` lists them.
 const SUBCOMMANDS: &[&str] = &[
     "build",
+    "init",
     "status",
     "explain",
     "graph",

@@ -7,6 +7,7 @@ mod clear;
 mod completions;
 mod gc;
 mod hash;
+mod init;
 mod inspect;
 mod log;
 mod open;
@@ -69,6 +70,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Build or restore targets and their deps, in dependency order
     Build(build::BuildArgs),
+    /// Write a starter relocache.toml, or one generated from compile_commands.json
+    Init(init::InitArgs),
     /// Show each target: ready, stale (with changed inputs), unstarted or started
     Status(inspect::StatusArgs),
     /// Explain why a target's key differs from its last build
@@ -170,6 +173,7 @@ pub fn main() -> i32 {
     let env = Env { cwd, cli };
     let result = match &env.cli.command {
         Cmd::Build(args) => build::run(&env, args),
+        Cmd::Init(args) => init::run(&env, args),
         Cmd::Status(args) => inspect::run_status(&env, args),
         Cmd::Explain(args) => inspect::run_explain(&env, args),
         Cmd::Graph(args) => inspect::run_graph(&env, args),

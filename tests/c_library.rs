@@ -31,7 +31,8 @@ outputs = ["build/libzstd.a"]
 /// zstd's `lib/` as the `zstd-sys` crate in Cargo.lock ships it, from the
 /// cargo registry (the build of this repository downloads it).
 fn zstd_lib() -> PathBuf {
-    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
+    let lock =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock")).unwrap();
     let version = lock
         .split("[[package]]")
         .find(|p| p.contains("name = \"zstd-sys\""))
@@ -42,13 +43,21 @@ fn zstd_lib() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
     let registry = home.join("registry/src");
-    for index in std::fs::read_dir(&registry).unwrap_or_else(|e| panic!("{}: {e}", registry.display())) {
-        let lib = index.unwrap().path().join(format!("zstd-sys-{version}/zstd/lib"));
+    for index in
+        std::fs::read_dir(&registry).unwrap_or_else(|e| panic!("{}: {e}", registry.display()))
+    {
+        let lib = index
+            .unwrap()
+            .path()
+            .join(format!("zstd-sys-{version}/zstd/lib"));
         if lib.join("zstd.h").is_file() {
             return lib;
         }
     }
-    panic!("zstd-sys-{version} is not in {} (run `cargo fetch`)", registry.display());
+    panic!(
+        "zstd-sys-{version} is not in {} (run `cargo fetch`)",
+        registry.display()
+    );
 }
 
 fn zstd_project() -> Project {
@@ -81,7 +90,11 @@ fn including(p: &Project, header: &str) -> BTreeSet<String> {
             if text.contains(header) {
                 let rel = e.path().strip_prefix(p.path("build")).unwrap();
                 let stem = rel.with_extension("");
-                let ext = if p.path(&format!("{}.S", stem.display())).exists() { "S" } else { "c" };
+                let ext = if p.path(&format!("{}.S", stem.display())).exists() {
+                    "S"
+                } else {
+                    "c"
+                };
                 found.insert(format!("obj:{}.{ext}", stem.display()));
             }
         }
@@ -99,7 +112,10 @@ fn a_template_with_depfiles_builds_a_real_c_library_precisely() {
     let objects = built.iter().filter(|n| n.starts_with("obj:")).count();
     assert!(objects >= 20, "{objects} objects: {built:?}");
     assert!(built.contains("lib") && p.path("build/libzstd.a").is_file());
-    assert!(built.iter().any(|n| n.ends_with(".S")), "the assembly file is an instance: {built:?}");
+    assert!(
+        built.iter().any(|n| n.ends_with(".S")),
+        "the assembly file is an instance: {built:?}"
+    );
 
     // Warm: every instance hits.
     let r = p.build(&[]);
@@ -108,12 +124,21 @@ fn a_template_with_depfiles_builds_a_real_c_library_precisely() {
     // A header included by some objects only: exactly those rebuild.
     let header = "lib/compress/zstd_ldm.h";
     let k = including(&p, header);
-    assert!(!k.is_empty() && k.len() < objects, "{header} is included by {k:?}");
+    assert!(
+        !k.is_empty() && k.len() < objects,
+        "{header} is included by {k:?}"
+    );
     let original = p.read(header);
-    p.write(header, &format!("{original}\nstatic const int relocache_test_edit = 1;\n"));
+    p.write(
+        header,
+        &format!("{original}\nstatic const int relocache_test_edit = 1;\n"),
+    );
     let r = p.build(&[]);
     r.ok();
-    let rebuilt: BTreeSet<String> = outcomes_by(&r, "built").into_iter().filter(|n| n.starts_with("obj:")).collect();
+    let rebuilt: BTreeSet<String> = outcomes_by(&r, "built")
+        .into_iter()
+        .filter(|n| n.starts_with("obj:"))
+        .collect();
     assert_eq!(rebuilt, k, "{}", r.stdout);
     let explain = p.run(&["explain", k.iter().next().unwrap()]);
     explain.ok();
@@ -124,9 +149,17 @@ fn a_template_with_depfiles_builds_a_real_c_library_precisely() {
     let lib = std::fs::read(p.path("build/libzstd.a")).unwrap();
 
     // A new file: one new instance (and the link step).
-    p.write("lib/common/extra.c", "#include \"zstd_internal.h\"\nint relocache_extra(void) { return 1; }\n");
+    p.write(
+        "lib/common/extra.c",
+        "#include \"zstd_internal.h\"\nint relocache_extra(void) { return 1; }\n",
+    );
     let r = p.build(&[]);
-    assert_eq!(outcomes_by(&r, "built"), BTreeSet::from(["obj:lib/common/extra.c".to_owned(), "lib".to_owned()]), "{}", r.stdout);
+    assert_eq!(
+        outcomes_by(&r, "built"),
+        BTreeSet::from(["obj:lib/common/extra.c".to_owned(), "lib".to_owned()]),
+        "{}",
+        r.stdout
+    );
     std::fs::remove_file(p.path("lib/common/extra.c")).unwrap();
     let r = p.build(&[]);
     assert_eq!(outcomes_by(&r, "built"), BTreeSet::new(), "{}", r.stdout);

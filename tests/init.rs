@@ -56,7 +56,6 @@ fn init_writes_the_starter_in_the_c_directory_and_never_replaces_a_manifest() {
 /// The starter is a working manifest for a C project under `src/`: it
 /// parses, builds, and a second build is all hits.
 #[test]
-
 fn the_starter_parses_and_builds_a_c_project() {
     let p = empty_project();
     p.run(&["init"]).ok();
@@ -224,14 +223,16 @@ fn init_from_the_compile_commands_of_a_real_cmake_project() {
 /// The generated manifest builds BLAKE3's objects, and a second build is
 /// all hits.
 #[test]
-
 fn the_manifest_generated_from_cmake_builds_and_rebuilds_as_hits() {
     let p = configured_blake3();
-    p.run(&[
-        "init",
-        "--from-compile-commands",
-        "build/compile_commands.json",
-    ])
+    run_inside(
+        &p,
+        &[
+            "init",
+            "--from-compile-commands",
+            "build/compile_commands.json",
+        ],
+    )
     .ok();
     let first = p.build(&[]);
     first.ok();

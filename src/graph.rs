@@ -82,6 +82,8 @@ pub struct GraphOptions {
     pub files: bool,
     /// Only the targets that read this file, directly or through deps.
     pub for_file: Option<String>,
+    /// Only these targets (instances, templates) and their deps; all when empty.
+    pub targets: Vec<String>,
 }
 
 /// Builds the graph of every target of `manifest`.
@@ -92,7 +94,7 @@ pub fn graph(
     depot_root: &std::path::Path,
     opts: &GraphOptions,
 ) -> Result<Graph, BuildError> {
-    let planned = plan(manifest, depots, depot_root, &[])?;
+    let planned = plan(manifest, depots, depot_root, &opts.targets)?;
     let statuses: Vec<TargetStatus> = planned
         .iter()
         .map(|p| status_of(manifest, depots, p))
@@ -116,7 +118,7 @@ pub fn graph(
             (p.name.as_str(), files)
         })
         .collect();
-    let mut keep: BTreeSet<String> = manifest.targets.keys().cloned().collect();
+    let mut keep: BTreeSet<String> = planned.iter().map(|p| p.name.clone()).collect();
     if let Some(f) = &opts.for_file {
         let direct: Vec<&str> = files_of
             .iter()

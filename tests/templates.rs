@@ -110,6 +110,20 @@ fn every_command_takes_an_instance_or_a_template() {
     k.ok();
     assert_eq!(k.stdout.trim().len(), 64, "{}", k.stdout);
     p.run(&["path", "up:src/a.txt"]).ok();
+    let g = p.run(&["graph", "--expand", "up:src/a.txt"]);
+    g.ok();
+    assert!(
+        g.stdout.contains("up:src/a.txt") && !g.stdout.contains("up:src/deep"),
+        "{}",
+        g.stdout
+    );
+    let g = p.run(&["graph", "all"]);
+    g.ok();
+    assert!(
+        g.stdout.contains("×3"),
+        "one node for the template: {}",
+        g.stdout
+    );
     p.run(&["verify", "--relocatable", "--target", "up:src/a.txt"])
         .ok();
     let archive = p.tmp.path().join("up.tar.zst");

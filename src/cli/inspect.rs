@@ -57,7 +57,8 @@ Examples:
   relocache graph --format svg > graph.svg     a picture, no graphviz needed
   relocache graph --format html > graph.html   the same in a page; hover a stale node for its changed files
   relocache graph --files --for-file src/util.h   the targets that read src/util.h
-  relocache graph --format svg --expand > all.svg  every instance of every template")]
+  relocache graph --format svg --expand > all.svg  every instance of every template
+  relocache graph lib                         lib and what it depends on")]
 pub struct GraphArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "dot")]
@@ -73,6 +74,8 @@ pub struct GraphArgs {
     /// instance, plus `groups`)
     #[arg(long)]
     pub expand: bool,
+    /// Only these targets and their deps (a template: all its instances; default: all)
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +333,7 @@ pub fn run_graph(env: &Env, args: &GraphArgs) -> Result<i32> {
         &GraphOptions {
             files: args.files,
             for_file: for_file.clone(),
+            targets: args.targets.clone(),
         },
     )?;
     if let Some(f) = &for_file {

@@ -96,10 +96,16 @@ fn a_file_hashed_while_racy_is_trusted_once_the_memo_is_rewritten() {
 fn a_copied_tree_with_all_new_mtimes_gives_the_same_keys() {
     let p = Project::c_demo();
     p.build(&[]).ok();
-    let keys: Vec<String> = ["gen", "greet", "main", "squares", "app"]
-        .iter()
-        .map(|t| key(&p, t))
-        .collect();
+    let keys: Vec<String> = [
+        "gen",
+        "obj:src/greet.c",
+        "obj:src/main.c",
+        "obj:src/squares.c",
+        "app",
+    ]
+    .iter()
+    .map(|t| key(&p, t))
+    .collect();
     let other = tempfile::tempdir().unwrap();
     let copy = other.path().join("copy");
     copy_tree(&p.root, &copy);
@@ -111,7 +117,16 @@ fn a_copied_tree_with_all_new_mtimes_gives_the_same_keys() {
             touch_d(e.path(), "2031-05-05 05:05:05");
         }
     }
-    for (t, k) in ["gen", "greet", "main", "squares", "app"].iter().zip(&keys) {
+    for (t, k) in [
+        "gen",
+        "obj:src/greet.c",
+        "obj:src/main.c",
+        "obj:src/squares.c",
+        "app",
+    ]
+    .iter()
+    .zip(&keys)
+    {
         let mut c = bin();
         c.arg("-C")
             .arg(&copy)

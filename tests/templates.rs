@@ -222,3 +222,55 @@ fn files_in_outputs_and_in_a_depot_inside_the_project_are_never_instances() {
     names.sort();
     assert_eq!(names, ["gen", "t:src/a.txt"], "{}", r.stdout);
 }
+
+/// The README's manifest, as printed, builds a small C tree with the real
+/// compiler: every object, then all hits; a header edit rebuilds only the
+/// object that includes it.
+#[test]
+fn the_readme_manifest_builds_a_c_tree() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let manifest: String = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block in README.md")
+        .to_owned();
+    let p = Project::new(
+        &manifest,
+        &[
+            (
+                "src/main.c",
+                "#include \"net/http.h\"\nint main(void) { return http(); }\n",
+            ),
+            (
+                "src/net/http.c",
+                "#include \"http.h\"\nint http(void) { return 0; }\n",
+            ),
+            ("src/net/http.h", "int http(void);\n"),
+            ("src/util.c", "int util(void) { return 1; }\n"),
+        ],
+    );
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcomes().len(), 4, "{}", r.stdout);
+    assert!(p.path("build/app").is_file());
+    let r = p.build(&[]);
+    assert!(r.outcomes().iter().all(|(_, o)| o == "hit"), "{}", r.stdout);
+    p.write("src/net/http.h", "int http(void);\n/* edited */\n");
+    let r = p.build(&[]);
+    r.ok();
+    let mut built: Vec<String> = r
+        .outcomes()
+        .into_iter()
+        .filter(|(_, o)| o == "built")
+        .map(|(n, _)| n)
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        ["obj:src/main.c", "obj:src/net/http.c"],
+        "{}",
+        r.stdout
+    );
+}

@@ -553,7 +553,7 @@ fn cc_g_embeds_the_build_directory_and_a_prefix_map_fixes_it() {
     b.ok();
     assert!(
         b.stderr
-            .contains("`greet` is not relocatable: output `build/greet.o` embeds"),
+            .contains("`obj:src/greet.c` is not relocatable: output `build/greet.o` embeds"),
         "{}",
         b.stderr
     );

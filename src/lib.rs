@@ -22,7 +22,6 @@
 //! progress through [`report::Reporter`].
 
 pub mod archive;
-pub mod depfile;
 pub mod depot;
 pub mod digest;
 pub mod discovered;

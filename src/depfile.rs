@@ -277,3 +277,346 @@ fn ends_name(text: &[u8], i: usize) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Vec<String> {
+        parse(text.as_bytes()).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    fn err(text: &[u8]) -> DepfileError {
+        match parse(text) {
+            Ok(p) => panic!("{:?} parsed as {p:?}", String::from_utf8_lossy(text)),
+            Err(e) => e,
+        }
+    }
+
+    /// `gcc -MD -MP -MF out.d -MT '$weird target' -MT 'x y.o'` (gcc 12.2, Debian 12) on
+    /// `dir with space/a b.c` including `h#1.h`, `sp ace.h`, `dol$lar.h` and `<stdio.h>`,
+    /// verbatim except the middle of the system headers.
+    const GCC_MD_MP: &str =
+        "$weird target x y.o: dir\\ with\\ space/a\\ b.c /usr/include/stdc-predef.h \\
+ dir\\ with\\ space/h\\#1.h dir\\ with\\ space/sp\\ ace.h \\
+ dir\\ with\\ space/dol$$lar.h /usr/include/stdio.h \\
+ /usr/include/x86_64-linux-gnu/bits/libc-header-start.h \\
+ /usr/include/features.h /usr/include/features-time64.h \\
+ /usr/include/x86_64-linux-gnu/bits/floatn-common.h
+/usr/include/stdc-predef.h:
+dir\\ with\\ space/h\\#1.h:
+dir\\ with\\ space/sp\\ ace.h:
+dir\\ with\\ space/dol$$lar.h:
+/usr/include/stdio.h:
+";
+
+    #[test]
+    fn gcc_md_mp_with_spaces_hash_dollar_and_raw_mt_targets() {
+        assert_eq!(
+            ok(GCC_MD_MP),
+            [
+                "dir with space/a b.c",
+                "/usr/include/stdc-predef.h",
+                "dir with space/h#1.h",
+                "dir with space/sp ace.h",
+                "dir with space/dol$lar.h",
+                "/usr/include/stdio.h",
+                "/usr/include/x86_64-linux-gnu/bits/libc-header-start.h",
+                "/usr/include/features.h",
+                "/usr/include/features-time64.h",
+                "/usr/include/x86_64-linux-gnu/bits/floatn-common.h",
+            ]
+        );
+    }
+
+    /// `gcc -MMD -MP -MQ '$weird target'` on an absolute source path, verbatim: `-MQ`
+    /// quotes the target (`$$`, `\ `), system headers are left out.
+    #[test]
+    fn gcc_mmd_mq_absolute() {
+        let text = "$$weird\\ target: /tmp/pdf/dir\\ with\\ space/a\\ b.c \\
+ /tmp/pdf/dir\\ with\\ space/h\\#1.h /tmp/pdf/dir\\ with\\ space/sp\\ ace.h \\
+ /tmp/pdf/dir\\ with\\ space/dol$$lar.h
+/tmp/pdf/dir\\ with\\ space/h\\#1.h:
+/tmp/pdf/dir\\ with\\ space/sp\\ ace.h:
+/tmp/pdf/dir\\ with\\ space/dol$$lar.h:
+";
+        assert_eq!(
+            ok(text),
+            [
+                "/tmp/pdf/dir with space/a b.c",
+                "/tmp/pdf/dir with space/h#1.h",
+                "/tmp/pdf/dir with space/sp ace.h",
+                "/tmp/pdf/dir with space/dol$lar.h",
+            ]
+        );
+    }
+
+    /// gcc 12 verbatim on headers named `a\b.h`, `c\ d.h`, `co:lon.h`, `tab<TAB>x.h`,
+    /// `pct%.h`, with `-MQ 'o:bj.o' -MQ 'a b#$c.o'`: gcc escapes neither `:` nor a lone
+    /// backslash, doubles backslashes before a blank, and escapes a tab like a space.
+    #[test]
+    fn gcc_backslashes_colons_and_tabs() {
+        let text = "o:bj.o a\\ b\\#$$c.o: w.c /usr/include/stdc-predef.h weird/a\\b.h \\
+ weird/c\\\\\\ d.h weird/co:lon.h weird/tab\\\tx.h weird/pct%.h
+/usr/include/stdc-predef.h:
+weird/a\\b.h:
+weird/c\\\\\\ d.h:
+weird/co:lon.h:
+weird/tab\\\tx.h:
+weird/pct%.h:
+";
+        assert_eq!(
+            ok(text),
+            [
+                "w.c",
+                "/usr/include/stdc-predef.h",
+                "weird/a\\b.h",
+                "weird/c\\ d.h",
+                "weird/co:lon.h",
+                "weird/tab\tx.h",
+                "weird/pct%.h",
+            ]
+        );
+    }
+
+    /// gcc writes a name `e\#f.h` as `e\\#f.h` (its backslashes as they are, then `\#`)
+    /// and `dd\\ x.h` as `dd\\\\\ x.h` (doubled, then `\ `).
+    #[test]
+    fn gcc_backslashes_before_hash_and_space() {
+        let text = "w2.o: w2.c weird/e\\\\#f.h \\\n weird/dd\\\\\\\\\\ x.h\n";
+        assert_eq!(ok(text), ["w2.c", "weird/e\\#f.h", "weird/dd\\\\ x.h"]);
+    }
+
+    /// `rustc --emit=dep-info,link,metadata --crate-type lib --out-dir out src/main.rs`
+    /// (rustc 1.9x) verbatim: one rule per output, phony rules per source, `# env-dep:`
+    /// comments, blank lines.
+    #[test]
+    fn rustc_dep_info() {
+        let text = "out/main.d: src/main.rs src/m.rs src/../data\\ with\\ space.txt
+
+out/libmain.rlib: src/main.rs src/m.rs src/../data\\ with\\ space.txt
+
+out/libmain.rmeta: src/main.rs src/m.rs src/../data\\ with\\ space.txt
+
+src/main.rs:
+src/m.rs:
+src/../data\\ with\\ space.txt:
+
+# env-dep:HOME=/root
+# env-dep:RELO_X
+";
+        assert_eq!(
+            ok(text),
+            ["src/main.rs", "src/m.rs", "src/../data with space.txt"]
+        );
+    }
+
+    /// The shape `nvcc -M` writes: a blank before the `:`, indented continuations.
+    #[test]
+    fn nvcc_blank_before_colon() {
+        let text =
+            "kernel.o : kernel.cu \\\n    /usr/include/stdc-predef.h \\\n    include/k.cuh\n";
+        assert_eq!(
+            ok(text),
+            ["kernel.cu", "/usr/include/stdc-predef.h", "include/k.cuh"]
+        );
+    }
+
+    /// The shape of a sass dependency file: one rule, no continuation, no final newline.
+    #[test]
+    fn sass_one_line_without_final_newline() {
+        assert_eq!(
+            ok("out/site.css: styles/site.scss styles/_vars.scss"),
+            ["styles/site.scss", "styles/_vars.scss"]
+        );
+    }
+
+    #[test]
+    fn several_targets_on_one_line_and_several_rules() {
+        assert_eq!(
+            ok("a.o b.o: x.c y.h\nc.o: z.c y.h\nd.o:\n"),
+            ["x.c", "y.h", "z.c"]
+        );
+    }
+
+    #[test]
+    fn phony_targets_are_not_prerequisites() {
+        assert_eq!(ok("x.o: x.c\nonly-phony.h:\n"), ["x.c"]);
+    }
+
+    #[test]
+    fn a_target_without_prerequisites_is_valid_and_empty() {
+        assert_eq!(ok("x.o:\n"), Vec::<String>::new());
+        assert_eq!(ok("x.o:"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn empty_blank_and_comment_only_files_are_empty() {
+        for text in [
+            "",
+            "\n",
+            "\r\n\r\n",
+            "   \n\t\n",
+            "# nothing\n",
+            "# no newline",
+        ] {
+            assert_eq!(ok(text), Vec::<String>::new(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_everywhere_with_crlf_continuations() {
+        let text = "a.o: a.c \\\r\n  a.h\r\nb.o: b\\ c.c\r\n\r\nb\\ c.c:\r\n";
+        assert_eq!(ok(text), ["a.c", "a.h", "b c.c"]);
+    }
+
+    #[test]
+    fn trailing_whitespace_and_comments_after_names() {
+        let text = "a.o: a.c   \t\n# a comment line\nb.o: b.c # trailing comment with b.h\n";
+        assert_eq!(ok(text), ["a.c", "b.c"]);
+    }
+
+    #[test]
+    fn escapes_hash_dollar_and_literal_backslashes() {
+        let text = "t: a\\#b $$HOME/c x$y d\\e\\:f g\\$$\n";
+        assert_eq!(ok(text), ["a#b", "$HOME/c", "x$y", "d\\e\\:f", "g\\$"]);
+    }
+
+    #[test]
+    fn two_backslashes_before_a_blank_end_the_name_with_one() {
+        assert_eq!(ok("t: a\\\\ b\n"), ["a\\", "b"]);
+    }
+
+    #[test]
+    fn a_continuation_ends_a_name_and_a_final_backslash_is_dropped() {
+        assert_eq!(ok("t: a\\\nb\\"), ["a", "b"]);
+    }
+
+    #[test]
+    fn colons_not_followed_by_a_blank_are_part_of_names() {
+        assert_eq!(ok("C:x.o a::b: c:d e:\n"), ["c:d", "e:"]);
+        assert_eq!(ok("t:\\\n x\n"), ["x"]);
+    }
+
+    #[test]
+    fn duplicates_are_kept_once_in_first_seen_order() {
+        assert_eq!(ok("a: x y x\nb: y z x\n"), ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn names_without_a_target_are_refused_with_their_line() {
+        let e = err(b"a.o: a.c\n\nstray.h other.h\n");
+        assert_eq!(
+            e,
+            DepfileError {
+                line: 3,
+                kind: DepfileErrorKind::MissingColon
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "line 3: names without a `target:` before them (expected `target: prerequisites`)"
+        );
+        // A prerequisite line that lost its continuation backslash.
+        assert_eq!(err(b"a.o: a.c\n  a.h\n").line, 2);
+        // A rule whose colon is missing, over a continuation: the line it starts on.
+        assert_eq!(err(b"x\n\na.o a.c \\\n a.h\n").line, 1);
+        assert_eq!(err(b"a.o: a.c\r\n\r\na.o a.c \\\r\n a.h").line, 3);
+    }
+
+    #[test]
+    fn an_empty_target_is_refused() {
+        let e = err(b"a.o: a.c\n: b.c\n");
+        assert_eq!((e.line, e.kind), (2, DepfileErrorKind::EmptyTarget));
+        assert_eq!(err(b"  : b.c").kind, DepfileErrorKind::EmptyTarget);
+    }
+
+    #[test]
+    fn a_nul_is_refused() {
+        let e = err(b"a.o: a.c \\\n a\0.h\n");
+        assert_eq!((e.line, e.kind), (2, DepfileErrorKind::Nul));
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused() {
+        let e = err(b"a.o: a.c\nb.o: \\\n  b\xff.h\n");
+        assert_eq!(e.line, 3);
+        assert_eq!(e.kind, DepfileErrorKind::NotUtf8("b\u{fffd}.h".into()));
+        assert!(e.to_string().starts_with("line 3: `b"), "{e}");
+        assert!(e.kind.help().contains("rename"));
+    }
+
+    /// Escapes one name the way gcc 12's `mkdeps.cc` does: backslashes before a blank
+    /// doubled, then `\` before the blank or a `#`, `$` doubled, everything else as is.
+    fn gcc_escape(name: &str) -> String {
+        let mut out = String::new();
+        let mut slashes = 0;
+        for c in name.chars() {
+            match c {
+                '\\' => slashes += 1,
+                ' ' | '\t' => {
+                    out.extend(std::iter::repeat_n('\\', slashes + 1));
+                    slashes = 0;
+                }
+                '#' => {
+                    out.push('\\');
+                    slashes = 0;
+                }
+                '$' => {
+                    out.push('$');
+                    slashes = 0;
+                }
+                _ => slashes = 0,
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    /// Random lists of names over an alphabet heavy in what needs escaping, escaped as gcc
+    /// does (one rule with continuations, then `-MP` phony rules) and parsed back.
+    /// A name ending in a backslash is left out: gcc's own output for it is ambiguous.
+    #[test]
+    fn roundtrip_of_gcc_escaped_names() {
+        const ALPHABET: &[char] = &[
+            'a', 'b', 'z', '0', '.', '/', '_', '-', ' ', '\t', '#', '$', '\\', ':', '%', 'é', '字',
+            '(', '*', '=',
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for round in 0..2000 {
+            let count = next(6);
+            let mut names: Vec<String> = Vec::new();
+            for _ in 0..count {
+                let len = 1 + next(12);
+                let mut name: String = (0..len).map(|_| ALPHABET[next(ALPHABET.len())]).collect();
+                while name.ends_with('\\') {
+                    name.pop();
+                }
+                if !name.is_empty() && !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+            let mut text = String::from("out/x.o:");
+            for name in &names {
+                text.push_str(" \\\n ");
+                text.push_str(&gcc_escape(name));
+            }
+            text.push('\n');
+            for name in &names {
+                text.push_str(&gcc_escape(name));
+                text.push_str(":\n");
+            }
+            assert_eq!(
+                parse(text.as_bytes()),
+                Ok(names.clone()),
+                "round {round}: {text:?}"
+            );
+        }
+    }
+}

@@ -220,7 +220,7 @@ outputs = ["out"]
     );
     let r = p.run(&["build"]);
     assert_eq!(r.code, 1, "{}", r.render());
-    r.assert_stderr_has(&["depfile `x.d` is malformed", "line 2"]);
+    r.assert_stderr_has(&["depfile `x.d` is malformed: x.d:2:"]);
     assert_eq!(p.entries(), 0);
 }
 

@@ -35,7 +35,7 @@ pub enum DiscoverError {
         source: std::io::Error,
     },
     /// The depfile is not Make syntax.
-    #[error("depfile `{path}` is malformed: {error}; nothing was stored\n  help: `depfile` must name a Make-syntax dependency file (`target: prerequisites`) such as gcc's `-MD -MF`")]
+    #[error("depfile `{path}` is malformed: {path}:{}: {}; nothing was stored\n  help: {}", .error.line, .error.kind, .error.kind.help())]
     Malformed {
         /// The depfile.
         path: RelPath,

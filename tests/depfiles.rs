@@ -278,3 +278,28 @@ fn entries_text(depot: &Path) -> String {
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .collect()
 }
+
+#[test]
+fn status_and_explain_name_a_changed_header_from_the_depfile() {
+    let p = c_project();
+    p.build(&[]).ok();
+    let s = p.run(&["status"]);
+    s.ok().assert_stdout_has(&["3 of 3 targets ready"]);
+    p.write("src/common.h", "#define COMMON 9\n");
+    let s = p.run(&["status"]);
+    s.assert_stdout_has(&[
+        "src/common.h (from depfile) modified",
+        "1 of 3 targets ready",
+    ]);
+    let e = p.run(&["explain", "a"]);
+    e.ok()
+        .assert_stdout_has(&["input changed: src/common.h (from depfile) modified ("]);
+    e.assert_stdout_lacks(&["no input, env, tool"]);
+    let j = p.run(&["status", "--json", "b"]).json();
+    let changed = &j["targets"][0]["changed"][0];
+    assert_eq!(changed["path"], "src/common.h");
+    assert_eq!(changed["from_depfile"], true);
+    std::fs::remove_file(p.path("src/only_c.h")).unwrap();
+    p.run(&["explain", "c"])
+        .assert_stdout_has(&["input changed: src/only_c.h (from depfile) removed"]);
+}

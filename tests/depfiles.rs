@@ -303,3 +303,13 @@ fn status_and_explain_name_a_changed_header_from_the_depfile() {
     p.run(&["explain", "c"])
         .assert_stdout_has(&["input changed: src/only_c.h (from depfile) removed"]);
 }
+
+#[test]
+fn graph_shows_the_headers_a_depfile_named() {
+    let p = c_project();
+    p.build(&[]).ok();
+    let g = p.run(&["graph", "--files", "--for-file", "src/common.h"]);
+    g.ok()
+        .assert_stdout_has(&["src/common.h", "\"a\"", "\"b\""]);
+    g.assert_stdout_lacks(&["\"c\"", "/usr/include"]);
+}

@@ -313,3 +313,103 @@ fn graph_shows_the_headers_a_depfile_named() {
         .assert_stdout_has(&["src/common.h", "\"a\"", "\"b\""]);
     g.assert_stdout_lacks(&["\"c\"", "/usr/include"]);
 }
+
+/// `relocache --depot DEPOT ARGS` in the project of `p`.
+fn with_depot(p: &Project, depot: &Path, args: &[&str]) -> Run {
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(depot)
+        .args(args);
+    output(c)
+}
+
+fn variants_records(depot: &Path) -> usize {
+    walkdir::WalkDir::new(depot.join("variants-v1"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .count()
+}
+
+#[test]
+fn pack_carries_the_variants_records_and_unpack_into_a_fresh_depot_hits() {
+    let p = c_project();
+    p.build(&[]).ok();
+    let archive = p.tmp.path().join("cache.tar.zst");
+    p.run(&["pack", archive.to_str().unwrap()]).ok();
+    let fresh = p.tmp.path().join("fresh");
+    with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]).ok();
+    assert_eq!(variants_records(&fresh), 3);
+    std::fs::remove_dir_all(p.path("build")).unwrap();
+    let r = with_depot(&p, &fresh, &["build", "--json"]);
+    assert_eq!(outcomes(&r), all("hit"));
+    with_depot(&p, &fresh, &["verify", "--relocatable", "--integrity"]).ok();
+
+    // Packing one target carries its record alone.
+    let one = p.tmp.path().join("one.tar.zst");
+    p.run(&["pack", one.to_str().unwrap(), "c"]).ok();
+    let listed = String::from_utf8(
+        std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-tf")
+            .arg(&one)
+            .output()
+            .expect("system tar runs")
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(listed.matches("variants-v1/").count(), 3, "{listed}");
+}
+
+#[test]
+fn unpack_refuses_a_variants_record_that_fails_its_seal() {
+    let p = c_project();
+    p.build(&[]).ok();
+    let staged = p.tmp.path().join("staged");
+    copy_tree(&p.depot, &staged);
+    for e in walkdir::WalkDir::new(staged.join("variants-v1")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            std::fs::write(e.path(), text.replacen("src/", "/etc/", 1)).unwrap();
+        }
+    }
+    for d in ["projects-v2", "usage", "locks", "tmp"] {
+        let _ = std::fs::remove_dir_all(staged.join(d));
+    }
+    let archive = p.tmp.path().join("bad.tar.zst");
+    let tar = std::process::Command::new("tar")
+        .arg("--zstd")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&staged)
+        .args(["DEPOT.toml", "objects-v1", "entries-v2", "variants-v1"])
+        .status()
+        .expect("system tar runs");
+    assert!(tar.success());
+    let fresh = p.tmp.path().join("fresh");
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.render());
+    r.assert_stderr_has(&["variants-v1/", "not a valid variants record"]);
+    assert_eq!(variants_records(&fresh), 0);
+}
+
+#[test]
+fn gc_keeps_the_records_its_entries_need_and_drops_the_others() {
+    let p = c_project();
+    p.build(&[]).ok();
+    assert_eq!(variants_records(&p.depot), 3);
+    p.run(&["gc"]).ok();
+    assert_eq!(variants_records(&p.depot), 3);
+    std::fs::remove_dir_all(p.path("build")).unwrap();
+    assert_eq!(outcomes(&p.build(&[])), all("hit"));
+    let entries = p.run(&["clear", "c"]);
+    entries.ok();
+    p.run(&["gc"]).ok();
+    assert_eq!(variants_records(&p.depot), 2);
+    p.run(&["clear", "--all"]).ok();
+    assert_eq!(variants_records(&p.depot), 0);
+}

@@ -261,12 +261,21 @@ fn a_damaged_variants_record_is_a_miss_never_a_wrong_artifact() {
         let text = std::fs::read_to_string(r).unwrap();
         std::fs::write(r, text.replace("src/", "src/x")).unwrap();
     }
+    let v = p.run(&["verify", "--json"]);
+    assert_eq!(v.code, 1, "{}", v.render());
+    assert_eq!(
+        v.stdout.matches("\"corrupt-variants\"").count(),
+        3,
+        "{}",
+        v.render()
+    );
     p.write("src/common.h", "#define COMMON 5\n");
     let r = p.build(&[]);
     assert_eq!(outcomes(&r), all("built"));
     r.assert_stderr_has(&["damaged variants record"]);
     // Rebuilt and recorded afresh: the next build hits.
     assert_eq!(outcomes(&p.build(&[])), all("hit"));
+    p.run(&["verify"]).ok();
 }
 
 /// Every entry's text, concatenated.

@@ -102,7 +102,7 @@ pub fn graph(
     let files_of: BTreeMap<&str, BTreeSet<String>> = planned
         .iter()
         .map(|p| {
-            let files = p
+            let mut files: BTreeSet<String> = p
                 .summary
                 .as_ref()
                 .map(|s| {
@@ -115,6 +115,18 @@ pub fn graph(
                         .collect()
                 })
                 .unwrap_or_default();
+            // Project files its depfile named (its entry's, or the last
+            // build's that changed); system headers would only crowd it.
+            let discovered = p
+                .entry
+                .iter()
+                .flat_map(|(_, e)| e.discovered.iter().map(|d| &d.path))
+                .chain(p.discovered.iter().map(|d| &d.path));
+            files.extend(
+                discovered
+                    .filter(|d| matches!(d, crate::discovered::DiscoveredPath::Project(_)))
+                    .map(|d| d.to_string()),
+            );
             (p.name.as_str(), files)
         })
         .collect();

@@ -64,6 +64,9 @@ pub struct Change {
     /// A directory below a directory input (keyed by its name only).
     #[serde(skip_serializing_if = "is_false")]
     pub directory: bool,
+    /// A file the last build's depfile named, not a declared input.
+    #[serde(skip_serializing_if = "is_false")]
+    pub from_depfile: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -177,6 +180,7 @@ pub fn changed_files(old: &InputsSummary, new: &InputsSummary) -> Vec<Change> {
                 path: p.to_string(),
                 change,
                 directory: change != ChangeKind::Modified && (dir(a) || dir(b)),
+                from_depfile: false,
             })
         })
         .collect()
@@ -233,10 +237,24 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         if let (Ok(old), Some(new)) = (old, &p.summary) {
             s.changed = changed_files(&old, new);
         }
+        s.changed.extend(discovered_changes(p));
     } else {
         s.record = damaged_record(manifest, depots, &p.name);
     }
     s
+}
+
+/// The files the last build's depfile named that differ now.
+fn discovered_changes(p: &Planned) -> impl Iterator<Item = Change> + '_ {
+    p.discovered.iter().map(|d| Change {
+        path: d.path.to_string(),
+        change: match d.new {
+            Some(_) => ChangeKind::Modified,
+            None => ChangeKind::Removed,
+        },
+        directory: false,
+        from_depfile: true,
+    })
 }
 
 /// One reason a key differs from the last build's.
@@ -267,6 +285,18 @@ pub enum Difference {
         old: String,
         /// New state, short.
         new: String,
+    },
+    /// A file the last build's depfile named changed or is gone.
+    DiscoveredChanged {
+        /// Path (absolute outside the project).
+        path: String,
+        /// Modified or removed.
+        change: ChangeKind,
+        /// Old digest prefix.
+        old: String,
+        /// New digest prefix (`None` when gone).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new: Option<String>,
     },
     /// A listed environment variable changed (values only with `show_values`).
     EnvChanged {
@@ -475,6 +505,17 @@ fn explain_one(
                     path: c.path,
                 }
             }
+        });
+    }
+    for c in &p.discovered {
+        d.push(Difference::DiscoveredChanged {
+            path: c.path.to_string(),
+            change: match c.new {
+                Some(_) => ChangeKind::Modified,
+                None => ChangeKind::Removed,
+            },
+            old: c.old.short(),
+            new: c.new.map(|n| n.short()),
         });
     }
     let names: BTreeSet<&String> = old.env.keys().chain(new.env.keys()).collect();

@@ -67,6 +67,25 @@
 //! occurs in no rooted UTF-8 text, so such a value never shares a key with a
 //! UTF-8 one, and the hex tells any two of them apart.
 //!
+//! # Discovered inputs
+//!
+//! A target with a `depfile` (ccache's direct mode) is looked up by the key
+//! above, its *base key* `K`, but stored under a second key that adds what
+//! its depfile named after it ran: its *path set* (the discovered paths,
+//! sorted) with each file's content digest. With the same field encoding:
+//!
+//! ```text
+//! K2 = derive_key("relocache discovered key v1",
+//!        field("base", K) field("discovered.count", u64le(n))
+//!        per path sorted: field("discovered.path", path) field("discovered.digest", digest))
+//! ```
+//!
+//! A path is project-relative (`src/x.h`) or, outside the project, absolute
+//! (`/usr/include/stdio.h`) ([`crate::discovered`]): the two never spell the
+//! same text. A depot's variants record lists the path sets seen under `K`;
+//! a lookup hashes each set's files as they are now and asks for that `K2`.
+//! `with_discovered_is_pinned` pins one value.
+//!
 //! Absolute paths, mtimes (except untracked inputs), host and user names and
 //! the time never enter a key. A unit test pins one known key so the encoding
 //! cannot drift silently; change [`KEY_SCHEMA`] when it must change.
@@ -75,6 +94,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Key};
+use crate::discovered::DiscoveredInput;
 use crate::file_state::FileState;
 use crate::inputs::InputFile;
 use crate::manifest::Command;
@@ -194,6 +214,24 @@ pub fn compute(k: &KeyInputs<'_>) -> Key {
     Key(Digest(blake3::derive_key(KEY_CONTEXT, &canonical_bytes(k))))
 }
 
+/// blake3 `derive_key` context for the keys of executions with
+/// depfile-discovered inputs (see "Discovered inputs" in the module docs).
+pub const DISCOVERED_CONTEXT: &str = "relocache discovered key v1";
+
+/// The key an execution of a target with a `depfile` is stored under: its
+/// base key `base` (the action key above) with the files its depfile named
+/// and their digests, sorted by path (see the module docs).
+pub fn with_discovered(base: &Key, discovered: &[DiscoveredInput]) -> Key {
+    let mut e = Enc(Vec::with_capacity(64 + discovered.len() * 128));
+    e.field("base", &base.0 .0);
+    e.count("discovered.count", discovered.len());
+    for d in discovered {
+        e.field("discovered.path", d.path.as_str().as_bytes());
+        e.field("discovered.digest", &d.digest.0);
+    }
+    Key(Digest(blake3::derive_key(DISCOVERED_CONTEXT, &e.0)))
+}
+
 /// How the shell spells `canonical` when the current directory was reached
 /// through a symlink: `$PWD` names the current directory that way, and
 /// users write it into flags (`-ffile-prefix-map=$PWD=.`). Only for a
@@ -290,6 +328,21 @@ impl Rooted {
             out.push_str(&format!("{b:02x}"));
         }
         out
+    }
+
+    /// Which root `abs` (an absolute, normalized path) lies in, in any of
+    /// its spellings, and the rest of the path below it (empty for the root
+    /// itself): `("@project", "src/x.h")`. Longer roots first, so a depot
+    /// inside the project is the depot. `None` outside both.
+    pub fn locate<'s>(&self, abs: &'s str) -> Option<(&'static str, &'s str)> {
+        self.pairs.iter().find_map(|(root, ph)| {
+            let rest = abs.strip_prefix(root.as_str())?;
+            if rest.is_empty() {
+                Some((*ph, rest))
+            } else {
+                rest.strip_prefix('/').map(|r| (*ph, r))
+            }
+        })
     }
 
     /// The command with roots replaced in the shell line or every argument.
@@ -392,6 +445,34 @@ mod tests {
         let mut k2 = k.clone();
         k2.version = 3;
         assert_ne!(compute(&k), compute(&k2));
+    }
+
+    #[test]
+    fn with_discovered_is_pinned() {
+        use crate::discovered::DiscoveredPath;
+        let base = Key(Digest::of(b"base"));
+        let set = vec![
+            DiscoveredInput {
+                path: DiscoveredPath::parse("/usr/include/stdio.h").unwrap(),
+                digest: Digest::of(b"stdio"),
+            },
+            DiscoveredInput {
+                path: DiscoveredPath::parse("src/x.h").unwrap(),
+                digest: Digest::of(b"x"),
+            },
+        ];
+        assert_eq!(
+            with_discovered(&base, &set).to_hex(),
+            "3345f1117d3bc70f02e54a3dbcc6900161c95df5d35e722c50ad769ea08f3568"
+        );
+        assert_ne!(with_discovered(&base, &set), with_discovered(&base, &[]));
+        let mut edited = set.clone();
+        edited[1].digest = Digest::of(b"y");
+        assert_ne!(
+            with_discovered(&base, &set),
+            with_discovered(&base, &edited)
+        );
+        assert_ne!(with_discovered(&base, &[]), base);
     }
 
     #[test]

@@ -22,8 +22,10 @@
 //! progress through [`report::Reporter`].
 
 pub mod archive;
+pub mod depfile;
 pub mod depot;
 pub mod digest;
+pub mod discovered;
 pub mod engine;
 pub mod file_hash;
 pub mod file_state;

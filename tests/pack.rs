@@ -219,6 +219,8 @@ fn entry(name: &str, output: Digest, inputs: Digest) -> Entry {
         stdout: None,
         stderr: None,
         inputs,
+        base: None,
+        discovered: vec![],
         outputs: vec![OutputRecord {
             path: RelPath::new("out/x").unwrap(),
             kind: OutputKind::File,

@@ -4,7 +4,7 @@
 
 use crate::depot::layout::{
     is_shard, CACHEDIR_TAG_FILE, DEPOT_TOML, ENTRIES_DIR, ENTRY_SUFFIX, LEGACY_ENTRIES_DIR,
-    LOCAL_DIRS, OBJECTS_DIR, VERSIONED_PREFIXES,
+    LOCAL_DIRS, OBJECTS_DIR, VARIANTS_DIR, VARIANTS_SUFFIX, VERSIONED_PREFIXES,
 };
 use crate::digest::{Digest, Key};
 
@@ -16,6 +16,8 @@ pub(super) enum Member {
     DepotToml,
     Blob(Digest),
     Entry(Key),
+    /// A variants record, by its base key.
+    Variants(Key),
 }
 
 /// Maps a member path to the one depot layout form it must be, or says why not.
@@ -42,7 +44,7 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
             format!("is not part of the depot layout an archive carries (`{top}/` is local state)")
         } else if top == LEGACY_ENTRIES_DIR {
             "uses depot layout `entries-v1` of an older relocache, whose entries carry no checksum (make the archive again with this relocache)".to_owned()
-        } else if newer && top != OBJECTS_DIR && top != ENTRIES_DIR {
+        } else if newer && ![OBJECTS_DIR, ENTRIES_DIR, VARIANTS_DIR].contains(&top) {
             format!("uses depot layout `{top}`, which this relocache does not know (made by a newer relocache? then upgrade)")
         } else {
             "is not part of the depot layout".to_owned()
@@ -50,8 +52,8 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     };
     if is_dir {
         return match parts.as_slice() {
-            [OBJECTS_DIR | ENTRIES_DIR] => Ok(Member::Dir),
-            [OBJECTS_DIR | ENTRIES_DIR, s] if is_shard(s) => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR] => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR, s] if is_shard(s) => Ok(Member::Dir),
             _ => Err(outside()),
         };
     }
@@ -76,6 +78,18 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
                 ),
             }
         }
+        [VARIANTS_DIR, s, name] if is_shard(s) => {
+            match name
+                .strip_suffix(VARIANTS_SUFFIX)
+                .map(|h| (h, h.parse::<Key>()))
+            {
+                Some((h, Ok(k))) if h.starts_with(s) => Ok(Member::Variants(k)),
+                _ => Err(
+                    "is not named `variants-v1/ab/<key hex>.toml` with `ab` its first two digits"
+                        .into(),
+                ),
+            }
+        }
         _ => Err(outside()),
     }
 }
@@ -91,6 +105,13 @@ mod tests {
         assert!(matches!(classify(&blob, false), Ok(Member::Blob(_))));
         let entry = format!("entries-v2/{}/{hex}.toml", &hex[..2]);
         assert!(matches!(classify(&entry, false), Ok(Member::Entry(_))));
+        let variants = format!("variants-v1/{}/{hex}.toml", &hex[..2]);
+        assert!(matches!(
+            classify(&variants, false),
+            Ok(Member::Variants(_))
+        ));
+        assert_eq!(classify("variants-v1/0a/", true), Ok(Member::Dir));
+        assert!(classify(&format!("variants-v1/{}/{hex}", &hex[..2]), false).is_err());
         assert_eq!(classify("objects-v1/", true), Ok(Member::Dir));
         assert_eq!(classify("entries-v2/0a/", true), Ok(Member::Dir));
         assert_eq!(classify("DEPOT.toml", false), Ok(Member::DepotToml));

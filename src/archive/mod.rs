@@ -21,6 +21,8 @@
 //! objects-v1/ab/<blake3-hex>        blobs stored raw, by digest, in a compressed frame (0644)
 //! entries-v2/  entries-v2/ab/
 //! entries-v2/ab/<key-hex>.toml      entries, by key (0644)
+//! variants-v1/  variants-v1/ab/     (only with entries of targets with a depfile)
+//! variants-v1/ab/<key-hex>.toml     their variants records, the packed sets only
 //! ```
 //!
 //! Blobs come before entries, the depot's own publish order, so even a plain

@@ -16,8 +16,10 @@ use super::{io_err, ArchiveError, EntryRef, PackOptions, PackSummary, Skipped, B
 use crate::depot::blobs::{self, ZSTD_MAGIC};
 use crate::depot::entries::{render_entry, Entry};
 use crate::depot::layout;
+use crate::depot::variants::{render_variants, PathSet, Variants, MAX_SETS};
 use crate::depot::{checksum, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
+use crate::discovered::DiscoveredPath;
 use crate::report::Reporter;
 
 /// Temporary archives beside the destination are named for this purpose
@@ -384,7 +386,7 @@ pub(super) fn write_archive<W: Write + Send>(
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
     append_dir(&mut tar, &format!("{}/", layout::ENTRIES_DIR))?;
     let mut shard = String::new();
-    for (key, e) in entries {
+    for (key, e) in entries.iter() {
         let hex = key.to_hex();
         if layout::shard(&hex) != shard {
             shard = layout::shard(&hex).to_owned();
@@ -393,9 +395,55 @@ pub(super) fn write_archive<W: Write + Send>(
         let text = render_entry(e);
         append(&mut tar, &layout::entry(key), text.as_bytes())?;
     }
+    let records = variants_for(stack, entries);
+    if !records.is_empty() {
+        append_dir(&mut tar, &format!("{}/", layout::VARIANTS_DIR))?;
+        let mut shard = String::new();
+        for v in &records {
+            let hex = v.key.to_hex();
+            if layout::shard(&hex) != shard {
+                shard = layout::shard(&hex).to_owned();
+                append_dir(&mut tar, &format!("{}/{shard}/", layout::VARIANTS_DIR))?;
+            }
+            append(
+                &mut tar,
+                &layout::variants(&v.key),
+                render_variants(v).as_bytes(),
+            )?;
+        }
+    }
     let frames = tar.into_inner().map_err(ArchiveError::Write)?;
     frames.finish().map_err(ArchiveError::Write)?;
     Ok(written)
+}
+
+/// The variants records of the entries packed (those with a depfile), by
+/// base key: the path sets of exactly those entries, in the order of the
+/// stack's record (newest first) where it has them, else by path.
+fn variants_for(stack: &[Depot], entries: &BTreeMap<Key, Entry>) -> Vec<Variants> {
+    let mut sets: BTreeMap<Key, BTreeSet<Vec<DiscoveredPath>>> = BTreeMap::new();
+    for e in entries.values() {
+        if let Some(base) = e.base {
+            sets.entry(base).or_default().insert(e.discovered_paths());
+        }
+    }
+    sets.into_iter()
+        .map(|(base, mut carried)| {
+            let mut v = Variants::new(base);
+            let local = stack
+                .iter()
+                .find_map(|d| d.read_variants(&base).ok().flatten());
+            for s in local.iter().flat_map(|l| &l.sets) {
+                if carried.remove(&s.paths) {
+                    v.sets.push(s.clone());
+                }
+            }
+            v.sets
+                .extend(carried.into_iter().map(|paths| PathSet { paths }));
+            v.sets.truncate(MAX_SETS);
+            v
+        })
+        .collect()
 }
 
 /// Appends blob `d`: `stored` when the verifier kept its bytes (they are

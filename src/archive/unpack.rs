@@ -26,6 +26,7 @@ use super::{
 };
 use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::ingest::Durability;
+use crate::depot::variants::{parse_variants, Variants};
 use crate::depot::{parse_config, Depot, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
@@ -77,6 +78,9 @@ pub(super) struct Unpacking<'a> {
     opts: &'a UnpackOptions,
     summary: UnpackSummary,
     entries: BTreeMap<Key, Entry>,
+    /// Variants records, by base key: merged into the depot's after the
+    /// entries are published.
+    variants: BTreeMap<Key, Variants>,
     blobs: HashSet<Digest>,
     trip: Rc<Cell<Option<Trip>>>,
     /// Small blobs read but not yet checked and written (see [`Pending`]).
@@ -235,6 +239,7 @@ impl Unpacking<'_> {
             }
             Member::Blob(d) => self.blob(&mut m, &name, d, size),
             Member::Entry(k) => self.entry(&mut m, &name, k, size),
+            Member::Variants(k) => self.variants(&mut m, &name, k, size),
         }
     }
 
@@ -293,6 +298,35 @@ impl Unpacking<'_> {
         if self.entries.insert(key, entry).is_some() {
             // `pack` writes each entry once; which copy would count is a
             // question a sound archive never raises.
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: "appears twice".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A variants record: sealed, sane (paths normalized; absolute only
+    /// outside any project, see [`crate::discovered`]), named by its key.
+    fn variants(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        key: Key,
+        size: u64,
+    ) -> Result<(), ArchiveError> {
+        let text = self.read_all(m, name, size, MAX_ENTRY_BYTES, "a variants record")?;
+        let v = parse_variants(&text).map_err(|message| ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: format!("is not a valid variants record: {message}"),
+        })?;
+        if v.key != key {
+            return Err(ArchiveError::BadMember {
+                member: name.to_owned(),
+                problem: format!("records key {} under another name", v.key),
+            });
+        }
+        if self.variants.insert(key, v).is_some() {
             return Err(ArchiveError::BadMember {
                 member: name.to_owned(),
                 problem: "appears twice".into(),
@@ -412,6 +446,17 @@ impl Unpacking<'_> {
                 }
             }
         }
+        // Entries first: a record only leads to them. Merged into the
+        // depot's own (a damaged one is replaced).
+        for v in self.variants.values() {
+            let mut merged = match self.depot.read_variants(&v.key) {
+                Ok(Some(local)) => local,
+                Ok(None) | Err(_) => Variants::new(v.key),
+            };
+            if merged.merge(v) {
+                self.depot.write_variants(&merged)?;
+            }
+        }
         Ok(())
     }
 }
@@ -445,6 +490,7 @@ pub fn unpack(
         opts,
         summary: UnpackSummary::default(),
         entries: BTreeMap::new(),
+        variants: BTreeMap::new(),
         blobs: HashSet::new(),
         trip,
         pending: Vec::new(),

@@ -135,7 +135,15 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
                 ChangeKind::Modified => "modified",
             };
             let dir = if c.directory { "directory " } else { "" };
-            writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
+            if c.from_depfile {
+                writeln!(
+                    out,
+                    "{:<9} {:<width$}    {} (from depfile) {word}",
+                    "", "", c.path
+                )?;
+            } else {
+                writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
+            }
         }
         if !t.untracked.is_empty() {
             writeln!(
@@ -238,6 +246,17 @@ fn render_reasons(ex: &Explanation, depth: usize, out: &mut String) {
             Difference::InputChanged { path, old, new } => {
                 format!("input changed: {path} ({old} -> {new})")
             }
+            Difference::DiscoveredChanged {
+                path,
+                change,
+                old,
+                new,
+            } => match (change, new) {
+                (ChangeKind::Modified, Some(new)) => {
+                    format!("input changed: {path} (from depfile) modified ({old} -> {new})")
+                }
+                _ => format!("input changed: {path} (from depfile) removed"),
+            },
             Difference::EnvChanged { name, old, new } => match (old, new) {
                 (None, None) => format!("env changed: {name} (values hidden; --show-values)"),
                 _ => format!(

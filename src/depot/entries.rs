@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{checksum, write, Depot, DepotError};
 use crate::digest::{Digest, Key};
+use crate::discovered::DiscoveredInput;
 use crate::file_state::FileState;
 use crate::relpath::RelPath;
 
@@ -104,9 +105,17 @@ pub struct Entry {
     pub stderr: Option<Digest>,
     /// Blob holding the JSON [`InputsSummary`].
     pub inputs: Digest,
+    /// For a target with a `depfile`: the base key it was looked up by (its
+    /// `key` then adds the discovered inputs, see [`crate::key`]). Absent
+    /// otherwise, so entries written before depfiles read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<Key>,
     /// Every output file, directory and symlink, sorted by path.
     #[serde(default)]
     pub outputs: Vec<OutputRecord>,
+    /// The files its depfile named, with their digests, sorted by path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovered: Vec<DiscoveredInput>,
 }
 
 /// Why an entry cannot move.
@@ -288,6 +297,11 @@ impl Entry {
     /// path, kind, content and mode, independent of the key.
     pub fn outputs_digest(&self) -> Digest {
         outputs_digest(&self.outputs)
+    }
+
+    /// The path set of its discovered inputs (sorted, as stored).
+    pub fn discovered_paths(&self) -> Vec<crate::discovered::DiscoveredPath> {
+        self.discovered.iter().map(|d| d.path.clone()).collect()
     }
 
     /// Every blob this entry references.
@@ -522,6 +536,8 @@ mod tests {
             stdout: Some(Digest::of(b"out")),
             stderr: None,
             inputs: Digest::of(b"inputs"),
+            base: None,
+            discovered: vec![],
             outputs: vec![
                 OutputRecord {
                     path: RelPath::new("build").unwrap(),

@@ -8,6 +8,7 @@
 //! DEPOT.toml  CACHEDIR.TAG
 //! objects-v1/ab/<blake3-hex>          blobs
 //! entries-v2/ab/<key-hex>.toml        entries
+//! variants-v1/ab/<key-hex>.toml       path sets seen per base key (depfiles)
 //! projects-v2/<project>/<target>.toml project records (and stat memos)
 //! usage/log-v2-<unique>.jsonl  usage/merged-v2.jsonl  usage/compact.lock
 //! locks/<key-hex>.lock  locks/gc
@@ -27,6 +28,11 @@ pub const OBJECTS_DIR: &str = "objects-v1";
 pub const ENTRIES_DIR: &str = "entries-v2";
 /// The suffix of an entry file.
 pub const ENTRY_SUFFIX: &str = ".toml";
+/// Variants records of targets with a depfile, sharded like entries, each
+/// `<base-key-hex>.toml`; created when first written.
+pub const VARIANTS_DIR: &str = "variants-v1";
+/// The suffix of a variants record.
+pub const VARIANTS_SUFFIX: &str = ".toml";
 /// Project records: `<project>/<target>.toml`.
 pub const PROJECTS_DIR: &str = "projects-v2";
 /// Usage logs.
@@ -84,7 +90,7 @@ pub const LOCAL_DIRS: [&str; 6] = [
 ];
 /// How every versioned directory name starts; a name with one of these
 /// prefixes that is not a directory above is another relocache's layout.
-pub const VERSIONED_PREFIXES: [&str; 3] = ["objects-v", "entries-v", "projects-v"];
+pub const VERSIONED_PREFIXES: [&str; 4] = ["objects-v", "entries-v", "projects-v", "variants-v"];
 
 /// The shard of a digest's hex spelling: its first two digits.
 pub fn shard(hex: &str) -> &str {
@@ -116,6 +122,12 @@ pub fn blob(d: &Digest) -> String {
 pub fn entry(key: &Key) -> String {
     let hex = key.to_hex();
     format!("{ENTRIES_DIR}/{}/{hex}{ENTRY_SUFFIX}", shard(&hex))
+}
+
+/// `variants-v1/ab/<hex>.toml`: the path sets seen under base key `key`.
+pub fn variants(key: &Key) -> String {
+    let hex = key.to_hex();
+    format!("{VARIANTS_DIR}/{}/{hex}{VARIANTS_SUFFIX}", shard(&hex))
 }
 
 /// `projects-v2/<project>/<target>.toml`: the record of a target. A
@@ -174,6 +186,10 @@ mod tests {
         let r = record("p", &long);
         assert!(r.len() < 240 && !r[12..].contains('/'), "{r}");
         assert_ne!(r, record("p", &format!("{long}x")));
+        assert_eq!(
+            variants(&Key(d)),
+            format!("variants-v1/{}/{hex}.toml", &hex[..2])
+        );
         assert_eq!(key_lock(&Key(d)), format!("locks/{hex}.lock"));
         assert!(is_shard("0a") && !is_shard("0A") && !is_shard("0ab"));
     }

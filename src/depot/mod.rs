@@ -7,6 +7,7 @@
 //!   CACHEDIR.TAG                     so backup tools skip it
 //!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw
 //!   entries-v2/ab/<key-hex>.toml     one entry per key
+//!   variants-v1/ab/<key-hex>.toml    path sets seen per base key (depfiles)
 //!   projects-v2/<name>/<target>.toml last key built or restored per target
 //!   usage/  locks/  tmp/  quarantine/
 //! ```
@@ -29,6 +30,7 @@ pub mod layout;
 pub mod locks;
 pub mod records;
 pub mod usage;
+pub mod variants;
 mod write;
 
 pub(crate) use write::sync_dir;

@@ -91,6 +91,9 @@ pub(crate) struct Ctx<'a> {
     pub remote: Option<&'a crate::remote::Remote>,
     /// `$PWD` for commands: the project root as relocache names it.
     pub pwd: std::path::PathBuf,
+    /// Discovered files outside the project, hashed once per build (their
+    /// digest and stat; `None` when absent).
+    pub outside: std::sync::Mutex<HashMap<String, Option<(Digest, crate::file_state::Stamp)>>>,
 }
 
 /// Everything a target's key is made of, computed from the tree as it is now.
@@ -243,6 +246,7 @@ impl<'a> Ctx<'a> {
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
             pwd: run::pwd_for(&manifest.root),
+            outside: Default::default(),
         }
     }
 

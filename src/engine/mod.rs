@@ -20,6 +20,7 @@
 
 mod account;
 mod ctx;
+mod discover;
 pub mod plan;
 mod remote;
 mod report;

@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{scan_skips, select_targets, BuildError, Ctx, DepOut, DepOuts};
+use super::{discover, scan_skips, select_targets, BuildError, Ctx, DepOut, DepOuts};
 use crate::depot::entries::{Entry, InputsSummary};
 use crate::depot::Depot;
-use crate::digest::Key;
+use crate::digest::{Digest, Key};
+use crate::discovered::DiscoveredPath;
 use crate::inputs::ProjectScan;
 use crate::manifest::Manifest;
 use crate::memo::StatMemo;
@@ -35,6 +36,20 @@ pub struct Planned {
     pub blocked_by: Option<String>,
     /// Why the inputs could not be resolved.
     pub error: Option<String>,
+    /// With a depfile and no entry for the files it would read now: the
+    /// files the last build's depfile named that differ now.
+    pub discovered: Vec<DiscoveredChange>,
+}
+
+/// A file a depfile named at the last build, as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredChange {
+    /// The file.
+    pub path: DiscoveredPath,
+    /// Its digest then.
+    pub old: Digest,
+    /// Its digest now; `None` when it is gone.
+    pub new: Option<Digest>,
 }
 
 /// Plans `targets` (all when empty) and their deps, in dependency order.
@@ -67,6 +82,7 @@ pub fn plan(
             summary: None,
             blocked_by: None,
             error: None,
+            discovered: vec![],
         };
         if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(d.as_str())) {
             // The key is unknown, but what the target reads on disk now is
@@ -80,12 +96,23 @@ pub fn plan(
             Ok(c) => {
                 p.key = Some(c.key);
                 p.summary = Some(c.summary());
-                p.entry = depots
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e)))
-                    // One that does not cover the outputs is rebuilt, not ready.
-                    .filter(|(_, e)| e.check_covers(&t.outputs).is_ok());
+                p.entry = match t.depfile {
+                    None => depots
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e))),
+                    Some(_) => discovered_entry(&ctx, &c.key),
+                }
+                // One that does not cover the outputs is rebuilt, not ready.
+                .filter(|(_, e)| e.check_covers(&t.outputs).is_ok());
+                match &p.entry {
+                    // The entry's key: with a depfile, with its discovered inputs.
+                    Some((_, e)) => p.key = Some(e.key),
+                    None if t.depfile.is_some() => {
+                        p.discovered = discovered_changes(&ctx, &t.name);
+                    }
+                    None => {}
+                }
                 if let Some((_, e)) = &p.entry {
                     outs.insert(name, Arc::new(DepOut::of(&t.outputs, &e.outputs)));
                 }
@@ -95,4 +122,50 @@ pub fn plan(
         result.push(p);
     }
     Ok(result)
+}
+
+/// The first entry base key `base` hits through the variants records of the
+/// stack (the files of a path set hashed as they are now).
+fn discovered_entry(ctx: &Ctx<'_>, base: &Key) -> Option<(usize, Entry)> {
+    ctx.depots.iter().enumerate().find_map(|(i, d)| {
+        discover::candidates(ctx, d, base)
+            .ok()?
+            .into_iter()
+            .find_map(|(k, _)| d.read_entry(&k).ok().flatten().map(|e| (i, e)))
+    })
+}
+
+/// The files the depfile of `target`'s last recorded build named that
+/// differ now (content or gone), sorted by path.
+fn discovered_changes(ctx: &Ctx<'_>, target: &str) -> Vec<DiscoveredChange> {
+    let project = &ctx.manifest.name;
+    let Some(key) = ctx
+        .depots
+        .iter()
+        .find_map(|d| d.read_record(project, target).ok().flatten())
+        .map(|r| r.key)
+    else {
+        return vec![];
+    };
+    let Some(last) = ctx
+        .depots
+        .iter()
+        .find_map(|d| d.read_entry(&key).ok().flatten())
+    else {
+        return vec![];
+    };
+    last.discovered
+        .iter()
+        .filter_map(|d| {
+            let now = discover::hash(ctx, std::slice::from_ref(&d.path))
+                .ok()
+                .flatten()
+                .map(|h| h[0].0.digest);
+            (now != Some(d.digest)).then(|| DiscoveredChange {
+                path: d.path.clone(),
+                old: d.digest,
+                new: now,
+            })
+        })
+        .collect()
 }

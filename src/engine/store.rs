@@ -259,6 +259,10 @@ pub struct StoreRequest<'a> {
     pub stderr: &'a [u8],
     /// What went into the key.
     pub summary: &'a InputsSummary,
+    /// With a depfile: the base key the entry is found by.
+    pub base: Option<Key>,
+    /// With a depfile: what it listed, sorted by path.
+    pub discovered: Vec<crate::discovered::DiscoveredInput>,
 }
 
 /// Writes every blob, then the entry. Returns the entry.
@@ -316,7 +320,9 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         stdout,
         stderr,
         inputs,
+        base: req.base,
         outputs: req.outputs.clone(),
+        discovered: req.discovered.clone(),
     };
     // A blob this store found already there (and so did not write) may have
     // been deleted by a gc since: put them all again, once.

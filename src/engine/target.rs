@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::ctx::{Computed, Ctx, DepOut, DepOuts};
 use super::report::{report, BuildOptions, Outcome, TargetReport, Warning, WarningKind};
-use super::{remote, restore, run, store};
+use super::{discover, remote, restore, run, store};
 use crate::depot::entries::{Entry, InputsSummary, OutputRecord, Reason, ReasonKind};
 use crate::depot::DepotError;
 use crate::digest::Key;
@@ -54,7 +54,7 @@ pub(super) fn process<'a>(
         .collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
-            let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
+            let (r, out) = finish_hit(t, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -82,7 +82,7 @@ pub(super) fn process<'a>(
             if let Some(l) = lock {
                 l.release();
             }
-            let (r, out) = finish_hit(t, key, hit, warnings, started, opts);
+            let (r, out) = finish_hit(t, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -106,14 +106,16 @@ struct Hit {
     stderr: Vec<u8>,
 }
 
+/// The report of a hit (under its entry's key: for a target with a
+/// depfile, the key with its discovered inputs).
 fn finish_hit(
     t: &Target,
-    key: Key,
     hit: Hit,
     warnings: Vec<Warning>,
     started: Instant,
     opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
+    let key = hit.entry.key;
     // CI's relocatability gate holds for what a warm cache hands out too.
     if opts.require_relocatable && !hit.entry.relocatable {
         let why: Vec<String> = hit
@@ -146,31 +148,78 @@ fn finish_hit(
 
 /// Looks `key` up in every depot of the stack, then on the remote; restores
 /// the first usable entry. Damaged entries, corrupt blobs and remote failures
-/// are warnings and count as misses.
+/// are warnings and count as misses. For a target with a depfile, `key` is
+/// its base key, looked up through the variants records.
 fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<Warning>) -> Option<Hit> {
-    for (i, depot) in ctx.depots.iter().enumerate() {
-        let entry = match depot.read_entry(key) {
-            Ok(Some(e)) => e,
-            Ok(None) => {
-                tracing::debug!(depot = i, "miss: no entry");
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(depot = i, error = %e, "miss: damaged entry");
-                let moved = quarantine_damaged(ctx, i, key, &e);
-                warnings.push(Warning::new(
-                    WarningKind::DamagedEntry,
-                    format!("ignoring a damaged entry{moved}: {e}"),
-                ));
-                continue;
-            }
-        };
-        if let Some(hit) = restore_entry(ctx, t, key, i, entry, warnings) {
+    if t.depfile.is_some() {
+        return try_hit_discovered(ctx, t, key, warnings);
+    }
+    for i in 0..ctx.depots.len() {
+        if let Some(hit) = hit_in(ctx, t, key, i, warnings) {
             return Some(hit);
         }
     }
     remote::fetch(ctx, t, key, warnings)
         .and_then(|entry| restore_entry(ctx, t, key, 0, entry, warnings))
+}
+
+/// A target with a depfile: each depot's variants record of `base` lists the
+/// path sets seen; the first set whose files, hashed now, key a sound entry
+/// is a hit. A damaged record is a warning and a miss.
+fn try_hit_discovered(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    base: &Key,
+    warnings: &mut Vec<Warning>,
+) -> Option<Hit> {
+    for (i, depot) in ctx.depots.iter().enumerate() {
+        let candidates = match discover::candidates(ctx, depot, base) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(depot = i, error = %e, "miss: damaged variants record");
+                warnings.push(Warning::new(
+                    WarningKind::DamagedEntry,
+                    format!("ignoring a damaged variants record: {e}"),
+                ));
+                continue;
+            }
+        };
+        for (key, _) in &candidates {
+            if let Some(hit) = hit_in(ctx, t, key, i, warnings) {
+                return Some(hit);
+            }
+        }
+    }
+    remote::fetch_discovered(ctx, t, base, warnings)
+        .and_then(|entry| restore_entry(ctx, t, &entry.key.clone(), 0, entry, warnings))
+}
+
+/// The entry of `key` in depot `i`, restored; damaged entries are
+/// quarantined (first depot) and warned about.
+fn hit_in(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    key: &Key,
+    i: usize,
+    warnings: &mut Vec<Warning>,
+) -> Option<Hit> {
+    let entry = match ctx.depots[i].read_entry(key) {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            tracing::debug!(depot = i, "miss: no entry");
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(depot = i, error = %e, "miss: damaged entry");
+            let moved = quarantine_damaged(ctx, i, key, &e);
+            warnings.push(Warning::new(
+                WarningKind::DamagedEntry,
+                format!("ignoring a damaged entry{moved}: {e}"),
+            ));
+            return None;
+        }
+    };
+    restore_entry(ctx, t, key, i, entry, warnings)
 }
 
 /// Moves a damaged entry of the first depot to its `quarantine/`, so it no
@@ -248,7 +297,11 @@ fn restore_entry(
             .blobs()
             .iter()
             .try_for_each(|b| primary.import_blob(depot, b))
-            .and_then(|_| primary.write_entry(&entry));
+            .and_then(|_| primary.write_entry(&entry))
+            .and_then(|_| match entry.base {
+                Some(base) => primary.add_variant(&base, entry.discovered_paths()),
+                None => Ok(()),
+            });
         if let Err(e) = copied {
             warnings.push(Warning::new(
                 WarningKind::Restore,
@@ -297,6 +350,7 @@ fn build_miss<'a>(
     if let Err(msg) = remove_stale_outputs(root, t) {
         return fail(msg, vec![], vec![]);
     }
+    let run_start = std::time::SystemTime::now();
     let run = match run::run(&t.command, root, &ctx.pwd, lock_fd) {
         Ok(r) => r,
         Err(e) => {
@@ -330,13 +384,34 @@ fn build_miss<'a>(
         Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
     };
     let out = DepOut::of(&t.outputs, &records);
+    let discovered = match &t.depfile {
+        Some(depfile) => match discover::after_run(ctx, t, depfile) {
+            Ok(d) => d,
+            Err(e) => return fail(e.to_string(), run.stdout, run.stderr),
+        },
+        None => vec![],
+    };
+    // The entry's key: with a depfile, the base key with what it read.
+    let (key, base) = match &t.depfile {
+        Some(_) => {
+            let inputs: Vec<_> = discovered.iter().map(|(d, _)| d.clone()).collect();
+            (crate::key::with_discovered(&key, &inputs), Some(key))
+        }
+        None => (key, None),
+    };
     let mut r = report(&t.name, Some(key), Outcome::Built, started);
     let duration_ms = run.duration.as_millis() as u64;
-    if let Some(p) = ctx.inputs.first_changed(&computed.inputs) {
+    let raced = discover::raced(&discovered, run_start).map(|p| format!("`{p}` (from depfile)"));
+    let changed = raced.or_else(|| {
+        ctx.inputs
+            .first_changed(&computed.inputs)
+            .map(|p| format!("`{p}`"))
+    });
+    if let Some(p) = changed {
         warnings.push(Warning::new(
  WarningKind::InputChanged,
  format!(
-            "input `{p}` changed while `{}` was running; its outputs were not stored (they may mix old and new input)\n  help: run the build again",
+            "input {p} changed while `{}` was running; its outputs were not stored (they may mix old and new input)\n  help: run the build again",
             t.name
         )));
         r.stdout = run.stdout;
@@ -364,6 +439,8 @@ fn build_miss<'a>(
     let job = StoreJob {
         target: t,
         key,
+        base,
+        discovered,
         duration_ms,
         outputs: records,
         reasons,
@@ -373,10 +450,16 @@ fn build_miss<'a>(
     (r, Some(out), Some(job))
 }
 
-/// Removes `t`'s outputs before its command runs, so a command that forgets
-/// one is caught, and makes their parent directories.
+/// Removes `t`'s outputs (and its depfile) before its command runs, so a
+/// command that forgets one is caught, never read stale, and makes their
+/// parent directories.
 fn remove_stale_outputs(root: &Path, t: &Target) -> Result<(), String> {
-    for o in &t.outputs {
+    // Never deleted through a symlink, like the outputs (checked before).
+    if let Some(d) = &t.depfile {
+        restore::check_no_symlinked_parent(root, &t.name, std::slice::from_ref(d))
+            .map_err(|e| e.to_string())?;
+    }
+    for o in t.outputs.iter().chain(&t.depfile) {
         let abs = o.to_path(root);
         if let Err(e) = restore::remove_any(&abs) {
             return Err(format!("could not remove the old output: {e}"));
@@ -436,7 +519,13 @@ fn not_relocatable(
 /// the entry is published.
 pub(crate) struct StoreJob<'a> {
     target: &'a Target,
+    /// The entry's key (with a depfile: the key with its discovered inputs).
     key: Key,
+    /// With a depfile: the base key, whose lock the job holds and whose
+    /// variants record gains this path set.
+    base: Option<Key>,
+    /// With a depfile: what it listed, as hashed after the command.
+    discovered: Vec<discover::Hashed>,
     duration_ms: u64,
     outputs: Vec<OutputRecord>,
     reasons: Vec<Reason>,
@@ -451,6 +540,21 @@ impl StoreJob<'_> {
         let _span = tracing::debug_span!("store", target = %t.name, key = %self.key).entered();
         let mut warnings = Vec::new();
         let primary = &ctx.depots[0];
+        // A discovered file edited between its hash and now: its entry
+        // would name content the command may not have read.
+        if let Some(p) = discover::first_changed(ctx, &self.discovered) {
+            warnings.push(Warning::new(
+                WarningKind::InputChanged,
+                format!(
+                    "input `{p}` (from depfile) changed while `{}` was being stored; its outputs were not stored\n  help: run the build again",
+                    t.name
+                ),
+            ));
+            if let Some(l) = self.lock {
+                l.release();
+            }
+            return (false, warnings);
+        }
         let req = store::StoreRequest {
             project: &ctx.manifest.name,
             target: &t.name,
@@ -461,6 +565,8 @@ impl StoreJob<'_> {
             stdout,
             stderr,
             summary: &self.summary,
+            base: self.base,
+            discovered: self.discovered.iter().map(|(d, _)| d.clone()).collect(),
         };
         let stored = match store::store(primary, &ctx.manifest.root, req) {
             Ok(entry) => {
@@ -469,6 +575,14 @@ impl StoreJob<'_> {
                         WarningKind::Store,
                         format!("could not record the build of `{}`: {e}", t.name),
                     ));
+                }
+                if let Some(base) = &self.base {
+                    if let Err(e) = primary.add_variant(base, entry.discovered_paths()) {
+                        warnings.push(Warning::new(
+                            WarningKind::Store,
+                            format!("could not record the depfile's inputs of `{}`: {e}", t.name),
+                        ));
+                    }
                 }
                 remote::upload(ctx, t, &entry, &mut warnings);
                 true

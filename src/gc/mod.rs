@@ -280,11 +280,28 @@ fn execute(
     // From reading the entries present to the last blob deleted, no entry
     // is published (see `Depot::write_entry`).
     let _exclusive = depot.gc_lock(true);
+    // The base keys of the entries present, whose variants records stay.
+    let mut bases: HashSet<Key> = inv
+        .items
+        .iter()
+        .filter(|i| present.contains(&i.key))
+        .filter_map(|i| i.entry.as_ref()?.base)
+        .collect();
     for key in depot.list_entries()? {
         if !known.contains(&key) {
             let mut ignored = Vec::new();
-            protected.extend(read_item(depot, key, &Usage::default(), &mut ignored).blobs);
+            let item = read_item(depot, key, &Usage::default(), &mut ignored);
+            protected.extend(item.blobs);
+            bases.extend(item.entry.and_then(|e| e.base));
             present.insert(key);
+        }
+    }
+    // A variants record only leads to entries: one none of whose entries
+    // is left goes with them (an entry is published before its record is
+    // written, and not at all while this lock is held).
+    for key in depot.list_variants()? {
+        if !bases.contains(&key) {
+            depot.remove_variants(&key)?;
         }
     }
     let mut removed_with_entries = 0;

@@ -30,6 +30,7 @@ use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{prefix_range, RelPath};
 
+use crate::digest::Digest;
 use crate::file_state::{FileState, Stamp};
 
 /// One resolved input of a target.
@@ -299,6 +300,46 @@ impl<'a> Inputs<'a> {
         Ok(Some(self.state_of(&want, &DepFiles::default())?.0))
     }
 
+    /// The content digest of project file `p` as a command reads it (a
+    /// symlink followed) and the stat it was hashed under, for a file a
+    /// depfile named: through the same per-build states and stat memo as
+    /// declared inputs, so it is hashed once per build. `None` when it is
+    /// absent or not a file.
+    pub(crate) fn content(&self, p: &RelPath) -> Result<Option<(Digest, Stamp)>, InputError> {
+        let abs = p.to_path(self.root);
+        let md = match std::fs::symlink_metadata(&abs) {
+            Ok(md) => md,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(io_err(&abs)(e)),
+        };
+        if md.file_type().is_symlink() {
+            return outside_content(&abs);
+        }
+        if !md.is_file() {
+            return Ok(None);
+        }
+        let source = match self.scan.files.binary_search(p) {
+            Ok(i) => Source::Scan(i),
+            Err(_) => Source::Other,
+        };
+        let want = Want {
+            path: p,
+            source,
+            track: true,
+        };
+        match self.state_of(&want, &DepFiles::default())? {
+            (FileState::File { digest, .. }, Some(stamp)) => Ok(Some((digest, stamp))),
+            _ => outside_content(&abs),
+        }
+    }
+
     /// The files, symlinks and directories below directory `dir` on disk
     /// (`.gitignore` respected), for following a symlink to it.
     pub(crate) fn below_on_disk(&self, dir: &RelPath) -> Result<Vec<RelPath>, InputError> {
@@ -519,6 +560,27 @@ impl<'a> Inputs<'a> {
         };
         found.map(|i| i.path.clone())
     }
+}
+
+/// The content digest of the file at `abs` (symlinks followed) and the
+/// stat it was hashed under; `None` when absent or not a regular file. For
+/// discovered files outside the project, and links inside it.
+pub(crate) fn outside_content(abs: &Path) -> Result<Option<(Digest, Stamp)>, InputError> {
+    let md = match std::fs::metadata(abs) {
+        Ok(md) if md.is_file() => md,
+        Ok(_) => return Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io_err(abs)(e)),
+    };
+    let (digest, _) = hash_file_len(abs, md.len()).map_err(io_err(abs))?;
+    Ok(Some((digest, Stamp::of(&md))))
 }
 
 fn file_state(

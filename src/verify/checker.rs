@@ -8,7 +8,9 @@ use super::paths::{scan_value, sharded_name};
 use super::reasons::{blob_uses, kind_of, render_reason};
 use super::{Problem, ProblemKind, VerifyOptions};
 use crate::depot::entries::{parse_entry, Entry, OutputKind};
-use crate::depot::layout::{ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR};
+use crate::depot::layout::{
+    ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR, VARIANTS_DIR, VARIANTS_SUFFIX,
+};
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
 use crate::relpath::{RelPath, RelPathError};
@@ -59,6 +61,8 @@ pub(super) struct Walk {
     pub(super) blobs: Vec<Digest>,
     /// `projects-v2/**/*.toml`.
     pub(super) records: Vec<PathBuf>,
+    /// Variants record files and the base key their name gives.
+    pub(super) variants: Vec<(PathBuf, Option<Key>)>,
 }
 
 pub(super) struct EntryCheck {
@@ -134,7 +138,7 @@ impl Checker<'_> {
             let Some(top) = parts.first().map(String::as_str) else {
                 continue;
             };
-            let in_store = top == OBJECTS_DIR || top == ENTRIES_DIR;
+            let in_store = top == OBJECTS_DIR || top == ENTRIES_DIR || top == VARIANTS_DIR;
             let ft = item.file_type();
             if ft.is_symlink() {
                 if let Some(p) = self.symlink(item.path(), &parts, in_store) {
@@ -178,6 +182,10 @@ impl Checker<'_> {
                     }
                     w.entries.push((item.path().to_path_buf(), key));
                 }
+                VARIANTS_DIR => w.variants.push((
+                    item.path().to_path_buf(),
+                    sharded_name(&parts, VARIANTS_SUFFIX).map(Key),
+                )),
                 PROJECTS_DIR if rel.extension().is_some_and(|e| e == "toml") => {
                     w.records.push(item.path().to_path_buf())
                 }
@@ -270,6 +278,47 @@ impl Checker<'_> {
             if self.opts.relocatable {
                 for (field, what) in scan_value(&value, "", &self.roots) {
                     out.push(self.problem(what.kind(), path, what.detail(&field)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks variants records: named by a key, sealed, parsing, naming that
+    /// key; with `--relocatable`, their paths (absolute ones only outside
+    /// the project, see [`crate::discovered`]).
+    pub(super) fn variants(&self, files: &[(PathBuf, Option<Key>)]) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for (path, key) in files {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    out.push(self.problem(ProblemKind::Unreadable, path, e.to_string()));
+                    continue;
+                }
+            };
+            let why = match (key, crate::depot::variants::parse_variants(&text)) {
+                (None, _) => Some(
+                    "is not named like a variants record (`variants-v1/ab/<key>.toml`)".to_owned(),
+                ),
+                (Some(k), Ok(v)) if v.key != *k => {
+                    Some(format!("records key {} under another name", v.key))
+                }
+                (_, Ok(_)) => None,
+                (_, Err(e)) => Some(format!("the variants record is damaged: {e}")),
+            };
+            if let Some(why) = why {
+                out.push(self.problem(
+                    ProblemKind::CorruptVariants,
+                    path,
+                    format!("{why}\n  help: {}", ProblemKind::CorruptVariants.help()),
+                ));
+            }
+            if self.opts.relocatable {
+                if let Ok(v) = toml::from_str::<toml::Value>(&text) {
+                    for (field, what) in scan_value(&v, "", &self.roots) {
+                        out.push(self.problem(what.kind(), path, what.detail(&field)));
+                    }
                 }
             }
         }

@@ -60,6 +60,10 @@ pub enum ProblemKind {
     /// An entry that fails its checksum or does not parse: damaged, never
     /// restored (checked always, without `--integrity`).
     CorruptEntry,
+    /// A variants record (path sets of a target with a depfile) that fails
+    /// its checksum, does not parse, or is misnamed: ignored by lookups (a
+    /// miss), replaced by the next store.
+    CorruptVariants,
     /// A project record or `DEPOT.toml` that does not parse.
     UnparseableFile,
     /// A depot file or directory that cannot be read.
@@ -96,6 +100,7 @@ impl ProblemKind {
             Self::MisnamedEntry => "misnamed-entry",
             Self::MisnamedBlob => "misnamed-blob",
             Self::CorruptEntry => "corrupt-entry",
+            Self::CorruptVariants => "corrupt-variants",
             Self::UnparseableFile => "unparseable-file",
             Self::Unreadable => "unreadable",
             Self::MissingBlob => "missing-blob",
@@ -123,6 +128,7 @@ impl ProblemKind {
             Self::MisnamedEntry => "remove it",
             Self::MisnamedBlob => "remove it",
             Self::CorruptEntry => "remove it (a build quarantines it); the target rebuilds and stores a new one",
+            Self::CorruptVariants => "remove it; its targets miss until they are rebuilt, which writes it again",
             Self::UnparseableFile => "remove it; the next build or restore writes it again",
             Self::Unreadable => "check the permissions of the depot",
             Self::MissingBlob => "rebuild the target, or restore the depot from a complete copy",
@@ -287,6 +293,7 @@ pub fn verify(
             groups.push((e.key, e.problems));
         }
         problems.extend(c.records(&walk.records));
+        problems.extend(c.variants(&walk.variants));
     } else {
         let m = manifest.ok_or(VerifyError::NeedsProject("`verify --target`"))?;
         let planned = crate::engine::plan::plan(m, depots, depot.root(), &opts.targets)?;

@@ -64,7 +64,9 @@ pub(super) fn scan_value(
     match v {
         toml::Value::String(s) => {
             let name = field.rsplit('.').next().unwrap_or(field);
-            if name == "path" {
+            if is_discovered_path(field) {
+                out.extend(discovered_flaw(s, roots).map(|f| (field.to_owned(), f)));
+            } else if name == "path" {
                 match RelPath::new(s) {
                     Ok(_) => {}
                     Err(RelPathError::Absolute(_)) => {
@@ -99,6 +101,31 @@ pub(super) fn scan_value(
         _ => {}
     }
     out
+}
+
+/// A discovered input's path in an entry (`discovered[i].path`) or a
+/// variants record (`sets[i].paths[j]`): project-relative, or absolute
+/// outside the project. Those name the host, not the project (a system
+/// header), so they are no problem unless they hold a root of this depot's
+/// project or the depot itself.
+fn is_discovered_path(field: &str) -> bool {
+    (field.starts_with("discovered[") && field.ends_with(".path"))
+        || (field.starts_with("sets[") && field.contains(".paths["))
+}
+
+/// What is wrong with discovered path `s`, if anything (see
+/// [`is_discovered_path`]).
+pub(super) fn discovered_flaw(s: &str, roots: &[String]) -> Option<PathFlaw> {
+    use crate::discovered::DiscoveredPath;
+    match DiscoveredPath::parse(s) {
+        Ok(DiscoveredPath::Project(_)) => None,
+        Ok(DiscoveredPath::Outside(abs)) => roots
+            .iter()
+            .any(|r| abs == *r || abs.starts_with(&format!("{}/", r.trim_end_matches('/'))))
+            .then_some(PathFlaw::Absolute(abs)),
+        Err(RelPathError::Escapes(_)) => Some(PathFlaw::Escapes(s.to_owned())),
+        Err(_) => Some(PathFlaw::Unnormalized(s.to_owned())),
+    }
 }
 
 /// The absolute path in `s`, if any: one of the known `roots` anywhere, or a

@@ -1,0 +1,224 @@
+//! A target's depfile-discovered inputs during a build (ccache's direct
+//! mode): after its command, reading the depfile and naming and hashing the
+//! files it lists; before it, finding the entries a base key may hit through
+//! the variants records. Shared by `target` (build) and `plan` (status,
+//! explain). It never runs a command and never writes the depot: the store
+//! does, under the base key's lock.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::Ctx;
+use crate::depfile;
+use crate::depot::{Depot, DepotError};
+use crate::digest::{Digest, Key};
+use crate::discovered::{self, DiscoveredInput, DiscoveredPath, NameError};
+use crate::file_state::Stamp;
+use crate::inputs::InputError;
+use crate::key::with_discovered;
+use crate::manifest::Target;
+use crate::relpath::RelPath;
+
+/// Why a target's depfile could not give its discovered inputs; the target
+/// fails and nothing is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// The command succeeded without writing the depfile.
+    #[error("depfile `{0}` was not written by the command; nothing was stored\n  help: make the command write it (gcc/clang: `-MD -MF {0}`), or fix `depfile` in relocache.toml")]
+    Missing(RelPath),
+    /// The depfile could not be read.
+    #[error("could not read depfile `{path}`: {source}")]
+    Unreadable {
+        /// The depfile.
+        path: RelPath,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The depfile is not Make syntax.
+    #[error("depfile `{path}` is malformed: {path}:{}: {}; nothing was stored\n  help: {}", .error.line, .error.kind, .error.kind.help())]
+    Malformed {
+        /// The depfile.
+        path: RelPath,
+        /// What is wrong, and on which line.
+        error: depfile::DepfileError,
+    },
+    /// A prerequisite that cannot be keyed.
+    #[error("depfile `{path}` lists {error}; nothing was stored")]
+    Name {
+        /// The depfile.
+        path: RelPath,
+        /// Why.
+        error: NameError,
+    },
+    /// A prerequisite that is not a file after the command.
+    #[error("depfile `{path}` lists `{file}`, which is not a file after the command ran; nothing was stored\n  help: a depfile must list only files the command read")]
+    Gone {
+        /// The depfile.
+        path: RelPath,
+        /// The prerequisite.
+        file: DiscoveredPath,
+    },
+    /// Hashing a prerequisite failed.
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// One discovered input as hashed, with the stat it was hashed under.
+pub(crate) type Hashed = (DiscoveredInput, Stamp);
+
+/// The files `t`'s depfile lists after its command ran, named for the depot,
+/// sorted and unique; `t`'s own outputs (and below) and the depfile itself
+/// left out.
+pub(super) fn read(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    depfile: &RelPath,
+) -> Result<Vec<DiscoveredPath>, DiscoverError> {
+    let root = &ctx.manifest.root;
+    let text = match std::fs::read(depfile.to_path(root)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DiscoverError::Missing(depfile.clone()))
+        }
+        Err(source) => {
+            return Err(DiscoverError::Unreadable {
+                path: depfile.clone(),
+                source,
+            })
+        }
+    };
+    let prereqs = depfile::parse(&text).map_err(|error| DiscoverError::Malformed {
+        path: depfile.clone(),
+        error,
+    })?;
+    let project = root.to_string_lossy();
+    let mut paths = Vec::with_capacity(prereqs.len());
+    for p in &prereqs {
+        let name =
+            discovered::name(p, &project, &ctx.rooted).map_err(|error| DiscoverError::Name {
+                path: depfile.clone(),
+                error,
+            })?;
+        let own = match &name {
+            DiscoveredPath::Project(rel) => {
+                rel == depfile || t.outputs.iter().any(|o| rel.is_within(o))
+            }
+            DiscoveredPath::Outside(_) => false,
+        };
+        if !own {
+            paths.push(name);
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    Ok(paths)
+}
+
+/// Hashes `paths` as they are now (project files through the build's
+/// [`crate::inputs::Inputs`], outside files once per build); `None` when one
+/// is absent or not a file.
+pub(crate) fn hash(
+    ctx: &Ctx<'_>,
+    paths: &[DiscoveredPath],
+) -> Result<Option<Vec<Hashed>>, InputError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let found = match p {
+            DiscoveredPath::Project(rel) => ctx.inputs.content(rel)?,
+            DiscoveredPath::Outside(abs) => outside(ctx, abs)?,
+        };
+        let Some((digest, stamp)) = found else {
+            return Ok(None);
+        };
+        out.push((
+            DiscoveredInput {
+                path: p.clone(),
+                digest,
+            },
+            stamp,
+        ));
+    }
+    Ok(Some(out))
+}
+
+fn outside(ctx: &Ctx<'_>, abs: &str) -> Result<Option<(Digest, Stamp)>, InputError> {
+    if let Some(known) = ctx.outside.lock().unwrap().get(abs) {
+        return Ok(*known);
+    }
+    let found = crate::inputs::outside_content(Path::new(abs))?;
+    ctx.outside.lock().unwrap().insert(abs.to_owned(), found);
+    Ok(found)
+}
+
+/// Hashes what `t`'s depfile lists after its command succeeded.
+pub(super) fn after_run(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    depfile: &RelPath,
+) -> Result<Vec<Hashed>, DiscoverError> {
+    let paths = read(ctx, t, depfile)?;
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        match hash(ctx, std::slice::from_ref(&p))? {
+            Some(mut h) => out.append(&mut h),
+            None => {
+                return Err(DiscoverError::Gone {
+                    path: depfile.clone(),
+                    file: p,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The input-race rule for discovered files: the first one whose mtime or
+/// ctime is not older than the command's `start` (it may have changed while
+/// the command read it).
+pub(super) fn raced(hashed: &[Hashed], start: SystemTime) -> Option<&DiscoveredPath> {
+    let start_ns = start
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
+    hashed
+        .iter()
+        .find(|(_, s)| s.mtime_ns >= start_ns || s.ctime_ns >= start_ns)
+        .map(|(d, _)| &d.path)
+}
+
+/// The first discovered file whose stat changed since it was hashed (or
+/// that is gone): checked again just before the store.
+pub(super) fn first_changed<'h>(ctx: &Ctx<'_>, hashed: &'h [Hashed]) -> Option<&'h DiscoveredPath> {
+    hashed
+        .iter()
+        .find(|(d, stamp)| {
+            let abs = match &d.path {
+                DiscoveredPath::Project(rel) => rel.to_path(&ctx.manifest.root),
+                DiscoveredPath::Outside(abs) => abs.into(),
+            };
+            std::fs::metadata(abs).map_or(true, |md| Stamp::of(&md) != *stamp)
+        })
+        .map(|(d, _)| &d.path)
+}
+
+/// The keys base key `base` may hit in `depot`: for each path set its
+/// variants record lists, newest first, the key of that set's files as they
+/// are now (sets with a file now absent are skipped), with those inputs.
+pub(crate) fn candidates(
+    ctx: &Ctx<'_>,
+    depot: &Depot,
+    base: &Key,
+) -> Result<Vec<(Key, Vec<DiscoveredInput>)>, DepotError> {
+    let Some(v) = depot.read_variants(base)? else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::with_capacity(v.sets.len());
+    for set in &v.sets {
+        // A set whose files cannot be read now cannot hit.
+        if let Ok(Some(hashed)) = hash(ctx, &set.paths) {
+            let inputs: Vec<DiscoveredInput> = hashed.into_iter().map(|(d, _)| d).collect();
+            out.push((with_discovered(base, &inputs), inputs));
+        }
+    }
+    Ok(out)
+}

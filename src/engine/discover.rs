@@ -8,11 +8,12 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::Ctx;
+use super::{Ctx, DepOuts};
 use crate::depfile;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::discovered::{self, DiscoveredInput, DiscoveredPath, NameError};
+use crate::file_state::FileState;
 use crate::file_state::Stamp;
 use crate::inputs::InputError;
 use crate::key::with_discovered;
@@ -141,6 +142,42 @@ pub(crate) fn hash(
     Ok(Some(out))
 }
 
+/// The digests of `paths` as a build would see them once `deps` are done: a
+/// file a dep's entry lists by what the entry says (so `status` and
+/// `verify --simulate` agree with a build that restores the dep first),
+/// others as they are now; `None` when one is absent or not a file.
+pub(crate) fn digests(
+    ctx: &Ctx<'_>,
+    paths: &[DiscoveredPath],
+    deps: &DepOuts<'_>,
+) -> Result<Option<Vec<DiscoveredInput>>, InputError> {
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let from_dep = match p {
+            DiscoveredPath::Project(rel) => deps.values().find_map(|d| {
+                d.files.iter().find_map(|(f, st)| match st {
+                    FileState::File { digest, .. } if f == rel => Some(*digest),
+                    _ => None,
+                })
+            }),
+            DiscoveredPath::Outside(_) => None,
+        };
+        let found = match (from_dep, p) {
+            (Some(d), _) => Some(d),
+            (None, DiscoveredPath::Project(rel)) => ctx.inputs.content(rel)?.map(|(d, _)| d),
+            (None, DiscoveredPath::Outside(abs)) => outside(ctx, abs)?.map(|(d, _)| d),
+        };
+        let Some(digest) = found else {
+            return Ok(None);
+        };
+        out.push(DiscoveredInput {
+            path: p.clone(),
+            digest,
+        });
+    }
+    Ok(Some(out))
+}
+
 fn outside(ctx: &Ctx<'_>, abs: &str) -> Result<Option<(Digest, Stamp)>, InputError> {
     if let Some(known) = ctx.outside.lock().unwrap().get(abs) {
         return Ok(*known);
@@ -208,6 +245,7 @@ pub(crate) fn candidates(
     ctx: &Ctx<'_>,
     depot: &Depot,
     base: &Key,
+    deps: &DepOuts<'_>,
 ) -> Result<Vec<(Key, Vec<DiscoveredInput>)>, DepotError> {
     let Some(v) = depot.read_variants(base)? else {
         return Ok(vec![]);
@@ -215,8 +253,7 @@ pub(crate) fn candidates(
     let mut out = Vec::with_capacity(v.sets.len());
     for set in &v.sets {
         // A set whose files cannot be read now cannot hit.
-        if let Ok(Some(hashed)) = hash(ctx, &set.paths) {
-            let inputs: Vec<DiscoveredInput> = hashed.into_iter().map(|(d, _)| d).collect();
+        if let Ok(Some(inputs)) = digests(ctx, &set.paths, deps) {
             out.push((with_discovered(base, &inputs), inputs));
         }
     }

@@ -101,7 +101,7 @@ pub fn plan(
                         .iter()
                         .enumerate()
                         .find_map(|(i, d)| d.read_entry(&c.key).ok().flatten().map(|e| (i, e))),
-                    Some(_) => discovered_entry(&ctx, &c.key),
+                    Some(_) => discovered_entry(&ctx, &c.key, &outs),
                 }
                 // One that does not cover the outputs is rebuilt, not ready.
                 .filter(|(_, e)| e.check_covers(&t.outputs).is_ok());
@@ -109,7 +109,7 @@ pub fn plan(
                     // The entry's key: with a depfile, with its discovered inputs.
                     Some((_, e)) => p.key = Some(e.key),
                     None if t.depfile.is_some() => {
-                        p.discovered = discovered_changes(&ctx, &t.name);
+                        p.discovered = discovered_changes(&ctx, &t.name, &outs);
                     }
                     None => {}
                 }
@@ -126,9 +126,9 @@ pub fn plan(
 
 /// The first entry base key `base` hits through the variants records of the
 /// stack (the files of a path set hashed as they are now).
-fn discovered_entry(ctx: &Ctx<'_>, base: &Key) -> Option<(usize, Entry)> {
+fn discovered_entry(ctx: &Ctx<'_>, base: &Key, deps: &DepOuts<'_>) -> Option<(usize, Entry)> {
     ctx.depots.iter().enumerate().find_map(|(i, d)| {
-        discover::candidates(ctx, d, base)
+        discover::candidates(ctx, d, base, deps)
             .ok()?
             .into_iter()
             .find_map(|(k, _)| d.read_entry(&k).ok().flatten().map(|e| (i, e)))
@@ -137,7 +137,7 @@ fn discovered_entry(ctx: &Ctx<'_>, base: &Key) -> Option<(usize, Entry)> {
 
 /// The files the depfile of `target`'s last recorded build named that
 /// differ now (content or gone), sorted by path.
-fn discovered_changes(ctx: &Ctx<'_>, target: &str) -> Vec<DiscoveredChange> {
+fn discovered_changes(ctx: &Ctx<'_>, target: &str, deps: &DepOuts<'_>) -> Vec<DiscoveredChange> {
     let project = &ctx.manifest.name;
     let Some(key) = ctx
         .depots
@@ -157,10 +157,10 @@ fn discovered_changes(ctx: &Ctx<'_>, target: &str) -> Vec<DiscoveredChange> {
     last.discovered
         .iter()
         .filter_map(|d| {
-            let now = discover::hash(ctx, std::slice::from_ref(&d.path))
+            let now = discover::digests(ctx, std::slice::from_ref(&d.path), deps)
                 .ok()
                 .flatten()
-                .map(|h| h[0].0.digest);
+                .map(|h| h[0].digest);
             (now != Some(d.digest)).then(|| DiscoveredChange {
                 path: d.path.clone(),
                 old: d.digest,

@@ -53,7 +53,7 @@ pub(super) fn process<'a>(
         .map(|w| Warning::new(WarningKind::Tool, w.to_string()))
         .collect();
     if !forced {
-        if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
+        if let Some(hit) = try_hit(ctx, t, &key, deps, &mut warnings) {
             let (r, out) = finish_hit(t, hit, warnings, started, opts);
             return (r, out, None);
         }
@@ -78,7 +78,7 @@ pub(super) fn process<'a>(
         }
     };
     if waited && !forced {
-        if let Some(hit) = try_hit(ctx, t, &key, &mut warnings) {
+        if let Some(hit) = try_hit(ctx, t, &key, deps, &mut warnings) {
             if let Some(l) = lock {
                 l.release();
             }
@@ -150,9 +150,15 @@ fn finish_hit(
 /// the first usable entry. Damaged entries, corrupt blobs and remote failures
 /// are warnings and count as misses. For a target with a depfile, `key` is
 /// its base key, looked up through the variants records.
-fn try_hit(ctx: &Ctx<'_>, t: &Target, key: &Key, warnings: &mut Vec<Warning>) -> Option<Hit> {
+fn try_hit(
+    ctx: &Ctx<'_>,
+    t: &Target,
+    key: &Key,
+    deps: &DepOuts<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Option<Hit> {
     if t.depfile.is_some() {
-        return try_hit_discovered(ctx, t, key, warnings);
+        return try_hit_discovered(ctx, t, key, deps, warnings);
     }
     for i in 0..ctx.depots.len() {
         if let Some(hit) = hit_in(ctx, t, key, i, warnings) {
@@ -170,10 +176,11 @@ fn try_hit_discovered(
     ctx: &Ctx<'_>,
     t: &Target,
     base: &Key,
+    deps: &DepOuts<'_>,
     warnings: &mut Vec<Warning>,
 ) -> Option<Hit> {
     for (i, depot) in ctx.depots.iter().enumerate() {
-        let candidates = match discover::candidates(ctx, depot, base) {
+        let candidates = match discover::candidates(ctx, depot, base, deps) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(depot = i, error = %e, "miss: damaged variants record");

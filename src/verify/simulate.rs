@@ -73,6 +73,10 @@ pub(crate) fn simulate(
             moved_depot.copy_stored_blob(&depots[*i], &b)?;
         }
         moved_depot.write_entry(entry)?;
+        // A depfile target is found through its variants record.
+        if let Some(base) = &entry.base {
+            moved_depot.add_variant(base, entry.discovered_paths())?;
+        }
         reporter.progress("copying", n as u64 + 1, entries.len() as u64);
     }
 

@@ -83,6 +83,10 @@ pub const STARTER: &str = r#"# relocache.toml: what to build, what each step rea
 # Where the cache lives (relative to this file). Default: ~/.cache/relocache.
 # depot = ".relocache"
 
+[defaults]
+# Programs whose content enters every key: a compiler upgrade rebuilds.
+tools = ["cc"]
+
 # A template: one target ("instance") per file matching `foreach`, named
 # `obj:src/main.c`. In its fields, {path} is the file relative to this
 # directory (src/net/http.c), {dir} its directory (src/net, `.` at the top),
@@ -236,6 +240,21 @@ fn render(groups: &[Group], skipped: &[Skipped], db_path: &Path) -> (String, Ini
             s.push_str(&format!("#   {}: {}\n", k.file, k.reason));
         }
     }
+    // The compilers' content keys every step: a compiler upgrade must miss.
+    // Tools are named as PATH finds them, so only names found there are listed.
+    let mut compilers: Vec<String> = groups
+        .iter()
+        .filter_map(|g| g.pattern.argv.first())
+        .filter_map(|(prog, _)| on_path_as(prog))
+        .collect();
+    compilers.sort();
+    compilers.dedup();
+    if !compilers.is_empty() {
+        s.push_str(&format!(
+            "\n[defaults]\ntools = {}   # their content enters every key\n",
+            toml_list(compilers.iter().map(String::as_str))
+        ));
+    }
     let mut summary = InitSummary {
         manifest: PathBuf::new(),
         templates: Vec::new(),
@@ -260,6 +279,23 @@ fn render(groups: &[Group], skipped: &[Skipped], db_path: &Path) -> (String, Ini
     }
     render_link_stub(&mut s, &names);
     (s, summary)
+}
+
+/// The name PATH finds `prog` under (`/usr/bin/cc` → `cc`), when the
+/// program PATH finds by that name is `prog` itself.
+fn on_path_as(prog: &str) -> Option<String> {
+    let name = Path::new(prog).file_name()?.to_str()?.to_owned();
+    if !prog.contains('/') {
+        return Some(name);
+    }
+    let want = std::fs::canonicalize(prog).ok()?;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(&name))
+        .find(|c| c.is_file())
+        .and_then(|c| std::fs::canonicalize(c).ok())
+        .filter(|found| *found == want)
+        .map(|_| name)
 }
 
 fn render_template(s: &mut String, name: &str, g: &Group) {

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::{Ctx, DepOuts};
 use crate::depfile;
+use crate::depot::variants::Variants;
 use crate::depot::{Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::discovered::{self, DiscoveredInput, DiscoveredPath, NameError};
@@ -238,24 +239,34 @@ pub(super) fn first_changed<'h>(ctx: &Ctx<'_>, hashed: &'h [Hashed]) -> Option<&
         .map(|(d, _)| &d.path)
 }
 
-/// The keys base key `base` may hit in `depot`: for each path set its
-/// variants record lists, newest first, the key of that set's files as they
-/// are now (sets with a file now absent are skipped), with those inputs.
+/// The keys base key `base` may hit in `depot`: [`candidates_of`] its
+/// variants record, if any.
 pub(crate) fn candidates(
     ctx: &Ctx<'_>,
     depot: &Depot,
     base: &Key,
     deps: &DepOuts<'_>,
 ) -> Result<Vec<(Key, Vec<DiscoveredInput>)>, DepotError> {
-    let Some(v) = depot.read_variants(base)? else {
-        return Ok(vec![]);
-    };
+    Ok(match depot.read_variants(base)? {
+        Some(v) => candidates_of(ctx, &v, deps),
+        None => vec![],
+    })
+}
+
+/// The keys a variants record (a depot's or the remote's) may lead to: for
+/// each path set, newest first, the key of that set's files as they are now
+/// (sets with a file now absent are skipped), with those inputs.
+pub(crate) fn candidates_of(
+    ctx: &Ctx<'_>,
+    v: &Variants,
+    deps: &DepOuts<'_>,
+) -> Vec<(Key, Vec<DiscoveredInput>)> {
     let mut out = Vec::with_capacity(v.sets.len());
     for set in &v.sets {
         // A set whose files cannot be read now cannot hit.
         if let Ok(Some(inputs)) = digests(ctx, &set.paths, deps) {
-            out.push((with_discovered(base, &inputs), inputs));
+            out.push((with_discovered(&v.key, &inputs), inputs));
         }
     }
-    Ok(out)
+    out
 }

@@ -1,9 +1,11 @@
 //! The build's side of the remote cache: after a local miss, fetch from the
-//! remote into the first depot; after a store, upload. Every remote problem
+//! remote into the first depot (for a target with a depfile, through the
+//! remote's variants record); after a store, upload. Every remote problem
 //! becomes a warning and a counter, never a failed target.
 
+use super::ctx::DepOuts;
 use super::report::{Warning, WarningKind};
-use super::Ctx;
+use super::{discover, Ctx};
 use crate::depot::entries::Entry;
 use crate::depot::usage::Counters;
 use crate::digest::Key;
@@ -79,12 +81,63 @@ pub(super) fn upload(ctx: &Ctx<'_>, t: &Target, entry: &Entry, warnings: &mut Ve
 }
 
 /// Looks base key `base` of a target with a depfile up on the remote after
-/// every depot missed. Not yet: the remote keeps no variants records.
+/// every depot missed: the remote's variants record of `base` lists the
+/// path sets seen; the first set whose files, hashed now, key an entry on
+/// the remote is fetched like a plain entry (blobs, then the entry, into the
+/// first depot), and that set is added to the first depot's record so the
+/// next build hits locally. A damaged record is a miss counted as corrupt.
 pub(super) fn fetch_discovered(
-    _ctx: &Ctx<'_>,
-    _t: &Target,
-    _base: &Key,
-    _warnings: &mut Vec<Warning>,
+    ctx: &Ctx<'_>,
+    t: &Target,
+    base: &Key,
+    deps: &DepOuts<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Option<Entry> {
+    let remote = ctx.remote?;
+    if !ctx.writable {
+        return None;
+    }
+    let record = match remote.fetch_variants(base) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::debug!("remote: miss: no variants record");
+            ctx.usage.count(&t.name, |c| c.remote_misses += 1);
+            return None;
+        }
+        Err(f) => {
+            failed(ctx, t, &f, "could not fetch", warnings);
+            return None;
+        }
+    };
+    for (key, _) in discover::candidates_of(ctx, &record.variants, deps) {
+        match remote.fetch(&ctx.depots[0], &key) {
+            Ok(Some(f)) => {
+                tracing::debug!(%key, bytes = f.bytes_down, "remote: hit");
+                ctx.usage.count(&t.name, |c| {
+                    c.remote_hits += 1;
+                    c.remote_bytes_down += record.bytes_down + f.bytes_down;
+                });
+                // Only the set just fetched: the local record names no set
+                // whose entry the depot lacks.
+                if let Err(e) = ctx.depots[0].add_variant(base, f.entry.discovered_paths()) {
+                    warnings.push(Warning::new(
+                        WarningKind::Store,
+                        format!(
+                            "could not record the depfile's inputs of `{}` fetched from the remote: {e}",
+                            t.name
+                        ),
+                    ));
+                }
+                return Some(f.entry);
+            }
+            Ok(None) => continue,
+            Err(f) => {
+                failed(ctx, t, &f, "could not fetch", warnings);
+                return None;
+            }
+        }
+    }
+    tracing::debug!("remote: miss: no entry for the files as they are now");
+    ctx.usage.count(&t.name, |c| c.remote_misses += 1);
     None
 }

@@ -197,7 +197,7 @@ fn try_hit_discovered(
             }
         }
     }
-    remote::fetch_discovered(ctx, t, base, warnings)
+    remote::fetch_discovered(ctx, t, base, deps, warnings)
         .and_then(|entry| restore_entry(ctx, t, &entry.key.clone(), 0, entry, warnings))
 }
 

@@ -9,6 +9,9 @@
 //! <bucket>/<prefix>/relocache/v1/objects/<blake3-hex>   a blob exactly as stored in a depot
 //!                                                       (zstd or raw)
 //! <bucket>/<prefix>/relocache/v1/entries/<key-hex>      an entry's TOML, uploaded after its blobs
+//! <bucket>/<prefix>/relocache/v1/variants/<key-hex>     a variants record (depfile targets: the
+//!                                                       path sets seen per base key), sealed,
+//!                                                       merged and written after the entry
 //! <bucket>/<prefix>/relocache/v1/probe/<unique>         write probes, deleted at once
 //! ```
 //!
@@ -23,6 +26,7 @@ mod backend;
 mod check;
 pub mod config;
 mod io;
+mod variants;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -35,6 +39,7 @@ use tokio::sync::Semaphore;
 pub use check::CheckReport;
 pub use config::{Mode, RemoteSettings, RemoteUrl, Service};
 use io::Io;
+pub use variants::FetchedVariants;
 
 use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::Depot;
@@ -339,7 +344,10 @@ impl Remote {
     }
 
     /// Uploads `entry` and its blobs from `depot`: each object only when the
-    /// remote lacks it (or had it corrupt), the entry last. Does nothing in
+    /// remote lacks it (or had it corrupt), then the entry; for an entry of
+    /// a target with a depfile, last, its path set into the remote's
+    /// variants record of its base key (never a set whose entry is not
+    /// there: only this entry's, not the local record's). Does nothing in
     /// read-only mode. The first upload of a read-write remote probes a
     /// write; when that fails the remote is used read-only from then on.
     pub fn upload(&self, depot: &Depot, entry: &Entry) -> Result<Uploaded, Failure> {
@@ -392,6 +400,7 @@ impl Remote {
         let blobs = entry.blobs();
         let entry_file = depot.entry_path(&entry.key);
         let key = entry.key;
+        let (base, discovered) = (entry.base, entry.discovered_paths());
         let result = self.guarded(async {
             let mut set = tokio::task::JoinSet::new();
             for d in blobs {
@@ -415,25 +424,28 @@ impl Remote {
             }
             // Only now, with every blob there, may the entry appear.
             let path = entry_path(&key);
-            if !entry_poisoned
+            let present = !entry_poisoned
                 && io
                     .call(format!("stat {path}"), io.op.stat(&path))
                     .await?
-                    .is_some()
-            {
-                return Ok(Uploaded {
-                    bytes_up,
-                    entry: false,
-                });
+                    .is_some();
+            if !present {
+                let text = std::fs::read(&entry_file).map_err(|e| {
+                    Failure::Incomplete(format!("could not read the local entry: {e}"))
+                })?;
+                bytes_up += text.len() as u64;
+                io.call_write(format!("write {path}"), io.op.write(&path, text))
+                    .await?;
             }
-            let text = std::fs::read(&entry_file)
-                .map_err(|e| Failure::Incomplete(format!("could not read the local entry: {e}")))?;
-            bytes_up += text.len() as u64;
-            io.call_write(format!("write {path}"), io.op.write(&path, text))
-                .await?;
+            // And only with the entry there may a record lead to it. Done
+            // even when the entry was present: an uploader that stopped
+            // between the two, or lost a race on the record, left it out.
+            if let Some(base) = &base {
+                bytes_up += variants::publish(&io, base, discovered).await?;
+            }
             Ok(Uploaded {
                 bytes_up,
-                entry: true,
+                entry: !present,
             })
         });
         if result.is_ok() {

@@ -392,9 +392,26 @@ pub fn explain(
     target: &str,
     show_values: bool,
 ) -> Result<Explanation, BuildError> {
-    let planned = plan(manifest, depots, depot_root, &[target.to_owned()])?;
+    let mut all = explain_each(manifest, depots, depot_root, target, show_values)?;
+    Ok(all.remove(0))
+}
+
+/// [`explain`] for every target `name` stands for: itself, or each instance
+/// of a template, planned once.
+pub fn explain_each(
+    manifest: &Manifest,
+    depots: &[Depot],
+    depot_root: &std::path::Path,
+    name: &str,
+    show_values: bool,
+) -> Result<Vec<Explanation>, BuildError> {
+    let planned = plan(manifest, depots, depot_root, &[name.to_owned()])?;
     let by_name: BTreeMap<&str, &Planned> = planned.iter().map(|p| (p.name.as_str(), p)).collect();
-    Ok(explain_one(manifest, depots, &by_name, target, show_values))
+    let names = manifest.select(&[name.to_owned()]).unwrap_or_default();
+    Ok(names
+        .iter()
+        .map(|t| explain_one(manifest, depots, &by_name, t, show_values))
+        .collect())
 }
 
 fn short_state(s: &FileState) -> String {

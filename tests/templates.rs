@@ -110,6 +110,30 @@ fn every_command_takes_an_instance_or_a_template() {
     k.ok();
     assert_eq!(k.stdout.trim().len(), 64, "{}", k.stdout);
     p.run(&["path", "up:src/a.txt"]).ok();
+    // A template's name on the one-target commands: one line per instance.
+    let k = p.run(&["key", "up"]);
+    k.ok();
+    let lines: Vec<&str> = k.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", k.stdout);
+    assert!(
+        lines[0].ends_with(" up:src/a.txt") && lines[0].len() == 64 + " up:src/a.txt".len(),
+        "{}",
+        k.stdout
+    );
+    let path = p.run(&["path", "up"]);
+    path.ok();
+    assert_eq!(path.stdout.lines().count(), 3, "{}", path.stdout);
+    let ex = p.run(&["--json", "explain", "up"]);
+    ex.ok();
+    assert_eq!(
+        ex.json().as_array().map(|a| a.len()),
+        Some(3),
+        "{}",
+        ex.stdout
+    );
+    let v = p.run(&["--json", "verify", "--target", "up"]);
+    v.ok();
+    assert_eq!(v.json()["entries_checked"], 3, "{}", v.stdout);
     let g = p.run(&["graph", "--expand", "up:src/a.txt"]);
     g.ok();
     assert!(

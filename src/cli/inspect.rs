@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use relocache::depot::{Depot, DepotStack};
 use relocache::engine::plan::plan;
 use relocache::graph::{graph, GraphOptions};
-use relocache::inspect::{explain, status, ChangeKind, Difference, Explanation, Status};
+use relocache::inspect::{
+    explain, explain_each, status, ChangeKind, Difference, Explanation, Status,
+};
 use relocache::manifest::Manifest;
 
 use super::{print_json, Env, UsageError};
@@ -169,6 +171,20 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
 
 pub fn run_explain(env: &Env, args: &ExplainArgs) -> Result<i32> {
     let (manifest, depots, root) = open(env)?;
+    if manifest.templates.contains_key(&args.target) {
+        // A template: every instance, one after another (a JSON array).
+        let all = explain_each(&manifest, &depots, &root, &args.target, args.show_values)?;
+        if env.cli.json {
+            print_json(&all)?;
+        } else {
+            let mut s = String::new();
+            for ex in &all {
+                render_explanation(ex, 0, &mut s);
+            }
+            print!("{s}");
+        }
+        return Ok(0);
+    }
     let ex = explain(&manifest, &depots, &root, &args.target, args.show_values)?;
     if env.cli.json {
         print_json(&ex)?;
@@ -402,55 +418,103 @@ fn project_relative(manifest: &Manifest, f: &str) -> Result<String> {
         .to_string())
 }
 
-/// The current key of `target`, or an error saying which dep must be built.
+/// The current key of each target `target` names (itself, or a template's
+/// instances), or an error saying which dep must be built.
+#[allow(clippy::type_complexity)]
 fn current(
     env: &Env,
     target: &str,
-) -> Result<(relocache::digest::Key, Vec<Depot>, PathBuf, Option<usize>)> {
+) -> Result<(
+    Vec<(String, relocache::digest::Key, Option<usize>)>,
+    Vec<Depot>,
+    PathBuf,
+)> {
     let (manifest, depots, root) = open(env)?;
     let planned = plan(&manifest, &depots, &root, &[target.to_owned()])?;
-    let p = planned
-        .into_iter()
-        .find(|p| p.name == target)
-        .expect("plan includes the target");
-    if let Some(e) = p.error {
-        anyhow::bail!("cannot compute the key of `{target}`: {e}");
+    let names = manifest.select(&[target.to_owned()]).unwrap_or_default();
+    let mut keys = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(p) = planned.iter().find(|p| p.name == *name) else {
+            continue;
+        };
+        if let Some(e) = &p.error {
+            anyhow::bail!("cannot compute the key of `{name}`: {e}");
+        }
+        match p.key {
+            Some(k) => keys.push((name.clone(), k, p.entry.as_ref().map(|(i, _)| *i))),
+            None => anyhow::bail!(
+                "the key of `{name}` depends on the outputs of `{}`, which has no entry for its current key\n  help: run `relocache build {}` first",
+                p.blocked_by.clone().unwrap_or_default(),
+                p.blocked_by.clone().unwrap_or_default()
+            ),
+        }
     }
-    match p.key {
-        Some(k) => Ok((k, depots, root, p.entry.map(|(i, _)| i))),
-        None => anyhow::bail!(
-            "the key of `{target}` depends on the outputs of `{}`, which has no entry for its current key\n  help: run `relocache build {}` first",
-            p.blocked_by.clone().unwrap_or_default(),
-            p.blocked_by.unwrap_or_default()
-        ),
-    }
+    Ok((keys, depots, root))
 }
 
 pub fn run_key(env: &Env, args: &TargetArg) -> Result<i32> {
-    let (key, ..) = current(env, &args.target)?;
+    let (keys, ..) = current(env, &args.target)?;
+    let one = keys.len() == 1 && keys[0].0 == args.target;
     if env.cli.json {
-        print_json(&serde_json::json!({ "target": args.target, "key": key }))?;
+        let list: Vec<_> = keys
+            .iter()
+            .map(|(name, key, _)| serde_json::json!({ "target": name, "key": key }))
+            .collect();
+        if one {
+            print_json(&list[0])?;
+        } else {
+            print_json(&list)?;
+        }
+    } else if one {
+        println!("{}", keys[0].1);
     } else {
-        println!("{key}");
+        // A template: one line per instance, the key first (`cut -d' ' -f1`).
+        for (name, key, _) in &keys {
+            println!("{key} {name}");
+        }
     }
     Ok(0)
 }
 
 pub fn run_path(env: &Env, args: &TargetArg) -> Result<i32> {
-    let (key, depots, root, found) = current(env, &args.target)?;
-    let path = match found {
-        Some(i) => depots[i].entry_path(&key),
-        None => root.join(relocache::depot::layout::entry(&key)),
-    };
-    if env.cli.json {
-        print_json(&serde_json::json!({
-            "target": args.target, "key": key, "path": path, "exists": found.is_some()
-        }))?;
-    } else {
-        println!("{}", path.display());
+    let (keys, depots, root) = current(env, &args.target)?;
+    let one = keys.len() == 1 && keys[0].0 == args.target;
+    let mut list = Vec::with_capacity(keys.len());
+    let mut absent = Vec::new();
+    for (name, key, found) in &keys {
+        let path = match found {
+            Some(i) => depots[*i].entry_path(key),
+            None => root.join(relocache::depot::layout::entry(key)),
+        };
         if found.is_none() {
+            absent.push(name.as_str());
+        }
+        list.push((name, key, path, found.is_some()));
+    }
+    if env.cli.json {
+        let json: Vec<_> = list
+            .iter()
+            .map(|(name, key, path, exists)| {
+                serde_json::json!({ "target": name, "key": key, "path": path, "exists": exists })
+            })
+            .collect();
+        if one {
+            print_json(&json[0])?;
+        } else {
+            print_json(&json)?;
+        }
+    } else {
+        for (name, _, path, _) in &list {
+            if one {
+                println!("{}", path.display());
+            } else {
+                println!("{} {name}", path.display());
+            }
+        }
+        if !absent.is_empty() {
             eprintln!(
-                "note: no entry there yet; `relocache build {}` would store it",
+                "note: no entry there yet for {}; `relocache build {}` would store it",
+                absent.join(", "),
                 args.target
             );
         }

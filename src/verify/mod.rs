@@ -297,7 +297,9 @@ pub fn verify(
     } else {
         let m = manifest.ok_or(VerifyError::NeedsProject("`verify --target`"))?;
         let planned = crate::engine::plan::plan(m, depots, depot.root(), &opts.targets)?;
-        for p in planned.iter().filter(|p| opts.targets.contains(&p.name)) {
+        // A template's name stands for its instances.
+        let wanted = m.select(&opts.targets).unwrap_or_default();
+        for p in planned.iter().filter(|p| wanted.contains(&p.name)) {
             match &p.entry {
                 Some((i, entry)) => {
                     let d = &depots[*i];

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-5}
-ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,ccache,cold,pack,unpack,unpack-floor,restore}
+ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,noop-tpl,header-tpl,ccache,cold,pack,unpack,unpack-floor,restore}
 
 need=()
 for t in hyperfine b3sum ccache zstd make cc git python3; do
@@ -27,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build --release -q
-R="$PWD/target/release/relocache"
+R="${CARGO_TARGET_DIR:-$PWD/target}/release/relocache"
 W=$(mktemp -d "${TMPDIR:-/tmp}/relocache-compare.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 RESULTS="$W/results.tsv"
@@ -129,6 +129,37 @@ if want noop-3k; then
   "$R" -C "$W/c3k" --depot "$W/depot-3k" build -q
   settle
   pair noop-3k "<= 2" "$R -C $W/c3k --depot $W/depot-3k build -q" "make -s -C $W/c3k"
+fi
+if want noop-tpl || want header-tpl; then
+  # Issue 18's project: 200 .c files built by one template with gcc depfiles
+  # (relocache, in t1) and by one pattern rule that -includes them (make, in
+  # t2, a copy: in a tree both build, make would find the objects relocache
+  # rebuilt newer than the edited header and have nothing to do).
+  $GEN tplproj "$W/t1" 200
+  cp -r "$W/t1" "$W/t2"
+  "$R" -C "$W/t1" --depot "$W/depot-tpl" build -q -j2
+  make -s -C "$W/t2" -j2 >/dev/null
+  sleep 2.5
+  "$R" -C "$W/t1" --depot "$W/depot-tpl" build -q
+  settle
+fi
+if want noop-tpl; then
+  pair noop-tpl "<= 2" "$R -C $W/t1 --depot $W/depot-tpl build -q" "make -s -C $W/t2"
+fi
+if want header-tpl; then
+  # Before each run, include/h000.h (read by exactly 10 of the 200 objects)
+  # gets a value it never had: a real change of those objects and of the
+  # link, for both sides. Alternating two contents would make every
+  # relocache run after the first two a hit of an earlier one.
+  echo 0 > "$W/edits"
+  cat > "$W/edit.sh" <<EOF
+#!/bin/sh
+n=\$((\$(cat "$W/edits") + 1)); echo \$n > "$W/edits"
+sed -i "s/^#define H000_K .*/#define H000_K \$((n + 1000))/" "\$1/include/h000.h"
+EOF
+  chmod +x "$W/edit.sh"
+  pair header-tpl "<= 1.1" "$R -C $W/t1 --depot $W/depot-tpl build -q -j2" "make -s -C $W/t2 -j2" \
+    "$W/edit.sh $W/t1" "$W/edit.sh $W/t2"
 fi
 if want ccache; then
   # Warm both caches from checkout c1, then time a fresh checkout at another path (c2).

@@ -6,6 +6,7 @@ usage: gen_data.py small DIR N_FILES TOTAL_MB   many small files (a source-tree 
        gen_data.py cproj DIR N_TARGETS          a C project with a Makefile and relocache.toml
        gen_data.py copyproj DIR N_TARGETS       the same shape, each "compile" a cp (for big no-op builds)
        gen_data.py outputs DIR N_FILES TOTAL_MB a project whose one target writes N files
+       gen_data.py tplproj DIR N_FILES          a C project in one template with depfiles, and its Makefile
 Content is pseudo-random but half-compressible, like object files and sources.
 """
 import os
@@ -83,6 +84,94 @@ def cproj(d, n, copy=False):
         f.write("build/\n")
 
 
+# The templated C project (issue 18): N_FILES .c files in a few directories,
+# N_FILES / 5 headers each included by exactly 10 of them, every file also
+# including system headers. relocache builds it from one template whose
+# commands write gcc depfiles; make from one pattern rule that -includes
+# them. compare.sh edits include/h000.h, read by exactly 10 objects.
+TPL_MANIFEST = """\
+[project]
+name = "bench-tpl"
+
+[target.obj]
+foreach = "src/**/*.c"
+run = "mkdir -p build/{dir} && cc -O1 -Iinclude -c {path} -o build/{dir}/{stem}.o -MD -MF build/{dir}/{stem}.d"
+depfile = "build/{dir}/{stem}.d"
+outputs = ["build/{dir}/{stem}.o"]
+
+[target.app]
+run = "cc main.c {outputs:obj} -o build/app"
+inputs = ["main.c"]
+deps = ["obj"]
+outputs = ["build/app"]
+"""
+
+TPL_MAKEFILE = """\
+CC ?= cc
+SRCS := $(wildcard src/*/*.c)
+OBJS := $(SRCS:%.c=build/%.o)
+
+all: build/app
+
+build/%.o: %.c
+\t@mkdir -p $(@D)
+\t$(CC) -O1 -Iinclude -MMD -c $< -o $@
+
+build/app: main.c $(OBJS)
+\t$(CC) main.c $(OBJS) -o $@
+
+-include $(OBJS:.o=.d)
+"""
+
+
+def tplproj(d, n):
+    if n % 5:
+        sys.exit("tplproj: N_FILES must be a multiple of 5")
+    n_headers = n // 5
+    # File i includes headers i % H and (7i + 1) % H: each header is the first
+    # of 5 files and the second of 5 others (7 is prime to H = 40), and never
+    # both of one file (6i + 1 is odd, so not 0 mod an even H).
+    includes = [(i % n_headers, (7 * i + 1) % n_headers) for i in range(n)]
+    os.makedirs(os.path.join(d, "include"), exist_ok=True)
+    for h in range(n_headers):
+        with open(os.path.join(d, "include", "h%03d.h" % h), "w") as f:
+            f.write(
+                "#pragma once\n#include <stdint.h>\n#define H%03d_K %d\n"
+                "static inline int32_t h%03d(int32_t x) { return x * H%03d_K + %d; }\n" % (h, h + 3, h, h, h)
+            )
+    for i in range(n):
+        a, b = includes[i]
+        sub = os.path.join(d, "src", "d%d" % (i % 5))
+        os.makedirs(sub, exist_ok=True)
+        body = "\n".join(
+            "int f%d_%d(int x) { int y = h%03d(x); for (int k = 0; k < %d; k++) y = y * 31 + h%03d(k); return y; }"
+            % (i, j, a, j + 3, b)
+            for j in range(40)
+        )
+        with open(os.path.join(sub, "m%03d.c" % i), "w") as f:
+            f.write(
+                '#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n'
+                '#include "h%03d.h"\n#include "h%03d.h"\n' % (a, b)
+                + body
+                + "\nint m%d(void) { return f%d_1(%d); }\n" % (i, i, i)
+            )
+    readers = sum(1 for a, b in includes if 0 in (a, b))
+    assert readers == 10, "include/h000.h is read by %d files, not 10" % readers
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(
+            "".join("int m%d(void);\n" % i for i in range(n))
+            + "int main(void) { int s = 0;\n"
+            + "".join("s += m%d();\n" % i for i in range(n))
+            + "return s & 1; }\n"
+        )
+    with open(os.path.join(d, "relocache.toml"), "w") as f:
+        f.write(TPL_MANIFEST)
+    with open(os.path.join(d, "Makefile"), "w") as f:
+        f.write(TPL_MAKEFILE)
+    with open(os.path.join(d, ".gitignore"), "w") as f:
+        f.write("build/\n")
+
+
 def outputs(d, n, total_mb):
     small(os.path.join(d, "data"), n, total_mb)
     os.makedirs(d, exist_ok=True)
@@ -94,4 +183,4 @@ if __name__ == "__main__":
     kind, d = sys.argv[1], sys.argv[2]
     args = [int(a) for a in sys.argv[3:]]
     copyproj = lambda d, n: cproj(d, n, copy=True)
-    {"small": small, "big": big, "cproj": cproj, "copyproj": copyproj, "outputs": outputs}[kind](d, *args)
+    {"small": small, "big": big, "cproj": cproj, "copyproj": copyproj, "outputs": outputs, "tplproj": tplproj}[kind](d, *args)

@@ -1,5 +1,5 @@
 //! Criterion benchmarks of relocache's hot paths: hashing, blob put/get,
-//! key computation. Peer comparisons (b3sum, tar|zstd, cp, ccache, make,
+//! key computation, template expansion. Peer comparisons (b3sum, tar|zstd, cp, ccache, make,
 //! git status) live in `benches/compare.sh`.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use relocache::file_hash::hash_file;
 use relocache::file_state::FileState;
 use relocache::inputs::InputFile;
 use relocache::key::{compute, KeyInputs};
-use relocache::manifest::Command;
+use relocache::manifest::{Command, Manifest};
 use relocache::relpath::RelPath;
 
 fn data(len: usize) -> Vec<u8> {
@@ -104,5 +104,38 @@ fn keys(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hashing, blobs, keys);
+/// Parsing a manifest whose template matches 2,000 files (issue 18): the
+/// expansion, placeholders and `{outputs:obj}` of a 2,000-object link.
+fn templates(c: &mut Criterion) {
+    let manifest = r#"
+[target.obj]
+foreach = ["**/*.c", "**/*.S"]
+run = "mkdir -p build/{dir} && cc -O2 -c {path} -o build/{dir}/{stem}.o -MD -MF build/{dir}/{stem}.d"
+depfile = "build/{dir}/{stem}.d"
+outputs = ["build/{dir}/{stem}.o"]
+
+[target.lib]
+run = "ar rcsD build/libfoo.a {outputs:obj}"
+deps = ["obj"]
+outputs = ["build/libfoo.a"]
+"#;
+    let files: Vec<String> = (0..2_000)
+        .flat_map(|i| {
+            let dir = format!("src/d{}/e{}", i % 50, i % 7);
+            [format!("{dir}/f{i}.c"), format!("{dir}/f{i}.h")]
+        })
+        .collect();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    let root = std::path::Path::new("/project");
+    let file = root.join("relocache.toml");
+    c.bench_function("manifest/template-2k-files", |b| {
+        b.iter(|| {
+            let m = Manifest::parse_with_files(black_box(manifest), &file, root, &files).unwrap();
+            assert_eq!(m.targets.len(), 2_001);
+            m
+        })
+    });
+}
+
+criterion_group!(benches, hashing, blobs, keys, templates);
 criterion_main!(benches);

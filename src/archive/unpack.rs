@@ -289,21 +289,8 @@ impl Unpacking<'_> {
             member: name.to_owned(),
             problem: format!("is not a valid entry: {message}"),
         })?;
-        if entry.key != key {
-            return Err(ArchiveError::BadMember {
-                member: name.to_owned(),
-                problem: format!("records key {} under another name", entry.key),
-            });
-        }
-        if self.entries.insert(key, entry).is_some() {
-            // `pack` writes each entry once; which copy would count is a
-            // question a sound archive never raises.
-            return Err(ArchiveError::BadMember {
-                member: name.to_owned(),
-                problem: "appears twice".into(),
-            });
-        }
-        Ok(())
+        let recorded = entry.key;
+        insert_once(&mut self.entries, name, key, recorded, entry)
     }
 
     /// A variants record: sealed, sane (paths normalized; absolute only
@@ -320,19 +307,8 @@ impl Unpacking<'_> {
             member: name.to_owned(),
             problem: format!("is not a valid variants record: {message}"),
         })?;
-        if v.key != key {
-            return Err(ArchiveError::BadMember {
-                member: name.to_owned(),
-                problem: format!("records key {} under another name", v.key),
-            });
-        }
-        if self.variants.insert(key, v).is_some() {
-            return Err(ArchiveError::BadMember {
-                member: name.to_owned(),
-                problem: "appears twice".into(),
-            });
-        }
-        Ok(())
+        let recorded = v.key;
+        insert_once(&mut self.variants, name, key, recorded, v)
     }
 
     fn blob(
@@ -540,4 +516,27 @@ pub fn unpack(
     state.summary.archive_bytes = compressed.load(Relaxed);
     state.summary.tar_bytes = decompressed.get();
     Ok(state.summary)
+}
+
+/// Keeps the record member `name` holds under `key`, the key its name gives:
+/// it must record that key, and appear once (`pack` writes each record once;
+/// which copy would count is a question a sound archive never raises).
+fn insert_once<T>(
+    map: &mut BTreeMap<Key, T>,
+    name: &str,
+    key: Key,
+    recorded: Key,
+    value: T,
+) -> Result<(), ArchiveError> {
+    let bad = |problem: String| ArchiveError::BadMember {
+        member: name.to_owned(),
+        problem,
+    };
+    if recorded != key {
+        return Err(bad(format!("records key {recorded} under another name")));
+    }
+    if map.insert(key, value).is_some() {
+        return Err(bad("appears twice".into()));
+    }
+    Ok(())
 }

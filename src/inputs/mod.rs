@@ -275,18 +275,10 @@ impl<'a> Inputs<'a> {
     /// content, a symlink by its text, a directory; `None` when absent.
     pub(crate) fn on_disk(&self, p: &RelPath) -> Result<Option<FileState>, InputError> {
         let abs = p.to_path(self.root);
-        match std::fs::symlink_metadata(&abs) {
-            Ok(md) if md.is_dir() => return Ok(Some(FileState::Dir)),
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(io_err(&abs)(e)),
+        match stat_if_there(&abs, false)? {
+            Some(md) if md.is_dir() => return Ok(Some(FileState::Dir)),
+            Some(_) => {}
+            None => return Ok(None),
         }
         let source = match self.scan.files.binary_search(p) {
             Ok(i) => Source::Scan(i),
@@ -307,17 +299,8 @@ impl<'a> Inputs<'a> {
     /// absent or not a file.
     pub(crate) fn content(&self, p: &RelPath) -> Result<Option<(Digest, Stamp)>, InputError> {
         let abs = p.to_path(self.root);
-        let md = match std::fs::symlink_metadata(&abs) {
-            Ok(md) => md,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(io_err(&abs)(e)),
+        let Some(md) = stat_if_there(&abs, false)? else {
+            return Ok(None);
         };
         if md.file_type().is_symlink() {
             return outside_content(&abs);
@@ -566,21 +549,34 @@ impl<'a> Inputs<'a> {
 /// stat it was hashed under; `None` when absent or not a regular file. For
 /// discovered files outside the project, and links inside it.
 pub(crate) fn outside_content(abs: &Path) -> Result<Option<(Digest, Stamp)>, InputError> {
-    let md = match std::fs::metadata(abs) {
-        Ok(md) if md.is_file() => md,
-        Ok(_) => return Ok(None),
+    let md = match stat_if_there(abs, true)? {
+        Some(md) if md.is_file() => md,
+        _ => return Ok(None),
+    };
+    let (digest, _) = hash_file_len(abs, md.len()).map_err(io_err(abs))?;
+    Ok(Some((digest, Stamp::of(&md))))
+}
+
+/// `stat(abs)` when `follow`, else `lstat`; `None` when nothing is there:
+/// absent, or a component of its path is not a directory.
+fn stat_if_there(abs: &Path, follow: bool) -> Result<Option<std::fs::Metadata>, InputError> {
+    let md = if follow {
+        std::fs::metadata(abs)
+    } else {
+        std::fs::symlink_metadata(abs)
+    };
+    match md {
+        Ok(md) => Ok(Some(md)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
             ) =>
         {
-            return Ok(None)
+            Ok(None)
         }
-        Err(e) => return Err(io_err(abs)(e)),
-    };
-    let (digest, _) = hash_file_len(abs, md.len()).map_err(io_err(abs))?;
-    Ok(Some((digest, Stamp::of(&md))))
+        Err(e) => Err(io_err(abs)(e)),
+    }
 }
 
 fn file_state(

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Key};
 use crate::key::Rooted;
 use crate::relpath::{RelPath, RelPathError};
 
@@ -101,6 +101,12 @@ pub struct DiscoveredInput {
     pub path: DiscoveredPath,
     /// blake3 of its content (symlinks followed: what the command read).
     pub digest: Digest,
+}
+
+/// The key an execution with these discovered inputs (sorted by path) is
+/// stored under: [`crate::key::with_discovered`] of its base key.
+pub fn key_with(base: &Key, inputs: &[DiscoveredInput]) -> Key {
+    crate::key::with_discovered(base, inputs.iter().map(|d| (d.path.as_str(), &d.digest)))
 }
 
 /// Why a prerequisite cannot be a discovered input.

@@ -17,66 +17,13 @@
 //! file's content and executable bit; to a directory, by the tree below it
 //! (names, file contents, symlinks by their text, subdirectories).
 
-use serde::{Deserialize, Serialize};
-
 use crate::digest::Digest;
-use crate::file_state::FileState;
+use crate::file_state::{FileState, Resolved};
 use crate::inputs::{DepFiles, InputError, Inputs};
 use crate::relpath::RelPath;
 
 /// Symlink hops before a link counts as a loop (Linux's own limit).
 pub const MAX_HOPS: usize = 40;
-
-/// What a symlink inside the project resolves to, as it enters a key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Resolved {
-    /// A regular file.
-    File {
-        /// Where the link leads.
-        path: RelPath,
-        /// blake3 of its content.
-        digest: Digest,
-        /// Any execute bit set.
-        executable: bool,
-    },
-    /// A directory.
-    Dir {
-        /// Where the link leads.
-        path: RelPath,
-        /// The digest of the tree below it (see the module docs).
-        tree: Digest,
-    },
-}
-
-impl Resolved {
-    /// The canonical bytes of what the link resolves to: `F` ‖ `u64le`
-    /// path length ‖ path ‖ digest ‖ `u8` executable, or `D` ‖ `u64le` path
-    /// length ‖ path ‖ tree digest.
-    pub fn encode(&self) -> Vec<u8> {
-        let (tag, path, digest, tail) = match self {
-            Resolved::File {
-                path,
-                digest,
-                executable,
-            } => (b'F', path, digest, Some(*executable as u8)),
-            Resolved::Dir { path, tree } => (b'D', path, tree, None),
-        };
-        let mut v = vec![tag];
-        v.extend_from_slice(&(path.as_str().len() as u64).to_le_bytes());
-        v.extend_from_slice(path.as_str().as_bytes());
-        v.extend_from_slice(&digest.0);
-        v.extend(tail);
-        v
-    }
-
-    /// Where the link leads.
-    pub fn path(&self) -> &RelPath {
-        match self {
-            Resolved::File { path, .. } | Resolved::Dir { path, .. } => path,
-        }
-    }
-}
 
 /// What one path is, while resolving.
 enum Node {

@@ -13,7 +13,7 @@ use crate::digest::{Digest, Key};
 use crate::engine::plan::{plan, Planned};
 use crate::engine::BuildError;
 use crate::file_state::FileState;
-use crate::follow::Resolved;
+use crate::file_state::Resolved;
 use crate::manifest::Manifest;
 
 /// A target's state in the depot stack.

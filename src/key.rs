@@ -27,7 +27,7 @@
 //!    `input.file` = digest (32 bytes) + `u8` executable bit,
 //!    `input.symlink` = the link text, followed, when the link resolves
 //!    inside the project, by `input.resolved` = what it resolves to
-//!    ([`Resolved::encode`](crate::follow::Resolved::encode)),
+//!    ([`Resolved::encode`](crate::file_state::Resolved::encode)),
 //!    `input.dir` = empty (a directory below a directory input),
 //!    `input.untracked` = `u64le(size)` + `i128le(mtime_ns)`
 //! 7. `deps.count`, then per dep sorted by name: `dep.name`, `dep.outputs` =
@@ -94,7 +94,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Key};
-use crate::discovered::DiscoveredInput;
 use crate::file_state::FileState;
 use crate::inputs::InputFile;
 use crate::manifest::Command;
@@ -221,13 +220,17 @@ pub const DISCOVERED_CONTEXT: &str = "relocache discovered key v1";
 /// The key an execution of a target with a `depfile` is stored under: its
 /// base key `base` (the action key above) with the files its depfile named
 /// and their digests, sorted by path (see the module docs).
-pub fn with_discovered(base: &Key, discovered: &[DiscoveredInput]) -> Key {
+/// `discovered` is (path as stored, content digest) per file.
+pub fn with_discovered<'a>(
+    base: &Key,
+    discovered: impl ExactSizeIterator<Item = (&'a str, &'a Digest)>,
+) -> Key {
     let mut e = Enc(Vec::with_capacity(64 + discovered.len() * 128));
     e.field("base", &base.0 .0);
     e.count("discovered.count", discovered.len());
-    for d in discovered {
-        e.field("discovered.path", d.path.as_str().as_bytes());
-        e.field("discovered.digest", &d.digest.0);
+    for (path, digest) in discovered {
+        e.field("discovered.path", path.as_bytes());
+        e.field("discovered.digest", &digest.0);
     }
     Key(Digest(blake3::derive_key(DISCOVERED_CONTEXT, &e.0)))
 }
@@ -449,30 +452,18 @@ mod tests {
 
     #[test]
     fn with_discovered_is_pinned() {
-        use crate::discovered::DiscoveredPath;
         let base = Key(Digest::of(b"base"));
-        let set = vec![
-            DiscoveredInput {
-                path: DiscoveredPath::parse("/usr/include/stdio.h").unwrap(),
-                digest: Digest::of(b"stdio"),
-            },
-            DiscoveredInput {
-                path: DiscoveredPath::parse("src/x.h").unwrap(),
-                digest: Digest::of(b"x"),
-            },
-        ];
+        let (stdio, x, y) = (Digest::of(b"stdio"), Digest::of(b"x"), Digest::of(b"y"));
+        let set = [("/usr/include/stdio.h", &stdio), ("src/x.h", &x)];
+        let k = |s: &[(&'static str, &Digest)]| with_discovered(&base, s.iter().copied());
         assert_eq!(
-            with_discovered(&base, &set).to_hex(),
+            k(&set).to_hex(),
             "3345f1117d3bc70f02e54a3dbcc6900161c95df5d35e722c50ad769ea08f3568"
         );
-        assert_ne!(with_discovered(&base, &set), with_discovered(&base, &[]));
-        let mut edited = set.clone();
-        edited[1].digest = Digest::of(b"y");
-        assert_ne!(
-            with_discovered(&base, &set),
-            with_discovered(&base, &edited)
-        );
-        assert_ne!(with_discovered(&base, &[]), base);
+        assert_ne!(k(&set), k(&[]));
+        let edited = [("/usr/include/stdio.h", &stdio), ("src/x.h", &y)];
+        assert_ne!(k(&set), k(&edited));
+        assert_ne!(k(&[]), base);
     }
 
     #[test]
@@ -506,7 +497,7 @@ mod tests {
             )
         };
         let to = |content: &[u8]| {
-            Some(crate::follow::Resolved::File {
+            Some(crate::file_state::Resolved::File {
                 path: RelPath::new("data.txt").unwrap(),
                 digest: Digest::of(content),
                 executable: false,

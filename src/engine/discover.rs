@@ -17,7 +17,6 @@ use crate::discovered::{self, DiscoveredInput, DiscoveredPath, NameError};
 use crate::file_state::FileState;
 use crate::file_state::Stamp;
 use crate::inputs::InputError;
-use crate::key::with_discovered;
 use crate::manifest::Target;
 use crate::relpath::RelPath;
 
@@ -265,7 +264,7 @@ pub(crate) fn candidates_of(
     for set in &v.sets {
         // A set whose files cannot be read now cannot hit.
         if let Ok(Some(inputs)) = digests(ctx, &set.paths, deps) {
-            out.push((with_discovered(&v.key, &inputs), inputs));
+            out.push((discovered::key_with(&v.key, &inputs), inputs));
         }
     }
     out

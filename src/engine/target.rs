@@ -402,7 +402,7 @@ fn build_miss<'a>(
     let (key, base) = match &t.depfile {
         Some(_) => {
             let inputs: Vec<_> = discovered.iter().map(|(d, _)| d.clone()).collect();
-            (crate::key::with_discovered(&key, &inputs), Some(key))
+            (crate::discovered::key_with(&key, &inputs), Some(key))
         }
         None => (key, None),
     };

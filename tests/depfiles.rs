@@ -422,3 +422,36 @@ fn gc_keeps_the_records_its_entries_need_and_drops_the_others() {
     p.run(&["clear", "--all"]).ok();
     assert_eq!(variants_records(&p.depot), 0);
 }
+
+/// `link/../x.h` is what the kernel finds through `link`, not `x.h`: with
+/// `link` a symlink into `sub/deep`, the compiler reads `sub/x.h`, so an edit
+/// there must rebuild (keyed by the lexical spelling, it would hit stale).
+#[test]
+fn a_depfile_path_through_a_symlinked_directory_and_dotdot_keys_what_was_read() {
+    let p = Project::new(
+        "[target.m]\nrun = 'mkdir -p build && cc -Ilink/.. -c src/m.c -o build/m.o -MD -MF build/m.d'\ninputs = ['src/m.c']\ndepfile = 'build/m.d'\noutputs = ['build/m.o']\n",
+        &[
+            ("src/m.c", "#include \"x.h\"\nint m(void) { return X; }\n"),
+            ("x.h", "#define X 1\n"),
+            ("sub/x.h", "#define X 2\n"),
+            ("sub/deep/.keep", ""),
+        ],
+    );
+    require_cc();
+    std::os::unix::fs::symlink("sub/deep", p.path("link")).unwrap();
+    p.build(&[]).ok();
+    let d = p.read("build/m.d");
+    assert!(
+        d.contains("link/../x.h"),
+        "gcc spells it through the link: {d}"
+    );
+    // The file the compiler read changes: the object must be rebuilt.
+    p.write("sub/x.h", "#define X 3\n");
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("m"), "built", "{}", r.stdout);
+    // The file its spelling shortens to changes: nothing the command read.
+    p.write("x.h", "#define X 9\n");
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("m"), "hit", "{}", r.stdout);
+}

@@ -95,6 +95,22 @@ pub(super) fn read(
     let project = root.to_string_lossy();
     let mut paths = Vec::with_capacity(prereqs.len());
     for p in &prereqs {
+        // `dir/../x.h` names what the kernel found, which is not `x.h` when
+        // `dir` is a symlink: such a path is resolved as the command's open
+        // resolved it, never shortened by its spelling alone.
+        let resolved;
+        let p = if p.split('/').any(|c| c == "..") {
+            match std::fs::canonicalize(root.join(p)) {
+                Ok(real) => {
+                    resolved = real.to_string_lossy().into_owned();
+                    &resolved
+                }
+                // Gone: reported as not a file when it is hashed.
+                Err(_) => p,
+            }
+        } else {
+            p
+        };
         let name =
             discovered::name(p, &project, &ctx.rooted).map_err(|error| DiscoverError::Name {
                 path: depfile.clone(),

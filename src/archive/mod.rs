@@ -55,16 +55,19 @@
 //!
 //! # Files
 //!
-//! `pack` writes archives, `unpack` reads them; `frames` is the zstd
+//! `pack` writes archives, `unpack` reads them; `current` chooses the
+//! entries of `pack --current` (every target's current key); `frames` is the zstd
 //! framing, `members` the member names an archive may hold, `check` the
 //! limits and content checks every byte passes while it streams.
 
 mod check;
+mod current;
 mod frames;
 mod members;
 mod pack;
 mod unpack;
 
+pub use current::{current_entries, Unbuilt};
 pub use pack::{depot_entries, pack, pack_to_path};
 pub use unpack::{unpack, UnpackOptions, UnpackSummary};
 
@@ -273,4 +276,7 @@ pub struct PackSummary {
     pub archive_bytes: u64,
     /// Entries left out.
     pub skipped: Vec<Skipped>,
+    /// `pack --current`: targets left out because they have no entry for
+    /// their current inputs (empty otherwise).
+    pub unbuilt: Vec<Unbuilt>,
 }

@@ -129,6 +129,7 @@ pub fn pack<W: Write + Send>(
         blob_bytes: written.blob_bytes,
         archive_bytes: counter.n,
         skipped,
+        unbuilt: Vec::new(),
     })
 }
 

@@ -11,8 +11,9 @@ use clap::Args;
 use relocache::archive::{
     self, PackOptions, PackSummary, UnpackOptions, UnpackSummary, DEFAULT_MAX_RATIO,
 };
+use relocache::depot::entries::Entry;
 use relocache::depot::DepotStack;
-use relocache::engine::plan::plan;
+use relocache::engine::plan::{plan, Planned};
 use relocache::units::{format_size, parse_size};
 
 use super::open::optional_manifest;
@@ -23,6 +24,7 @@ use super::{Env, UsageError};
 #[command(after_help = "\
 Examples:
   relocache pack depot.tar.zst              every entry of the depot and its blobs
+  relocache pack ci.tar.zst --current       what the next build needs: each target's current entry
   relocache pack ci.tar.zst lib app         only what `lib` and `app` need now (with their deps)
   relocache pack - | ssh host relocache unpack -
   tar --zstd -tf depot.tar.zst              a standard tar.zst: GNU tar lists and extracts it
@@ -32,14 +34,20 @@ It holds blobs (as stored), entries, DEPOT.toml and CACHEDIR.TAG; never project
 records, usage logs, locks or staging files. FILE is written atomically (a
 temporary file beside it, then a rename), but not fsync'ed, like `tar` and `zstd`:
 after a power loss it may be truncated, which `unpack` detects and refuses whole.
---fsync makes it durable before pack returns. Exit status: 0 packed, 1 a named
-target has no entry for its current inputs (nothing written), 2 usage or manifest
-error.")]
+--fsync makes it durable before pack returns. --current keeps a CI cache bounded:
+the archive holds only the entries of the current keys, however many runs came
+before; a target with no such entry (its build failed) is left out with a note.
+Exit status: 0 packed, 1 a named target has no entry for its current inputs
+(without --current; nothing written), 2 usage or manifest error.")]
 pub struct PackArgs {
     /// Archive to write (`.tar.zst`), or `-` for stdout
     pub file: PathBuf,
     /// Pack only these targets' current entries, their deps' and their blobs (default: the whole depot)
     pub targets: Vec<String>,
+    /// Pack what the next build needs: every target's entry for its current inputs (or only the
+    /// named targets' and their deps'), with their blobs; a target without one is left out with a note
+    #[arg(long)]
+    pub current: bool,
     /// zstd level of the archive, 1-19 (blobs are already compressed, so higher levels gain little)
     #[arg(long, value_name = "N", default_value_t = archive::DEFAULT_LEVEL,
           value_parser = clap::value_parser!(i32).range(1..=19))]
@@ -98,10 +106,12 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
         )
         .into());
     }
-    let manifest = if args.targets.is_empty() {
-        optional_manifest(env)?
-    } else {
+    // Named targets and --current pack from the plan of current keys.
+    let planned_mode = args.current || !args.targets.is_empty();
+    let manifest = if planned_mode {
         Some(env.manifest()?)
+    } else {
+        optional_manifest(env)?
     };
     let paths = env.depot_paths(manifest.as_ref())?;
     let Some(stack) = DepotStack::open_read_only(&paths)? else {
@@ -113,7 +123,14 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
     };
     let bars = Bars::new(!env.cli.quiet && !env.cli.json);
     let mut unreadable = Vec::new();
-    let (entries, opts) = if args.targets.is_empty() {
+    let mut unbuilt = Vec::new();
+    let opts = PackOptions {
+        level: args.level,
+        // Only named targets without --current are all-or-nothing.
+        strict: !args.current && !args.targets.is_empty(),
+        fsync: args.fsync,
+    };
+    let entries = if !planned_mode {
         // The whole depot: the one that is written, not the read-only rest of a stack.
         let (entries, skipped) = archive::depot_entries(stack.primary())?;
         for s in &skipped {
@@ -123,46 +140,17 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
             );
         }
         unreadable = skipped;
-        (
-            entries,
-            PackOptions {
-                level: args.level,
-                strict: false,
-                fsync: args.fsync,
-            },
-        )
+        entries
     } else {
         let manifest = manifest.as_ref().expect("loaded for targets");
         let planned = plan(manifest, stack.all(), stack.primary().root(), &args.targets)?;
-        let mut entries = Vec::new();
-        let mut missing = Vec::new();
-        for p in planned {
-            match (p.entry, p.error, p.blocked_by) {
-                (Some((_, e)), _, _) => entries.push(e),
-                (None, Some(err), _) => missing.push(format!("{}: {err}", p.name)),
-                (None, None, Some(dep)) => {
-                    missing.push(format!("{}: its dep `{dep}` has no entry", p.name))
-                }
-                (None, None, None) => {
-                    missing.push(format!("{}: no entry for its current inputs", p.name))
-                }
-            }
+        if args.current {
+            let (entries, missing) = archive::current_entries(planned);
+            unbuilt = missing;
+            entries
+        } else {
+            strict_entries(planned, &args.targets)?
         }
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "cannot pack: {}\n  help: run `relocache build {}` first; nothing was written",
-                missing.join("; "),
-                args.targets.join(" ")
-            );
-        }
-        (
-            entries,
-            PackOptions {
-                level: args.level,
-                strict: true,
-                fsync: args.fsync,
-            },
-        )
     };
     let summary = if to_stdout {
         let out = std::io::BufWriter::new(std::io::stdout());
@@ -177,12 +165,40 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
     })?;
     // Entries that did not even parse were left out too.
     summary.skipped.splice(0..0, unreadable);
+    summary.unbuilt = unbuilt;
     if env.cli.json {
         super::print_json(&summary)?;
     } else {
+        for u in &summary.unbuilt {
+            eprintln!(
+                "note: not packed: `{}`: {} (the next build runs it)",
+                u.target, u.reason
+            );
+        }
         eprintln!("{}", pack_line(&summary, &args.file));
     }
     Ok(0)
+}
+
+/// The current entries of the named targets and their deps, or an error
+/// naming each one without an entry (nothing is written then).
+fn strict_entries(planned: Vec<Planned>, targets: &[String]) -> Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut missing = Vec::new();
+    for p in planned {
+        match p.missing() {
+            None => entries.extend(p.entry.map(|(_, e)| e)),
+            Some(why) => missing.push(format!("{}: {why}", p.name)),
+        }
+    }
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "cannot pack: {}\n  help: run `relocache build {}` first (or pack with --current to leave them out); nothing was written",
+            missing.join("; "),
+            targets.join(" ")
+        );
+    }
+    Ok(entries)
 }
 
 pub(super) fn count(n: u64, one: &str, many: &str) -> String {
@@ -206,6 +222,13 @@ fn pack_line(s: &PackSummary, file: &std::path::Path) -> String {
         line.push_str(&format!(
             " ({} left out, see the warnings above)",
             s.skipped.len()
+        ));
+    }
+    if !s.unbuilt.is_empty() {
+        line.push_str(&format!(
+            " ({} without an entry for {} current inputs, see the notes above)",
+            count(s.unbuilt.len() as u64, "target", "targets"),
+            if s.unbuilt.len() == 1 { "its" } else { "their" }
         ));
     }
     line

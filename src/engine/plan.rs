@@ -1,7 +1,7 @@
 //! Current keys without building: for each target, the key it would have now
 //! and the entry stored for it, computed from the tree and the depot stack.
-//! Used by `status`, `explain`, `key`, `path`, `pack TARGET…` and
-//! `verify --simulate`. Never runs a command and never writes anything.
+//! Used by `status`, `explain`, `key`, `path`, `pack TARGET…`,
+//! `pack --current` and `verify --simulate`. Never runs a command and never writes anything.
 //!
 //! A target's key needs its deps' outputs. They are taken from the deps'
 //! entries for their current keys, so a fresh checkout with a copied depot
@@ -39,6 +39,56 @@ pub struct Planned {
     /// With a depfile and no entry for the files it would read now: the
     /// files the last build's depfile named that differ now.
     pub discovered: Vec<DiscoveredChange>,
+}
+
+impl Planned {
+    /// Why the target has no entry for its current inputs, or `None` when it
+    /// has one: its inputs failed, a dep has no entry (so its key is
+    /// unknown), or nothing is stored under its key (never built, or its
+    /// last build failed).
+    pub fn missing(&self) -> Option<Missing> {
+        if self.entry.is_some() {
+            return None;
+        }
+        Some(match (&self.error, &self.blocked_by) {
+            (Some(err), _) => Missing::InputsFailed(err.clone()),
+            (None, Some(dep)) => Missing::DepHasNoEntry(dep.clone()),
+            (None, None) => Missing::NoEntry,
+        })
+    }
+}
+
+/// Why a planned target has no entry for its current inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// Nothing is stored under its current key: never built with these
+    /// inputs, or that build failed.
+    NoEntry,
+    /// This dep has no entry, so the target's key is unknown.
+    DepHasNoEntry(String),
+    /// Its inputs could not be resolved (the error).
+    InputsFailed(String),
+}
+
+impl Missing {
+    /// The kind, kebab-case, for `--json`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Missing::NoEntry => "no-entry",
+            Missing::DepHasNoEntry(_) => "dep-has-no-entry",
+            Missing::InputsFailed(_) => "inputs-failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Missing::NoEntry => f.write_str("no entry for its current inputs"),
+            Missing::DepHasNoEntry(dep) => write!(f, "its dep `{dep}` has no entry"),
+            Missing::InputsFailed(err) => f.write_str(err),
+        }
+    }
 }
 
 /// A file a depfile named at the last build, as it is now.

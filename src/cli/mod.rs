@@ -84,7 +84,7 @@ pub enum Cmd {
     Path(inspect::TargetArg),
     /// Check a depot: structure, relocatability (--relocatable), blob integrity (--integrity)
     Verify(verify::VerifyArgs),
-    /// Write the depot, or what some targets need, as a deterministic .tar.zst
+    /// Write the depot, or what the next build or some targets need, as a deterministic .tar.zst
     Pack(pack::PackArgs),
     /// Merge a .tar.zst made by `pack` into the depot, verifying every blob
     Unpack(pack::UnpackArgs),

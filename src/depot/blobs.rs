@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use zstd::zstd_safe::{CCtx, CParameter, DCtx, ResetDirective};
 
+use super::packs::BlobLocation;
 use super::{write, Depot, DepotError};
 use crate::digest::Digest;
 
@@ -45,18 +46,15 @@ impl Depot {
         }
     }
 
-    /// Whether blob `d` is present (not verified).
+    /// Whether blob `d` is present, loose or packed (not verified).
     pub fn has_blob(&self, d: &Digest) -> bool {
-        self.blob_path(d).is_file()
+        self.blob_path(d).is_file() || self.has_packed_blob(d)
     }
 
-    /// Whether blob `d` is stored uncompressed (so its file is its content).
+    /// Whether blob `d` is stored uncompressed (so its stored bytes are its
+    /// content), loose or packed.
     pub fn blob_is_raw(&self, d: &Digest) -> bool {
-        let mut magic = [0u8; 4];
-        match File::open(self.blob_path(d)).and_then(|mut f| f.read_exact(&mut magic)) {
-            Ok(()) => magic != ZSTD_MAGIC,
-            Err(_) => false,
-        }
+        matches!(self.open_blob(d), Ok(Some(b)) if b.is_raw())
     }
 
     /// Stores `bytes` and returns their digest.
@@ -165,19 +163,27 @@ impl Depot {
         write::sync_batch(self)
     }
 
-    /// Streams blob `d` into `out`, verifying it. On a mismatch or a damaged
-    /// stream the blob is quarantined and [`DepotError::Corrupt`] returned;
-    /// `out` may then hold a prefix and must be discarded by the caller.
+    /// Streams blob `d` (loose or packed) into `out`, verifying it. On a
+    /// mismatch or a damaged stream a loose blob is quarantined, a packed
+    /// one skipped from then on ([`DepotError::CorruptPacked`]), and an
+    /// error returned; `out` may then hold a prefix and must be discarded
+    /// by the caller.
     pub fn copy_blob(&self, d: &Digest, out: &mut impl Write) -> Result<u64, DepotError> {
-        let path = self.blob_path(d);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(DepotError::MissingBlob(*d))
-            }
-            Err(e) => return Err(DepotError::io("read blob", &path)(e)),
+        let Some(blob) = self.open_blob(d)? else {
+            return Err(DepotError::MissingBlob(*d));
         };
-        let copied = with_stream(file, |reader| {
+        self.copy_opened(blob, out)
+    }
+
+    /// [`Depot::copy_blob`] of a blob already opened.
+    pub fn copy_opened(
+        &self,
+        blob: super::packs::StoredBlob,
+        out: &mut impl Write,
+    ) -> Result<u64, DepotError> {
+        let d = *blob.digest();
+        let location = blob.location().clone();
+        let copied = with_stream(blob, |reader| {
             let mut hasher = blake3::Hasher::new();
             let mut buf = vec![0u8; 64 * 1024];
             let mut total = 0u64;
@@ -189,68 +195,55 @@ impl Depot {
                     Err(_) => return Ok(None),
                 };
                 hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .map_err(DepotError::io("write restored data for blob", &path))?;
+                out.write_all(&buf[..n]).map_err(|e| DepotError::Io {
+                    action: "write restored data for blob",
+                    path: location_path(&location),
+                    source: e,
+                })?;
                 total += n as u64;
             }
-            Ok((Digest::from(hasher.finalize()) == *d).then_some(total))
+            Ok((Digest::from(hasher.finalize()) == d).then_some(total))
         });
         match copied {
             Ok(Ok(Some(total))) => Ok(total),
             Ok(Err(e)) => Err(e),
-            Ok(Ok(None)) | Err(_) => Err(self.quarantine(d)),
+            Ok(Ok(None)) | Err(_) => Err(self.corrupt(&d, &location)),
         }
     }
 
-    /// Re-hashes blob `d` without changing anything: unlike [`Depot::copy_blob`]
-    /// a mismatch is reported, not quarantined, so `verify` can inspect a
-    /// depot it must not modify. `Err` only for I/O failures other than
-    /// the blob being absent or undecodable.
+    /// Re-hashes blob `d` (loose first, else packed) without changing
+    /// anything: unlike [`Depot::copy_blob`] a mismatch is reported, not
+    /// quarantined, so `verify` can inspect a depot it must not modify.
+    /// `Err` only for I/O failures other than the blob being absent or
+    /// undecodable.
     pub fn check_blob(&self, d: &Digest) -> Result<BlobHealth, DepotError> {
-        let path = self.blob_path(d);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BlobHealth::Missing),
-            Err(e) => return Err(DepotError::io("read blob", &path)(e)),
-        };
-        let hashed = with_stream(file, hash_stream);
-        let (actual, size) = match hashed {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => {
-                return Ok(BlobHealth::Corrupt {
-                    why: format!("its zstd stream is damaged ({e})"),
-                })
-            }
-            Err(e) => {
-                return Ok(BlobHealth::Corrupt {
-                    why: format!("its zstd stream cannot be opened ({e})"),
-                })
-            }
-        };
-        if actual != *d {
-            return Ok(BlobHealth::Corrupt {
-                why: format!("its content hashes to {actual}"),
-            });
+        match self.open_blob(d)? {
+            Some(blob) => Ok(check_stored(blob)),
+            None => Ok(BlobHealth::Missing),
         }
-        Ok(BlobHealth::Sound { size })
     }
 
     /// Copies blob `d` from `other` into this depot exactly as stored (no
     /// verification, no recompression), for throwaway copies such as
     /// `verify --simulate`. Returns false when `other` lacks it.
     pub(crate) fn copy_stored_blob(&self, other: &Depot, d: &Digest) -> Result<bool, DepotError> {
-        let src = other.blob_path(d);
-        let mut f = match File::open(&src) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(DepotError::io("read blob", &src)(e)),
+        let Some(mut blob) = other.open_blob(d)? else {
+            return Ok(false);
         };
         if self.has_blob(d) {
             return Ok(true);
         }
         let mut staged = self.ingest_blob()?;
-        // On Linux this is copy_file_range: a reflink on btrfs and XFS.
-        io::copy(&mut f, staged.file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        // A loose blob is copied with copy_file_range: a reflink on btrfs and XFS.
+        let copied = match &mut blob {
+            b if b.is_loose() => io::copy(&mut b.file_range().0, staged.file_mut()),
+            b => io::copy(b, staged.file_mut()),
+        };
+        copied.map_err(|e| DepotError::Io {
+            action: "copy blob",
+            path: location_path(blob.location()),
+            source: e,
+        })?;
         // Not re-hashed: a throwaway copy, whose reads verify it anyway.
         staged.persist(d, d, Durability::Now)?;
         Ok(true)
@@ -263,27 +256,72 @@ impl Depot {
         Ok(v)
     }
 
-    /// Copies blob `d` from `other` into this depot as stored (no
-    /// recompression), verifying it on the way.
+    /// Copies blob `d` from `other` (loose or packed there) into this depot
+    /// as a loose blob, as stored (no recompression), verifying it on the way.
     pub fn import_blob(&self, other: &Depot, d: &Digest) -> Result<(), DepotError> {
         if self.has_blob(d) {
             return Ok(());
         }
         // Verify first, then copy the stored bytes.
         other.copy_blob(d, &mut io::sink())?;
-        let src = other.blob_path(d);
+        let Some(mut blob) = other.open_blob(d)? else {
+            return Err(DepotError::MissingBlob(*d));
+        };
         let mut staged = self.ingest_blob()?;
-        let mut f = File::open(&src).map_err(DepotError::io("read blob", &src))?;
-        io::copy(&mut f, staged.file_mut()).map_err(DepotError::io("copy blob", &src))?;
+        io::copy(&mut blob, staged.file_mut()).map_err(|e| DepotError::Io {
+            action: "copy blob",
+            path: location_path(blob.location()),
+            source: e,
+        })?;
         staged.persist(d, d, Durability::Now)
     }
 
-    /// Moves a corrupt blob out of the way and returns the error to report.
+    /// Moves a corrupt loose blob out of the way and returns the error to
+    /// report.
     pub fn quarantine(&self, d: &Digest) -> DepotError {
         let from = self.blob_path(d);
         let _ = std::fs::rename(&from, self.quarantine_path(&d.to_hex()));
         DepotError::Corrupt { digest: *d }
     }
+
+    /// Handles blob `d` found damaged at `at`: a loose file is quarantined,
+    /// a packed one recorded as damaged (the pack is left as it is).
+    pub(crate) fn corrupt(&self, d: &Digest, at: &BlobLocation) -> DepotError {
+        match at {
+            BlobLocation::Loose(_) => self.quarantine(d),
+            BlobLocation::Packed { .. } => self.damaged_packed(d, at),
+        }
+    }
+}
+
+/// The file a location names, for error messages.
+pub(crate) fn location_path(at: &BlobLocation) -> PathBuf {
+    at.file().to_path_buf()
+}
+
+/// Re-hashes an opened blob: what [`Depot::check_blob`] reports.
+pub(crate) fn check_stored(blob: super::packs::StoredBlob) -> BlobHealth {
+    let d = *blob.digest();
+    let hashed = with_stream(blob, hash_stream);
+    let (actual, size) = match hashed {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            return BlobHealth::Corrupt {
+                why: format!("its stored bytes are damaged ({e})"),
+            }
+        }
+        Err(e) => {
+            return BlobHealth::Corrupt {
+                why: format!("its stored bytes cannot be read ({e})"),
+            }
+        }
+    };
+    if actual != d {
+        return BlobHealth::Corrupt {
+            why: format!("its content hashes to {actual}"),
+        };
+    }
+    BlobHealth::Sound { size }
 }
 
 /// What [`Depot::check_blob`] found.

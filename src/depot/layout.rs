@@ -6,7 +6,9 @@
 //!
 //! ```text
 //! DEPOT.toml  CACHEDIR.TAG
-//! objects-v1/ab/<blake3-hex>          blobs
+//! objects-v1/ab/<blake3-hex>          blobs (loose)
+//! objects-v1/packs/pack-<id>.pack     blobs (packed), and their index:
+//! objects-v1/packs/pack-<id>.idx
 //! entries-v2/ab/<key-hex>.toml        entries
 //! variants-v1/ab/<key-hex>.toml       path sets seen per base key (depfiles)
 //! projects-v2/<project>/<target>.toml project records (and stat memos)
@@ -24,6 +26,16 @@ pub const DEPOT_TOML: &str = "DEPOT.toml";
 pub const CACHEDIR_TAG_FILE: &str = "CACHEDIR.TAG";
 /// Blobs, sharded by the first two hex digits of their digest.
 pub const OBJECTS_DIR: &str = "objects-v1";
+/// Packs and their indexes, inside [`OBJECTS_DIR`] (never a shard name).
+pub const PACKS_DIR: &str = "objects-v1/packs";
+/// The name of [`PACKS_DIR`] inside [`OBJECTS_DIR`].
+pub const PACKS_SUBDIR: &str = "packs";
+/// How a pack or index file name starts, before its id.
+pub const PACK_PREFIX: &str = "pack-";
+/// The suffix of a pack file.
+pub const PACK_SUFFIX: &str = ".pack";
+/// The suffix of a pack's index.
+pub const PACK_INDEX_SUFFIX: &str = ".idx";
 /// Entries, sharded like blobs, each `<key-hex>.toml`.
 pub const ENTRIES_DIR: &str = "entries-v2";
 /// The suffix of an entry file.
@@ -118,6 +130,34 @@ pub fn blob(d: &Digest) -> String {
     format!("{OBJECTS_DIR}/{}/{hex}", shard(&hex))
 }
 
+/// `objects-v1/packs/pack-<id>.pack`: the pack `id`.
+pub fn pack_file(id: &super::packs::PackId) -> String {
+    format!("{PACKS_DIR}/{PACK_PREFIX}{id}{PACK_SUFFIX}")
+}
+
+/// `objects-v1/packs/pack-<id>.idx`: the index of pack `id`.
+pub fn pack_index(id: &super::packs::PackId) -> String {
+    format!("{PACKS_DIR}/{PACK_PREFIX}{id}{PACK_INDEX_SUFFIX}")
+}
+
+/// The pack id a file name in [`PACKS_DIR`] names when it is an index
+/// (`pack-<64 hex>.idx`).
+pub fn pack_index_id(name: &str) -> Option<super::packs::PackId> {
+    pack_name_id(name, PACK_INDEX_SUFFIX)
+}
+
+/// The pack id a file name in [`PACKS_DIR`] names when it is a pack
+/// (`pack-<64 hex>.pack`).
+pub fn pack_file_id(name: &str) -> Option<super::packs::PackId> {
+    pack_name_id(name, PACK_SUFFIX)
+}
+
+fn pack_name_id(name: &str, suffix: &str) -> Option<super::packs::PackId> {
+    let hex = name.strip_prefix(PACK_PREFIX)?.strip_suffix(suffix)?;
+    let lower = hex.bytes().all(|b| !b.is_ascii_uppercase());
+    hex.parse().ok().filter(|_| lower)
+}
+
 /// `entries-v2/ab/<hex>.toml`: where the entry of `key` lives.
 pub fn entry(key: &Key) -> String {
     let hex = key.to_hex();
@@ -195,5 +235,12 @@ mod tests {
         );
         assert_eq!(key_lock(&Key(d)), format!("locks/{hex}.lock"));
         assert!(is_shard("0a") && !is_shard("0A") && !is_shard("0ab"));
+        let id = super::super::packs::PackId(d.0);
+        assert_eq!(pack_file(&id), format!("objects-v1/packs/pack-{hex}.pack"));
+        assert_eq!(pack_index(&id), format!("objects-v1/packs/pack-{hex}.idx"));
+        assert_eq!(pack_index_id(&format!("pack-{hex}.idx")), Some(id));
+        assert_eq!(pack_file_id(&format!("pack-{hex}.pack")), Some(id));
+        assert_eq!(pack_index_id(&format!("pack-{hex}.pack")), None);
+        assert!(!is_shard(PACKS_SUBDIR));
     }
 }

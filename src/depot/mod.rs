@@ -5,7 +5,8 @@
 //! <depot>/
 //!   DEPOT.toml                       format version, defaults
 //!   CACHEDIR.TAG                     so backup tools skip it
-//!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw
+//!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw (loose)
+//!   objects-v1/packs/pack-<id>.pack  blobs in packs, and their indexes (`.idx`)
 //!   entries-v2/ab/<key-hex>.toml     one entry per key
 //!   variants-v1/ab/<key-hex>.toml    path sets seen per base key (depfiles)
 //!   projects-v2/<name>/<target>.toml last key built or restored per target
@@ -20,7 +21,8 @@
 //!
 //! [`Depot`] is the only handle other modules use; they never build depot
 //! paths themselves ([`layout`] spells them). Every write goes through the
-//! private `write` module; blobs enter through [`Depot::ingest_blob`].
+//! private `write` module; blobs enter through [`Depot::ingest_blob`] (loose)
+//! or [`packs::PackWriter`] (packed), and are read through [`Depot::open_blob`].
 
 pub mod blobs;
 pub mod checksum;
@@ -28,6 +30,7 @@ pub mod entries;
 pub mod ingest;
 pub mod layout;
 pub mod locks;
+pub mod packs;
 pub mod records;
 pub mod usage;
 pub mod variants;
@@ -39,9 +42,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The depot layout version this build reads and writes. 2: self-checking
-/// records, in `entries-v2/` and `projects-v2/`.
+/// The depot layout version of a depot without packs, which this build
+/// creates and archives carry. 2: self-checking records, in `entries-v2/`
+/// and `projects-v2/`.
 pub const DEPOT_FORMAT: u32 = 2;
+/// The newest layout version this build reads, and the one the first pack
+/// written sets: 3, blobs may also be in `objects-v1/packs/`. A depot stays
+/// at 2 until then, so an older relocache keeps using it.
+pub const PACKED_FORMAT: u32 = 3;
 use layout::{CACHEDIR_TAG_FILE, DEPOT_TOML};
 pub use layout::{LEGACY_DIRS, PROJECTS_DIR};
 pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n# This directory is a relocache depot (a build cache).\n# For information about cache directory tags see https://bford.info/cachedir/\n";
@@ -84,7 +92,7 @@ pub enum DepotError {
     #[error("`{}` is not a relocache depot (no DEPOT.toml) and is not empty\n  help: point --depot/RELOCACHE_DEPOT at an empty or new directory", .0.display())]
     NotADepot(PathBuf),
     /// The depot was written by a newer relocache.
-    #[error("`{}` has depot format {found}, newer than this relocache supports ({DEPOT_FORMAT})\n  help: upgrade relocache, or use another depot", .path.display())]
+    #[error("`{}` has depot format {found}, newer than this relocache supports ({PACKED_FORMAT})\n  help: upgrade relocache, or use another depot", .path.display())]
     NewerFormat {
         /// The depot.
         path: PathBuf,
@@ -113,6 +121,15 @@ pub enum DepotError {
         digest: crate::digest::Digest,
         /// What its content hashes to.
         actual: crate::digest::Digest,
+    },
+    /// A packed blob's content does not match its name; it is skipped from
+    /// now on, and the pack (whose other blobs are sound) left as it is.
+    #[error("blob {digest} in `{}` is corrupt (content does not match its name); skipped, the pack left as it is\n  help: run `relocache verify --integrity`; the targets that need it rebuild and store it again", .pack.display())]
+    CorruptPacked {
+        /// The blob's name.
+        digest: crate::digest::Digest,
+        /// The pack holding it.
+        pack: PathBuf,
     },
     /// A blob an entry needs is absent.
     #[error("blob {0} is missing from the depot")]
@@ -162,6 +179,8 @@ pub struct DepotConfig {
 pub struct Depot {
     root: PathBuf,
     config: DepotConfig,
+    /// Shared by clones: the packs are loaded once per process.
+    pack_state: std::sync::Arc<packs::PackState>,
 }
 
 impl Depot {
@@ -210,6 +229,7 @@ impl Depot {
         let fresh = Depot {
             root: staging.path().to_path_buf(),
             config: config.clone(),
+            pack_state: Default::default(),
         };
         fresh.ensure_layout()?;
         let text = render_config(&config);
@@ -262,13 +282,17 @@ impl Depot {
             }
         })?;
         let config = parse_config(&text, &conf_path)?;
-        if config.format > DEPOT_FORMAT {
+        if config.format > PACKED_FORMAT {
             return Err(DepotError::NewerFormat {
                 path: root,
                 found: config.format,
             });
         }
-        Ok(Depot { root, config })
+        Ok(Depot {
+            root,
+            config,
+            pack_state: Default::default(),
+        })
     }
 
     /// Upgrades a format 1 depot: `DEPOT.toml` is rewritten, sealed, at
@@ -285,6 +309,24 @@ impl Depot {
             self.config = config;
         }
         Ok(())
+    }
+
+    /// Makes sure `DEPOT.toml` says [`PACKED_FORMAT`] before a pack is
+    /// published, so an older relocache stops at this depot rather than
+    /// miss every packed blob. Rewritten (sealed, settings kept) only when
+    /// lower; the file is read again, as another process may have bumped it.
+    pub(crate) fn require_packed_format(&self) -> Result<(), DepotError> {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).map_err(DepotError::io("read", &path))?;
+        let config = parse_config(&text, &path)?;
+        if config.format >= PACKED_FORMAT {
+            return Ok(());
+        }
+        let config = DepotConfig {
+            format: PACKED_FORMAT,
+            ..config
+        };
+        write::write_bytes(self, &path, render_config(&config).as_bytes())
     }
 
     /// The directories of format 1 ([`LEGACY_DIRS`]) still in the depot:
@@ -379,7 +421,8 @@ impl Depot {
         Ok(keys.into_iter().map(crate::digest::Key).collect())
     }
 
-    /// Every blob digest in the depot, sorted.
+    /// Every loose blob digest in the depot, sorted (packed blobs:
+    /// [`Depot::packs`]).
     pub fn list_blobs(&self) -> Result<Vec<crate::digest::Digest>, DepotError> {
         let mut d = self.list_sharded(layout::OBJECTS_DIR, "")?;
         d.sort();
@@ -435,7 +478,7 @@ pub(crate) fn parse_config(text: &str, path: &Path) -> Result<DepotConfig, Depot
             }
             // A newer format may seal differently: say "upgrade", not "damaged".
             if let Ok(c) = parse(text).or_else(|_| parse(checksum_body(text))) {
-                if c.format > DEPOT_FORMAT {
+                if c.format > PACKED_FORMAT {
                     return Ok(c);
                 }
             }

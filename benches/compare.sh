@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-5}
-ONLY=${ONLY:-hash-small,hash-big,noop,noop-c,noop-3k,noop-tpl,header-tpl,ccache,cold,pack,unpack,unpack-floor,restore}
+ONLY=${ONLY:-hash-small,hash-big,hash-src,hash-3big,noop-zstd,noop-zstd-tpl,noop,noop-c,noop-3k,noop-tpl,header-tpl,ccache,cold,pack,unpack,unpack-floor,restore}
 
 need=()
 for t in hyperfine b3sum ccache zstd make cc git python3; do
@@ -106,6 +106,49 @@ if want hash-big; then
   $GEN big "$W/big" 3 $((128 / SCALE))
   pair hash-big "<= 1.0" "$R -C $W/big hash big0.bin big1.bin big2.bin" \
     "b3sum $W/big/big0.bin $W/big/big1.bin $W/big/big2.bin"
+fi
+if want hash-src; then
+  # Issue 19: 20k source files of 1-16 KB, named by a glob.
+  $GEN sources "$W/srcs" $((20000 / SCALE))
+  settle
+  pair hash-src "<= 0.8" "$R -C $W/srcs hash '**/*.c'" \
+    "sh -c 'cd $W/srcs && find . -name \"*.c\" -print0 | xargs -0 -P2 b3sum > /dev/null'"
+fi
+if want hash-3big; then
+  # Issue 19: 3 x 64 MiB (b3sum maps each and hashes it on every core).
+  $GEN big "$W/big64" 3 $((64 / SCALE))
+  settle
+  pair hash-3big "<= 1.0" "$R -C $W/big64 hash big0.bin big1.bin big2.bin" \
+    "b3sum $W/big64/big0.bin $W/big64/big1.bin $W/big64/big2.bin"
+fi
+if want noop-zstd || want noop-zstd-tpl; then
+  # Issue 19: the real zstd library (31 objects and the archive, 32 targets,
+  # gcc depfiles), from the zstd-sys sources cargo fetched for this
+  # repository: a small project, where fixed costs show. relocache builds it
+  # as 32 hand-written targets (z1) and as one template (z2); make its own
+  # copy (zm).
+  ZSTD_LIB=$(python3 - <<'PY'
+import glob, os, re
+lock = open("Cargo.lock").read()
+v = re.search(r'name = "zstd-sys"\nversion = "([^"]+)"', lock).group(1)
+home = os.environ.get("CARGO_HOME", os.path.expanduser("~/.cargo"))
+print(glob.glob(os.path.join(home, "registry/src/*/zstd-sys-%s/zstd/lib" % v))[0])
+PY
+)
+  $GEN zstdproj "$W/z1" "$ZSTD_LIB" plain
+  $GEN zstdproj "$W/z2" "$ZSTD_LIB" tpl
+  $GEN zstdproj "$W/zm" "$ZSTD_LIB" tpl
+  make -s -C "$W/zm" -j2 >/dev/null
+  for z in z1 z2; do "$R" -C "$W/$z" --depot "$W/depot-$z" build -q -j2; done
+  sleep 2.5
+  for z in z1 z2; do "$R" -C "$W/$z" --depot "$W/depot-$z" build -q; done
+  settle
+fi
+if want noop-zstd; then
+  pair noop-zstd "<= 2" "$R -C $W/z1 --depot $W/depot-z1 build -q" "make -s -C $W/zm -j2"
+fi
+if want noop-zstd-tpl; then
+  pair noop-zstd-tpl "<= 2" "$R -C $W/z2 --depot $W/depot-z2 build -q" "make -s -C $W/zm -j2"
 fi
 if want noop-c || want cold || want ccache; then
   $GEN cproj "$W/c1" 200

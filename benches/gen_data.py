@@ -3,10 +3,15 @@
 
 usage: gen_data.py small DIR N_FILES TOTAL_MB   many small files (a source-tree shape)
        gen_data.py big DIR N_FILES MB_EACH      a few large files
+       gen_data.py sources DIR N_FILES          N .c files of 1-16 KB (uniform) in 200 directories
        gen_data.py cproj DIR N_TARGETS          a C project with a Makefile and relocache.toml
        gen_data.py copyproj DIR N_TARGETS       the same shape, each "compile" a cp (for big no-op builds)
        gen_data.py outputs DIR N_FILES TOTAL_MB a project whose one target writes N files
        gen_data.py tplproj DIR N_FILES          a C project in one template with depfiles, and its Makefile
+       gen_data.py zstdproj DIR ZSTD_LIB FORM   zstd's lib/ (common, compress, decompress, dictBuilder:
+                                                31 objects and the archive, 32 targets) with its
+                                                Makefile; FORM is `tpl` (one template) or `plain`
+                                                (31 hand-written targets), both with gcc depfiles
 Content is pseudo-random but half-compressible, like object files and sources.
 """
 import os
@@ -30,6 +35,15 @@ def small(d, n, total_mb):
         size = max(16, int(rng.expovariate(1 / avg)))
         with open(os.path.join(sub, "f%06d.c" % i), "wb") as f:
             f.write(blob(rng, size))
+
+
+def sources(d, n):
+    rng = random.Random(3)
+    for i in range(n):
+        sub = os.path.join(d, "src", "d%03d" % (i % 200))
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, "f%06d.c" % i), "wb") as f:
+            f.write(blob(rng, rng.randrange(1024, 16 * 1024 + 1)))
 
 
 def big(d, n, mb):
@@ -172,6 +186,82 @@ def tplproj(d, n):
         f.write("build/\n")
 
 
+# The real zstd library (issue 19): 31 objects and the archive, built from
+# zstd's own sources with gcc depfiles, by relocache (one template, or one
+# table per object as a project without templates writes it) and by make (a
+# pattern rule that -includes the depfiles).
+ZSTD_DIRS = ["common", "compress", "decompress", "dictBuilder"]
+ZSTD_RUN = "mkdir -p build/{dir} && cc -O0 -c {path} -o build/{dir}/{stem}.o -MD -MF build/{dir}/{stem}.d"
+
+ZSTD_MAKEFILE = """\
+SRCS := $(wildcard lib/*/*.c lib/*/*.S)
+OBJS := $(patsubst %,build/%.o,$(basename $(SRCS)))
+
+all: build/libzstd.a
+
+build/%.o: %.c
+\t@mkdir -p $(@D)
+\tcc -O0 -c $< -o $@ -MD -MF build/$*.d
+
+build/%.o: %.S
+\t@mkdir -p $(@D)
+\tcc -O0 -c $< -o $@ -MD -MF build/$*.d
+
+build/libzstd.a: $(OBJS)
+\tar rcsD $@ $(OBJS)
+
+-include $(OBJS:.o=.d)
+"""
+
+
+def zstdproj(d, lib, form):
+    import shutil
+
+    for sub in ZSTD_DIRS:
+        shutil.copytree(os.path.join(lib, sub), os.path.join(d, "lib", sub))
+    for f in ["zstd.h", "zstd_errors.h", "zdict.h"]:
+        shutil.copy(os.path.join(lib, f), os.path.join(d, "lib", f))
+    srcs = sorted(
+        "lib/%s/%s" % (sub, f)
+        for sub in ZSTD_DIRS
+        for f in os.listdir(os.path.join(d, "lib", sub))
+        if f.endswith((".c", ".S"))
+    )
+    man = ['[project]\nname = "bench-zstd"\n\n[defaults]\ntools = ["cc"]\n']
+    if form == "tpl":
+        man.append(
+            '[target.obj]\nforeach = ["lib/**/*.c", "lib/**/*.S"]\nrun = "%s"\n'
+            'depfile = "build/{dir}/{stem}.d"\noutputs = ["build/{dir}/{stem}.o"]\n' % ZSTD_RUN
+        )
+        deps, objs = '["obj"]', "{outputs:obj}"
+    elif form == "plain":
+        names = []
+        for src in srcs:
+            dirname, base = os.path.split(src)
+            stem = os.path.splitext(base)[0]
+            name = "%s_%s" % (os.path.basename(dirname), stem)
+            names.append(name)
+            run = ZSTD_RUN.replace("{path}", src).replace("{dir}", dirname).replace("{stem}", stem)
+            man.append(
+                '[target.%s]\nrun = "%s"\ninputs = ["%s"]\ndepfile = "build/%s/%s.d"\n'
+                'outputs = ["build/%s/%s.o"]\n' % (name, run, src, dirname, stem, dirname, stem)
+            )
+        deps = "[%s]" % ", ".join('"%s"' % n for n in names)
+        objs = " ".join("build/%s.o" % os.path.splitext(s)[0] for s in srcs)
+    else:
+        sys.exit("zstdproj: FORM is tpl or plain")
+    man.append(
+        '[target.lib]\nrun = "ar rcsD build/libzstd.a %s"\ndeps = %s\noutputs = ["build/libzstd.a"]\n'
+        % (objs, deps)
+    )
+    with open(os.path.join(d, "relocache.toml"), "w") as f:
+        f.write("\n".join(man))
+    with open(os.path.join(d, "Makefile"), "w") as f:
+        f.write(ZSTD_MAKEFILE)
+    with open(os.path.join(d, ".gitignore"), "w") as f:
+        f.write("build/\n")
+
+
 def outputs(d, n, total_mb):
     small(os.path.join(d, "data"), n, total_mb)
     os.makedirs(d, exist_ok=True)
@@ -181,6 +271,6 @@ def outputs(d, n, total_mb):
 
 if __name__ == "__main__":
     kind, d = sys.argv[1], sys.argv[2]
-    args = [int(a) for a in sys.argv[3:]]
+    args = [a if kind == "zstdproj" else int(a) for a in sys.argv[3:]]
     copyproj = lambda d, n: cproj(d, n, copy=True)
-    {"small": small, "big": big, "cproj": cproj, "copyproj": copyproj, "outputs": outputs, "tplproj": tplproj}[kind](d, *args)
+    {"small": small, "sources": sources, "big": big, "cproj": cproj, "copyproj": copyproj, "outputs": outputs, "tplproj": tplproj, "zstdproj": zstdproj}[kind](d, *args)

@@ -43,6 +43,7 @@ use crate::digest::Digest;
 use crate::file_hash::hash_file_len;
 use crate::inputs::{InputError, ProjectScan};
 use crate::relpath::RelPath;
+use crate::walk::Meta;
 
 /// The derive-key context of the encoding.
 const CONTEXT: &str = "relocache tree hash v1";
@@ -141,7 +142,9 @@ impl TreeHashError {
 /// Hashes the files `args` name below `base` (see the module docs).
 pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashError> {
     let mut scan: Option<ProjectScan> = None;
-    let mut wanted: Vec<RelPath> = Vec::new();
+    // Each file with the stat the walk took of it, if it was walked: hashing
+    // then needs no second stat (one `open` + `read` + `close` per file).
+    let mut wanted: Vec<(RelPath, Option<Meta>)> = Vec::new();
     for arg in args {
         let mut any = false;
         if arg.contains(['*', '?', '[', '{']) {
@@ -157,9 +160,9 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             {
                 return Err(unusable(arg, None, u));
             }
-            for f in scan.files() {
+            for (f, meta) in scan.files_with_meta() {
                 if glob.is_match(f.as_str()) {
-                    wanted.push(f.clone());
+                    wanted.push((f.clone(), meta));
                     any = true;
                 }
             }
@@ -183,17 +186,17 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
                 if let Some(u) = below.unusable().first() {
                     return Err(unusable(arg, rel.as_ref(), u));
                 }
-                for f in below.files() {
+                for (f, meta) in below.files_with_meta() {
                     // Both parts are normalized, so their join is too.
                     let p = match &rel {
                         Some(r) => RelPath::trusted(format!("{r}/{f}")),
                         None => f.clone(),
                     };
-                    wanted.push(p);
+                    wanted.push((p, meta));
                     any = true;
                 }
             } else if let Some(r) = rel {
-                wanted.push(r);
+                wanted.push((r, Some(Meta::of(&md))));
                 any = true;
             }
         }
@@ -201,11 +204,11 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
             return Err(TreeHashError::NoMatch(arg.clone()));
         }
     }
-    wanted.sort_unstable();
-    wanted.dedup();
+    wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    wanted.dedup_by(|a, b| a.0 == b.0);
     let files: Vec<HashedFile> = wanted
         .into_par_iter()
-        .map(|path| hash_one(base, path))
+        .map(|(path, meta)| hash_one(base, path, meta))
         .collect::<Result<_, _>>()?;
     Ok(TreeHash {
         digest: combine(&files),
@@ -269,21 +272,29 @@ fn glob(base: &Path, arg: &str) -> Result<globset::GlobMatcher, TreeHashError> {
         })
 }
 
-fn hash_one(base: &Path, path: RelPath) -> Result<HashedFile, TreeHashError> {
+/// Hashes `path`, whose stat (without following links) is `meta` when the
+/// caller has it.
+fn hash_one(base: &Path, path: RelPath, meta: Option<Meta>) -> Result<HashedFile, TreeHashError> {
     let abs = path.to_path(base);
     let io = |source| TreeHashError::Io {
         path: abs.clone(),
         source,
     };
-    let md = std::fs::symlink_metadata(&abs).map_err(io)?;
-    let (kind, digest) = if md.file_type().is_symlink() {
+    let meta = match meta {
+        Some(m) => m,
+        None => Meta::of(&std::fs::symlink_metadata(&abs).map_err(io)?),
+    };
+    let (kind, digest) = if meta.symlink {
         let target = std::fs::read_link(&abs).map_err(io)?;
         let text = target
             .to_str()
             .ok_or_else(|| TreeHashError::NotUtf8(target.display().to_string()))?;
         (Kind::Symlink, Digest::of(text.as_bytes()))
     } else {
-        (Kind::File, hash_file_len(&abs, md.len()).map_err(io)?.0)
+        (
+            Kind::File,
+            hash_file_len(&abs, meta.stamp.size).map_err(io)?.0,
+        )
     };
     Ok(HashedFile { path, kind, digest })
 }

@@ -10,6 +10,12 @@
 //! absolute root (hashed, so no absolute path is stored), because inode and
 //! ctime numbers only mean something for one checkout on one machine.
 //!
+//! Files outside the project that a build hashes every time (a tool's
+//! executable, the system headers a depfile lists) are memoized too, under
+//! their absolute path: a project path never starts with `/`, so the two
+//! never meet. Such a path names the host, like a discovered path in an
+//! entry; the memo is per checkout and per machine anyway.
+//!
 //! Format (`stat-v1-<hash>.bin`): the magic line, `i128le` write time in ns,
 //! `u64le` count, then per record `u32le` path length, path bytes, `u64le`
 //! size, `i128le` mtime ns, `i128le` ctime ns, `u64le` inode, 32 digest bytes.
@@ -55,8 +61,9 @@ pub struct StatMemo {
     old: Vec<Loaded>,
     /// Which loaded records this build saw a file for (they are kept on save).
     seen: Vec<AtomicBool>,
-    /// Records made by this build; they win over loaded ones.
-    fresh: Mutex<HashMap<RelPath, Rec>>,
+    /// Records made by this build, by project path or absolute path; they
+    /// win over loaded ones.
+    fresh: Mutex<HashMap<String, Rec>>,
     dirty: AtomicBool,
 }
 
@@ -139,23 +146,45 @@ impl StatMemo {
 
     /// The memoized digest of `path` when its stat is unchanged and not racy.
     pub fn lookup(&self, path: &RelPath, stamp: &Stamp) -> Option<Digest> {
+        self.lookup_text(path.as_str(), stamp)
+    }
+
+    /// Remembers that `path` with `stamp` hashed to `digest`.
+    pub fn record(&self, path: &RelPath, stamp: Stamp, digest: Digest) {
+        self.record_text(path.as_str(), stamp, digest)
+    }
+
+    /// [`StatMemo::lookup`] for a file outside the project, by its absolute
+    /// path (`None` for a path that is not absolute UTF-8).
+    pub fn lookup_outside(&self, abs: &Path, stamp: &Stamp) -> Option<Digest> {
+        self.lookup_text(outside_text(abs)?, stamp)
+    }
+
+    /// [`StatMemo::record`] for a file outside the project (nothing for a
+    /// path that is not absolute UTF-8).
+    pub fn record_outside(&self, abs: &Path, stamp: Stamp, digest: Digest) {
+        if let Some(text) = outside_text(abs) {
+            self.record_text(text, stamp, digest)
+        }
+    }
+
+    fn lookup_text(&self, path: &str, stamp: &Stamp) -> Option<Digest> {
         if let Some(rec) = self.fresh.lock().unwrap().get(path) {
             return self.trusted(rec, stamp);
         }
         let i = self
             .old
-            .binary_search_by(|l| self.bytes[l.path.clone()].cmp(path.as_str().as_bytes()))
+            .binary_search_by(|l| self.bytes[l.path.clone()].cmp(path.as_bytes()))
             .ok()?;
         self.seen[i].store(true, Ordering::Relaxed);
         self.trusted(&self.old[i].rec, stamp)
     }
 
-    /// Remembers that `path` with `stamp` hashed to `digest`.
-    pub fn record(&self, path: &RelPath, stamp: Stamp, digest: Digest) {
+    fn record_text(&self, path: &str, stamp: Stamp, digest: Digest) {
         let rec = Rec { stamp, digest };
         let mut fresh = self.fresh.lock().unwrap();
         if fresh.get(path) != Some(&rec) {
-            fresh.insert(path.clone(), rec);
+            fresh.insert(path.to_owned(), rec);
             // Even an unchanged record is news: saving moves the memo's write
             // time past the file's mtime, so a racy entry becomes trusted.
             self.dirty.store(true, Ordering::Relaxed);
@@ -164,7 +193,7 @@ impl StatMemo {
 
     /// Writes the memo back (atomically) if anything changed. Loaded records
     /// of files this build did not see are kept only while the file exists
-    /// under `root`, so deleted files leave the memo.
+    /// (under `root` for a project path), so deleted files leave the memo.
     pub fn save(&self, depot: &Depot, root: &Path) -> Result<(), DepotError> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -185,6 +214,11 @@ impl StatMemo {
         recs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         depot.write_hint(path, &encode(now_ns(), &recs))
     }
+}
+
+/// `abs` as the memo's text for a file outside the project.
+fn outside_text(abs: &Path) -> Option<&str> {
+    abs.to_str().filter(|t| t.starts_with('/'))
 }
 
 fn encode(written: i128, recs: &[(&str, Rec)]) -> Vec<u8> {

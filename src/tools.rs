@@ -29,7 +29,9 @@ use std::sync::Mutex;
 
 use crate::digest::Digest;
 use crate::file_hash::hash_file;
+use crate::file_state::Stamp;
 use crate::manifest::Tool;
+use crate::memo::StatMemo;
 
 /// blake3 `derive_key` context for the digest of a tool with a `check`.
 const CHECK_CONTEXT: &str = "relocache tool check v1";
@@ -158,10 +160,12 @@ impl Tools {
     }
 
     /// Each tool's digest by name, and the warnings of the tools this call
-    /// resolved first (a tool warns once per build).
+    /// resolved first (a tool warns once per build). An executable whose
+    /// stat `memo` vouches for is not hashed again.
     pub fn digests(
         &self,
         tools: &[Tool],
+        memo: Option<&StatMemo>,
     ) -> Result<(BTreeMap<String, Digest>, Vec<ToolWarning>), ToolError> {
         let mut out = BTreeMap::new();
         let mut warnings = Vec::new();
@@ -170,7 +174,7 @@ impl Tools {
                 out.insert(tool.name.clone(), *d);
                 continue;
             }
-            let r = self.resolve(tool)?;
+            let r = self.resolve(tool, memo)?;
             if self
                 .memo
                 .lock()
@@ -185,7 +189,7 @@ impl Tools {
         Ok((out, warnings))
     }
 
-    fn resolve(&self, tool: &Tool) -> Result<Resolved, ToolError> {
+    fn resolve(&self, tool: &Tool, memo: Option<&StatMemo>) -> Result<Resolved, ToolError> {
         let found = find_tool(&self.root, &tool.name)
             .ok_or_else(|| ToolError::NotFound(tool.name.clone()))?;
         let (exe, mut warning) = self.through_launcher(&tool.name, &found);
@@ -194,7 +198,9 @@ impl Tools {
             path: exe.clone(),
             source,
         };
-        let (content, _) = hash_file(&exe).map_err(io)?;
+        // The memo names no path inside the project (it would name the root).
+        let inside = exe.starts_with(&self.root) || exe.starts_with(&self.pwd);
+        let content = exe_digest(&exe, memo.filter(|_| !inside)).map_err(io)?;
         if warning.is_none() && looks_like_launcher(&exe) {
             warning = Some(ToolWarning {
                 tool: tool.name.clone(),
@@ -350,6 +356,21 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 /// A `#!` script whose first lines read like a version manager's shim or
 /// a wrapper that hands its arguments to another program.
+/// The blake3 of executable `exe`, from `memo` when its stat is unchanged
+/// (a compiler of a few MB is otherwise hashed by every build).
+fn exe_digest(exe: &Path, memo: Option<&StatMemo>) -> std::io::Result<Digest> {
+    let Some(memo) = memo else {
+        return Ok(hash_file(exe)?.0);
+    };
+    let stamp = Stamp::of(&std::fs::metadata(exe)?);
+    if let Some(d) = memo.lookup_outside(exe, &stamp) {
+        return Ok(d);
+    }
+    let (d, _) = hash_file(exe)?;
+    memo.record_outside(exe, stamp, d);
+    Ok(d)
+}
+
 fn looks_like_launcher(path: &Path) -> bool {
     let mut head = Vec::with_capacity(4096);
     let read = std::fs::File::open(path).and_then(|f| f.take(4096).read_to_end(&mut head));
@@ -435,14 +456,14 @@ mod tests {
             name: "./tool".into(),
             check: Some("cat version".into()),
         };
-        let (a, _) = tools.digests(std::slice::from_ref(&plain)).unwrap();
-        let (b, _) = tools.digests(std::slice::from_ref(&checked)).unwrap();
+        let (a, _) = tools.digests(std::slice::from_ref(&plain), None).unwrap();
+        let (b, _) = tools.digests(std::slice::from_ref(&checked), None).unwrap();
         assert_ne!(a["./tool"], b["./tool"]);
         std::fs::write(dir.path().join("version"), "2\n").unwrap();
         let fresh = Tools::new(dir.path(), dir.path().to_path_buf());
-        let (c, _) = fresh.digests(&[checked]).unwrap();
+        let (c, _) = fresh.digests(&[checked], None).unwrap();
         assert_ne!(b["./tool"], c["./tool"]);
-        let (d, _) = fresh.digests(&[plain]).unwrap();
+        let (d, _) = fresh.digests(&[plain], None).unwrap();
         assert_eq!(a["./tool"], d["./tool"]);
     }
 
@@ -452,10 +473,13 @@ mod tests {
         std::fs::write(dir.path().join("tool"), "x").unwrap();
         let tools = Tools::new(dir.path(), dir.path().to_path_buf());
         let e = tools
-            .digests(&[Tool {
-                name: "./tool".into(),
-                check: Some("echo nope >&2; exit 3".into()),
-            }])
+            .digests(
+                &[Tool {
+                    name: "./tool".into(),
+                    check: Some("echo nope >&2; exit 3".into()),
+                }],
+                None,
+            )
             .unwrap_err()
             .to_string();
         assert!(

@@ -180,3 +180,63 @@ fn the_memo_names_no_absolute_path() {
     assert!(!String::from_utf8_lossy(&bytes).contains(&root));
     assert!(!files[0].to_string_lossy()[p.depot.to_string_lossy().len()..].contains(&root));
 }
+
+#[test]
+fn a_tool_and_a_header_outside_the_project_are_memoized_and_an_edit_still_rebuilds() {
+    // Outside the project: a tool found on PATH and a header a depfile names,
+    // as a compiler and a system header are. Both old, so the memo trusts them.
+    let outside = tempfile::tempdir().unwrap();
+    let (tool, header) = (outside.path().join("mytool"), outside.path().join("ext.h"));
+    std::fs::write(&tool, "#!/bin/sh\ncat \"$1\"\n").unwrap();
+    assert!(std::process::Command::new("chmod")
+        .args(["755"])
+        .arg(&tool)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(&header, "one\n").unwrap();
+    touch_d(&tool, "2020-01-01 00:00:00");
+    touch_d(&header, "2020-01-01 00:00:00");
+    let h = header.display();
+    let p = Project::new(
+        &format!(
+            "[target.t]\ntools = ['mytool']\nrun = \"mytool {h} > out.txt && printf 'out.txt: {h}\\\\n' > out.d\"\ndepfile = 'out.d'\noutputs = ['out.txt']\n"
+        ),
+        &[],
+    );
+    let path = format!(
+        "{}:{}",
+        outside.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let build = || {
+        let mut c = p.cmd(&["build", "--json"]);
+        c.env("PATH", &path);
+        output(c)
+    };
+    assert_eq!(build().outcome("t"), "built");
+    assert_eq!(p.read("out.txt"), "one\n");
+    assert_eq!(build().outcome("t"), "hit");
+    let memo = String::from_utf8_lossy(&std::fs::read(&memo_files(&p)[0]).unwrap()).into_owned();
+    for f in [&tool, &header] {
+        assert!(
+            memo.contains(&f.display().to_string()),
+            "{} is memoized: a no-op build does not hash it again",
+            f.display()
+        );
+    }
+    assert!(!memo.contains(&p.root.display().to_string()));
+
+    // Same size, same mtime, other bytes: the stat (ctime) tells, and the key changes.
+    std::fs::write(&header, "two\n").unwrap();
+    touch_d(&header, "2020-01-01 00:00:00");
+    assert_eq!(build().outcome("t"), "built");
+    assert_eq!(p.read("out.txt"), "two\n");
+    std::fs::write(&tool, "#!/bin/sh\ntac \"$1\"\n").unwrap();
+    touch_d(&tool, "2020-01-01 00:00:00");
+    assert_eq!(
+        build().outcome("t"),
+        "built",
+        "an edited tool changes the key"
+    );
+}

@@ -291,7 +291,7 @@ impl<'a> Ctx<'a> {
             deps: &dep_files,
             hidden: &hidden,
         };
-        let (tools, warnings) = self.tools.digests(&t.tools)?;
+        let (tools, warnings) = self.tools.digests(&t.tools, self.memo)?;
         let env: BTreeMap<String, Option<String>> = t
             .env
             .iter()

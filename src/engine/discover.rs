@@ -198,7 +198,7 @@ fn outside(ctx: &Ctx<'_>, abs: &str) -> Result<Option<(Digest, Stamp)>, InputErr
     if let Some(known) = ctx.outside.lock().unwrap().get(abs) {
         return Ok(*known);
     }
-    let found = crate::inputs::outside_content(Path::new(abs))?;
+    let found = crate::inputs::outside_content(Path::new(abs), ctx.memo)?;
     ctx.outside.lock().unwrap().insert(abs.to_owned(), found);
     Ok(found)
 }

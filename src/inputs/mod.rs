@@ -303,7 +303,7 @@ impl<'a> Inputs<'a> {
             return Ok(None);
         };
         if md.file_type().is_symlink() {
-            return outside_content(&abs);
+            return outside_content(&abs, None);
         }
         if !md.is_file() {
             return Ok(None);
@@ -319,7 +319,7 @@ impl<'a> Inputs<'a> {
         };
         match self.state_of(&want, &DepFiles::default())? {
             (FileState::File { digest, .. }, Some(stamp)) => Ok(Some((digest, stamp))),
-            _ => outside_content(&abs),
+            _ => outside_content(&abs, None),
         }
     }
 
@@ -547,14 +547,26 @@ impl<'a> Inputs<'a> {
 
 /// The content digest of the file at `abs` (symlinks followed) and the
 /// stat it was hashed under; `None` when absent or not a regular file. For
-/// discovered files outside the project, and links inside it.
-pub(crate) fn outside_content(abs: &Path) -> Result<Option<(Digest, Stamp)>, InputError> {
+/// discovered files outside the project, and links inside it. `memo`
+/// (only for a path outside the project: the memo names none inside it)
+/// spares hashing a file whose stat is unchanged.
+pub(crate) fn outside_content(
+    abs: &Path,
+    memo: Option<&StatMemo>,
+) -> Result<Option<(Digest, Stamp)>, InputError> {
     let md = match stat_if_there(abs, true)? {
         Some(md) if md.is_file() => md,
         _ => return Ok(None),
     };
+    let stamp = Stamp::of(&md);
+    if let Some(digest) = memo.and_then(|m| m.lookup_outside(abs, &stamp)) {
+        return Ok(Some((digest, stamp)));
+    }
     let (digest, _) = hash_file_len(abs, md.len()).map_err(io_err(abs))?;
-    Ok(Some((digest, Stamp::of(&md))))
+    if let Some(m) = memo {
+        m.record_outside(abs, stamp, digest);
+    }
+    Ok(Some((digest, stamp)))
 }
 
 /// `stat(abs)` when `follow`, else `lstat`; `None` when nothing is there:

@@ -43,6 +43,12 @@ impl ProjectScan {
         &self.files
     }
 
+    /// The files, sorted, each with the stat the walk took of it (`None`
+    /// when that stat failed: whoever reads the file reports why).
+    pub fn files_with_meta(&self) -> impl Iterator<Item = (&RelPath, Option<Meta>)> {
+        self.files.iter().zip(self.meta.iter().copied())
+    }
+
     /// The not-ignored paths that cannot be inputs (see
     /// [`walk::Unusable`]), sorted: an input covering one fails.
     pub fn unusable(&self) -> &[Unusable] {

@@ -715,3 +715,224 @@ fn a_broken_manifest_does_not_block_the_maintenance_of_a_named_depot() {
     let r = output(c);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// The files of `objects-v1/packs/`, by name.
+fn pack_files(depot: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(depot.join("objects-v1/packs"))
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Loose blob files (`objects-v1/ab/<hex>`).
+fn loose_blobs(depot: &Path) -> usize {
+    files_under(&depot.join("objects-v1"))
+        .iter()
+        .filter(|f| !f.starts_with(depot.join("objects-v1/packs")))
+        .count()
+}
+
+fn verify_integrity(p: &Project) {
+    let v = p.run(&["verify", "--integrity"]);
+    assert_eq!(v.code, 0, "verify --integrity:\n{}{}", v.stdout, v.stderr);
+}
+
+/// Removes the outputs of `four()`, builds, and checks every target hit
+/// with its source's bytes.
+fn restore_four(p: &Project, targets: &[&str]) {
+    for t in targets {
+        let _ = std::fs::remove_file(p.path(&format!("{t}.bin")));
+    }
+    let r = p.build(targets);
+    r.ok();
+    for t in targets {
+        assert_eq!(r.outcome(t), "hit", "{}", r.render());
+        assert!(
+            std::fs::read(p.path(&format!("{t}.bin"))).unwrap()
+                == std::fs::read(p.path(&format!("{t}.src"))).unwrap(),
+            "{t}.bin restored with other bytes"
+        );
+    }
+}
+
+#[test]
+fn gc_repack_moves_every_loose_blob_into_one_pack_and_everything_still_restores() {
+    let p = four();
+    p.build(&[]).ok();
+    let loose_before = loose_blobs(&p.depot);
+    assert!(loose_before >= 4, "{loose_before}");
+    let r = p.run(&["gc", "--repack", "--json"]);
+    r.ok();
+    let packs = &r.json()["packs"];
+    assert_eq!(packs["loose_packed"], loose_before as u64, "{packs}");
+    assert_eq!(packs["blobs_written"], loose_before as u64, "{packs}");
+    assert!(packs["new_pack"].is_string(), "{packs}");
+    assert_eq!(loose_blobs(&p.depot), 0, "no loose blob left");
+    let files = pack_files(&p.depot);
+    assert_eq!(files.len(), 2, "one pack and its index: {files:?}");
+    check_depot_invariants(&p.depot);
+    verify_integrity(&p);
+    restore_four(&p, &["w", "x", "y", "z"]);
+    assert_eq!(p.total_runs(), 4, "nothing rebuilt");
+
+    // The text summary says what moved; a second repack has nothing to do.
+    let again = p.run(&["gc", "--repack"]);
+    again.ok();
+    assert_eq!(pack_files(&p.depot), files, "an up-to-date pack is kept");
+    let text = p.run(&["gc", "--repack", "--dry-run"]);
+    text.ok();
+    text.assert_stderr_lacks(&["packs:"]);
+}
+
+#[test]
+fn gc_repack_text_names_the_blobs_packed() {
+    let p = four();
+    p.build(&[]).ok();
+    let dry = p.run(&["gc", "--repack", "--dry-run"]);
+    dry.ok();
+    dry.assert_stderr_has(&["loose blobs packed", "would write"]);
+    assert_eq!(pack_files(&p.depot).len(), 0, "a dry run writes no pack");
+    let r = p.run(&["gc", "--repack"]);
+    r.ok();
+    r.assert_stderr_has(&["loose blobs packed", "wrote", "into pack-"]);
+}
+
+#[test]
+fn a_pack_none_of_whose_blobs_is_referenced_is_deleted() {
+    let p = four();
+    p.build(&[]).ok();
+    p.run(&["gc", "--repack"]).ok();
+    assert_eq!(pack_files(&p.depot).len(), 2);
+    for t in ["w", "x", "y", "z"] {
+        p.run(&["clear", t]).ok();
+    }
+    // Within the grace period the pack stays: an unpack may be about to
+    // publish the entries that need it.
+    let young = p.run(&["gc", "--json"]);
+    young.ok();
+    assert_eq!(young.json()["packs"]["kept_young"], 1);
+    assert_eq!(pack_files(&p.depot).len(), 2);
+    let r = p.run(&["gc", "--grace", "0s", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["packs"]["deleted"], 1, "{j}");
+    assert!(
+        pack_files(&p.depot).is_empty(),
+        "{:?}",
+        pack_files(&p.depot)
+    );
+    assert!(j["bytes_freed"].as_u64().unwrap() >= 4 * 64 * 1024, "{j}");
+    check_depot_invariants(&p.depot);
+    verify_integrity(&p);
+}
+
+#[test]
+fn a_pack_less_than_half_live_is_rewritten_and_its_live_blobs_still_restore() {
+    let p = four();
+    p.build(&[]).ok();
+    p.run(&["gc", "--repack"]).ok();
+    let first = pack_files(&p.depot);
+    // Three quarters live: kept as it is.
+    p.run(&["clear", "w"]).ok();
+    let r = p.run(&["gc", "--grace", "0s", "--json"]);
+    r.ok();
+    assert_eq!(r.json()["packs"]["repacked"], 0, "{}", r.stdout);
+    assert_eq!(pack_files(&p.depot), first);
+    // One quarter live: its live blobs go into a new pack, the old one goes.
+    p.run(&["clear", "x"]).ok();
+    p.run(&["clear", "y"]).ok();
+    let r = p.run(&["gc", "--grace", "0s", "--json"]);
+    r.ok();
+    let j = r.json();
+    assert_eq!(j["packs"]["repacked"], 1, "{j}");
+    let second = pack_files(&p.depot);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert!(
+        second.iter().all(|f| !first.contains(f)),
+        "the old pack went"
+    );
+    let pack = second.iter().find(|f| f.ends_with(".pack")).unwrap();
+    let len = std::fs::metadata(p.depot.join("objects-v1/packs").join(pack))
+        .unwrap()
+        .len();
+    assert!(
+        len < 2 * 64 * 1024,
+        "only z's blobs are left in the new pack ({len} bytes)"
+    );
+    check_depot_invariants(&p.depot);
+    verify_integrity(&p);
+    restore_four(&p, &["z"]);
+    assert_eq!(p.runs("z"), 1, "z was not rebuilt");
+}
+
+#[test]
+fn lru_eviction_counts_packed_blobs_and_frees_their_bytes() {
+    let p = four();
+    build_in_order(&p, &["w", "x", "y", "z"]);
+    p.run(&["gc", "--repack"]).ok();
+    let before = walkdir_size(&p.depot);
+    // Room for about two of the four 64 KiB entries: the two least
+    // recently used go, and their packed bytes really leave the disk.
+    let r = p.run(&["gc", "--max-size", "200K", "--grace", "0s", "--json"]);
+    r.ok();
+    assert_eq!(removed(&r), ["w", "x"], "{}", r.stdout);
+    let j = r.json();
+    assert_eq!(j["packs"]["repacked"], 1, "{j}");
+    let after = walkdir_size(&p.depot);
+    assert!(after <= 160 * 1024, "{before} -> {after}");
+    assert_eq!(j["size_after"].as_u64().unwrap(), after, "{j}");
+    check_depot_invariants(&p.depot);
+    restore_four(&p, &["y", "z"]);
+}
+
+#[test]
+fn gc_repack_beside_running_builds_never_loses_a_blob_an_entry_needs() {
+    // Each round salts the keys: new entries whose outputs are the bytes the
+    // previous round stored (loose, then packed by the gc racing the build).
+    let targets: String = (1..=12)
+        .map(|i| {
+            format!(
+                "[target.t{i}]\nrun = \"mkdir -p out && seq 1 {} > out/t{i}.txt\"\noutputs = [\"out/t{i}.txt\"]\n",
+                i * 3000
+            )
+        })
+        .collect();
+    let manifest =
+        |salt: usize| format!("[project]\nname = \"gcrace\"\nsalt = \"{salt}\"\n{targets}");
+    let p = Project::new(&manifest(0), &[]);
+    p.build(&[]).ok();
+    for round in 1..=12 {
+        p.write("relocache.toml", &manifest(round));
+        std::fs::remove_dir_all(p.path("out")).unwrap();
+        let mut gc = bin();
+        gc.arg("--depot")
+            .arg(&p.depot)
+            .args(["gc", "--repack", "-q"]);
+        // Every other round also evicts, so packs are deleted and rewritten
+        // while entries reusing their blobs are published.
+        if round % 2 == 0 {
+            gc.args(["--max-size", "1", "--grace", "0s"]);
+        }
+        gc.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut gc = gc.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(round as u64 % 3 * 10));
+        let b = p.build(&["-j", "2"]);
+        assert_eq!(b.code, 0, "round {round}: {}", b.render());
+        gc.wait().unwrap();
+        check_depot_invariants(&p.depot);
+        let v = p.run(&["verify", "--integrity"]);
+        assert_eq!(v.code, 0, "round {round}:\n{}{}", v.stdout, v.stderr);
+    }
+    // Whatever survived restores with the right bytes.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    p.build(&[]).ok();
+    for i in 1..=12 {
+        let want: String = (1..=i * 3000).map(|n| format!("{n}\n")).collect();
+        assert!(p.read(&format!("out/t{i}.txt")) == want, "t{i}");
+    }
+}

@@ -164,6 +164,134 @@ outputs = ["c.bin"]
     assert!(started.elapsed() < Duration::from_secs(120));
 }
 
+/// Runs relocache on `depot` in a process group of its own.
+fn spawn_in_group(root: &Path, depot: &Path, args: &[&str]) -> Child {
+    let mut c = bin();
+    c.arg("-C").arg(root).arg("--depot").arg(depot).args(args);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
+#[test]
+fn kill_dash_nine_during_gc_repack_leaves_a_depot_that_verifies_and_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("proj");
+    let depot = tmp.path().join("depot");
+    std::fs::create_dir_all(&root).unwrap();
+    // Many small blobs (slow to pack one by one) and a few large ones.
+    std::fs::write(root.join("big.bin"), noise(3 << 20, 5)).unwrap();
+    let manifest = |salt: u64| {
+        format!(
+            r#"
+[project]
+salt = "{salt}"
+[target.many]
+run = "mkdir -p many && for i in $(seq 1 600); do echo $i-{salt} > many/f$i; done"
+outputs = ["many"]
+[target.big]
+run = "cat big.bin big.bin > big.out && echo {salt} >> big.out"
+inputs = ["big.bin"]
+outputs = ["big.out"]
+[target.same]
+run = "cp big.bin same.out"
+inputs = ["big.bin"]
+outputs = ["same.out"]
+"#
+        )
+    };
+    let clean = |root: &Path| {
+        for f in ["many", "big.out", "same.out"] {
+            let p = root.join(f);
+            let _ = std::fs::remove_dir_all(&p);
+            let _ = std::fs::remove_file(&p);
+        }
+    };
+    let started = Instant::now();
+    for round in 0..10u64 {
+        // New entries each round (loose blobs to pack), old ones evicted
+        // every other round (dead and sparse packs to delete and rewrite).
+        std::fs::write(root.join("relocache.toml"), manifest(round)).unwrap();
+        clean(&root);
+        if round % 2 == 1 {
+            // Every entry goes; the packs stay (younger than the grace)
+            // for the killed gc to delete.
+            output({
+                let mut c = bin();
+                c.arg("--depot").arg(&depot).args(["gc", "--max-age", "0s"]);
+                c
+            })
+            .ok();
+        }
+        let b = output({
+            let mut c = bin();
+            c.arg("-C")
+                .arg(&root)
+                .arg("--depot")
+                .arg(&depot)
+                .args(["build"]);
+            c
+        });
+        b.ok();
+        let args = ["gc", "--repack", "--grace", "0s"];
+        let mut child = spawn_in_group(&root, &depot, &args);
+        let delay = (noise(1, round + 3)[0] as u64 * 7) % 1200;
+        std::thread::sleep(Duration::from_millis(delay));
+        kill_group(&mut child);
+        check_depot_invariants(&depot);
+        let v = output({
+            let mut c = bin();
+            c.arg("--depot").arg(&depot).args(["verify", "--integrity"]);
+            c
+        });
+        assert_eq!(
+            v.code, 0,
+            "round {round}, killed after {delay} ms:\n{}{}",
+            v.stdout, v.stderr
+        );
+        // What was stored still restores, byte for byte.
+        clean(&root);
+        let r = output({
+            let mut c = bin();
+            c.arg("-C")
+                .arg(&root)
+                .arg("--depot")
+                .arg(&depot)
+                .args(["build", "--json"]);
+            c
+        });
+        r.ok();
+        assert_eq!(r.json()["hits"], 3, "round {round}: {}", r.render());
+        let big = std::fs::read(root.join("big.bin")).unwrap();
+        let mut want = big.repeat(2);
+        want.extend_from_slice(format!("{round}\n").as_bytes());
+        assert!(std::fs::read(root.join("big.out")).unwrap() == want);
+        assert!(std::fs::read(root.join("same.out")).unwrap() == big);
+        assert_eq!(
+            std::fs::read_to_string(root.join("many/f600")).unwrap(),
+            format!("600-{round}\n")
+        );
+    }
+    // A gc that runs to its end cleans up after the killed ones.
+    let r = output({
+        let mut c = bin();
+        c.arg("--depot")
+            .arg(&depot)
+            .args(["gc", "--repack", "--grace", "0s", "--json"]);
+        c
+    });
+    r.ok();
+    check_depot_invariants(&depot);
+    assert!(
+        std::fs::read_dir(depot.join("tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no staging file left"
+    );
+    assert!(started.elapsed() < Duration::from_secs(180));
+}
+
 #[test]
 fn a_flipped_byte_in_a_blob_is_reported_rebuilt_and_quarantined() {
     let p = Project::new(

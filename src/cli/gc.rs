@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::Args;
 
 use relocache::depot::Depot;
-use relocache::gc::{gc, GcOptions, GcReport, RemovedEntry};
+use relocache::gc::{gc, GcOptions, GcReport, PacksReport, RemovedEntry};
 use relocache::units::{format_size, parse_age, parse_size};
 
 use super::open::{existing_depot, no_depot, optional_manifest};
@@ -19,11 +19,13 @@ Examples:
   relocache gc --max-age 30d      drop entries not used for 30 days
   relocache gc --dry-run          say what would go and how much it frees
   relocache gc                    only sweep orphans, and the DEPOT.toml max_size if set
+  relocache gc --repack           also move every loose blob into one pack (fast to copy)
   relocache gc --json             {\"removed\":[…],\"bytes_freed\",\"size_before\",\"size_after\",…}
 
 Last use is recorded inside the depot (usage/), so a copied depot keeps its LRU order.
 Unreferenced blobs and staging files younger than --grace are kept: a running build
-may be writing them. With `max_size = \"10G\"` in DEPOT.toml, `build` runs this gc
+may be writing them. Every gc deletes packs none of whose blobs is referenced and
+rewrites packs less than half live; packs younger than --grace are left alone. With `max_size = \"10G\"` in DEPOT.toml, `build` runs this gc
 whenever it stores something and the depot is over the bound.")]
 pub struct GcArgs {
     /// Evict least recently used entries while the depot is larger than SIZE (e.g. 500M, 2G); default: DEPOT.toml max_size
@@ -38,6 +40,9 @@ pub struct GcArgs {
     /// Only say what would be removed
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Also move every loose blob into one new pack, so the depot is a few large files
+    #[arg(long)]
+    pub repack: bool,
 }
 
 pub(super) fn entry_line(r: &RemovedEntry) -> String {
@@ -80,6 +85,7 @@ pub fn run(env: &Env, args: &GcArgs) -> Result<i32> {
         max_age,
         grace,
         dry_run: args.dry_run,
+        repack: args.repack,
     };
     let bars = Bars::new(!env.cli.quiet && !env.cli.json);
     let report = gc(&depot, &opts, &bars);
@@ -165,6 +171,11 @@ pub(super) fn print_report(r: &GcReport, quiet: bool) {
             );
         }
     }
+    if !quiet {
+        if let Some(l) = packs_line(&r.packs, r.dry_run) {
+            eprintln!("{l}");
+        }
+    }
     let mut line = format!(
         "{freed} {}: {} -> {}, {} entr{} left",
         format_size(r.bytes_freed),
@@ -183,6 +194,71 @@ pub(super) fn print_report(r: &GcReport, quiet: bool) {
         line.push_str(&format!(" (under the bound of {})", format_size(b)));
     }
     eprintln!("{line}");
+}
+
+/// The line about packs, when gc did (or would do) anything to them.
+fn packs_line(p: &PacksReport, dry_run: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    if p.loose_packed > 0 {
+        parts.push(format!(
+            "{} loose blob{} packed",
+            p.loose_packed,
+            plural(p.loose_packed)
+        ));
+    }
+    if p.repacked > 0 {
+        parts.push(format!("{} rewritten", count(p.repacked, "pack")));
+    }
+    if p.deleted > 0 {
+        parts.push(format!(
+            "{} deleted (no live blob)",
+            count(p.deleted, "pack")
+        ));
+    }
+    if p.half_packs > 0 {
+        parts.push(format!(
+            "{} left by an interrupted write swept",
+            count(p.half_packs, "pack file")
+        ));
+    }
+    if p.damaged > 0 {
+        parts.push(format!(
+            "{} left out (damaged: run `relocache verify --integrity`)",
+            count(p.damaged, "blob")
+        ));
+    }
+    if p.kept_young > 0 {
+        parts.push(format!(
+            "{} younger than the grace period kept",
+            count(p.kept_young, "pack")
+        ));
+    }
+    if p.kept_for_new_entries > 0 {
+        parts.push(format!(
+            "{} kept for entries published meanwhile",
+            count(p.kept_for_new_entries, "pack")
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut line = format!("packs: {}", parts.join(", "));
+    if p.blobs_written > 0 {
+        line.push_str(&format!(
+            "; {} {} into {} ({})",
+            if dry_run { "would write" } else { "wrote" },
+            count(p.blobs_written, "blob"),
+            p.new_pack
+                .as_deref()
+                .map_or("a new pack".to_owned(), |id| format!("pack-{}", &id[..12])),
+            format_size(p.bytes_written)
+        ));
+    }
+    Some(line)
+}
+
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", plural(n))
 }
 
 fn plural(n: usize) -> &'static str {

@@ -550,6 +550,18 @@ impl PackSet {
         self.packs.iter().find_map(|p| p.find(d).map(|e| (p, e)))
     }
 
+    /// The ids of every index loaded, used or not, sorted.
+    fn index_ids(&self) -> Vec<PackId> {
+        let mut ids: Vec<PackId> = self.packs.iter().map(|p| p.id).collect();
+        ids.extend(
+            self.faults
+                .iter()
+                .filter_map(|f| layout::pack_index_id(f.index.file_name()?.to_str()?)),
+        );
+        ids.sort();
+        ids
+    }
+
     /// Every packed blob once, sorted.
     pub fn digests(&self) -> Vec<Digest> {
         let mut all: Vec<Digest> = self
@@ -775,13 +787,49 @@ impl Depot {
         if self.is_damaged(d) {
             return Ok(None);
         }
-        let set = self.packs()?;
+        let set = self.packs_for(d, false)?;
         Ok(set.find(d).map(|(pack, e)| pack.open(e)))
     }
 
-    /// Whether blob `d` is in a usable pack (not verified).
+    /// Whether blob `d` is in a usable pack (not verified), as the disk is
+    /// now: the check an entry's publish relies on (see
+    /// [`Depot::write_entry`]), so a pack a gc deleted since this process
+    /// loaded its packs does not count.
     pub fn has_packed_blob(&self, d: &Digest) -> bool {
-        !self.is_damaged(d) && self.packs().is_ok_and(|s| s.find(d).is_some())
+        !self.is_damaged(d) && self.packs_for(d, true).is_ok_and(|s| s.find(d).is_some())
+    }
+
+    /// The loaded packs, read again when they are stale for `d`: `d` is in
+    /// none of them and the indexes on disk are not the ones loaded (a gc
+    /// moved loose blobs into a new pack, or rewrote the pack holding `d`),
+    /// or, with `check_hit`, the index of the pack holding `d` is gone (a gc
+    /// deleted it; an open pack still reads, but it is no longer there for
+    /// the next process). A lookup that hits costs nothing more without
+    /// `check_hit`, one stat with it; a miss costs a listing of the packs.
+    fn packs_for(&self, d: &Digest, check_hit: bool) -> Result<Arc<PackSet>, DepotError> {
+        let set = self.packs()?;
+        let stale = match set.find(d) {
+            Some((pack, _)) => {
+                check_hit && !self.root().join(layout::pack_index(&pack.id)).exists()
+            }
+            None => self.index_ids()? != set.index_ids(),
+        };
+        if !stale {
+            return Ok(set);
+        }
+        self.forget_packs();
+        self.packs()
+    }
+
+    /// The ids of the indexes in the packs directory, sorted.
+    fn index_ids(&self) -> Result<Vec<PackId>, DepotError> {
+        let dir = self.root().join(layout::PACKS_DIR);
+        let mut ids: Vec<PackId> = super::list_dir(&dir)?
+            .iter()
+            .filter_map(|e| layout::pack_index_id(e.file_name().to_str()?))
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// This depot's packs, loaded on first use in this process.

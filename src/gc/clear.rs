@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use super::inventory::inventory;
 use super::{
-    execute, legacy_note, plan_sweep, Orphans, Plan, RemovedEntry, Sweep, Why, DEFAULT_GRACE,
+    execute, legacy_note, plan_packs, plan_sweep, Orphans, PackPlan, Plan, RemovedEntry, Sweep,
+    Why, DEFAULT_GRACE,
 };
 use crate::depot::usage::{self, CompactOptions};
 use crate::depot::{Depot, DepotError};
@@ -131,7 +132,23 @@ pub fn clear(
         Selection::All => plan_sweep(depot, &inv, &refs, DEFAULT_GRACE)?,
         _ => Sweep::default(),
     };
-    let (present, blobs_removed) = execute(depot, &inv, &plan, &sweep, DEFAULT_GRACE, reporter)?;
+    // Packs only on `--all`, where every one is dead (past the grace).
+    let mut packs = match sel {
+        Selection::All => {
+            let doomed = plan.blobs.iter().chain(&sweep.blobs).copied().collect();
+            plan_packs(&inv, &refs, &doomed, DEFAULT_GRACE, false, false)
+        }
+        _ => PackPlan::default(),
+    };
+    let (present, blobs_removed) = execute(
+        depot,
+        &inv,
+        &plan,
+        &sweep,
+        &mut packs,
+        DEFAULT_GRACE,
+        reporter,
+    )?;
     let mut records_removed = 0;
     match sel {
         Selection::All => {
@@ -174,7 +191,10 @@ pub fn clear(
         removed: plan.removed,
         records_removed,
         blobs_removed,
-        bytes_freed: plan.bytes + sweep.report.blob_bytes + sweep.report.tmp_bytes,
+        bytes_freed: plan.bytes - plan.packed_bytes
+            + sweep.report.blob_bytes
+            + sweep.report.tmp_bytes
+            + packs.report.bytes_freed(),
         orphans,
         warnings,
     })

@@ -1,14 +1,16 @@
 //! What gc and clear see of a depot before deciding anything: every entry
-//! with its size, blobs and last use ([`Item`]), every blob with its size
-//! and age ([`BlobInfo`]), and the depot's size on disk. Only reads.
+//! with its size, blobs and last use ([`Item`]), every loose blob with its
+//! size and age ([`BlobInfo`]), every pack with its blobs' stored sizes from
+//! its index ([`PackInfo`]), and the depot's size on disk. Only reads.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::depot::entries::Entry;
+use crate::depot::packs::{IndexEntry, PackSet};
 use crate::depot::usage::{self, Usage};
-use crate::depot::{Depot, DepotError};
+use crate::depot::{layout, Depot, DepotError};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 
@@ -33,10 +35,44 @@ pub(crate) struct BlobInfo {
     pub age: Duration,
 }
 
+/// One usable pack (its index passed its checks).
+pub(crate) struct PackInfo {
+    /// The pack file and its index.
+    pub pack: PathBuf,
+    pub index: PathBuf,
+    /// Bytes of both files.
+    pub bytes: u64,
+    /// Stored bytes of its blobs, as its index says.
+    pub blob_bytes: u64,
+    /// Its index's entries, sorted by digest.
+    pub entries: Vec<IndexEntry>,
+    /// The age of its index: the time since it was published, or since a
+    /// build last reused one of its blobs (which touches the index, as it
+    /// touches a loose blob).
+    pub age: Duration,
+}
+
+/// A file of `objects-v1/packs/` that is half of a pack: a pack whose
+/// index is absent (an unpack or a gc still writing it, or one that
+/// crashed), or an index whose pack is absent.
+pub(crate) struct HalfPack {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub age: Duration,
+}
+
 /// Everything in a depot that gc, clear and stats decide on.
 pub(crate) struct Inventory {
     pub items: Vec<Item>,
+    /// Loose blobs.
     pub blobs: BTreeMap<Digest, BlobInfo>,
+    /// Usable packs, in the order readers search them.
+    pub packs: Vec<PackInfo>,
+    /// Each packed blob's first pack (the one a reader finds) and its
+    /// stored length there.
+    pub packed: HashMap<Digest, (usize, u64)>,
+    /// Pack files without an index, and indexes without a pack.
+    pub half_packs: Vec<HalfPack>,
     /// Bytes of every file in the depot.
     pub size: u64,
     pub usage: Usage,
@@ -154,11 +190,67 @@ pub(crate) fn inventory(depot: &Depot, reporter: &dyn Reporter) -> Result<Invent
             );
         }
     }
+    let (packs, packed, half_packs) = pack_inventory(depot)?;
     Ok(Inventory {
         items,
         blobs,
+        packs,
+        packed,
+        half_packs,
         size: tree_size(depot.root()),
         usage,
         warnings,
     })
+}
+
+type Packs = (Vec<PackInfo>, HashMap<Digest, (usize, u64)>, Vec<HalfPack>);
+
+/// The depot's packs, read afresh (not this process's cached set: gc
+/// decides on what is on disk now), and the half packs beside them.
+fn pack_inventory(depot: &Depot) -> Result<Packs, DepotError> {
+    let set = PackSet::load(depot, false)?;
+    let mut packs = Vec::with_capacity(set.packs.len());
+    let mut packed = HashMap::new();
+    for p in set.packs {
+        let index = depot.root().join(layout::pack_index(&p.id));
+        let Ok(imd) = std::fs::symlink_metadata(&index) else {
+            continue;
+        };
+        for e in &p.entries {
+            packed.entry(e.digest).or_insert((packs.len(), e.length));
+        }
+        packs.push(PackInfo {
+            bytes: p.len + imd.len(),
+            blob_bytes: p.entries.iter().map(|e| e.length).sum(),
+            pack: p.path,
+            index,
+            age: age_of(&imd),
+            entries: p.entries,
+        });
+    }
+    let mut half_packs = Vec::new();
+    let dir = depot.root().join(layout::PACKS_DIR);
+    for e in crate::depot::list_dir(&dir)? {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let half = if let Some(id) = layout::pack_file_id(name) {
+            !depot.root().join(layout::pack_index(&id)).exists()
+        } else if let Some(id) = layout::pack_index_id(name) {
+            !depot.root().join(layout::pack_file(&id)).exists()
+        } else {
+            false
+        };
+        if !half {
+            continue;
+        }
+        if let Ok(md) = e.path().symlink_metadata() {
+            half_packs.push(HalfPack {
+                path: e.path(),
+                bytes: md.len(),
+                age: age_of(&md),
+            });
+        }
+    }
+    half_packs.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((packs, packed, half_packs))
 }

@@ -31,10 +31,13 @@ use crate::report::Reporter;
 
 mod clear;
 mod inventory;
+mod packs;
 
 pub use clear::{clear, resolve_key, ClearReport, KeyError, Selection};
 use inventory::{age_of, read_item, rfc3339_of_ms};
 pub(crate) use inventory::{inventory, tree_size, Inventory};
+pub use packs::PacksReport;
+use packs::{plan_packs, PackPlan};
 
 /// How old an unreferenced blob, staging file or dead lock must be before
 /// gc takes it, unless told otherwise.
@@ -53,6 +56,8 @@ pub struct GcOptions {
     pub grace: Duration,
     /// Only report what would be removed.
     pub dry_run: bool,
+    /// Also move every loose blob into a new pack (`gc --repack`).
+    pub repack: bool,
 }
 
 impl Default for GcOptions {
@@ -62,6 +67,7 @@ impl Default for GcOptions {
             max_age: None,
             grace: DEFAULT_GRACE,
             dry_run: false,
+            repack: false,
         }
     }
 }
@@ -140,7 +146,9 @@ pub struct GcReport {
     pub blobs_removed: usize,
     /// Orphans swept.
     pub orphans: Orphans,
-    /// Total bytes freed.
+    /// Packs deleted, rewritten and written, loose blobs packed.
+    pub packs: PacksReport,
+    /// Total bytes freed (net of a new pack).
     pub bytes_freed: u64,
     /// Usage logs folded into the merged log.
     pub usage_logs_merged: usize,
@@ -154,9 +162,12 @@ pub struct GcReport {
 struct Plan {
     removed: Vec<RemovedEntry>,
     victims: Vec<Key>,
-    /// Blobs only the victims referenced.
+    /// Loose blobs only the victims referenced.
     blobs: Vec<Digest>,
     bytes: u64,
+    /// The part of `bytes` that is packed blobs (freed only when their
+    /// pack is deleted or rewritten).
+    packed_bytes: u64,
 }
 
 impl Plan {
@@ -171,6 +182,11 @@ impl Plan {
                 if let Some(info) = inv.blobs.get(b) {
                     bytes += info.bytes;
                     self.blobs.push(*b);
+                }
+                // Its stored length in its pack, from the index.
+                if let Some((_, len)) = inv.packed.get(b) {
+                    bytes += len;
+                    self.packed_bytes += len;
                 }
             }
         }
@@ -258,6 +274,7 @@ fn execute(
     inv: &Inventory,
     plan: &Plan,
     sweep: &Sweep,
+    packs: &mut PackPlan,
     grace: Duration,
     reporter: &dyn Reporter,
 ) -> Result<(HashSet<Key>, usize), DepotError> {
@@ -277,6 +294,8 @@ fn execute(
     let victims: HashSet<Key> = plan.victims.iter().copied().collect();
     let mut present: HashSet<Key> = known.difference(&victims).copied().collect();
     let mut protected: HashSet<Digest> = HashSet::new();
+    // Written before the lock: it deletes nothing, and publishes blobs.
+    let written = packs::write_new_pack(depot, packs, reporter)?;
     // From reading the entries present to the last blob deleted, no entry
     // is published (see `Depot::write_entry`).
     let _exclusive = depot.gc_lock(true);
@@ -318,6 +337,7 @@ fn execute(
             Err(e) => return Err(DepotError::io("remove blob", &path)(e)),
         }
     }
+    packs::delete_old(depot, inv, packs, &written, &protected, grace)?;
     for path in &sweep.tmp {
         // Re-checked: a staging file may have been reused since it was listed.
         if path.symlink_metadata().is_ok_and(|m| age_of(&m) >= grace) {
@@ -376,7 +396,16 @@ pub fn gc(
             }
         }
     }
-    let bytes_freed = plan.bytes + swept;
+    let doomed: HashSet<Digest> = plan.blobs.iter().chain(&sweep.blobs).copied().collect();
+    let mut packs = plan_packs(
+        &inv,
+        &refs,
+        &doomed,
+        opts.grace,
+        opts.repack,
+        clean_to.is_some(),
+    );
+    let bytes_freed = plan.bytes - plan.packed_bytes + swept + packs.report.bytes_freed();
     let mut report = GcReport {
         dry_run: opts.dry_run,
         max_size: opts.max_size,
@@ -390,6 +419,7 @@ pub fn gc(
         blobs_removed: plan.blobs.len(),
         removed: std::mem::take(&mut plan.removed),
         orphans: sweep.report.clone(),
+        packs: packs.report.clone(),
         bytes_freed,
         usage_logs_merged: inv.usage.pending_logs,
         warnings: inv.warnings.clone(),
@@ -403,8 +433,11 @@ pub fn gc(
     if opts.dry_run {
         return Ok(report);
     }
-    let (present, blobs_removed) = execute(depot, &inv, &plan, &sweep, opts.grace, reporter)?;
+    let (present, blobs_removed) =
+        execute(depot, &inv, &plan, &sweep, &mut packs, opts.grace, reporter)?;
     report.blobs_removed = blobs_removed;
+    report.packs = packs.report;
+    report.bytes_freed = plan.bytes - plan.packed_bytes + swept + report.packs.bytes_freed();
     report.entries_after = present.len();
     let compacted = usage::compact(
         depot,
@@ -416,6 +449,7 @@ pub fn gc(
     )?;
     report.usage_logs_merged = compacted.map(|c| c.logs_folded).unwrap_or(0);
     report.warnings.extend(legacy_note(depot.remove_legacy()?));
+    report.size_after = tree_size(depot.root());
     Ok(report)
 }
 

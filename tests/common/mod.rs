@@ -364,14 +364,25 @@ pub fn check_depot_invariants(depot: &Path) {
         d.copy_blob(&b, &mut sink)
             .unwrap_or_else(|e| panic!("blob {b} is not its content: {e}"));
     }
-    // No partial file under a final name: every file in objects-v1 is a blob.
+    // Every packed blob is its content too.
+    let packs = relocache::depot::packs::PackSet::load(&d, true).unwrap();
+    assert!(packs.faults.is_empty(), "damaged packs: {:?}", packs.faults);
+    for b in packs.digests() {
+        d.copy_blob(&b, &mut std::io::sink())
+            .unwrap_or_else(|e| panic!("packed blob {b} is not its content: {e}"));
+    }
+    // No partial file under a final name: every file in objects-v1 is a
+    // blob, a pack or an index (a pack without its index is invisible).
     for e in walkdir::WalkDir::new(depot.join("objects-v1")).min_depth(2) {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        assert!(
-            name.len() == 64 && !name.starts_with('.'),
-            "stray file in objects-v1: {name}"
-        );
+        let in_packs = e.path().parent() == Some(&depot.join("objects-v1/packs"));
+        let ok = if in_packs {
+            name.starts_with("pack-") && (name.ends_with(".pack") || name.ends_with(".idx"))
+        } else {
+            name.len() == 64 && !name.starts_with('.')
+        };
+        assert!(ok, "stray file in objects-v1: {name}");
     }
 }
 

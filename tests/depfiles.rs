@@ -375,7 +375,9 @@ fn pack_carries_the_variants_records_and_unpack_into_a_fresh_depot_hits() {
 #[test]
 fn unpack_refuses_a_variants_record_that_fails_its_seal() {
     let p = c_project();
-    p.build(&[]).ok();
+    // The archive is made by hand from the depot's loose layout: built
+    // without the packed-mode `gc --repack` of `Project::build`.
+    p.run(&["build", "--json"]).ok();
     let staged = p.tmp.path().join("staged");
     copy_tree(&p.depot, &staged);
     for e in walkdir::WalkDir::new(staged.join("variants-v1")) {

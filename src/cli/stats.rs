@@ -102,9 +102,10 @@ fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
         row(
             "packed",
             format!(
-                "{} blobs in {} packs ({}); {} loose ({})",
+                "{} blobs in {} pack{} ({}); {} loose ({})",
                 r.packed_blobs,
                 r.packs,
+                if r.packs == 1 { "" } else { "s" },
                 format_size(r.packed_bytes),
                 r.loose_blobs,
                 format_size(r.loose_bytes)

@@ -263,11 +263,26 @@ impl Project {
         output(self.cmd(args))
     }
 
-    /// `build --json ARGS`.
+    /// `build --json ARGS`. With `RELOCACHE_TEST_PACKED=1` (`.ci/run` runs
+    /// the build, key and restore tests so a second time) every build is
+    /// followed by `gc --repack`, so that the next build reads every blob
+    /// from a pack instead of a loose file.
     pub fn build(&self, args: &[&str]) -> Run {
         let mut a = vec!["build", "--json"];
         a.extend_from_slice(args);
-        self.run(&a)
+        let r = self.run(&a);
+        if std::env::var_os("RELOCACHE_TEST_PACKED").is_some()
+            && self.depot.join("DEPOT.toml").is_file()
+        {
+            let g = self.run(&["gc", "--repack"]);
+            assert_eq!(
+                g.code,
+                0,
+                "gc --repack after a build failed:\n{}",
+                g.render()
+            );
+        }
+        r
     }
 
     /// How many times each command ran (lines `name` in runs.log).

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::depot::entries::OutputKind;
 use crate::depot::usage::{self, CompactOptions, Counters};
 use crate::depot::{Depot, DepotError};
+use crate::digest::Digest;
 use crate::gc::inventory;
 use crate::report::Reporter;
 
@@ -43,11 +44,21 @@ pub struct StatsReport {
     pub size: u64,
     /// Entries.
     pub entries: usize,
-    /// Blobs.
+    /// Blobs, loose or packed, each counted once.
     pub blobs: usize,
     /// Bytes of all stored blobs (compressed, each stored once), including
     /// the replayed logs and inputs summaries.
     pub stored_bytes: u64,
+    /// Loose blobs (one file each).
+    pub loose_blobs: usize,
+    /// Bytes of the loose blobs.
+    pub loose_bytes: u64,
+    /// Blobs inside packs (a blob also loose counts in both).
+    pub packed_blobs: usize,
+    /// Stored bytes of the packed blobs.
+    pub packed_bytes: u64,
+    /// Packs with a usable index.
+    pub packs: usize,
     /// Output bytes of every entry, as restored.
     pub logical_bytes: u64,
     /// Bytes of the distinct blobs holding those outputs.
@@ -86,12 +97,17 @@ pub fn stats(depot: &Depot, reporter: &dyn Reporter) -> Result<StatsReport, Depo
         s.logical_bytes += bytes;
     }
     let totals = inv.usage.totals();
-    let stored_bytes: u64 = inv.blobs.values().map(|b| b.bytes).sum();
-    let output_blob_bytes: u64 = output_blobs
-        .iter()
-        .filter_map(|d| inv.blobs.get(d))
-        .map(|b| b.bytes)
-        .sum();
+    let loose: BTreeMap<Digest, u64> = inv.blobs.iter().map(|(d, b)| (*d, b.bytes)).collect();
+    let pack_set = depot.packs()?;
+    let mut packed: BTreeMap<Digest, u64> = BTreeMap::new();
+    for e in pack_set.packs.iter().flat_map(|p| &p.entries) {
+        packed.insert(e.digest, e.length);
+    }
+    // Loose wins, as for readers: a blob in both is counted once.
+    let mut all = packed.clone();
+    all.extend(loose.iter().map(|(d, n)| (*d, *n)));
+    let stored_bytes: u64 = all.values().sum();
+    let output_blob_bytes: u64 = output_blobs.iter().filter_map(|d| all.get(d)).sum();
     let lookups = totals.hits + totals.misses;
     Ok(StatsReport {
         since: inv.usage.since.map(|ms| {
@@ -104,8 +120,13 @@ pub fn stats(depot: &Depot, reporter: &dyn Reporter) -> Result<StatsReport, Depo
         hit_rate: (lookups > 0).then(|| totals.hits as f64 / lookups as f64),
         size: inv.size,
         entries: inv.items.len(),
-        blobs: inv.blobs.len(),
+        blobs: all.len(),
         stored_bytes,
+        loose_blobs: loose.len(),
+        loose_bytes: loose.values().sum(),
+        packed_blobs: packed.len(),
+        packed_bytes: packed.values().sum(),
+        packs: pack_set.packs.len(),
         logical_bytes,
         output_blob_bytes,
         dedup_ratio: (output_blob_bytes > 0)

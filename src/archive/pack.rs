@@ -13,9 +13,10 @@ use rayon::prelude::*;
 
 use super::frames::Frames;
 use super::{io_err, ArchiveError, EntryRef, PackOptions, PackSummary, Skipped, BUF};
-use crate::depot::blobs::{self, ZSTD_MAGIC};
+use crate::depot::blobs;
 use crate::depot::entries::{render_entry, Entry};
 use crate::depot::layout;
+use crate::depot::packs::BlobLocation;
 use crate::depot::variants::{render_variants, PathSet, Variants, MAX_SETS};
 use crate::depot::{checksum, Depot, DepotConfig, DepotError, CACHEDIR_TAG, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
@@ -213,7 +214,7 @@ pub fn pack_to_path(
 #[derive(Debug, Clone)]
 pub(super) struct Located {
     depot: usize,
-    path: PathBuf,
+    location: BlobLocation,
     size: u64,
     zstd: bool,
 }
@@ -227,23 +228,18 @@ pub(super) fn locate_blobs(
 ) -> BTreeMap<Digest, Result<Located, String>> {
     let locate = |d: &Digest| -> Result<Located, String> {
         for (depot, dep) in stack.iter().enumerate() {
-            let path = dep.blob_path(d);
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // Loose or packed: the stored bytes are the same either way, so
+            // the archive is too.
+            let blob = match dep.open_blob(d) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
                 Err(e) => return Err(format!("cannot be read: {e}")),
             };
-            let size = file
-                .metadata()
-                .map_err(|e| format!("cannot be read: {e}"))?
-                .len();
-            let mut magic = [0u8; 4];
-            let zstd = file.read_exact(&mut magic).is_ok() && magic == ZSTD_MAGIC;
             return Ok(Located {
                 depot,
-                path,
-                size,
-                zstd,
+                location: blob.location().clone(),
+                size: blob.stored_len(),
+                zstd: !blob.is_raw(),
             });
         }
         Err("is missing from the depot".to_owned())
@@ -265,18 +261,31 @@ pub(super) fn verify_blob(
 ) -> Result<Option<Vec<u8>>, String> {
     let depot = &stack[at.depot];
     if at.size <= KEEP_MAX {
-        let stored = std::fs::read(&at.path).map_err(|e| format!("cannot be read: {e}"))?;
+        let mut stored = Vec::with_capacity(at.size as usize);
+        at.location
+            .open()
+            .and_then(|mut r| r.read_to_end(&mut stored))
+            .map_err(|e| format!("cannot be read: {e}"))?;
         return if blobs::stored_bytes_match(d, &stored) {
             Ok(Some(stored))
         } else {
-            depot.quarantine(d);
-            Err("is corrupt (moved to quarantine/)".to_owned())
+            Err(corrupt(depot.corrupt(d, &at.location)))
         };
     }
     match depot.copy_blob(d, &mut io::sink()) {
         Ok(_) => Ok(None),
-        Err(DepotError::Corrupt { .. }) => Err("is corrupt (moved to quarantine/)".to_owned()),
+        Err(e @ (DepotError::Corrupt { .. } | DepotError::CorruptPacked { .. })) => Err(corrupt(e)),
         Err(e) => Err(format!("cannot be read: {e}")),
+    }
+}
+
+/// How a blob found damaged while packing is reported.
+fn corrupt(e: DepotError) -> String {
+    match e {
+        DepotError::CorruptPacked { .. } => {
+            "is corrupt (inside a pack; skipped from now on)".to_owned()
+        }
+        _ => "is corrupt (moved to quarantine/)".to_owned(),
     }
 }
 
@@ -467,14 +476,15 @@ pub(super) fn append_blob<W: Write>(
             .and_then(|()| out.write_all(&[0; 512][..pad]))
             .map_err(ArchiveError::Write);
     }
-    let file = File::open(&l.path).map_err(io_err("read blob", &l.path))?;
+    let path = l.location.file();
+    let file = l.location.open().map_err(io_err("read blob", path))?;
     let data = Exact {
         inner: file.take(l.size),
         remaining: l.size,
     };
     let h = header(&name, tar::EntryType::Regular, l.size);
     tar.append(&h, data).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", &l.path)(e),
+        io::ErrorKind::UnexpectedEof => io_err("read blob (it shrank while packing)", path)(e),
         _ => ArchiveError::Write(e),
     })
 }

@@ -98,6 +98,19 @@ fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
             None => "none stored".to_owned(),
         },
     );
+    if r.packs > 0 {
+        row(
+            "packed",
+            format!(
+                "{} blobs in {} packs ({}); {} loose ({})",
+                r.packed_blobs,
+                r.packs,
+                format_size(r.packed_bytes),
+                r.loose_blobs,
+                format_size(r.loose_bytes)
+            ),
+        );
+    }
     row(
         "hits",
         match r.hit_rate {

@@ -296,10 +296,7 @@ impl Depot {
 
 /// The file a location names, for error messages.
 pub(crate) fn location_path(at: &BlobLocation) -> PathBuf {
-    match at {
-        BlobLocation::Loose(p) => p.clone(),
-        BlobLocation::Packed { pack, .. } => pack.clone(),
-    }
+    at.file().to_path_buf()
 }
 
 /// Re-hashes an opened blob: what [`Depot::check_blob`] reports.

@@ -5,7 +5,8 @@
 //! <depot>/
 //!   DEPOT.toml                       format version, defaults
 //!   CACHEDIR.TAG                     so backup tools skip it
-//!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw
+//!   objects-v1/ab/<blake3-hex>       blobs, zstd or raw (loose)
+//!   objects-v1/packs/pack-<id>.pack  blobs in packs, and their indexes (`.idx`)
 //!   entries-v2/ab/<key-hex>.toml     one entry per key
 //!   variants-v1/ab/<key-hex>.toml    path sets seen per base key (depfiles)
 //!   projects-v2/<name>/<target>.toml last key built or restored per target
@@ -20,7 +21,8 @@
 //!
 //! [`Depot`] is the only handle other modules use; they never build depot
 //! paths themselves ([`layout`] spells them). Every write goes through the
-//! private `write` module; blobs enter through [`Depot::ingest_blob`].
+//! private `write` module; blobs enter through [`Depot::ingest_blob`] (loose)
+//! or [`packs::PackWriter`] (packed), and are read through [`Depot::open_blob`].
 
 pub mod blobs;
 pub mod checksum;

@@ -473,6 +473,26 @@ pub struct LoadedPack {
 }
 
 impl LoadedPack {
+    /// Opens the stored bytes of `e`, one of this pack's entries.
+    pub fn open(&self, e: &IndexEntry) -> StoredBlob {
+        StoredBlob {
+            digest: e.digest,
+            location: BlobLocation::Packed {
+                pack: self.path.clone(),
+                offset: e.offset,
+                length: e.length,
+            },
+            form: e.form,
+            size: Some(e.size),
+            stored_len: e.length,
+            source: Source::Packed(Range {
+                file: self.file.clone(),
+                pos: e.offset,
+                end: e.offset + e.length,
+            }),
+        }
+    }
+
     /// The entry of blob `d`, by binary search.
     pub fn find(&self, d: &Digest) -> Option<&IndexEntry> {
         self.entries
@@ -594,6 +614,59 @@ pub enum BlobLocation {
     },
 }
 
+impl BlobLocation {
+    /// Opens the stored bytes at this location again (e.g. to stream a
+    /// blob a second time after verifying it). Not verified.
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            BlobLocation::Loose(p) => Ok(Box::new(File::open(p)?)),
+            BlobLocation::Packed {
+                pack,
+                offset,
+                length,
+            } => Ok(Box::new(Range {
+                file: File::open(pack)?,
+                pos: *offset,
+                end: offset + length,
+            })),
+        }
+    }
+
+    /// The file holding the blob (its own, or the pack), for messages.
+    pub fn file(&self) -> &Path {
+        match self {
+            BlobLocation::Loose(p) => p,
+            BlobLocation::Packed { pack, .. } => pack,
+        }
+    }
+}
+
+/// A range of a file, read with `pread`.
+#[derive(Debug)]
+struct Range<F> {
+    file: F,
+    pos: u64,
+    end: u64,
+}
+
+impl<F: std::borrow::Borrow<File>> Read for Range<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the pack ends inside this blob",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 impl std::fmt::Display for BlobLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -628,28 +701,14 @@ pub struct StoredBlob {
 #[derive(Debug)]
 enum Source {
     Loose(File),
-    Packed { file: Arc<File>, pos: u64, end: u64 },
+    Packed(Range<Arc<File>>),
 }
 
 impl Read for StoredBlob {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.source {
             Source::Loose(f) => f.read(buf),
-            Source::Packed { file, pos, end } => {
-                let want = buf.len().min((*end - *pos) as usize);
-                if want == 0 {
-                    return Ok(0);
-                }
-                let n = file.read_at(&mut buf[..want], *pos)?;
-                if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the pack ends inside this blob",
-                    ));
-                }
-                *pos += n as u64;
-                Ok(n)
-            }
+            Source::Packed(range) => range.read(buf),
         }
     }
 }
@@ -689,7 +748,7 @@ impl StoredBlob {
     pub fn file_range(&self) -> (&File, u64, u64) {
         match &self.source {
             Source::Loose(f) => (f, 0, self.stored_len),
-            Source::Packed { file, .. } => match self.location {
+            Source::Packed(Range { file, .. }) => match self.location {
                 BlobLocation::Packed { offset, length, .. } => (file, offset, length),
                 BlobLocation::Loose(_) => unreachable!("a packed source has a packed location"),
             },
@@ -717,25 +776,7 @@ impl Depot {
             return Ok(None);
         }
         let set = self.packs()?;
-        let Some((pack, e)) = set.find(d) else {
-            return Ok(None);
-        };
-        Ok(Some(StoredBlob {
-            digest: *d,
-            location: BlobLocation::Packed {
-                pack: pack.path.clone(),
-                offset: e.offset,
-                length: e.length,
-            },
-            form: e.form,
-            size: Some(e.size),
-            stored_len: e.length,
-            source: Source::Packed {
-                file: pack.file.clone(),
-                pos: e.offset,
-                end: e.offset + e.length,
-            },
-        }))
+        Ok(set.find(d).map(|(pack, e)| pack.open(e)))
     }
 
     /// Whether blob `d` is in a usable pack (not verified).

@@ -14,7 +14,6 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::depot::blobs::ZSTD_MAGIC;
 use crate::depot::entries::{Entry, EntryError, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotError};
 use crate::digest::Digest;
@@ -380,7 +379,8 @@ fn try_hardlink(
     dest: &Path,
     parent: &Path,
 ) -> Result<Option<u64>, DepotError> {
-    if !depot.blob_is_raw(digest) {
+    // Only a loose raw blob is a file of its own to link to.
+    if !matches!(depot.open_blob(digest), Ok(Some(b)) if b.is_loose() && b.is_raw()) {
         return Ok(None);
     }
     let blob = depot.blob_path(digest);
@@ -456,17 +456,24 @@ fn try_reflink(
         return Ok(None);
     }
     // A missing or unreadable blob is the copy path's to report.
-    let Ok(blob) = fs::File::open(depot.blob_path(digest)) else {
+    let Ok(Some(blob)) = depot.open_blob(digest) else {
         return Ok(None);
     };
-    let mut magic = [0u8; 4];
-    let head = std::os::unix::fs::FileExt::read_at(&blob, &mut magic, 0);
-    if matches!(head, Ok(4)) && magic == ZSTD_MAGIC {
+    if !blob.is_raw() {
         return Ok(None); // compressed: it must be decompressed, not cloned
+    }
+    let (src, offset, length) = blob.file_range();
+    if !blob.is_loose() && length < CLONE_BLOCK {
+        return Ok(None); // no whole block of a pack to share: a copy is as good
     }
     let tmp = temp_name(parent, digest);
     let file = create_temp(&tmp, parent)?;
-    if let Err(e) = reflink_copy::reflink_file(&blob, &file) {
+    let cloned = if blob.is_loose() {
+        reflink_copy::reflink_file(src, &file)
+    } else {
+        clone_range(src, offset, length, &file)
+    };
+    if let Err(e) = cloned {
         let _ = fs::remove_file(&tmp);
         // EOPNOTSUPP, ENOTTY, EXDEV, EINVAL: not on this filesystem (pair).
         if matches!(
@@ -482,7 +489,7 @@ fn try_reflink(
     let checked = hash_file(&tmp);
     if !matches!(checked, Ok((d, _)) if d == *digest) {
         let _ = fs::remove_file(&tmp);
-        return Err(depot.quarantine(digest));
+        return Err(depot.corrupt(digest, blob.location()));
     }
     if let Err(e) = set_file_mode(&file, &tmp, o) {
         let _ = fs::remove_file(&tmp);
@@ -494,6 +501,35 @@ fn try_reflink(
         return Err(DepotError::io("write output", dest)(e));
     }
     Ok(Some(o.size))
+}
+
+/// The block size a range reflink shares: a packed raw blob of at least
+/// this many bytes starts on a multiple of it ([`crate::depot::packs::ALIGN`]).
+const CLONE_BLOCK: u64 = crate::depot::packs::ALIGN;
+
+/// Makes `dest` (empty) hold bytes `offset..offset + length` of `src`: the
+/// whole blocks by one `FICLONERANGE` (shared extents on btrfs and XFS), the
+/// tail that is not a whole block by `pread`/`write`. The ioctl's error is
+/// returned when the filesystem cannot, and the caller copies instead.
+fn clone_range(src: &fs::File, offset: u64, length: u64, dest: &fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let whole = length / CLONE_BLOCK * CLONE_BLOCK;
+    let range = libc::file_clone_range {
+        src_fd: i64::from(src.as_raw_fd()),
+        src_offset: offset,
+        src_length: whole,
+        dest_offset: 0,
+    };
+    // SAFETY: both descriptors are open for the duration of the call, and
+    // `range` is a valid file_clone_range the kernel only reads.
+    let rc = unsafe { libc::ioctl(dest.as_raw_fd(), libc::FICLONERANGE, &range) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; (length - whole) as usize];
+    src.read_exact_at(&mut buf, offset + whole)?;
+    dest.write_all_at(&buf, whole)
 }
 
 /// A temporary name beside an output, unique within this process (two

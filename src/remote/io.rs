@@ -188,10 +188,12 @@ impl Io {
             .await
             .map_err(|e| Failure::Incomplete(format!("verifying blob {d} failed: {e}")))?
             .map_err(|e| Failure::Incomplete(format!("not uploading blob {d}: {e}")))?;
-        let file = depot.blob_path(&d);
-        let mut f = std::fs::File::open(&file)
-            .map_err(|e| Failure::Incomplete(format!("could not read blob {d}: {e}")))?;
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        // Loose or packed, the stored bytes are what the remote holds.
+        let mut f = depot
+            .open_blob(&d)
+            .map_err(|e| Failure::Incomplete(format!("could not read blob {d}: {e}")))?
+            .ok_or_else(|| Failure::Incomplete(format!("blob {d} is missing from the depot")))?;
+        let size = f.stored_len();
         if size <= CHUNK {
             let mut bytes = Vec::with_capacity(size as usize);
             f.read_to_end(&mut bytes)

@@ -9,7 +9,8 @@ use super::reasons::{blob_uses, kind_of, render_reason};
 use super::{Problem, ProblemKind, VerifyOptions};
 use crate::depot::entries::{parse_entry, Entry, OutputKind};
 use crate::depot::layout::{
-    ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PROJECTS_DIR, VARIANTS_DIR, VARIANTS_SUFFIX,
+    pack_file_id, pack_index_id, ENTRIES_DIR, ENTRY_SUFFIX, OBJECTS_DIR, PACKS_SUBDIR,
+    PROJECTS_DIR, VARIANTS_DIR, VARIANTS_SUFFIX,
 };
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
@@ -163,6 +164,17 @@ impl Checker<'_> {
                 continue;
             }
             match top {
+                OBJECTS_DIR if parts.get(1).is_some_and(|p| p == PACKS_SUBDIR) => {
+                    let named = parts.len() == 3
+                        && (pack_index_id(&parts[2]).is_some() || pack_file_id(&parts[2]).is_some());
+                    if !named {
+                        w.problems.push(self.problem(
+                            ProblemKind::MisnamedBlob,
+                            item.path(),
+                            "not named like a pack or its index (`objects-v1/packs/pack-<64 hex digits>.pack` or `.idx`); relocache never reads it\n  help: remove it".into(),
+                        ));
+                    }
+                }
                 OBJECTS_DIR => match sharded_name(&parts, "") {
                     Some(d) => w.blobs.push(d),
                     None => w.problems.push(self.problem(
@@ -421,6 +433,7 @@ impl Checker<'_> {
                     format!("blob {d} ({used_for}) is a symlink; blobs must be regular files\n  help: replace it with the file it points to"),
                 ),
                 Ok(_) => {}
+                Err(_) if depot.has_packed_blob(&d) => {}
                 Err(_) => push(
                     ProblemKind::MissingBlob,
                     Some(rel_to(depot.root(), &bp)),

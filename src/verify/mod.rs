@@ -16,6 +16,7 @@
 //! quarantined).
 
 mod checker;
+mod packs;
 mod paths;
 mod reasons;
 pub mod simulate;
@@ -86,6 +87,14 @@ pub enum ProblemKind {
     EscapingSymlink,
     /// An input is tracked by size and mtime (a stored reason).
     UntrackedInput,
+    /// A pack index that fails its checksum, is unsorted, or whose entries
+    /// reach past its pack's end or overlap: its pack is ignored.
+    DamagedPackIndex,
+    /// A pack index whose pack file is absent.
+    MissingPack,
+    /// A blob inside a pack whose content does not hash to its name
+    /// (`--integrity`).
+    CorruptPackedBlob,
 }
 
 impl ProblemKind {
@@ -112,6 +121,9 @@ impl ProblemKind {
             Self::AbsoluteSymlink => "absolute-symlink",
             Self::EscapingSymlink => "escaping-symlink",
             Self::UntrackedInput => "untracked-input",
+            Self::DamagedPackIndex => "damaged-pack-index",
+            Self::MissingPack => "missing-pack",
+            Self::CorruptPackedBlob => "corrupt-packed-blob",
         }
     }
 
@@ -139,6 +151,9 @@ impl ProblemKind {
             Self::EmbeddedPath => "build with relative paths (`-ffile-prefix-map`, `--remap-path-prefix`), then rebuild",
             Self::AbsoluteSymlink | Self::EscapingSymlink => "make the link relative to its directory (e.g. `ln -sr`) and rebuild",
             Self::UntrackedInput => "drop `track_content = false` so the input's content is hashed",
+            Self::DamagedPackIndex => "builds ignore the pack, so entries needing only its blobs miss and rebuild (storing them loose); remove the pack and its index, or restore the depot from a good copy",
+            Self::MissingPack => "builds ignore the index; remove it, or restore the pack from a good copy of the depot",
+            Self::CorruptPackedBlob => "builds skip that blob (its targets rebuild and store it loose) and leave the pack as it is, since its other blobs are sound; restore the depot from a good copy to get it back",
         }
     }
 }
@@ -318,7 +333,11 @@ pub fn verify(
     if opts.integrity {
         let mut todo: BTreeSet<(usize, Digest)> = referenced
             .iter()
-            .filter(|(i, d)| depots[*i].has_blob(d))
+            // The primary depot's packed blobs are re-hashed with its packs below.
+            .filter(|(i, d)| match i {
+                0 => depots[0].blob_path(d).is_file(),
+                _ => depots[*i].has_blob(d),
+            })
             .copied()
             .collect();
         todo.extend(stored.iter().map(|d| (0, *d)));
@@ -355,6 +374,15 @@ pub fn verify(
             })
             .collect();
         problems.extend(corrupt);
+    }
+
+    // Packs: every index checked; with --integrity every packed blob too.
+    if opts.targets.is_empty() {
+        let (found, checked) = packs::check(depot, opts.integrity, reporter)?;
+        problems.extend(found);
+        for d in checked {
+            blobs_checked.insert((0, d));
+        }
     }
 
     let mut simulated = None;

@@ -1,0 +1,261 @@
+//! A depot whose blobs live in packs (`objects-v1/packs/`) behaves like the
+//! same depot with every blob loose: builds restore the same bytes and
+//! modes, `verify --integrity` is clean, `pack` writes the same archive; and
+//! a damaged pack is detected by `verify`, never restored from, and the
+//! targets that needed it rebuild. The depot is built by the real binary and
+//! packed through the library (`pack_loose_blobs`, what `gc --repack` uses).
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use relocache::depot::packs::{self, decode_index, encode_index, BlobLocation, PackId};
+use relocache::depot::Depot;
+use relocache::digest::Digest;
+
+/// Targets whose outputs cover every stored form: a small text (zstd), a
+/// large compressible file (zstd), an executable script, a small and a
+/// large incompressible file (raw; the large one aligned in a pack).
+fn project() -> Project {
+    let p = Project::new(
+        r#"
+[target.text]
+run = "mkdir -p out && cp small.txt out/small.txt && cp big.txt out/big.txt"
+inputs = ["small.txt", "big.txt"]
+outputs = ["out/small.txt", "out/big.txt"]
+
+[target.tool]
+run = "cp tool.sh out-tool.sh && chmod 0750 out-tool.sh"
+inputs = ["tool.sh"]
+outputs = ["out-tool.sh"]
+
+[target.noise]
+run = "cp noise.bin out-noise.bin && cp tiny.bin out-tiny.bin && chmod 0600 out-tiny.bin"
+inputs = ["noise.bin", "tiny.bin"]
+outputs = ["out-noise.bin", "out-tiny.bin"]
+"#,
+        &[
+            ("small.txt", "hello\n"),
+            ("tool.sh", "#!/bin/sh\necho tool\n"),
+        ],
+    );
+    std::fs::write(p.path("big.txt"), "compressible line\n".repeat(20_000)).unwrap();
+    std::fs::write(p.path("noise.bin"), noise(50_000, 7)).unwrap();
+    std::fs::write(p.path("tiny.bin"), noise(300, 9)).unwrap();
+    p
+}
+
+const OUTPUTS: [&str; 5] = [
+    "out/small.txt",
+    "out/big.txt",
+    "out-tool.sh",
+    "out-noise.bin",
+    "out-tiny.bin",
+];
+
+/// Each output's bytes and permission bits.
+fn snapshot(p: &Project) -> Vec<(Vec<u8>, u32)> {
+    OUTPUTS
+        .iter()
+        .map(|o| {
+            let path = p.path(o);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+            (std::fs::read(&path).unwrap(), mode)
+        })
+        .collect()
+}
+
+fn remove_outputs(p: &Project) {
+    for o in OUTPUTS {
+        std::fs::remove_file(p.path(o)).unwrap();
+    }
+}
+
+/// Moves every loose blob of the project's depot into one pack.
+fn pack_depot(p: &Project) {
+    let depot = Depot::open_existing(&p.depot).unwrap();
+    let done = packs::pack_loose_blobs(&depot).unwrap();
+    assert!(done.blobs > 0 && done.blobs == done.removed, "{done:?}");
+}
+
+fn problem_kinds(p: &Project, args: &[&str]) -> (i32, Vec<String>) {
+    let mut a = vec!["verify", "--json"];
+    a.extend_from_slice(args);
+    let r = p.run(&a);
+    let kinds = r.json()["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap().to_owned())
+        .collect();
+    (r.code, kinds)
+}
+
+fn archive(p: &Project, name: &str) -> Vec<u8> {
+    let file = p.tmp.path().join(name);
+    p.run(&["pack", file.to_str().unwrap()]).ok();
+    std::fs::read(file).unwrap()
+}
+
+#[test]
+fn a_packed_depot_restores_verifies_and_archives_like_a_loose_one() {
+    let p = project();
+    p.build(&[]).ok();
+    let built = snapshot(&p);
+    let loose_archive = archive(&p, "loose.tar.zst");
+
+    pack_depot(&p);
+    let toml = std::fs::read_to_string(p.depot.join("DEPOT.toml")).unwrap();
+    assert!(
+        toml.contains("format = 3"),
+        "the first pack bumps the format: {toml}"
+    );
+    assert_eq!(problem_kinds(&p, &["--integrity"]), (0, vec![]));
+    assert_eq!(
+        archive(&p, "packed.tar.zst"),
+        loose_archive,
+        "an archive of packed blobs is byte-identical to one of the same blobs loose"
+    );
+    let stats = p.run(&["stats", "--json"]);
+    let s = stats.ok().json();
+    assert_eq!(
+        (s["packs"].as_u64(), s["loose_blobs"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(s["packed_blobs"].as_u64().unwrap() >= 5, "{s}");
+
+    for mode in ["copy", "reflink", "hardlink"] {
+        remove_outputs(&p);
+        let mut c = p.cmd(&["build", "--json"]);
+        c.env("RELOCACHE_RESTORE", mode);
+        let r = output(c);
+        r.ok();
+        for t in ["text", "tool", "noise"] {
+            assert_eq!(r.outcome(t), "hit", "{mode}: {}", r.stdout);
+        }
+        assert_eq!(snapshot(&p), built, "{mode}: same bytes and modes as built");
+    }
+    // Nothing was written loose by the hits.
+    let depot = Depot::open_existing(&p.depot).unwrap();
+    assert!(depot.list_blobs().unwrap().is_empty());
+}
+
+/// The one pack of the project's depot: its id, pack and index paths.
+fn the_pack(p: &Project) -> (PackId, PathBuf, PathBuf) {
+    let dir = p.depot.join("objects-v1/packs");
+    let idx = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "idx"))
+        .expect("an index");
+    let stem = idx.file_stem().unwrap().to_str().unwrap();
+    let id: PackId = stem.strip_prefix("pack-").unwrap().parse().unwrap();
+    (id, dir.join(format!("pack-{id}.pack")), idx)
+}
+
+/// Writes `index` bytes for `pack` under the id `body` hashes to, as a
+/// damage that also forged the checksum and the name would leave it.
+fn republish(pack: &Path, old_index: &Path, index: &[u8]) {
+    let body = &index[24..index.len() - 32];
+    let id = Digest(*blake3::hash(body).as_bytes()).to_hex();
+    let dir = pack.parent().unwrap();
+    std::fs::remove_file(old_index).unwrap();
+    std::fs::rename(pack, dir.join(format!("pack-{id}.pack"))).unwrap();
+    std::fs::write(dir.join(format!("pack-{id}.idx")), index).unwrap();
+}
+
+/// Builds, packs, damages the pack with `damage`, then checks `verify`
+/// reports `kind`, and that a build after deleting the outputs restores
+/// nothing from the damage: the affected targets rebuild, with correct
+/// outputs.
+fn damaged(kind: &str, integrity: bool, damage: impl FnOnce(&Project)) {
+    let p = project();
+    p.build(&[]).ok();
+    let built = snapshot(&p);
+    pack_depot(&p);
+    damage(&p);
+    let args: &[&str] = if integrity { &["--integrity"] } else { &[] };
+    let (code, kinds) = problem_kinds(&p, args);
+    assert_eq!(code, 1, "{kind}: {kinds:?}");
+    assert!(kinds.iter().any(|k| k == kind), "{kind}: {kinds:?}");
+    remove_outputs(&p);
+    let r = p.build(&[]);
+    r.ok();
+    assert_eq!(r.outcome("noise"), "built", "{kind}: {}", r.stdout);
+    assert_eq!(
+        snapshot(&p),
+        built,
+        "{kind}: outputs are what a clean build makes"
+    );
+    // The rebuilt blobs are loose again, and loose wins: the next build hits.
+    remove_outputs(&p);
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("noise"), "hit", "{kind}: {}", r.stdout);
+    assert_eq!(snapshot(&p), built);
+}
+
+#[test]
+fn a_flipped_byte_in_a_pack_is_never_restored_and_its_target_rebuilds() {
+    damaged("corrupt-packed-blob", true, |p| {
+        let depot = Depot::open_existing(&p.depot).unwrap();
+        let d = Digest::of(&std::fs::read(p.path("noise.bin")).unwrap());
+        let blob = depot.open_blob(&d).unwrap().unwrap();
+        let BlobLocation::Packed { pack, offset, .. } = blob.location().clone() else {
+            panic!("packed")
+        };
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[offset as usize + 1000] ^= 0x40;
+        std::fs::write(&pack, bytes).unwrap();
+    });
+}
+
+#[test]
+fn a_truncated_pack_hides_its_blobs_and_their_targets_rebuild() {
+    damaged("damaged-pack-index", false, |p| {
+        let (_, pack, _) = the_pack(p);
+        let len = std::fs::metadata(&pack).unwrap().len();
+        let f = std::fs::File::options().write(true).open(&pack).unwrap();
+        f.set_len(len - 100).unwrap();
+    });
+}
+
+#[test]
+fn a_sealed_index_pointing_past_the_end_is_refused() {
+    damaged("damaged-pack-index", false, |p| {
+        let (id, pack, idx) = the_pack(p);
+        let mut entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
+        let len = std::fs::metadata(&pack).unwrap().len();
+        for e in entries.iter_mut() {
+            e.offset += len;
+        }
+        let (_, bytes) = encode_index(&mut entries);
+        republish(&pack, &idx, &bytes);
+    });
+}
+
+#[test]
+fn a_sealed_index_out_of_order_is_refused() {
+    damaged("damaged-pack-index", false, |p| {
+        let (_, pack, idx) = the_pack(p);
+        let mut bytes = std::fs::read(&idx).unwrap();
+        // Swap the first two entries, then seal the result again.
+        let (a, b) = (24, 24 + 64);
+        let first = bytes[a..b].to_vec();
+        bytes.copy_within(b..b + 64, a);
+        bytes[b..b + 64].copy_from_slice(&first);
+        let n = bytes.len() - 32;
+        let sum = *blake3::hash(&bytes[..n]).as_bytes();
+        bytes[n..].copy_from_slice(&sum);
+        republish(&pack, &idx, &bytes);
+    });
+}
+
+#[test]
+fn an_index_without_its_pack_is_reported_as_missing_pack() {
+    damaged("missing-pack", false, |p| {
+        let (_, pack, _) = the_pack(p);
+        std::fs::remove_file(pack).unwrap();
+    });
+}

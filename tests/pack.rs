@@ -1206,6 +1206,10 @@ fn unpack_of_a_thousand_blobs_writes_one_pack_and_no_loose_blob() {
     let archive = pack(&p, "many.tar.zst", &[]);
 
     let fresh = p.tmp.path().join("fresh-depot");
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]);
+    r.ok();
+    r.assert_stderr_has(&["written into one pack"]);
+    std::fs::remove_dir_all(&fresh).unwrap();
     let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap(), "--json"]);
     r.ok();
     let j = r.json();

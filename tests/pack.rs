@@ -1169,3 +1169,136 @@ fn pack_counts_an_entry_that_does_not_parse_as_left_out() {
     let j = p.run(&["pack", out.to_str().unwrap(), "--json"]).json();
     assert_eq!(j["skipped"].as_array().unwrap().len(), 1, "{j}");
 }
+
+// ------------------------------------------------- unpack into one pack
+
+/// A project whose one target writes `n` small files of distinct content
+/// (one blob each) and one large incompressible file (streamed, raw).
+fn many_outputs(n: usize) -> Project {
+    let p = Project::new(
+        &format!(
+            "[target.many]\nrun = '''mkdir -p out && for i in $(seq 1 {n}); do echo \"file $i of {n}\" > out/f$i.txt; done && cp big.bin out/big.bin'''\ninputs = ['big.bin']\noutputs = ['out']\n"
+        ),
+        &[],
+    );
+    std::fs::write(p.path("big.bin"), noise(5 << 20, 3)).unwrap();
+    p.build(&[]).ok();
+    p
+}
+
+/// The files below `dir`, relative to it.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_path_buf())
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn unpack_of_a_thousand_blobs_writes_one_pack_and_no_loose_blob() {
+    let p = many_outputs(1000);
+    let want = outside_depot(&p.root.join("out"), &p.depot);
+    assert_eq!(want.len(), 1001);
+    let archive = pack(&p, "many.tar.zst", &[]);
+
+    let fresh = p.tmp.path().join("fresh-depot");
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]);
+    r.ok();
+    r.assert_stderr_has(&["written into one pack"]);
+    std::fs::remove_dir_all(&fresh).unwrap();
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap(), "--json"]);
+    r.ok();
+    let j = r.json();
+    assert!(j["blobs_added"].as_u64().unwrap() >= 1001, "{j}");
+    let id = j["pack"].as_str().expect("the summary names the pack");
+    let objects = fresh.join("objects-v1");
+    assert_eq!(
+        files_below(&objects),
+        [
+            PathBuf::from(format!("packs/pack-{id}.idx")),
+            PathBuf::from(format!("packs/pack-{id}.pack")),
+        ],
+        "one pack and its index, no loose blob"
+    );
+    assert_depot_valid(&fresh);
+
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let b = with_depot(&p, &fresh, &["build", "--json"]);
+    b.ok();
+    assert_eq!(b.outcome("many"), "hit");
+    assert_eq!(outside_depot(&p.root.join("out"), &p.depot), want);
+
+    // Everything is present now: a second unpack writes nothing.
+    let again = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap(), "--json"]);
+    again.ok();
+    assert_eq!(again.json()["blobs_added"], 0);
+    assert!(again.json()["pack"].is_null());
+    assert_eq!(files_below(&objects).len(), 2);
+}
+
+#[test]
+fn unpack_skips_blobs_the_depot_has_loose_or_packed() {
+    let p = many_outputs(300);
+    let archive = pack(&p, "many.tar.zst", &[]);
+    // The same depot, its blobs half loose: none of them is written again.
+    let r = p.run(&["unpack", archive.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert_eq!(r.json()["blobs_added"], 0);
+    assert!(r.json()["pack"].is_null());
+    assert!(!p.depot.join("objects-v1/packs").exists());
+    // Packed blobs count as present too.
+    let d = Depot::open_existing(&p.depot).unwrap();
+    relocache::depot::packs::pack_loose_blobs(&d).unwrap();
+    let r = p.run(&["unpack", archive.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert_eq!(r.json()["blobs_added"], 0);
+    assert!(r.json()["blobs_present"].as_u64().unwrap() >= 301);
+    assert_eq!(files_below(&p.depot.join("objects-v1")).len(), 2);
+}
+
+#[test]
+fn a_small_archive_keeps_its_blobs_loose() {
+    let p = built();
+    let archive = pack(&p, "small.tar.zst", &[]);
+    let fresh = p.tmp.path().join("fresh-depot");
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert!(r.json()["pack"].is_null());
+    let objects = fresh.join("objects-v1");
+    let files = files_below(&objects);
+    assert_eq!(
+        files.len() as u64,
+        r.json()["blobs_added"].as_u64().unwrap()
+    );
+    assert!(files.iter().all(|f| !f.starts_with("packs")), "{files:?}");
+    let config = std::fs::read_to_string(fresh.join("DEPOT.toml")).unwrap();
+    assert!(
+        config.contains("format = 2"),
+        "no pack, no format 3: {config}"
+    );
+}
+
+#[test]
+fn a_refused_archive_leaves_no_pack() {
+    let p = many_outputs(200);
+    let archive = pack(&p, "many.tar.zst", &[]);
+    // The genuine archive plus an entry naming a blob that is nowhere: every
+    // blob is read (and streamed into the pack) before the refusal.
+    let orphan = entry("ghost", Digest::of(b"nowhere"), Digest::of(b"none"));
+    let bad = genuine_plus(&archive, &[entry_member(&orphan)]);
+    let file = p.tmp.path().join("ghost.tar.zst");
+    std::fs::write(&file, bad).unwrap();
+    let fresh = p.tmp.path().join("fresh-depot");
+    let r = with_depot(&p, &fresh, &["unpack", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.render());
+    r.assert_stderr_has(&["neither in the archive nor in the depot"]);
+    assert_eq!(
+        files_below(&fresh.join("objects-v1")),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(files_below(&fresh.join("tmp")), Vec::<PathBuf>::new());
+}

@@ -705,3 +705,125 @@ fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
         .count();
     assert_eq!(published, 0, "no entry stays published");
 }
+
+/// A built project of 600 small outputs and a 5 MiB one, packed into an
+/// archive: an unpack of it writes one pack.
+fn packed_archive(tmp: &Path) -> (Project, PathBuf) {
+    let p = Project::new_in(
+        tmp,
+        "[target.many]\nrun = '''mkdir -p out && for i in $(seq 1 600); do echo \"file $i\" > out/f$i.txt; done && cp big.bin out/big.bin'''\ninputs = ['big.bin']\noutputs = ['out']\n",
+        &[],
+    );
+    std::fs::write(p.path("big.bin"), noise(5 << 20, 5)).unwrap();
+    p.build(&[]).ok();
+    let archive = p.tmp.path().join("ci.tar.zst");
+    p.run(&["pack", archive.to_str().unwrap()]).ok();
+    (p, archive)
+}
+
+fn spawn_unpack(depot: &Path, archive: &Path) -> Child {
+    let mut c = bin();
+    c.arg("--depot").arg(depot).arg("unpack").arg(archive);
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    c.spawn().unwrap()
+}
+
+/// `relocache -C <root> --depot DEPOT build --json`.
+fn build_with(p: &Project, depot: &Path) -> Run {
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(depot)
+        .args(["build", "--json"]);
+    output(c)
+}
+
+#[track_caller]
+fn assert_verify_integrity_clean(depot: &Path) {
+    let v = output({
+        let mut c = bin();
+        c.arg("--depot")
+            .arg(depot)
+            .args(["verify", "--relocatable", "--integrity"]);
+        c
+    });
+    assert_eq!(v.code, 0, "verify --integrity:\n{}{}", v.stdout, v.stderr);
+}
+
+#[test]
+fn kill_dash_nine_during_unpack_leaves_a_valid_depot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, archive) = packed_archive(tmp.path());
+    let want = std::fs::read(p.path("out/big.bin")).unwrap();
+    // How long one whole unpack takes here, so kills spread over it.
+    let probe = tmp.path().join("probe-depot");
+    let started = Instant::now();
+    let out = spawn_unpack(&probe, &archive).wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole = started.elapsed().as_millis() as u64;
+    for round in 0..10u64 {
+        let depot = tmp.path().join(format!("depot{round}"));
+        let mut child = spawn_unpack(&depot, &archive);
+        let delay = (noise(2, round + 21)[0] as u64 * (whole + 50)) / 255;
+        std::thread::sleep(Duration::from_millis(delay));
+        kill_group(&mut child);
+        if !depot.join("DEPOT.toml").exists() {
+            continue;
+        }
+        check_depot_invariants(&depot);
+        assert_verify_integrity_clean(&depot);
+        // The next build restores what the unpack published, or rebuilds.
+        let _ = std::fs::remove_dir_all(p.path("out"));
+        let b = build_with(&p, &depot);
+        b.ok();
+        assert_eq!(std::fs::read(p.path("out/big.bin")).unwrap(), want);
+        assert_eq!(p.read("out/f377.txt"), "file 377\n");
+        // And an unpack after the crash completes the depot.
+        let again = spawn_unpack(&depot, &archive).wait_with_output().unwrap();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        check_depot_invariants(&depot);
+        let _ = std::fs::remove_dir_all(depot);
+    }
+}
+
+#[test]
+fn two_unpacks_and_a_build_at_once_on_one_depot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, archive) = packed_archive(tmp.path());
+    let want = std::fs::read(p.path("out/big.bin")).unwrap();
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let depot = tmp.path().join("shared-depot");
+    let children = vec![
+        spawn_unpack(&depot, &archive),
+        spawn_unpack(&depot, &archive),
+        spawn_build(&p.root, &depot),
+    ];
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    check_depot_invariants(&depot);
+    assert_verify_integrity_clean(&depot);
+    assert_eq!(std::fs::read(p.path("out/big.bin")).unwrap(), want);
+    // Whichever came first, the next build is a hit with the same bytes.
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    let b = build_with(&p, &depot);
+    b.ok();
+    assert_eq!(b.outcome("many"), "hit");
+    assert_eq!(std::fs::read(p.path("out/big.bin")).unwrap(), want);
+    assert_eq!(p.read("out/f600.txt"), "file 600\n");
+}

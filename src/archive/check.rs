@@ -208,7 +208,8 @@ impl ContentCheck {
         }
     }
 
-    pub(super) fn finish(self) -> Result<Digest, CheckError> {
+    /// The content's digest and size, once every stored byte was fed.
+    pub(super) fn finish(self) -> Result<(Digest, u64), CheckError> {
         let hc = match self.decided {
             // Fewer than 4 bytes: raw.
             None => {
@@ -224,11 +225,15 @@ impl ContentCheck {
                 Err(_) => return Err(CheckError::Invalid),
             },
         };
-        Ok(hc.hasher.finalize().into())
+        Ok(hc.done())
     }
 }
 
 impl HashCount {
+    fn done(self) -> (Digest, u64) {
+        (self.hasher.finalize().into(), self.n)
+    }
+
     pub(super) fn new(limit: u64, budget: Budget) -> HashCount {
         HashCount {
             hasher: blake3::Hasher::new(),
@@ -283,7 +288,7 @@ pub(super) fn check_error(name: &str, limit: u64, budget: &Budget, e: CheckError
     }
 }
 
-/// The digest of the content of a blob held whole in memory: what
+/// The digest and size of the content of a blob held whole in memory: what
 /// [`ContentCheck`] computes, read the way the depot reads blobs and with
 /// this thread's decompression context (creating one per blob was a sixth
 /// of unpack's CPU).
@@ -291,14 +296,14 @@ pub(super) fn stored_content_digest(
     stored: &[u8],
     limit: u64,
     budget: &Budget,
-) -> Result<Digest, CheckError> {
+) -> Result<(Digest, u64), CheckError> {
     if !stored.starts_with(&ZSTD_MAGIC) {
         return if stored.len() as u64 > limit {
             Err(CheckError::Over)
         } else {
             let mut hc = HashCount::new(limit, budget.clone());
             write_checked(&mut hc, stored)?;
-            Ok(hc.hasher.finalize().into())
+            Ok(hc.done())
         };
     }
     let hashed = blobs::with_stream(stored, |reader| {
@@ -306,7 +311,7 @@ pub(super) fn stored_content_digest(
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match reader.read(&mut buf) {
-                Ok(0) => return Ok(hc.hasher.finalize().into()),
+                Ok(0) => return Ok(hc.done()),
                 Ok(n) => write_checked(&mut hc, &buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(CheckError::Invalid),
@@ -329,12 +334,15 @@ mod tests {
             for part in stored.chunks(chunk) {
                 assert!(c.feed(part).is_ok());
             }
-            assert_eq!(c.finish().ok(), Some(Digest::of(&data)));
+            assert_eq!(
+                c.finish().ok(),
+                Some((Digest::of(&data), data.len() as u64))
+            );
         }
         // Tiny raw blobs never reach the 4-byte decision.
         let mut c = ContentCheck::new(u64::MAX, Budget::unlimited());
         assert!(c.feed(b"ab").is_ok());
-        assert_eq!(c.finish().ok(), Some(Digest::of(b"ab")));
+        assert_eq!(c.finish().ok(), Some((Digest::of(b"ab"), 2)));
         // A truncated frame is invalid, never a prefix's digest.
         let mut c = ContentCheck::new(u64::MAX, Budget::unlimited());
         assert!(c.feed(&packed[..packed.len() - 3]).is_ok());
@@ -353,7 +361,11 @@ mod tests {
     fn in_memory_blobs_are_judged_like_streamed_ones() {
         let data = b"some content ".repeat(10_000);
         let packed = zstd::encode_all(&data[..], 3).unwrap();
-        let digest = |b: &[u8], limit| stored_content_digest(b, limit, &Budget::unlimited()).ok();
+        let digest = |b: &[u8], limit| {
+            stored_content_digest(b, limit, &Budget::unlimited())
+                .ok()
+                .map(|(d, _)| d)
+        };
         // Twice each: the thread's reused context must not carry state over.
         for _ in 0..2 {
             assert_eq!(digest(&data, u64::MAX), Some(Digest::of(&data)));

@@ -38,14 +38,17 @@
 //! The stream is read once, never held in memory. Each member must be a
 //! regular file or directory whose path is exactly one of the forms above;
 //! `..`, absolute paths, links, devices, fifos and anything else are refused.
-//! Each blob is streamed into a staging file while the blake3 of its
-//! *uncompressed* content is computed, and renamed into place only when that
-//! matches its name (a blob the depot already has is verified and skipped).
-//! Entries are parsed, checked against their file name and held; they are
-//! published only after the whole archive was read, its tar end marker seen,
-//! and every blob each entry names is in the archive or the depot. A failed
-//! unpack publishes no entry; blobs it already verified stay (they are
-//! content-addressed and harmless, and `gc` reclaims them).
+//! Each blob is streamed into one new pack (staged in `tmp/`) while the
+//! blake3 of its *uncompressed* content is computed, and kept there only when
+//! that matches its name (a blob the depot already has, loose or packed, is
+//! verified and skipped); an archive of fewer than `LOOSE_LIMIT` new blobs
+//! writes them as loose files instead (see `unpack.rs`). Entries are parsed,
+//! checked against their file name and held; they are published only after
+//! the whole archive was read, its tar end marker seen, every blob each entry
+//! names is in the archive or the depot, and the pack and its index are
+//! durable. A failed unpack publishes no entry and leaves no pack; loose
+//! blobs it already verified stay (they are content-addressed and harmless,
+//! and `gc` reclaims them).
 //!
 //! Limits: the decompressed tar stream may not exceed `max_size`; once it is
 //! past [`BOMB_MIN`], it may not be more than `max_ratio` times the compressed

@@ -3,6 +3,12 @@
 //! name while it streams ([`super::check`]), and publishes entries only after
 //! the whole archive was read and every blob they name is present. Writes
 //! the depot only through [`Depot`] methods.
+//!
+//! The new blobs go into one new pack ([`PackWriter`]), in one sequential
+//! write, made durable with its index before the first entry is published:
+//! restoring a CI cache then creates the outputs, not a file per blob as
+//! well. An archive bringing fewer than [`LOOSE_LIMIT`] new blobs keeps
+//! them loose, as git keeps a small fetch loose (`fetch.unpackLimit`).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
@@ -24,10 +30,12 @@ use super::{
     ArchiveError, EntryRef, BUF, DEFAULT_MAX_RATIO, DEFAULT_MAX_SIZE, MAX_ENTRY_BYTES,
     MAX_SMALL_FILE,
 };
+use crate::depot::blobs::ZSTD_MAGIC;
 use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::ingest::Durability;
+use crate::depot::packs::PackWriter;
 use crate::depot::variants::{parse_variants, Variants};
-use crate::depot::{parse_config, Depot, DEPOT_FORMAT};
+use crate::depot::{parse_config, Depot, DepotError, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
 use crate::units::format_size;
@@ -66,6 +74,9 @@ pub struct UnpackSummary {
     pub blobs_present: u64,
     /// Bytes written into the depot (blobs as stored).
     pub bytes_added: u64,
+    /// The id of the pack the new blobs went into; `None` when they were
+    /// few enough to stay loose (or there were none).
+    pub pack: Option<String>,
     /// Compressed bytes read.
     pub archive_bytes: u64,
     /// Decompressed tar bytes read.
@@ -90,7 +101,28 @@ pub(super) struct Unpacking<'a> {
     compressed: Arc<AtomicU64>,
     /// Content of every blob checked so far.
     content: Arc<AtomicU64>,
+    /// Where new blobs go.
+    sink: Sink,
 }
+
+/// Where an unpack's new blobs go, decided by the first that needs writing.
+enum Sink {
+    /// No new blob written yet.
+    Undecided,
+    /// Loose files: a small archive.
+    Loose,
+    /// One new pack, published before the entries.
+    Pack(PackWriter),
+}
+
+/// An archive bringing fewer new blobs than this keeps them loose (git's
+/// default `fetch.unpackLimit`). Below it a pack saves little (creating a
+/// hundred small files takes milliseconds), while loose blobs need no
+/// repacking by gc, serve hard links, and keep a depot that never received
+/// a large archive readable by a relocache without packs. The decision is
+/// taken at the first batch of blobs ([`PENDING_COUNT`] blobs or
+/// [`PENDING_BYTES`]): only an archive that ends within it stays loose.
+pub(super) const LOOSE_LIMIT: usize = 100;
 
 /// A small blob member read into memory, to be checked and written with the
 /// rest of its batch on all cores while the stream is read on.
@@ -108,15 +140,17 @@ pub(super) const PENDING_MAX_BLOB: u64 = 4 << 20;
 pub(super) const PENDING_COUNT: usize = 128;
 pub(super) const PENDING_BYTES: usize = 32 << 20;
 
-/// Checks one batched blob against its name and, unless present, writes it
-/// into the depot (durable with the batch's `syncfs`).
+/// Checks one batched blob against its name and returns its content size;
+/// with `loose` and unless present, also writes it into the depot as a
+/// loose file (durable with the batch's `syncfs`).
 pub(super) fn settle_pending(
     depot: &Depot,
     limit: u64,
     budget: &Budget,
     p: &Pending,
-) -> Result<(), ArchiveError> {
-    let actual = stored_content_digest(&p.bytes, limit, budget)
+    loose: bool,
+) -> Result<u64, ArchiveError> {
+    let (actual, size) = stored_content_digest(&p.bytes, limit, budget)
         .map_err(|e| check_error(&p.name, limit, budget, e))?;
     if actual != p.digest {
         return Err(ArchiveError::BlobMismatch {
@@ -124,12 +158,48 @@ pub(super) fn settle_pending(
             actual,
         });
     }
-    if !p.present {
+    if loose && !p.present {
         let mut staged = depot.ingest_blob()?;
         staged.write_all(&p.bytes)?;
         staged.persist(&p.digest, &actual, Durability::Batched)?;
     }
-    Ok(())
+    Ok(size)
+}
+
+/// A blob member on its way into a pack: every byte the pack writer pulls
+/// passes the archive's own content check ([`ContentCheck`]: the limits and
+/// the budget) first, so a decompression bomb stops here, before the
+/// writer's own verification decompresses it.
+struct Checking<R> {
+    inner: R,
+    check: ContentCheck,
+    got: u64,
+    failed: Option<Failed>,
+}
+
+/// Why a [`Checking`] reader stopped.
+enum Failed {
+    Read(io::Error),
+    Check(CheckError),
+}
+
+impl<R: Read> Read for Checking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.failed = Some(Failed::Read(e));
+                return Err(io::Error::other("the archive could not be read"));
+            }
+        };
+        self.got += n as u64;
+        if let Err(e) = self.check.feed(&buf[..n]) {
+            self.failed = Some(Failed::Check(e));
+            return Err(io::Error::other("the blob failed the archive's checks"));
+        }
+        Ok(n)
+    }
 }
 
 impl Unpacking<'_> {
@@ -144,26 +214,54 @@ impl Unpacking<'_> {
         }
     }
 
-    /// Checks and writes the pending blobs, in parallel; the first failure
-    /// in archive order is the one reported.
-    fn flush_pending(&mut self) -> Result<(), ArchiveError> {
+    /// Checks the pending blobs in parallel, and writes the new ones: loose
+    /// (in parallel too), or into the pack in archive order. The first
+    /// failure in archive order is the one reported. `last`: the archive
+    /// has no more blobs.
+    fn flush_pending(&mut self, last: bool) -> Result<(), ArchiveError> {
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        let new = batch.iter().filter(|p| !p.present).count();
+        if new > 0 && matches!(self.sink, Sink::Undecided) {
+            self.sink = if last && new < LOOSE_LIMIT {
+                Sink::Loose
+            } else {
+                Sink::Pack(self.depot.pack_writer()?)
+            };
+        }
+        let loose = matches!(self.sink, Sink::Loose);
         let (depot, limit, budget) = (self.depot, self.opts.max_size, self.budget());
-        let results: Vec<Result<(), ArchiveError>> = batch
+        let results: Vec<Result<u64, ArchiveError>> = batch
             .par_iter()
-            .map(|p| settle_pending(depot, limit, &budget, p))
+            .map(|p| settle_pending(depot, limit, &budget, p, loose))
             .collect();
         for (p, r) in batch.iter().zip(results) {
-            r?;
+            let size = r?;
             if p.present {
                 self.summary.blobs_present += 1;
-            } else {
-                self.summary.blobs_added += 1;
-                self.summary.bytes_added += p.bytes.len() as u64;
+                continue;
             }
+            if let Sink::Pack(pack) = &mut self.sink {
+                let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
+                pack.add(&p.digest, &mut &p.bytes[..], raw, size)
+                    .map_err(|e| pack_error(&p.name, e))?;
+            }
+            self.summary.blobs_added += 1;
+            self.summary.bytes_added += p.bytes.len() as u64;
         }
         Ok(())
+    }
+
+    /// The pack new blobs go into, opened when the first needs it; `None`
+    /// when this unpack keeps its blobs loose.
+    fn pack(&mut self) -> Result<Option<&mut PackWriter>, ArchiveError> {
+        if matches!(self.sink, Sink::Undecided) {
+            self.sink = Sink::Pack(self.depot.pack_writer()?);
+        }
+        Ok(match &mut self.sink {
+            Sink::Pack(pack) => Some(pack),
+            _ => None,
+        })
     }
 
     /// An I/O error from the stream: a tripped limit, or corruption.
@@ -334,14 +432,101 @@ impl Unpacking<'_> {
                 present,
             });
             if self.pending.len() >= PENDING_COUNT || self.pending_bytes >= PENDING_BYTES {
-                self.flush_pending()?;
+                self.flush_pending(false)?;
             }
             return Ok(());
         }
-        let mut staged = if present {
-            None
+        if present {
+            self.stream_loose(m, name, d, size, false)?;
+            self.summary.blobs_present += 1;
+            self.blobs.insert(d);
+            return Ok(());
+        }
+        // The pack needs the content size first: a raw blob's is its length,
+        // a zstd frame's is in its header (a frame without it stays loose).
+        let mut head = Vec::with_capacity(18);
+        (&mut *m)
+            .take(18)
+            .read_to_end(&mut head)
+            .map_err(|e| self.read_err(e))?;
+        let mut m = io::Cursor::new(head.as_slice()).chain(m);
+        let content = if head.starts_with(&ZSTD_MAGIC) {
+            zstd::zstd_safe::get_frame_content_size(&head)
+                .ok()
+                .flatten()
         } else {
+            Some(size)
+        };
+        let raw = !head.starts_with(&ZSTD_MAGIC);
+        match content {
+            Some(content) if self.pack()?.is_some() => {
+                self.stream_packed(&mut m, name, (d, raw), size, content)?
+            }
+            _ => self.stream_loose(&mut m, name, d, size, true)?,
+        }
+        self.summary.blobs_added += 1;
+        self.summary.bytes_added += size;
+        self.blobs.insert(d);
+        Ok(())
+    }
+
+    /// Streams a large blob member into the pack, checked on the way.
+    fn stream_packed(
+        &mut self,
+        m: &mut impl Read,
+        name: &str,
+        (d, raw): (Digest, bool),
+        size: u64,
+        content: u64,
+    ) -> Result<(), ArchiveError> {
+        let limit = self.opts.max_size;
+        let budget = self.budget();
+        let mut checking = Checking {
+            inner: m,
+            check: ContentCheck::new(limit, budget.clone()),
+            got: 0,
+            failed: None,
+        };
+        let Sink::Pack(pack) = &mut self.sink else {
+            unreachable!("stream_packed is called with a pack open")
+        };
+        let added = pack.add(&d, &mut checking, raw, content);
+        match checking.failed.take() {
+            Some(Failed::Read(e)) => return Err(self.read_err(e)),
+            Some(Failed::Check(e)) => return Err(check_error(name, limit, &budget, e)),
+            None => {}
+        }
+        if checking.got != size {
+            return Err(ArchiveError::Truncated);
+        }
+        let (actual, _) = checking
+            .check
+            .finish()
+            .map_err(|e| check_error(name, limit, &budget, e))?;
+        if actual != d {
+            return Err(ArchiveError::BlobMismatch {
+                member: name.to_owned(),
+                actual,
+            });
+        }
+        added.map_err(|e| pack_error(name, e))
+    }
+
+    /// Streams a large blob member through the content check, into a loose
+    /// file when `write` (synced with the batch before any entry is
+    /// published).
+    fn stream_loose(
+        &self,
+        m: &mut impl Read,
+        name: &str,
+        d: Digest,
+        size: u64,
+        write: bool,
+    ) -> Result<(), ArchiveError> {
+        let mut staged = if write {
             Some(self.depot.ingest_blob()?)
+        } else {
+            None
         };
         let budget = self.budget();
         let mut check = ContentCheck::new(self.opts.max_size, budget.clone());
@@ -367,7 +552,7 @@ impl Unpacking<'_> {
             return Err(ArchiveError::Truncated);
         }
         let actual = match check.finish() {
-            Ok(a) => a,
+            Ok((a, _)) => a,
             Err(e) => return checked(Err(e)),
         };
         if actual != d {
@@ -376,24 +561,17 @@ impl Unpacking<'_> {
                 actual,
             });
         }
-        match staged {
-            Some(s) => {
-                // Synced all at once before any entry is published.
-                s.persist(&d, &actual, Durability::Batched)?;
-                self.summary.blobs_added += 1;
-                self.summary.bytes_added += got;
-            }
-            None => self.summary.blobs_present += 1,
+        if let Some(s) = staged {
+            // Synced all at once before any entry is published.
+            s.persist(&d, &actual, Durability::Batched)?;
         }
-        self.blobs.insert(d);
         Ok(())
     }
 
     /// Publishes the held entries once every blob they name is available
     /// and durable.
     fn publish(&mut self) -> Result<(), ArchiveError> {
-        self.flush_pending()?;
-        self.depot.sync_batch()?;
+        self.flush_pending(true)?;
         for e in self.entries.values() {
             for b in e.blobs() {
                 if !self.blobs.contains(&b) && !self.depot.has_blob(&b) {
@@ -405,6 +583,12 @@ impl Unpacking<'_> {
                 }
             }
         }
+        // The pack, then its index, durable (a pack dropped unfinished by
+        // an error above leaves nothing); then the loose blobs.
+        if let Sink::Pack(pack) = std::mem::replace(&mut self.sink, Sink::Loose) {
+            self.summary.pack = pack.finish()?.map(|id| id.to_string());
+        }
+        self.depot.sync_batch()?;
         for e in self.entries.values() {
             match self.depot.read_entry(&e.key) {
                 Ok(Some(_)) => self.summary.entries_present += 1,
@@ -473,6 +657,7 @@ pub fn unpack(
         pending_bytes: 0,
         compressed: compressed.clone(),
         content: Default::default(),
+        sink: Sink::Undecided,
     };
     let mut archive = tar::Archive::new(guard);
     {
@@ -539,4 +724,21 @@ fn insert_once<T>(
         return Err(bad("appears twice".into()));
     }
     Ok(())
+}
+
+/// The error for a blob the pack writer refused after the archive's checks
+/// passed: its zstd frame declared another size than it holds, or the
+/// depot failed.
+fn pack_error(name: &str, e: DepotError) -> ArchiveError {
+    match e {
+        DepotError::Mismatch { actual, .. } => ArchiveError::BlobMismatch {
+            member: name.to_owned(),
+            actual,
+        },
+        DepotError::Damaged { message, .. } => ArchiveError::BadMember {
+            member: name.to_owned(),
+            problem: format!("cannot be stored as it is: {message}"),
+        },
+        e => ArchiveError::Depot(e),
+    }
 }

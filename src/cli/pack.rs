@@ -295,11 +295,12 @@ pub fn unpack(env: &Env, args: &UnpackArgs) -> Result<i32> {
 
 fn unpack_line(s: &UnpackSummary, name: &str) -> String {
     format!(
-        "unpacked {name}: {} added ({} already present), {} added ({} already present), {} written",
+        "unpacked {name}: {} added ({} already present), {} added ({} already present), {} written{}",
         count(s.entries_added.len() as u64, "entry", "entries"),
         s.entries_present,
         count(s.blobs_added, "blob", "blobs"),
         s.blobs_present,
-        format_size(s.bytes_added)
+        format_size(s.bytes_added),
+        if s.pack.is_some() { " into one pack" } else { "" }
     )
 }

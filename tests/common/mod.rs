@@ -387,17 +387,25 @@ pub fn check_depot_invariants(depot: &Path) {
             .unwrap_or_else(|e| panic!("packed blob {b} is not its content: {e}"));
     }
     // No partial file under a final name: every file in objects-v1 is a
-    // blob, a pack or an index (a pack without its index is invisible).
-    for e in walkdir::WalkDir::new(depot.join("objects-v1")).min_depth(2) {
+    // blob, and packs/ holds only packs and their indexes.
+    let objects = depot.join("objects-v1");
+    for e in walkdir::WalkDir::new(&objects).min_depth(2) {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        let in_packs = e.path().parent() == Some(&depot.join("objects-v1/packs"));
-        let ok = if in_packs {
-            name.starts_with("pack-") && (name.ends_with(".pack") || name.ends_with(".idx"))
-        } else {
-            name.len() == 64 && !name.starts_with('.')
-        };
-        assert!(ok, "stray file in objects-v1: {name}");
+        if e.path().parent() == Some(&objects.join("packs")) {
+            let id = name
+                .strip_prefix("pack-")
+                .and_then(|n| n.strip_suffix(".pack").or_else(|| n.strip_suffix(".idx")));
+            assert!(
+                id.is_some_and(|id| id.len() == 64),
+                "stray file in objects-v1/packs: {name}"
+            );
+            continue;
+        }
+        assert!(
+            name.len() == 64 && !name.starts_with('.'),
+            "stray file in objects-v1: {name}"
+        );
     }
 }
 

@@ -50,19 +50,6 @@ fn c_project() -> Project {
     p
 }
 
-/// The tests need a C compiler: fail loudly when there is none.
-fn require_cc() {
-    let ok = std::process::Command::new("cc")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "these tests need a C compiler: install gcc (`cc` on PATH)"
-    );
-}
-
 fn outcomes(r: &Run) -> Vec<(String, String)> {
     r.ok();
     r.outcomes()

@@ -386,19 +386,6 @@ fn current_needs_a_manifest() {
     r.assert_stderr_has(&["relocache.toml"]);
 }
 
-/// The tests of depfile targets need a C compiler: fail loudly when there is none.
-fn require_cc() {
-    let ok = std::process::Command::new("cc")
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "this test needs a C compiler: install gcc (`cc` on PATH)"
-    );
-}
-
 #[test]
 fn current_carries_a_depfile_targets_current_entry_with_only_its_path_set() {
     require_cc();

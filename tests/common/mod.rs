@@ -126,6 +126,19 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Tests that compile C need a compiler: fail loudly when there is none.
+pub fn require_cc() {
+    let ok = Command::new("cc")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs a C compiler: install gcc (`cc` on PATH; .ci/deps does)"
+    );
+}
+
 pub fn bin() -> Command {
     without_relocache_env(Command::new(env!("CARGO_BIN_EXE_relocache")))
 }

@@ -149,7 +149,11 @@ fn pieces(s: &str, template: bool) -> Result<Vec<Piece<'_>>, FillError> {
             break;
         };
         let inner = &at[1..end];
-        let piece = if let Some(n) = inner.strip_prefix("outputs:") {
+        // Outside templates `${name}` is the shell's, as it always was.
+        let shell_var = !template && text.ends_with('$');
+        let piece = if shell_var {
+            None
+        } else if let Some(n) = inner.strip_prefix("outputs:") {
             Some(Piece::Outputs(n))
         } else if VARS.contains(&inner) {
             if !template {
@@ -327,6 +331,8 @@ mod tests {
             "echo {{x}} ${HOME} src/{a,b}"
         );
         assert_eq!(g("cc {path}"), Err(FillError::NotATemplate("path".into())));
+        // A shell variable of that name outside a template is the shell's.
+        assert_eq!(g("echo ${name} ${dir}/x").unwrap(), "echo ${name} ${dir}/x");
     }
 
     #[test]

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 RUNS=${RUNS:-5}
-ONLY=${ONLY:-hash-small,hash-big,hash-src,hash-3big,noop-zstd,noop-zstd-tpl,noop,noop-c,noop-3k,noop-tpl,header-tpl,ccache,cold,pack,unpack,unpack-floor,restore,copy-packed}
+ONLY=${ONLY:-hash-small,hash-big,hash-src,hash-3big,noop-zstd,noop-zstd-tpl,noop,noop-c,noop-3k,noop-tpl,header-tpl,ccache,cold,pack,unpack,unpack-floor,restore,restore-packed,copy-packed}
 
 need=()
 for t in hyperfine b3sum ccache zstd make cc git python3; do
@@ -223,7 +223,7 @@ if want cold; then
     "$T $W/c2/build $W/depot-cold" "$T $W/c2/build && mkdir -p $W/c2/build"
   empty_trash
 fi
-if want pack || want unpack || want unpack-floor || want restore || want copy-packed; then
+if want pack || want unpack || want unpack-floor || want restore || want restore-packed || want copy-packed; then
   $GEN outputs "$W/out" $((20000 / SCALE)) $((1000 / SCALE))
   "$R" -C "$W/out" --depot "$W/depot-out" build -q
   settle
@@ -259,6 +259,18 @@ if want restore; then
   cp -r "$W/out/out" "$W/out-ref"
   pair restore "<= 1.2" "$R -C $W/out --depot $W/depot-out build -q" "cp -r $W/out-ref $W/out-copy" \
     "$T $W/out/out" "$T $W/out-copy"
+fi
+if want restore-packed; then
+  # Issue 19's row: the same restore with every blob in one pack (after
+  # `gc --repack`): packed blobs are read by offset, decompressed straight
+  # into the output's temporary file.
+  [ -d "$W/out-ref" ] || cp -r "$W/out/out" "$W/out-ref"
+  cp -r "$W/depot-out" "$W/depot-rp"
+  "$R" --depot "$W/depot-rp" gc --repack -q
+  settle
+  pair restore-packed "<= 1.2" "$R -C $W/out --depot $W/depot-rp build -q" "cp -r $W/out-ref $W/out-copy" \
+    "$T $W/out/out" "$T $W/out-copy"
+  empty_trash
 fi
 if want copy-packed; then
   # Issue 19's row: a depot is copied (cp -r, rsync, a CI cache) at the speed

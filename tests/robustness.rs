@@ -827,3 +827,77 @@ fn two_unpacks_and_a_build_at_once_on_one_depot() {
     assert_eq!(std::fs::read(p.path("out/big.bin")).unwrap(), want);
     assert_eq!(p.read("out/f600.txt"), "file 600\n");
 }
+
+/// The same take-back when the archive is large enough that `unpack` wrote
+/// its blobs as a pack: no entry stays published, the pack (complete, with
+/// its index) is only unreferenced blobs, and a retry and a build succeed.
+#[test]
+fn an_unpack_into_a_pack_failing_while_publishing_takes_back_its_entries() {
+    let manifest: String = ["a", "b", "c"]
+        .iter()
+        .map(|t| {
+            format!(
+                "[target.{t}]\nrun = '''mkdir -p {t} && for i in $(seq 1 60); do echo \"{t} $i\" > {t}/f$i.txt; done'''\noutputs = ['{t}']\n"
+            )
+        })
+        .collect();
+    let p = Project::new(&manifest, &[]);
+    p.run(&["build", "--json"]).ok();
+    let archive = p.tmp.path().join("all.tar.zst");
+    p.run(&["pack", archive.to_str().unwrap()]).ok();
+    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v2"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 3);
+    let fresh = p.tmp.path().join("fresh");
+    let mut c = bin();
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
+    assert_eq!(output(c).code, 1, "refused, but the depot exists");
+    let shard = fresh.join("entries-v2").join(&keys[2][..2]);
+    std::fs::create_dir_all(&shard).unwrap();
+    let mut c = without_write_access(&p, &shard);
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap()]);
+    let r = output(c);
+    chmod("u+w", &shard);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let count = |dir: &str| {
+        walkdir::WalkDir::new(fresh.join(dir))
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .count()
+    };
+    assert_eq!(count("entries-v2"), 0, "no entry stays published");
+    assert_eq!(
+        count("objects-v1/packs"),
+        2,
+        "the blobs went into one pack and its index"
+    );
+    check_depot_invariants(&fresh);
+    // A retry publishes everything, and a build elsewhere hits from it.
+    let mut c = bin();
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap()]);
+    let r = output(c);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    std::fs::remove_dir_all(p.path("a")).unwrap();
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&p.root)
+        .arg("--depot")
+        .arg(&fresh)
+        .args(["build", "--json"]);
+    let r = output(c);
+    r.ok();
+    assert!(r.outcomes().iter().all(|(_, o)| o == "hit"), "{}", r.stdout);
+    assert_eq!(p.read("a/f7.txt"), "a 7\n");
+}

@@ -671,33 +671,7 @@ fn a_depot_that_is_not_one_is_a_usage_error_that_says_what_to_do() {
 fn an_unpack_failing_while_publishing_takes_back_what_it_published() {
     let p = chain();
     p.build(&[]).ok();
-    let archive = p.tmp.path().join("all.tar.zst");
-    p.run(&["pack", archive.to_str().unwrap()]).ok();
-    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v2"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    keys.sort();
-    assert_eq!(keys.len(), 3);
-    // A fresh depot where the last entry's shard cannot be written: the
-    // first two entries publish, the third fails (as a full disk would).
-    let fresh = p.tmp.path().join("fresh");
-    let mut c = bin();
-    c.arg("--depot")
-        .arg(&fresh)
-        .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
-    assert_eq!(output(c).code, 1, "refused, but the depot exists");
-    let shard = fresh.join("entries-v2").join(&keys[2][..2]);
-    std::fs::create_dir_all(&shard).unwrap();
-    let mut c = without_write_access(&p, &shard);
-    c.arg("--depot")
-        .arg(&fresh)
-        .args(["unpack", archive.to_str().unwrap()]);
-    let r = output(c);
-    chmod("u+w", &shard);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    let (_, fresh) = unpack_failing_at_the_last_entry(&p);
     let published = walkdir::WalkDir::new(fresh.join("entries-v2"))
         .into_iter()
         .filter_map(|e| e.ok())
@@ -843,31 +817,7 @@ fn an_unpack_into_a_pack_failing_while_publishing_takes_back_its_entries() {
         .collect();
     let p = Project::new(&manifest, &[]);
     p.run(&["build", "--json"]).ok();
-    let archive = p.tmp.path().join("all.tar.zst");
-    p.run(&["pack", archive.to_str().unwrap()]).ok();
-    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v2"))
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    keys.sort();
-    assert_eq!(keys.len(), 3);
-    let fresh = p.tmp.path().join("fresh");
-    let mut c = bin();
-    c.arg("--depot")
-        .arg(&fresh)
-        .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
-    assert_eq!(output(c).code, 1, "refused, but the depot exists");
-    let shard = fresh.join("entries-v2").join(&keys[2][..2]);
-    std::fs::create_dir_all(&shard).unwrap();
-    let mut c = without_write_access(&p, &shard);
-    c.arg("--depot")
-        .arg(&fresh)
-        .args(["unpack", archive.to_str().unwrap()]);
-    let r = output(c);
-    chmod("u+w", &shard);
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    let (archive, fresh) = unpack_failing_at_the_last_entry(&p);
     let count = |dir: &str| {
         walkdir::WalkDir::new(fresh.join(dir))
             .into_iter()
@@ -900,4 +850,37 @@ fn an_unpack_into_a_pack_failing_while_publishing_takes_back_its_entries() {
     r.ok();
     assert!(r.outcomes().iter().all(|(_, o)| o == "hit"), "{}", r.stdout);
     assert_eq!(p.read("a/f7.txt"), "a 7\n");
+}
+
+/// Packs `p`'s depot of three entries, then unpacks it into a fresh depot
+/// where the last entry's shard cannot be written: the first two entries
+/// publish, the third fails (as a full disk would). The archive and the
+/// fresh depot.
+fn unpack_failing_at_the_last_entry(p: &Project) -> (PathBuf, PathBuf) {
+    let archive = p.tmp.path().join("all.tar.zst");
+    p.run(&["pack", archive.to_str().unwrap()]).ok();
+    let mut keys: Vec<String> = walkdir::WalkDir::new(p.depot.join("entries-v2"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 3);
+    let fresh = p.tmp.path().join("fresh");
+    let mut c = bin();
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap(), "--max-size", "0"]);
+    assert_eq!(output(c).code, 1, "refused, but the depot exists");
+    let shard = fresh.join("entries-v2").join(&keys[2][..2]);
+    std::fs::create_dir_all(&shard).unwrap();
+    let mut c = without_write_access(p, &shard);
+    c.arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap()]);
+    let r = output(c);
+    chmod("u+w", &shard);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    (archive, fresh)
 }

@@ -198,47 +198,33 @@ pub(super) fn print_report(r: &GcReport, quiet: bool) {
 
 /// The line about packs, when gc did (or would do) anything to them.
 fn packs_line(p: &PacksReport, dry_run: bool) -> Option<String> {
-    let mut parts = Vec::new();
-    if p.loose_packed > 0 {
-        parts.push(format!(
-            "{} loose blob{} packed",
-            p.loose_packed,
-            plural(p.loose_packed)
-        ));
-    }
-    if p.repacked > 0 {
-        parts.push(format!("{} rewritten", count(p.repacked, "pack")));
-    }
-    if p.deleted > 0 {
-        parts.push(format!(
-            "{} deleted (no live blob)",
-            count(p.deleted, "pack")
-        ));
-    }
-    if p.half_packs > 0 {
-        parts.push(format!(
-            "{} left by an interrupted write swept",
-            count(p.half_packs, "pack file")
-        ));
-    }
-    if p.damaged > 0 {
-        parts.push(format!(
-            "{} left out (damaged: run `relocache verify --integrity`)",
-            count(p.damaged, "blob")
-        ));
-    }
-    if p.kept_young > 0 {
-        parts.push(format!(
-            "{} younger than the grace period kept",
-            count(p.kept_young, "pack")
-        ));
-    }
-    if p.kept_for_new_entries > 0 {
-        parts.push(format!(
-            "{} kept for entries published meanwhile",
-            count(p.kept_for_new_entries, "pack")
-        ));
-    }
+    // (count, what is counted, what happened to them), in the order shown.
+    let happened: [(usize, &str, &str); 7] = [
+        (p.loose_packed, "loose blob", "packed"),
+        (p.repacked, "pack", "rewritten"),
+        (p.deleted, "pack", "deleted (no live blob)"),
+        (
+            p.half_packs,
+            "pack file",
+            "left by an interrupted write swept",
+        ),
+        (
+            p.damaged,
+            "blob",
+            "left out (damaged: run `relocache verify --integrity`)",
+        ),
+        (p.kept_young, "pack", "younger than the grace period kept"),
+        (
+            p.kept_for_new_entries,
+            "pack",
+            "kept for entries published meanwhile",
+        ),
+    ];
+    let parts: Vec<String> = happened
+        .iter()
+        .filter(|(n, ..)| *n > 0)
+        .map(|(n, what, done)| format!("{} {done}", count(*n, what)))
+        .collect();
     if parts.is_empty() {
         return None;
     }

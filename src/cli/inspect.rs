@@ -418,17 +418,12 @@ fn project_relative(manifest: &Manifest, f: &str) -> Result<String> {
         .to_string())
 }
 
+/// A target's name, its current key, and the depot holding its entry.
+type CurrentKey = (String, relocache::digest::Key, Option<usize>);
+
 /// The current key of each target `target` names (itself, or a template's
 /// instances), or an error saying which dep must be built.
-#[allow(clippy::type_complexity)]
-fn current(
-    env: &Env,
-    target: &str,
-) -> Result<(
-    Vec<(String, relocache::digest::Key, Option<usize>)>,
-    Vec<Depot>,
-    PathBuf,
-)> {
+fn current(env: &Env, target: &str) -> Result<(Vec<CurrentKey>, Vec<Depot>, PathBuf)> {
     let (manifest, depots, root) = open(env)?;
     let planned = plan(&manifest, &depots, &root, &[target.to_owned()])?;
     let names = manifest.select(&[target.to_owned()]).unwrap_or_default();

@@ -140,11 +140,7 @@ pub(crate) fn hash(
 ) -> Result<Option<Vec<Hashed>>, InputError> {
     let mut out = Vec::with_capacity(paths.len());
     for p in paths {
-        let found = match p {
-            DiscoveredPath::Project(rel) => ctx.inputs.content(rel)?,
-            DiscoveredPath::Outside(abs) => outside(ctx, abs)?,
-        };
-        let Some((digest, stamp)) = found else {
+        let Some((digest, stamp)) = now(ctx, p)? else {
             return Ok(None);
         };
         out.push((
@@ -156,6 +152,14 @@ pub(crate) fn hash(
         ));
     }
     Ok(Some(out))
+}
+
+/// One discovered file's digest as it is now, and the stat it was hashed under.
+fn now(ctx: &Ctx<'_>, p: &DiscoveredPath) -> Result<Option<(Digest, Stamp)>, InputError> {
+    match p {
+        DiscoveredPath::Project(rel) => ctx.inputs.content(rel),
+        DiscoveredPath::Outside(abs) => outside(ctx, abs),
+    }
 }
 
 /// The digests of `paths` as a build would see them once `deps` are done: a
@@ -178,10 +182,9 @@ pub(crate) fn digests(
             }),
             DiscoveredPath::Outside(_) => None,
         };
-        let found = match (from_dep, p) {
-            (Some(d), _) => Some(d),
-            (None, DiscoveredPath::Project(rel)) => ctx.inputs.content(rel)?.map(|(d, _)| d),
-            (None, DiscoveredPath::Outside(abs)) => outside(ctx, abs)?.map(|(d, _)| d),
+        let found = match from_dep {
+            Some(d) => Some(d),
+            None => now(ctx, p)?.map(|(d, _)| d),
         };
         let Some(digest) = found else {
             return Ok(None);

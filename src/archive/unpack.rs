@@ -243,7 +243,8 @@ impl Unpacking<'_> {
             }
             if let Sink::Pack(pack) = &mut self.sink {
                 let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
-                pack.add(&p.digest, &mut &p.bytes[..], raw, size)
+                // Checked against its name above, in parallel.
+                pack.add_checked(&p.digest, &p.bytes, raw, size)
                     .map_err(|e| pack_error(&p.name, e))?;
             }
             self.summary.blobs_added += 1;

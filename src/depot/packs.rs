@@ -332,18 +332,8 @@ impl PackWriter {
             return Ok(());
         }
         let path = self.staged.path().to_path_buf();
-        let start = if raw && size >= ALIGN {
-            self.pos.div_ceil(ALIGN) * ALIGN
-        } else {
-            self.pos
-        };
+        let start = self.begin(raw, size)?;
         let file = self.staged.as_file_mut();
-        if start > self.pos {
-            file.set_len(start)
-                .map_err(DepotError::io("write", &path))?;
-        }
-        file.seek(SeekFrom::Start(start))
-            .map_err(DepotError::io("write", &path))?;
         let mut tee = Tee {
             src: stored,
             out: file,
@@ -392,10 +382,66 @@ impl PackWriter {
             let _ = self.staged.as_file().set_len(self.pos);
             return Err(e);
         }
+        self.commit(digest, start, written, raw, size);
+        Ok(())
+    }
+
+    /// Appends one blob whose stored bytes the caller has already checked
+    /// against `digest` (unpack verifies a batch of small blobs in parallel
+    /// before it writes them, and must not pay for a second hash here).
+    /// `raw` must agree with the bytes' first four, as in [`PackWriter::add`].
+    pub fn add_checked(
+        &mut self,
+        digest: &Digest,
+        stored: &[u8],
+        raw: bool,
+        size: u64,
+    ) -> Result<(), DepotError> {
+        if self.seen.contains(digest) {
+            return Ok(());
+        }
+        let path = self.staged.path().to_path_buf();
+        if raw == stored.starts_with(&ZSTD_MAGIC) || (raw && stored.len() as u64 != size) {
+            return Err(DepotError::Damaged {
+                path,
+                message: format!("blob {digest} was offered in a form its bytes do not have"),
+            });
+        }
+        let start = self.begin(raw, size)?;
+        if let Err(e) = self.staged.as_file_mut().write_all(stored) {
+            let _ = self.staged.as_file().set_len(self.pos);
+            return Err(DepotError::io("write", &path)(e));
+        }
+        self.commit(digest, start, stored.len() as u64, raw, size);
+        Ok(())
+    }
+
+    /// Where the next blob starts (a raw blob of a block or more on a block
+    /// boundary, so a reflink of its range can serve it), with the file
+    /// positioned there.
+    fn begin(&mut self, raw: bool, size: u64) -> Result<u64, DepotError> {
+        let start = if raw && size >= ALIGN {
+            self.pos.div_ceil(ALIGN) * ALIGN
+        } else {
+            self.pos
+        };
+        let path = self.staged.path().to_path_buf();
+        let file = self.staged.as_file_mut();
+        if start > self.pos {
+            file.set_len(start)
+                .map_err(DepotError::io("write", &path))?;
+        }
+        file.seek(SeekFrom::Start(start))
+            .map_err(DepotError::io("write", &path))?;
+        Ok(start)
+    }
+
+    /// Records a blob written at `start`.
+    fn commit(&mut self, digest: &Digest, start: u64, length: u64, raw: bool, size: u64) {
         self.entries.push(IndexEntry {
             digest: *digest,
             offset: start,
-            length: written,
+            length,
             size,
             form: if raw {
                 StoredForm::Raw
@@ -404,8 +450,7 @@ impl PackWriter {
             },
         });
         self.seen.insert(*digest);
-        self.pos = start + written;
-        Ok(())
+        self.pos = start + length;
     }
 
     /// Appends blob `d` of `from` (loose or packed) as it is stored there,
@@ -1072,6 +1117,37 @@ mod tests {
         let (_dir, depot, contents) = packed();
         let d = depot.put_bytes(&contents[0]).unwrap();
         assert!(depot.open_blob(&d).unwrap().unwrap().is_loose());
+    }
+
+    #[test]
+    fn checked_blobs_are_written_as_offered_and_a_wrong_form_is_refused() {
+        let (_dir, depot) = depot();
+        let big = noise(10_000, 3);
+        let text = b"checked ".repeat(1000);
+        let frame = zstd::bulk::compress(&text, 3).unwrap();
+        let mut w = depot.pack_writer().unwrap();
+        w.add_checked(&Digest::of(b"tiny"), b"tiny", true, 4)
+            .unwrap();
+        let e = w
+            .add_checked(&Digest::of(&text), &frame, true, text.len() as u64)
+            .unwrap_err();
+        assert!(e.to_string().contains("form"), "{e}");
+        let e = w
+            .add_checked(&Digest::of(b"raw"), b"raw", false, 3)
+            .unwrap_err();
+        assert!(e.to_string().contains("form"), "{e}");
+        w.add_checked(&Digest::of(&big), &big, true, big.len() as u64)
+            .unwrap();
+        w.add_checked(&Digest::of(&text), &frame, false, text.len() as u64)
+            .unwrap();
+        assert_eq!(w.len(), 3);
+        w.finish().unwrap().unwrap();
+        assert_eq!(depot.read_blob(&Digest::of(b"tiny")).unwrap(), b"tiny");
+        assert_eq!(depot.read_blob(&Digest::of(&text)).unwrap(), text);
+        let b = depot.open_blob(&Digest::of(&big)).unwrap().unwrap();
+        assert_eq!(b.file_range().1 % ALIGN, 0, "a raw blob is aligned");
+        assert_eq!(depot.read_blob(&Digest::of(&big)).unwrap(), big);
+        assert!(!depot.has_blob(&Digest::of(b"raw")));
     }
 
     #[test]

@@ -131,6 +131,7 @@ pub fn pack<W: Write + Send>(
         archive_bytes: counter.n,
         skipped,
         unbuilt: Vec::new(),
+        signed: opts.signing.as_ref().map(|k| k.source().clone()),
     })
 }
 
@@ -404,6 +405,21 @@ pub(super) fn write_archive<W: Write + Send>(
         }
         let text = render_entry(e);
         append(&mut tar, &layout::entry(key), text.as_bytes())?;
+    }
+    if let Some(signing) = &opts.signing {
+        append_dir(&mut tar, &format!("{}/", layout::SIGNATURES_DIR))?;
+        let mut shard = String::new();
+        for (key, e) in entries.iter() {
+            let hex = key.to_hex();
+            if layout::shard(&hex) != shard {
+                shard = layout::shard(&hex).to_owned();
+                append_dir(&mut tar, &format!("{}/{shard}/", layout::SIGNATURES_DIR))?;
+            }
+            // The bytes of the entry member just written (rendering is
+            // deterministic).
+            let sig = signing.signature(key, render_entry(e).as_bytes());
+            append(&mut tar, &layout::signature(key), sig.as_bytes())?;
+        }
     }
     let records = variants_for(stack, entries);
     if !records.is_empty() {

@@ -204,6 +204,29 @@ mod tests {
         );
     }
 
+    /// The signature format: changing it makes every signed entry a
+    /// bad-signature miss, so it changes only with a new context string.
+    #[test]
+    fn known_signature_is_pinned() {
+        let k = key(b"relocache-test-signing-key");
+        let cache_key = Key(Digest::of(b"key"));
+        let sig = k.signature(&cache_key, b"schema = 2\n");
+        assert_eq!(
+            sig,
+            "e54cca9a08f814c2543c54ca8e4236477a1f5ca0f6e8c68b0ec44c8169002fb7\n"
+        );
+        // The documented formula, spelled out.
+        let mut message = 32u64.to_le_bytes().to_vec();
+        message.extend_from_slice(&cache_key.0 .0);
+        message.extend_from_slice(&11u64.to_le_bytes());
+        message.extend_from_slice(b"schema = 2\n");
+        let derived = blake3::derive_key(CONTEXT, b"relocache-test-signing-key");
+        assert_eq!(
+            sig.trim(),
+            blake3::keyed_hash(&derived, &message).to_hex().as_str()
+        );
+    }
+
     #[test]
     fn the_key_never_shows_and_short_keys_are_refused() {
         let k = key(b"hunter2hunter2hunter2");

@@ -396,6 +396,7 @@ pub(super) fn write_archive<W: Write + Send>(
     }
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
     append_dir(&mut tar, &format!("{}/", layout::ENTRIES_DIR))?;
+    let mut signatures = Vec::new();
     let mut shard = String::new();
     for (key, e) in entries.iter() {
         let hex = key.to_hex();
@@ -405,19 +406,20 @@ pub(super) fn write_archive<W: Write + Send>(
         }
         let text = render_entry(e);
         append(&mut tar, &layout::entry(key), text.as_bytes())?;
+        if let Some(signing) = &opts.signing {
+            // Over the exact bytes of the member just written.
+            signatures.push((*key, signing.signature(key, text.as_bytes())));
+        }
     }
-    if let Some(signing) = &opts.signing {
+    if !signatures.is_empty() {
         append_dir(&mut tar, &format!("{}/", layout::SIGNATURES_DIR))?;
         let mut shard = String::new();
-        for (key, e) in entries.iter() {
+        for (key, sig) in &signatures {
             let hex = key.to_hex();
             if layout::shard(&hex) != shard {
                 shard = layout::shard(&hex).to_owned();
                 append_dir(&mut tar, &format!("{}/{shard}/", layout::SIGNATURES_DIR))?;
             }
-            // The bytes of the entry member just written (rendering is
-            // deterministic).
-            let sig = signing.signature(key, render_entry(e).as_bytes());
             append(&mut tar, &layout::signature(key), sig.as_bytes())?;
         }
     }

@@ -347,7 +347,8 @@ impl Remote {
                     }
                 }
             }
-            let text = String::from_utf8(bytes.clone()).map_err(|_| damaged("not UTF-8".into()))?;
+            let mut bytes_down = bytes.len() as u64;
+            let text = String::from_utf8(bytes).map_err(|_| damaged("not UTF-8".into()))?;
             let entry = parse_entry(&text).map_err(|e| damaged(e.to_string()))?;
             if entry.key != *key {
                 return Err(damaged(format!("it records key {}", entry.key)));
@@ -358,7 +359,6 @@ impl Remote {
                     set.spawn(io.clone().download(depot.clone(), d));
                 }
             }
-            let mut bytes_down = bytes.len() as u64;
             let mut first_err = None;
             while let Some(r) = set.join_next().await {
                 match r {

@@ -372,3 +372,50 @@ fn pack_signs_with_the_key_and_unpack_require_signed_accepts_or_refuses_whole() 
     }
     assert_eq!(entries_in(&any), 3);
 }
+
+// ------------------------------------------------------------- depfiles
+
+/// A target whose depfile lists a header: looked up on the remote through
+/// its variants record (unsigned), then its entry (signed).
+const DEPFILE: &str = r#"
+[target.gen]
+run = "echo gen >> ../runs.log && mkdir -p build && cat src/x.in src/inc.h > build/x.out && printf 'build/x.out: src/x.in src/inc.h\n' > build/x.d"
+inputs = ["src/x.in"]
+depfile = "build/x.d"
+outputs = ["build/x.out"]
+"#;
+
+fn depfile_project() -> Project {
+    Project::new(DEPFILE, &[("src/x.in", "x\n"), ("src/inc.h", "h1\n")])
+}
+
+#[test]
+fn a_depfile_target_hits_through_the_variants_record_only_when_its_entry_is_signed() {
+    let s3 = S3::start();
+    let first = depfile_project();
+    let r = build(&first, &s3, None);
+    r.ok();
+    assert_eq!(r.outcome("gen"), "built", "{}", r.stderr);
+    assert!(
+        s3.objects().iter().any(|o| o.starts_with("variants/")),
+        "{:?}",
+        s3.objects()
+    );
+
+    // Uploaded without the key: the record leads to an unsigned entry.
+    let second = depfile_project();
+    let r = build(&second, &s3, Some(KEY));
+    r.ok();
+    assert_eq!(r.outcome("gen"), "built", "{}", r.stderr);
+    assert_eq!(r.json()["remote_unsigned"], 1);
+    assert_eq!(second.read("build/x.out"), "x\nh1\n");
+
+    // Its upload signed the entry: now a machine with the key hits.
+    let third = depfile_project();
+    let r = build(&third, &s3, Some(KEY));
+    r.ok();
+    assert_eq!(r.outcome("gen"), "hit", "{}", r.stderr);
+    r.assert_stderr_lacks(&["warning"]);
+    assert_eq!(third.read("build/x.out"), "x\nh1\n");
+    assert_eq!(third.total_runs(), 0);
+}

@@ -787,6 +787,8 @@ deps = ["b", "c"]
                 .max()
                 .unwrap_or(0),
             targets,
+            remote_unsigned: 0,
+            remote_bad_signature: 0,
         }
     }
 

@@ -136,7 +136,16 @@ pub fn build(
         }
     }
     let count = |o: Outcome| targets.iter().filter(|t| t.outcome == o).count();
+    let warned = |k: WarningKind| {
+        targets
+            .iter()
+            .flat_map(|t| &t.warnings)
+            .filter(|w| w.kind == k)
+            .count()
+    };
     Ok(BuildReport {
+        remote_unsigned: warned(WarningKind::Unsigned),
+        remote_bad_signature: warned(WarningKind::BadSignature),
         hits: count(Outcome::Hit),
         built: count(Outcome::Built),
         failed: count(Outcome::Failed),

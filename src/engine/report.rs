@@ -89,6 +89,16 @@ pub struct BuildReport {
     pub skipped: usize,
     /// Wall time of the whole build.
     pub duration_ms: u64,
+    /// Remote entries not used for lack of a signature (signing on).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_unsigned: usize,
+    /// Remote entries not used for a wrong signature (signing on).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_bad_signature: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl BuildReport {
@@ -151,6 +161,12 @@ pub enum WarningKind {
     Store,
     /// The remote failed to fetch or upload.
     Remote,
+    /// Signing is on and a remote entry had no signature (a miss); the CLI
+    /// says so once per build, with the count.
+    Unsigned,
+    /// Signing is on and a remote entry's signature was wrong (a miss); the
+    /// CLI says so once per build, with the count.
+    BadSignature,
 }
 
 pub(super) fn report(

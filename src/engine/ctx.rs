@@ -91,6 +91,9 @@ pub(crate) struct Ctx<'a> {
     pub remote: Option<&'a crate::remote::Remote>,
     /// `$PWD` for commands: the project root as relocache names it.
     pub pwd: std::path::PathBuf,
+    /// Planning a moved copy (`verify --simulate`): env values as they
+    /// would read after the move. `None` for builds and every other plan.
+    pub moved: Option<key::Move>,
     /// Discovered files outside the project, hashed once per build (their
     /// digest and stat; `None` when absent).
     pub outside: std::sync::Mutex<HashMap<String, Option<(Digest, crate::file_state::Stamp)>>>,
@@ -246,6 +249,7 @@ impl<'a> Ctx<'a> {
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
             pwd: run::pwd_for(&manifest.root),
+            moved: None,
             outside: Default::default(),
         }
     }
@@ -296,7 +300,10 @@ impl<'a> Ctx<'a> {
             .env
             .iter()
             .map(|n| {
-                let v = std::env::var_os(n).map(|v| self.rooted.apply_os(&v));
+                let v = std::env::var_os(n).map(|v| match &self.moved {
+                    Some(m) => self.rooted.apply_os(&m.apply_os(&v)),
+                    None => self.rooted.apply_os(&v),
+                });
                 (n.clone(), v)
             })
             .collect();

@@ -111,6 +111,19 @@ pub fn plan(
     depot_root: &std::path::Path,
     targets: &[String],
 ) -> Result<Vec<Planned>, BuildError> {
+    plan_moved(manifest, depots, depot_root, targets, None)
+}
+
+/// [`plan`] in a moved copy of the project: env values are read through
+/// `moved` (an old root names the new one), as a user at the new place
+/// would set them. For `verify --simulate`.
+pub(crate) fn plan_moved(
+    manifest: &Manifest,
+    depots: &[Depot],
+    depot_root: &std::path::Path,
+    targets: &[String],
+    moved: Option<crate::key::Move>,
+) -> Result<Vec<Planned>, BuildError> {
     let selected = select_targets(manifest, targets)?;
     let mut roots: Vec<PathBuf> = depots.iter().map(|d| d.root().to_path_buf()).collect();
     roots.push(depot_root.to_path_buf());
@@ -119,7 +132,8 @@ pub fn plan(
     let memo = depots
         .first()
         .map(|d| StatMemo::load(StatMemo::location(d, &manifest.name, &manifest.root)));
-    let ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
+    let mut ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
+    ctx.moved = moved;
     let order = manifest.closure(&selected);
     let mut outs: DepOuts<'_> = HashMap::new();
     let mut result = Vec::new();

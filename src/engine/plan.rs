@@ -39,6 +39,10 @@ pub struct Planned {
     /// With a depfile and no entry for the files it would read now: the
     /// files the last build's depfile named that differ now.
     pub discovered: Vec<DiscoveredChange>,
+    /// Its entry is not relocatable and was built at another location
+    /// ([`Entry::built_elsewhere`]): a build would restore outputs naming
+    /// that location, and warn.
+    pub not_relocatable_elsewhere: bool,
 }
 
 impl Planned {
@@ -147,6 +151,7 @@ pub(crate) fn plan_moved(
             blocked_by: None,
             error: None,
             discovered: vec![],
+            not_relocatable_elsewhere: false,
         };
         if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(d.as_str())) {
             // The key is unknown, but what the target reads on disk now is
@@ -179,6 +184,7 @@ pub(crate) fn plan_moved(
                 }
                 if let Some((_, e)) = &p.entry {
                     outs.insert(name, Arc::new(DepOut::of(&t.outputs, &e.outputs)));
+                    p.not_relocatable_elsewhere = e.built_elsewhere(&ctx.root_digest);
                 }
             }
             Err(e) => p.error = Some(e.to_string()),

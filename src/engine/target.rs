@@ -112,7 +112,7 @@ fn finish_hit(
     ctx: &Ctx<'_>,
     t: &Target,
     hit: Hit,
-    warnings: Vec<Warning>,
+    mut warnings: Vec<Warning>,
     started: Instant,
     opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
@@ -138,7 +138,6 @@ fn finish_hit(
         r.warnings = warnings;
         return (r, None);
     }
-    let mut warnings = warnings;
     // Restored as asked, but never silently: its outputs name the place it
     // was built at (the CLI says it once for the whole build).
     if hit.entry.built_elsewhere(&ctx.root_digest) {

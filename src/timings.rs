@@ -781,6 +781,7 @@ deps = ["b", "c"]
             built: targets.len(),
             failed: 0,
             skipped: 0,
+            not_relocatable_elsewhere: 0,
             duration_ms: targets
                 .iter()
                 .map(|t| t.start_ms + t.duration_ms)

@@ -102,6 +102,46 @@ struct Printer {
     /// after the build.
     unsigned: Mutex<Vec<String>>,
     bad_signature: Mutex<Vec<String>>,
+    /// Targets restored from non-relocatable entries built at another
+    /// location, in the order they finished: said once, after the build.
+    elsewhere: Mutex<Vec<String>>,
+}
+
+/// Targets named in the one warning about entries built elsewhere.
+const ELSEWHERE_NAMED: usize = 3;
+
+impl Printer {
+    /// The one warning about hits on non-relocatable entries built at
+    /// another location, if there were any.
+    fn elsewhere_warning(&self, root: &Path) -> Option<String> {
+        let names = self.elsewhere.lock().unwrap();
+        let n = names.len();
+        if n == 0 {
+            return None;
+        }
+        let mut first: Vec<String> = names
+            .iter()
+            .take(ELSEWHERE_NAMED)
+            .map(|t| format!("`{t}`"))
+            .collect();
+        if n > ELSEWHERE_NAMED {
+            first.push(format!("and {} more", n - ELSEWHERE_NAMED));
+        }
+        let help = relocache::depot::entries::ReasonKind::EmbeddedPath
+            .help(&root.display().to_string(), "")
+            .unwrap_or_default();
+        let what = if n == 1 {
+            "1 target restored from an entry built at another location embeds".to_owned()
+        } else {
+            format!("{n} targets restored from entries built at another location embed")
+        };
+        Some(format!(
+            "{what} that location: {}\n  \
+             their outputs name paths of the old place (`relocache explain TARGET` says which)\n  \
+             help: {help}; then `relocache build --force` rebuilds them",
+            first.join(", "),
+        ))
+    }
 }
 
 /// Relocatability warnings shown in full before the rest are counted.
@@ -217,10 +257,17 @@ impl Reporter for Printer {
         if verdict == Verdict::HiddenByDefault {
             self.logs_hidden.fetch_add(1, Ordering::Relaxed);
         }
+        if r.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::BuiltElsewhere)
+        {
+            self.elsewhere.lock().unwrap().push(r.name.clone());
+        }
         let warnings: Vec<_> = r
             .warnings
             .iter()
             .filter(|w| !self.held_signature(w, &r.name))
+            .filter(|w| w.kind != WarningKind::BuiltElsewhere)
             .filter(|w| {
                 let held = w.kind == WarningKind::NotRelocatable
                     && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN;
@@ -330,6 +377,7 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         logs_hidden: AtomicUsize::new(0),
         unsigned: Mutex::new(Vec::new()),
         bad_signature: Mutex::new(Vec::new()),
+        elsewhere: Mutex::new(Vec::new()),
     };
     let started = std::time::SystemTime::now();
     let report = build(&manifest, &depots, &opts, &printer);
@@ -347,6 +395,9 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
                 "warning: {held} more relocatability warning{} like those above (`relocache verify --relocatable` lists every entry)",
                 if held == 1 { "" } else { "s" }
             );
+        }
+        if let Some(w) = printer.elsewhere_warning(&manifest.root) {
+            eprintln!("warning: {w}");
         }
         let hidden = printer.logs_hidden.load(Ordering::Relaxed);
         if hidden > 0 && !env.cli.quiet {

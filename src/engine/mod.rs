@@ -150,6 +150,14 @@ pub fn build(
         built: count(Outcome::Built),
         failed: count(Outcome::Failed),
         skipped: count(Outcome::Skipped),
+        not_relocatable_elsewhere: targets
+            .iter()
+            .filter(|t| {
+                t.warnings
+                    .iter()
+                    .any(|w| w.kind == WarningKind::BuiltElsewhere)
+            })
+            .count(),
         duration_ms: started.elapsed().as_millis() as u64,
         targets,
     })

@@ -66,7 +66,7 @@
 mod check;
 mod current;
 mod frames;
-mod members;
+pub(crate) mod members;
 mod pack;
 mod unpack;
 

@@ -137,7 +137,11 @@ fn unpack_scratch() -> &'static Path {
             Some(p) => {
                 let p = PathBuf::from(p);
                 std::fs::create_dir_all(&p).expect("creating RELOCACHE_FUZZ_SCRATCH");
-                tempfile::tempdir_in(p).expect("a scratch directory").keep()
+                tempfile::Builder::new()
+                    .prefix("unpack-")
+                    .tempdir_in(p)
+                    .expect("a scratch directory")
+                    .keep()
             }
             None => {
                 let t = tempfile::tempdir().expect("a scratch directory");

@@ -30,6 +30,8 @@ pub mod engine;
 pub mod file_hash;
 pub mod file_state;
 pub mod follow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gc;
 pub mod graph;
 pub mod hash_command;

@@ -50,12 +50,12 @@ outputs = ["top.out"]
 "#;
 
 #[test]
-fn four_processes_on_one_depot_build_each_key_once() {
+fn eight_processes_on_one_depot_build_each_key_once() {
     let tmp = tempfile::tempdir().unwrap();
     let depot = tmp.path().join("depot");
-    // Four checkouts of one project side by side (like four CI jobs), sharing
-    // ../runs.log and one depot.
-    let roots: Vec<PathBuf> = (0..4)
+    // Eight checkouts of one project side by side (like eight CI jobs),
+    // sharing ../runs.log and one depot.
+    let roots: Vec<PathBuf> = (0..8)
         .map(|i| tmp.path().join(format!("checkout{i}")))
         .collect();
     for r in &roots {
@@ -87,61 +87,200 @@ fn four_processes_on_one_depot_build_each_key_once() {
     check_depot_invariants(&depot);
 }
 
+/// The project of the mixed kill test: 400 small outputs (slow to pack one
+/// by one), a large one and a target reading both, all salted, so each salt
+/// stores new blobs; and an unsalted copy of the large input.
+fn kill_manifest(salt: &str) -> String {
+    format!(
+        r#"
+[project]
+salt = "{salt}"
+[target.many]
+run = "mkdir -p many && for i in $(seq 1 400); do echo $i-{salt} > many/f$i; done"
+outputs = ["many"]
+[target.big]
+run = "cat big.bin big.bin > big.out && echo {salt} >> big.out"
+inputs = ["big.bin"]
+outputs = ["big.out"]
+[target.same]
+run = "cp big.bin same.out"
+inputs = ["big.bin"]
+outputs = ["same.out"]
+[target.top]
+run = "cat big.out many/f400 > top.out"
+deps = ["big", "many"]
+outputs = ["top.out"]
+"#
+    )
+}
+
+fn clean_kill_outputs(root: &Path) {
+    for f in ["many", "big.out", "same.out", "top.out"] {
+        let p = root.join(f);
+        let _ = std::fs::remove_dir_all(&p);
+        let _ = std::fs::remove_file(&p);
+    }
+}
+
+/// Every output of `kill_manifest(salt)` holds what a clean build writes.
+#[track_caller]
+fn assert_kill_outputs(root: &Path, salt: &str, big: &[u8], context: &str) {
+    let mut want = big.repeat(2);
+    want.extend_from_slice(format!("{salt}\n").as_bytes());
+    assert!(
+        std::fs::read(root.join("big.out")).unwrap() == want,
+        "{context}: big.out"
+    );
+    assert!(
+        std::fs::read(root.join("same.out")).unwrap() == big,
+        "{context}: same.out"
+    );
+    let last = format!("400-{salt}\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("many/f400")).unwrap(),
+        last,
+        "{context}"
+    );
+    want.extend_from_slice(last.as_bytes());
+    assert!(
+        std::fs::read(root.join("top.out")).unwrap() == want,
+        "{context}: top.out"
+    );
+}
+
+/// What the mixed kill test interrupts, in turn.
+#[derive(Debug, Clone, Copy)]
+enum Killed {
+    /// A build: runs and stores (a new salt), or restores (the same salt again).
+    Build,
+    /// `gc --repack`: packing loose blobs, rewriting and deleting packs.
+    Repack,
+    /// `unpack` of an archive whose entries and blobs the depot lost.
+    Unpack,
+    /// A size-bounded `gc`: evicting entries, deleting blobs.
+    Gc,
+}
+
+impl Killed {
+    fn args(self, archive: &Path) -> Vec<String> {
+        let v: &[&str] = match self {
+            Killed::Build => &["build"],
+            Killed::Repack => &["gc", "--repack", "--grace", "0s"],
+            Killed::Unpack => &["unpack", archive.to_str().unwrap()],
+            Killed::Gc => &["gc", "--max-size", "8M", "--grace", "0s"],
+        };
+        v.iter().map(|a| a.to_string()).collect()
+    }
+}
+
+/// Runs relocache to its end, ignoring the outcome (setup between kills).
+fn run_quietly(root: &Path, depot: &Path, args: &[&str]) {
+    let mut c = bin();
+    c.arg("-C").arg(root).arg("--depot").arg(depot).args(args);
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    c.status().unwrap();
+}
+
 #[test]
-fn kill_dash_nine_at_any_moment_leaves_a_valid_depot() {
+fn kill_dash_nine_in_build_unpack_gc_and_repack_leaves_a_valid_depot() {
+    const ROUNDS: u64 = 50;
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("proj");
     let depot = tmp.path().join("depot");
     std::fs::create_dir_all(&root).unwrap();
-    let big = noise(6 << 20, 7);
+    let big = noise(4 << 20, 7);
     std::fs::write(root.join("big.bin"), &big).unwrap();
-    std::fs::write(
-        root.join("relocache.toml"),
-        r#"
-[target.a]
-run = "mkdir -p out && cp big.bin out/a1 && cp big.bin out/a2 && cat big.bin big.bin > out/a3"
-inputs = ["big.bin"]
-outputs = ["out"]
-[target.b]
-run = "cat big.bin big.bin big.bin > b.bin"
-inputs = ["big.bin"]
-outputs = ["b.bin"]
-[target.c]
-run = "cat out/a3 b.bin > c.bin"
-deps = ["a", "b"]
-outputs = ["c.bin"]
-"#,
-    )
-    .unwrap();
     let started = Instant::now();
-    for round in 0..24u64 {
-        // A fresh build every few rounds, so kills land in runs, stores and restores.
-        if round % 3 == 0 {
-            let _ = std::fs::remove_dir_all(depot.join("entries-v2"));
-        }
-        for f in ["out", "b.bin", "c.bin"] {
-            let p = root.join(f);
-            let _ = std::fs::remove_dir_all(&p);
-            let _ = std::fs::remove_file(&p);
-        }
-        let mut child = spawn_build(&root, &depot);
-        let delay = (noise(1, round + 11)[0] as u64 * 3) % 700;
-        std::thread::sleep(Duration::from_millis(delay));
-        kill_group(&mut child);
-        if depot.join("DEPOT.toml").exists() {
-            check_depot_invariants(&depot);
-        }
+    // The archive unpack rounds read: one complete build, another depot.
+    let archive = tmp.path().join("ci.tar.zst");
+    let archive_depot = tmp.path().join("archive-depot");
+    std::fs::write(root.join("relocache.toml"), kill_manifest("archived")).unwrap();
+    run_quietly(&root, &archive_depot, &["build"]);
+    run_quietly(&root, &archive_depot, &["pack", archive.to_str().unwrap()]);
+    assert!(archive.is_file(), "the archive was made");
+    // How long each operation takes here uninterrupted, so kills spread over
+    // it (shortened when a kill comes too late).
+    let mut whole = std::collections::HashMap::new();
+    for op in [Killed::Build, Killed::Repack, Killed::Unpack, Killed::Gc] {
+        clean_kill_outputs(&root);
+        std::fs::write(root.join("relocache.toml"), kill_manifest("probe")).unwrap();
+        let t = Instant::now();
+        let args = op.args(&archive);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_quietly(&root, &depot, &args);
+        whole.insert(format!("{op:?}"), t.elapsed().as_millis() as u64 + 20);
     }
-    let r = output({
-        let mut c = bin();
-        c.arg("-C")
-            .arg(&root)
-            .arg("--depot")
-            .arg(&depot)
-            .args(["build", "--json"]);
-        c
-    });
+    let ops = [Killed::Build, Killed::Repack, Killed::Unpack, Killed::Gc];
+    eprintln!("uninterrupted, in ms: {whole:?}");
+    let mut salt = String::new();
+    // Kills that found the process still running, by operation.
+    let mut live = std::collections::HashMap::new();
+    for round in 0..ROUNDS {
+        let op = ops[round as usize % ops.len()];
+        match op {
+            // A new salt every other build round: the one between restores.
+            Killed::Build => {
+                salt = format!("s{}", round / 8);
+                std::fs::write(root.join("relocache.toml"), kill_manifest(&salt)).unwrap();
+                clean_kill_outputs(&root);
+            }
+            // The depot loses everything, so the unpack has all to write.
+            Killed::Unpack => {
+                run_quietly(&root, &depot, &["gc", "--max-age", "0s", "--grace", "0s"])
+            }
+            Killed::Repack | Killed::Gc => {}
+        }
+        let args = op.args(&archive);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = spawn_in_group(&root, &depot, &args);
+        let span = whole.get_mut(&format!("{op:?}")).unwrap();
+        let delay = noise(1, round + 11)[0] as u64 * *span / 255;
+        std::thread::sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            *live.entry(format!("{op:?}")).or_insert(0) += 1;
+        } else {
+            // It ran faster than the probe: aim the next kills earlier.
+            *span = (*span * 2 / 3).max(10);
+        }
+        kill_group(&mut child);
+        // Shown when the check below fails.
+        eprintln!("round {round}: {op:?} killed after {delay} ms");
+        check_depot_invariants(&depot);
+    }
+    eprintln!("live kills by operation: {live:?}");
+    // Most kills interrupt the operation (a few land after its end).
+    for op in ops {
+        let n = live.get(&format!("{op:?}")).copied().unwrap_or(0);
+        assert!(
+            n >= 6,
+            "only {n} kills landed in a running {op:?}: {live:?}"
+        );
+    }
+    // A gc run to its end cleans up after the killed ones.
+    run_quietly(&root, &depot, &["gc", "--repack", "--grace", "0s"]);
+    check_depot_invariants(&depot);
+    // The last salt builds and then restores, byte for byte.
+    clean_kill_outputs(&root);
+    build_in(&root, &depot).ok();
+    assert_kill_outputs(&root, &salt, &big, "after the last build");
+    clean_kill_outputs(&root);
+    let r = build_in(&root, &depot);
     r.ok();
+    assert_eq!(r.json()["hits"], 4, "{}", r.render());
+    assert_kill_outputs(&root, &salt, &big, "restored after the kills");
+    // An unpack after the kills completes, and its entries restore.
+    run_quietly(&root, &depot, &["unpack", archive.to_str().unwrap()]);
+    std::fs::write(root.join("relocache.toml"), kill_manifest("archived")).unwrap();
+    clean_kill_outputs(&root);
+    let r = build_in(&root, &depot);
+    r.ok();
+    assert_eq!(r.json()["hits"], 4, "{}", r.render());
+    assert_kill_outputs(
+        &root,
+        "archived",
+        &big,
+        "restored from the unpacked archive",
+    );
     check_depot_invariants(&depot);
     let v = output({
         let mut c = bin();
@@ -152,16 +291,21 @@ outputs = ["c.bin"]
     });
     assert_eq!(
         v.code, 0,
-        "verify --integrity after the crashes:\n{}{}",
+        "verify --integrity after the kills:\n{}{}",
         v.stdout, v.stderr
     );
-    let mut want = big.repeat(2);
-    want.extend_from_slice(&big.repeat(3));
-    assert!(
-        std::fs::read(root.join("c.bin")).unwrap() == want,
-        "outputs are correct after the crashes"
-    );
-    assert!(started.elapsed() < Duration::from_secs(120));
+    assert!(started.elapsed() < Duration::from_secs(180));
+}
+
+/// `relocache -C ROOT --depot DEPOT build --json`.
+fn build_in(root: &Path, depot: &Path) -> Run {
+    let mut c = bin();
+    c.arg("-C")
+        .arg(root)
+        .arg("--depot")
+        .arg(depot)
+        .args(["build", "--json"]);
+    output(c)
 }
 
 /// Runs relocache on `depot` in a process group of its own.

@@ -11,7 +11,7 @@ use crate::digest::{Digest, Key};
 
 /// What a member path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Member {
+pub(crate) enum Member {
     Dir,
     CacheTag,
     DepotToml,
@@ -24,7 +24,7 @@ pub(super) enum Member {
 }
 
 /// Maps a member path to the one depot layout form it must be, or says why not.
-pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
+pub(crate) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     if path.starts_with('/') {
         return Err("is an absolute path".into());
     }

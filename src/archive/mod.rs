@@ -73,7 +73,7 @@
 mod check;
 mod current;
 mod frames;
-mod members;
+pub(crate) mod members;
 mod pack;
 mod unpack;
 

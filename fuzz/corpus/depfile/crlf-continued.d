@@ -1,0 +1,3 @@
+out.o: a.c \
+  "quoted name.h" b\#c.h
+out.o: more.h

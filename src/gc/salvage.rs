@@ -1,0 +1,263 @@
+//! What gc does to a pack whose index is damaged (fails its checksum, its
+//! length, its order, or points outside its pack): readers ignore such a
+//! pack, so its blobs are lost to every entry that needs them until gc
+//! salvages it. A pack holds bare blobs without framing (a raw blob has no
+//! mark where it ends), so the pack alone cannot be read back; the damaged
+//! index is the only map of it, and salvage uses whatever entries it still
+//! yields ([`lenient_entries`]), trusting none: each blob is hashed while
+//! it is copied into one new pack ([`crate::depot::packs::PackWriter::add`]
+//! refuses one that is not its name, its size or its form). Blobs the depot
+//! holds elsewhere (loose, or in a sound pack) are not copied. The damaged
+//! index and pack are kept in `quarantine/` (hard links) before the new pack
+//! is published, then leave `objects-v1/packs/` (the index first): never
+//! deleted, so what could not be salvaged stays there for a person to look
+//! at. A blob that could not be salvaged is simply absent:
+//! the targets needing it miss and rebuild, and nothing wrong is restored.
+//!
+//! No lock is needed: readers never load a damaged index, so moving it
+//! takes nothing from them, and the new pack only adds blobs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::depot::packs::{lenient_entries, BlobLocation, IndexFault, PackId, PackSet};
+use crate::depot::{layout, sync_dir, Depot, DepotError};
+use crate::digest::Digest;
+use crate::report::Reporter;
+
+/// What gc did (or, in a dry run, would do) to packs with a damaged index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SalvageReport {
+    /// Damaged packs moved to `quarantine/` (index and pack).
+    pub packs: usize,
+    /// Blobs copied out of them into a new pack, each verified.
+    pub blobs: usize,
+    /// Blobs of theirs the depot already held elsewhere (loose or in a
+    /// sound pack): nothing to copy.
+    pub elsewhere: usize,
+    /// Entries of their indexes whose bytes are not the blob they name (or
+    /// that reach outside the pack): lost; the targets needing them rebuild.
+    pub lost: usize,
+    /// Entries naming a lost blob, moved to `quarantine/`: restoring them
+    /// could only fail, and `verify` would report each; the next build of
+    /// their target stores a new one. (A blob the index no longer names
+    /// cannot be known: an entry needing it stays, reported by `verify` as
+    /// `missing-blob`, and misses until its target rebuilds.)
+    pub entries: usize,
+    /// The pack the salvaged blobs went into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_pack: Option<String>,
+}
+
+impl SalvageReport {
+    /// Whether there was no damaged pack (the report is left out of JSON).
+    pub fn is_empty(&self) -> bool {
+        self.packs == 0
+    }
+}
+
+/// One damaged pack: its index and pack files.
+struct Damaged {
+    index: PathBuf,
+    pack: PathBuf,
+    why: IndexFault,
+}
+
+/// Salvages every pack whose index is damaged (see the module docs); in a
+/// dry run, only verifies what it would copy. A pack whose index is missing
+/// its pack, or cannot be read at all, is not touched: the first is a half
+/// pack the sweep handles, the second may be a permission problem, not
+/// damage. Returns the report and one warning per damaged pack.
+pub(super) fn salvage(
+    depot: &Depot,
+    dry_run: bool,
+    reporter: &dyn Reporter,
+) -> Result<(SalvageReport, Vec<String>), DepotError> {
+    let set = PackSet::load(depot, true)?;
+    let damaged: Vec<Damaged> = set
+        .faults
+        .iter()
+        .filter(|f| !matches!(f.fault, IndexFault::MissingPack | IndexFault::Unreadable(_)))
+        .filter_map(|f| {
+            let id = layout::pack_index_id(f.index.file_name()?.to_str()?)?;
+            Some(Damaged {
+                index: f.index.clone(),
+                pack: depot.root().join(layout::pack_file(&id)),
+                why: f.fault.clone(),
+            })
+        })
+        .collect();
+    let mut report = SalvageReport::default();
+    if damaged.is_empty() {
+        return Ok((report, Vec::new()));
+    }
+    let mut writer = if dry_run {
+        None
+    } else {
+        Some(depot.pack_writer()?)
+    };
+    let mut notes = Vec::new();
+    let mut lost = HashSet::new();
+    for (i, d) in damaged.iter().enumerate() {
+        reporter.progress("salvaging packs", i as u64, damaged.len() as u64);
+        let before = (report.blobs, report.lost);
+        copy_sound_blobs(depot, d, writer.as_mut(), &mut report, &mut lost)?;
+        notes.push(format!(
+            "{} has a damaged index ({}): {} {} salvaged, {} lost (their targets rebuild); {} moved to quarantine/",
+            rel(depot, &d.pack),
+            d.why,
+            report.blobs - before.0,
+            if report.blobs - before.0 == 1 { "blob" } else { "blobs" },
+            report.lost - before.1,
+            if dry_run { "the pack would be" } else { "the pack and its index" },
+        ));
+    }
+    if let Some(writer) = writer {
+        // Kept first (a hard link, else a copy), so nothing is lost if the
+        // new pack's publish replaces the pair: a pack whose damage left
+        // its entries intact gets the same id back.
+        for d in &damaged {
+            keep_in_quarantine(depot, &d.index)?;
+            keep_in_quarantine(depot, &d.pack)?;
+        }
+        let id = writer.finish()?;
+        // Every salvaged blob is durable in its new pack: the pair goes,
+        // the index first, so no index ever names a pack that is gone.
+        let replaced = |path: &Path| {
+            id.is_some_and(|id| {
+                [layout::pack_file(&id), layout::pack_index(&id)]
+                    .iter()
+                    .any(|f| depot.root().join(f) == path)
+            })
+        };
+        let dir = depot.root().join(layout::PACKS_DIR);
+        for files in [
+            damaged.iter().map(|d| &d.index).collect::<Vec<_>>(),
+            damaged.iter().map(|d| &d.pack).collect(),
+        ] {
+            for path in files.into_iter().filter(|p| !replaced(p)) {
+                remove(path)?;
+            }
+            sync_dir(&dir);
+        }
+        depot.forget_packs();
+        report.new_pack = id.map(|id: PackId| id.to_string());
+        report.entries = quarantine_entries_needing(depot, &lost)?;
+    }
+    report.packs = damaged.len();
+    Ok((report, notes))
+}
+
+/// Copies the blobs of damaged pack `d` that the depot holds nowhere else
+/// into `writer` (verified; `None` in a dry run: only verified); adds the
+/// digests it could not salvage to `lost`.
+fn copy_sound_blobs(
+    depot: &Depot,
+    d: &Damaged,
+    mut writer: Option<&mut crate::depot::packs::PackWriter>,
+    report: &mut SalvageReport,
+    lost: &mut HashSet<Digest>,
+) -> Result<(), DepotError> {
+    let index = std::fs::read(&d.index).map_err(DepotError::io("read", &d.index))?;
+    let pack_len = std::fs::metadata(&d.pack)
+        .map_err(DepotError::io("read", &d.pack))?
+        .len();
+    let entries = lenient_entries(&index);
+    // Entries whose bytes cannot even be read as one are lost, unnamed.
+    let whole = index.len().saturating_sub(24) / 64;
+    report.lost += whole.saturating_sub(entries.len());
+    for e in entries {
+        if depot.blob_path(&e.digest).is_file() || depot.has_packed_blob(&e.digest) {
+            report.elsewhere += 1;
+            continue;
+        }
+        if !e.is_inside(pack_len) {
+            report.lost += 1;
+            lost.insert(e.digest);
+            continue;
+        }
+        let at = BlobLocation::Packed {
+            pack: d.pack.clone(),
+            offset: e.offset,
+            length: e.length,
+        };
+        let mut stored = at.open().map_err(DepotError::io("read", &d.pack))?;
+        let raw = e.form == crate::depot::packs::StoredForm::Raw;
+        let sound = match writer.as_deref_mut() {
+            Some(w) => match w.add(&e.digest, &mut stored, raw, e.size) {
+                Ok(()) => true,
+                Err(DepotError::Mismatch { .. } | DepotError::Damaged { .. }) => false,
+                Err(e) => return Err(e),
+            },
+            None => crate::depot::blobs::stream_matches(&mut stored, &e.digest, e.size),
+        };
+        if sound {
+            report.blobs += 1;
+        } else {
+            report.lost += 1;
+            lost.insert(e.digest);
+        }
+    }
+    Ok(())
+}
+
+/// Moves every entry naming one of `lost` (now stored nowhere) to
+/// `quarantine/`, under the exclusive gc lock: an entry published while it
+/// is held cannot name a blob the depot lacks (`Depot::write_entry`
+/// checks). Returns how many.
+fn quarantine_entries_needing(depot: &Depot, lost: &HashSet<Digest>) -> Result<usize, DepotError> {
+    let lost: HashSet<&Digest> = lost
+        .iter()
+        .filter(|d| !depot.blob_path(d).is_file() && !depot.has_packed_blob(d))
+        .collect();
+    if lost.is_empty() {
+        return Ok(0);
+    }
+    let _exclusive = depot.gc_lock(true);
+    let mut moved = 0;
+    for key in depot.list_entries()? {
+        // An unreadable entry is `verify`'s and the next lookup's to report.
+        let Ok(Some(entry)) = depot.read_entry(&key) else {
+            continue;
+        };
+        if entry.blobs().iter().any(|d| lost.contains(d)) {
+            depot.quarantine_entry(&key);
+            moved += 1;
+        }
+    }
+    Ok(moved)
+}
+
+/// Puts a copy of `path` in `quarantine/<name>.<ns>`: a hard link, else a
+/// copy of its bytes.
+fn keep_in_quarantine(depot: &Depot, path: &Path) -> Result<(), DepotError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let to = depot.quarantine_path(&name);
+    if std::fs::hard_link(path, &to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(path, &to)
+        .map(|_| ())
+        .map_err(DepotError::io("copy to quarantine", path))
+}
+
+/// Removes `path`; gone already is fine (another gc salvaged it).
+fn remove(path: &Path) -> Result<(), DepotError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DepotError::io("remove", path)(e)),
+    }
+}
+
+fn rel(depot: &Depot, path: &Path) -> String {
+    path.strip_prefix(depot.root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

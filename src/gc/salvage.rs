@@ -11,11 +11,13 @@
 //! index and pack are kept in `quarantine/` (hard links) before the new pack
 //! is published, then leave `objects-v1/packs/` (the index first): never
 //! deleted, so what could not be salvaged stays there for a person to look
-//! at. A blob that could not be salvaged is simply absent:
-//! the targets needing it miss and rebuild, and nothing wrong is restored.
+//! at. A blob that could not be salvaged is absent from the depot, and the
+//! entries naming it go to `quarantine/` too: their targets rebuild, and
+//! nothing wrong is restored.
 //!
-//! No lock is needed: readers never load a damaged index, so moving it
-//! takes nothing from them, and the new pack only adds blobs.
+//! The packs need no lock: readers never load a damaged index, so moving
+//! it takes nothing from them, and the new pack only adds blobs. The
+//! entries are moved under the exclusive gc lock, like every entry gc takes.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -119,8 +121,8 @@ pub(super) fn salvage(
         // new pack's publish replaces the pair: a pack whose damage left
         // its entries intact gets the same id back.
         for d in &damaged {
-            keep_in_quarantine(depot, &d.index)?;
-            keep_in_quarantine(depot, &d.pack)?;
+            depot.keep_in_quarantine(&d.index)?;
+            depot.keep_in_quarantine(&d.pack)?;
         }
         let id = writer.finish()?;
         // Every salvaged blob is durable in its new pack: the pair goes,
@@ -228,22 +230,6 @@ fn quarantine_entries_needing(depot: &Depot, lost: &HashSet<Digest>) -> Result<u
         }
     }
     Ok(moved)
-}
-
-/// Puts a copy of `path` in `quarantine/<name>.<ns>`: a hard link, else a
-/// copy of its bytes.
-fn keep_in_quarantine(depot: &Depot, path: &Path) -> Result<(), DepotError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let to = depot.quarantine_path(&name);
-    if std::fs::hard_link(path, &to).is_ok() {
-        return Ok(());
-    }
-    std::fs::copy(path, &to)
-        .map(|_| ())
-        .map_err(DepotError::io("copy to quarantine", path))
 }
 
 /// Removes `path`; gone already is fine (another gc salvaged it).

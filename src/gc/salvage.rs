@@ -12,21 +12,19 @@
 //! is published, then leave `objects-v1/packs/` (the index first): never
 //! deleted, so what could not be salvaged stays there for a person to look
 //! at. A blob that could not be salvaged is absent from the depot, and the
-//! entries naming it go to `quarantine/` too: their targets rebuild, and
-//! nothing wrong is restored.
+//! entries naming a blob stored nowhere go to `quarantine/` too: their
+//! targets rebuild, and nothing wrong is restored.
 //!
 //! The packs need no lock: readers never load a damaged index, so moving
 //! it takes nothing from them, and the new pack only adds blobs. The
 //! entries are moved under the exclusive gc lock, like every entry gc takes.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::depot::packs::{lenient_entries, BlobLocation, IndexFault, PackId, PackSet};
 use crate::depot::{layout, sync_dir, Depot, DepotError};
-use crate::digest::Digest;
 use crate::report::Reporter;
 
 /// What gc did (or, in a dry run, would do) to packs with a damaged index.
@@ -42,11 +40,11 @@ pub struct SalvageReport {
     /// Entries of their indexes whose bytes are not the blob they name (or
     /// that reach outside the pack): lost; the targets needing them rebuild.
     pub lost: usize,
-    /// Entries naming a lost blob, moved to `quarantine/`: restoring them
-    /// could only fail, and `verify` would report each; the next build of
-    /// their target stores a new one. (A blob the index no longer names
-    /// cannot be known: an entry needing it stays, reported by `verify` as
-    /// `missing-blob`, and misses until its target rebuilds.)
+    /// Entries naming a blob stored nowhere after the salvage, moved to
+    /// `quarantine/`: restoring them could only fail, and `verify` would
+    /// report each; the next build of their target stores a new one. Found
+    /// by their blobs, not by the damaged index, which may no longer name
+    /// what it lost.
     pub entries: usize,
     /// The pack the salvaged blobs went into.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,11 +99,10 @@ pub(super) fn salvage(
         Some(depot.pack_writer()?)
     };
     let mut notes = Vec::new();
-    let mut lost = HashSet::new();
     for (i, d) in damaged.iter().enumerate() {
         reporter.progress("salvaging packs", i as u64, damaged.len() as u64);
         let before = (report.blobs, report.lost);
-        copy_sound_blobs(depot, d, writer.as_mut(), &mut report, &mut lost)?;
+        copy_sound_blobs(depot, d, writer.as_mut(), &mut report)?;
         notes.push(format!(
             "{} has a damaged index ({}): {} {} salvaged, {} lost (their targets rebuild); {} moved to quarantine/",
             rel(depot, &d.pack),
@@ -146,21 +143,19 @@ pub(super) fn salvage(
         }
         depot.forget_packs();
         report.new_pack = id.map(|id: PackId| id.to_string());
-        report.entries = quarantine_entries_needing(depot, &lost)?;
+        report.entries = quarantine_entries_missing_blobs(depot)?;
     }
     report.packs = damaged.len();
     Ok((report, notes))
 }
 
 /// Copies the blobs of damaged pack `d` that the depot holds nowhere else
-/// into `writer` (verified; `None` in a dry run: only verified); adds the
-/// digests it could not salvage to `lost`.
+/// into `writer` (verified; `None` in a dry run: only verified).
 fn copy_sound_blobs(
     depot: &Depot,
     d: &Damaged,
     mut writer: Option<&mut crate::depot::packs::PackWriter>,
     report: &mut SalvageReport,
-    lost: &mut HashSet<Digest>,
 ) -> Result<(), DepotError> {
     let index = std::fs::read(&d.index).map_err(DepotError::io("read", &d.index))?;
     let pack_len = std::fs::metadata(&d.pack)
@@ -177,7 +172,6 @@ fn copy_sound_blobs(
         }
         if !e.is_inside(pack_len) {
             report.lost += 1;
-            lost.insert(e.digest);
             continue;
         }
         let at = BlobLocation::Packed {
@@ -199,24 +193,17 @@ fn copy_sound_blobs(
             report.blobs += 1;
         } else {
             report.lost += 1;
-            lost.insert(e.digest);
         }
     }
     Ok(())
 }
 
-/// Moves every entry naming one of `lost` (now stored nowhere) to
+/// Moves every entry naming a blob the depot stores nowhere to
 /// `quarantine/`, under the exclusive gc lock: an entry published while it
-/// is held cannot name a blob the depot lacks (`Depot::write_entry`
-/// checks). Returns how many.
-fn quarantine_entries_needing(depot: &Depot, lost: &HashSet<Digest>) -> Result<usize, DepotError> {
-    let lost: HashSet<&Digest> = lost
-        .iter()
-        .filter(|d| !depot.blob_path(d).is_file() && !depot.has_packed_blob(d))
-        .collect();
-    if lost.is_empty() {
-        return Ok(0);
-    }
+/// is held has every blob it names (`Depot::write_entry` checks), so only
+/// the damage just salvaged (or a blob deleted by hand) leaves such an
+/// entry. Returns how many.
+fn quarantine_entries_missing_blobs(depot: &Depot) -> Result<usize, DepotError> {
     let _exclusive = depot.gc_lock(true);
     let mut moved = 0;
     for key in depot.list_entries()? {
@@ -224,7 +211,7 @@ fn quarantine_entries_needing(depot: &Depot, lost: &HashSet<Digest>) -> Result<u
         let Ok(Some(entry)) = depot.read_entry(&key) else {
             continue;
         };
-        if entry.blobs().iter().any(|d| lost.contains(d)) {
+        if entry.blobs().iter().any(|d| !depot.has_blob(d)) {
             depot.quarantine_entry(&key);
             moved += 1;
         }

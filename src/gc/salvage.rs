@@ -103,14 +103,17 @@ pub(super) fn salvage(
         reporter.progress("salvaging packs", i as u64, damaged.len() as u64);
         let before = (report.blobs, report.lost);
         copy_sound_blobs(depot, d, writer.as_mut(), &mut report)?;
+        let (salvaged, lost) = (report.blobs - before.0, report.lost - before.1);
+        let (would, moved) = if dry_run {
+            ("would be ", "would be moved")
+        } else {
+            ("", "moved")
+        };
         notes.push(format!(
-            "{} has a damaged index ({}): {} {} salvaged, {} lost (their targets rebuild); {} moved to quarantine/",
+            "the index of {} is damaged: {}; {salvaged} blob{} {would}salvaged into a new pack, {lost} lost (their targets rebuild); the pack and its index {moved} to quarantine/",
             rel(depot, &d.pack),
             d.why,
-            report.blobs - before.0,
-            if report.blobs - before.0 == 1 { "blob" } else { "blobs" },
-            report.lost - before.1,
-            if dry_run { "the pack would be" } else { "the pack and its index" },
+            if salvaged == 1 { "" } else { "s" },
         ));
     }
     if let Some(writer) = writer {

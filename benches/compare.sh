@@ -239,6 +239,16 @@ if want unpack; then
     "sh -c '$R --depot $W/depot-new unpack $W/depot.tar.zst >/dev/null && $R -C $W/out --depot $W/depot-new build -q'" \
     "sh -c 'zstd -q -d -T0 -c $W/plain.tar.zst | tar -C $W/untar -xf -'" \
     "$T $W/depot-new $W/out/out" "$T $W/untar && mkdir -p $W/untar"
+  # Issue 19 judges this row by files created and bytes written too: what
+  # the last run of each side left (relocache: the depot and the outputs).
+  files() { find "$@" -type f | wc -l; }
+  bytes() { du -scb "$@" | tail -1 | cut -f1; }
+  ours_f=$(files "$W/depot-new" "$W/out/out"); peer_f=$(files "$W/untar")
+  ours_b=$(bytes "$W/depot-new" "$W/out/out"); peer_b=$(bytes "$W/untar")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' unpack-files "$ours_f" "$peer_f" \
+    "$(python3 -c "print('%.2f' % ($ours_f / $peer_f))")" "files created" "tar -x" >> "$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' unpack-bytes "$ours_b" "$peer_b" \
+    "$(python3 -c "print('%.2f' % ($ours_b / $peer_b))")" "bytes written" "tar -x" >> "$RESULTS"
   empty_trash
 fi
 if want unpack-floor; then

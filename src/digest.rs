@@ -1,4 +1,5 @@
-//! [`Digest`] and [`Key`]: the two 32-byte blake3 values the depot is addressed by.
+//! [`Digest`] and [`Key`]: the two 32-byte blake3 values the depot is addressed by,
+//! and [`RootDigest`], which an entry records to tell where it was built.
 //!
 //! They are distinct types so a blob name can never be used as an entry key or
 //! the other way round.
@@ -15,6 +16,44 @@ pub struct Digest(pub [u8; 32]);
 /// Identifies one execution of a target; see [`crate::key`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key(pub Digest);
+
+/// Where an entry was built, without saying where: the keyed blake3 of the
+/// project root's canonical path bytes (`derive_key("relocache project root
+/// v1", path)`). Two builds at the same place, on any machine, record the
+/// same value; the path itself never enters a depot.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RootDigest(pub Digest);
+
+/// blake3 `derive_key` context of [`RootDigest`].
+pub const ROOT_DIGEST_CONTEXT: &str = "relocache project root v1";
+
+impl RootDigest {
+    /// The digest of the root spelled `canonical` (symlinks resolved, so
+    /// every way of reaching one directory gives one value).
+    pub fn of(canonical: &std::path::Path) -> RootDigest {
+        use std::os::unix::ffi::OsStrExt;
+        let mut h = blake3::Hasher::new_derive_key(ROOT_DIGEST_CONTEXT);
+        h.update(canonical.as_os_str().as_bytes());
+        RootDigest(h.finalize().into())
+    }
+
+    /// Lowercase hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        self.0.to_hex()
+    }
+
+    /// The first 12 hex digits, for humans.
+    pub fn short(&self) -> String {
+        self.0.short()
+    }
+}
+
+impl FromStr for RootDigest {
+    type Err = BadHex;
+    fn from_str(s: &str) -> Result<RootDigest, BadHex> {
+        s.parse().map(RootDigest)
+    }
+}
 
 /// A string that is not 64 lowercase hex digits.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -104,10 +143,24 @@ macro_rules! hex_serde {
 }
 hex_serde!(Digest);
 hex_serde!(Key);
+hex_serde!(RootDigest);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pinned: entries on disk carry it, so it must not drift.
+    #[test]
+    fn root_digest_is_pinned_and_never_the_path() {
+        let d = RootDigest::of(std::path::Path::new("/home/me/proj"));
+        // printf %s /home/me/proj | b3sum --derive-key "relocache project root v1"
+        assert_eq!(
+            d.to_hex(),
+            "bb5927a919f2362fc40c5201b7e38ac71e16ade6e60d297b1189153aafae16e6"
+        );
+        assert_ne!(d.0, Digest::of(b"/home/me/proj"));
+        assert_ne!(d, RootDigest::of(std::path::Path::new("/home/me/proj2")));
+    }
 
     #[test]
     fn hex_round_trips_and_rejects_uppercase() {

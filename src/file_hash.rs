@@ -10,7 +10,7 @@ use crate::digest::Digest;
 /// Files at least this large are hashed through a memory map.
 const MMAP_MIN: u64 = 256 * 1024;
 /// Files at least this large are also hashed on several threads.
-const RAYON_MIN: u64 = 4 * 1024 * 1024;
+pub(crate) const RAYON_MIN: u64 = 4 * 1024 * 1024;
 
 /// Opens a regular file for reading. A fifo (whose plain open blocks until
 /// a writer comes), socket or device is an error, never a hang.

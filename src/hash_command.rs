@@ -206,10 +206,21 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
     }
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
-    let files: Vec<HashedFile> = wanted
+    // A large file is hashed by every core on its own (blake3's rayon
+    // mode, as b3sum does); hashing several at once makes them compete for
+    // the cores and the page cache. The rest are hashed in parallel.
+    let (large, small): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(_, meta)| {
+        meta.as_ref()
+            .is_some_and(|m| !m.symlink && m.stamp.size >= crate::file_hash::RAYON_MIN)
+    });
+    let mut files: Vec<HashedFile> = small
         .into_par_iter()
         .map(|(path, meta)| hash_one(base, path, meta))
         .collect::<Result<_, _>>()?;
+    for (path, meta) in large {
+        files.push(hash_one(base, path, meta)?);
+    }
+    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(TreeHash {
         digest: combine(&files),
         files,
@@ -345,6 +356,33 @@ mod tests {
         h.update(blake3::hash(b"../a.txt").as_bytes());
         assert_eq!(combine(&files), Digest::from(h.finalize()));
         assert_ne!(combine(&files[..1]), combine(&files));
+    }
+
+    #[test]
+    fn large_files_hashed_one_at_a_time_keep_their_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![7u8; crate::file_hash::RAYON_MIN as usize + 1];
+        let contents: [(&str, &[u8]); 4] = [
+            ("a.txt", b"a"),
+            ("b.bin", &big),
+            ("c.txt", b"c"),
+            ("d.bin", &big[1..]),
+        ];
+        for (name, bytes) in contents {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let tree = hash_paths(dir.path(), &["*".to_owned()]).unwrap();
+        let names: Vec<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["a.txt", "b.bin", "c.txt", "d.bin"]);
+        let want: Vec<HashedFile> = contents
+            .iter()
+            .map(|(name, bytes)| HashedFile {
+                path: RelPath::new(name).unwrap(),
+                kind: Kind::File,
+                digest: Digest::of(bytes),
+            })
+            .collect();
+        assert_eq!(tree.digest, combine(&want));
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub struct TargetStatus {
     /// an edit that keeps both is not seen (even by a `ready` target).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub untracked: Vec<String>,
+    /// Ready, from an entry that is not relocatable and was built at another
+    /// location: a build restores outputs naming that location (and warns).
+    #[serde(skip_serializing_if = "is_false")]
+    pub not_relocatable_elsewhere: bool,
 }
 
 /// The first damaged project record of `target` in the stack, before any
@@ -212,6 +216,7 @@ pub fn status_of(manifest: &Manifest, depots: &[Depot], p: &Planned) -> TargetSt
         error: p.error.clone(),
         record: None,
         untracked: untracked_inputs(p.summary.as_ref()),
+        not_relocatable_elsewhere: p.not_relocatable_elsewhere,
     };
     if p.entry.is_some() {
         s.status = Status::Ready;
@@ -382,6 +387,11 @@ pub struct Explanation {
     /// not seen when size and mtime stay.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub untracked: Vec<String>,
+    /// When the current key's entry is not relocatable and was built at
+    /// another location: what names that location (`embedded-path
+    /// `build/x.o``, …). Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_relocatable_elsewhere: Vec<String>,
 }
 
 /// Explains why `target`'s key differs from the last one built or restored.
@@ -470,6 +480,10 @@ fn explain_one(
         differences: vec![],
         note: None,
         untracked: untracked_inputs(p.summary.as_ref()),
+        not_relocatable_elsewhere: match &p.entry {
+            Some((_, e)) if p.not_relocatable_elsewhere => e.location_reasons(),
+            _ => vec![],
+        },
     };
     let Some((prev_key, old)) = prev else {
         ex.note = Some(format!(

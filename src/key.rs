@@ -278,16 +278,10 @@ impl Rooted {
     /// Placeholders for the project root and the depot root, in both the
     /// given and the canonical (symlink-resolved) spellings.
     pub fn new(project: &Path, depot: &Path) -> Rooted {
-        let mut pairs = Vec::new();
+        let mut pairs: Vec<(String, &'static str)> = Vec::new();
         for (p, ph) in [(project, "@project"), (depot, "@depot")] {
-            let mut forms = vec![p.to_path_buf()];
-            if let Ok(c) = std::fs::canonicalize(p) {
-                forms.extend(logical_spelling(&c));
-                forms.push(c);
-            }
-            for f in forms {
-                let s = f.to_string_lossy().trim_end_matches('/').to_owned();
-                if s.len() > 1 && !pairs.iter().any(|(q, _)| *q == s) {
+            for s in spellings(p) {
+                if !pairs.iter().any(|(q, _)| *q == s) {
                     pairs.push((s, ph));
                 }
             }
@@ -354,6 +348,98 @@ impl Rooted {
             Command::Shell(s) => Command::Shell(self.apply(s)),
             Command::Argv(v) => Command::Argv(v.iter().map(|a| self.apply(a)).collect()),
         }
+    }
+}
+
+/// The spellings of the absolute directory `p` that text may hold: as
+/// given, as `$PWD` names it (see [`logical_spelling`]) and canonical;
+/// without a trailing `/`, and never `/` alone.
+fn spellings(p: &Path) -> Vec<String> {
+    let mut forms = vec![p.to_path_buf()];
+    if let Ok(c) = std::fs::canonicalize(p) {
+        forms.extend(logical_spelling(&c));
+        forms.push(c);
+    }
+    let mut out: Vec<String> = Vec::new();
+    for f in forms {
+        let s = f.to_string_lossy().trim_end_matches('/').to_owned();
+        if s.len() > 1 && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// A move of the project (and depot) as users make one, applied to env
+/// values: a value naming an old root, in any of its spellings, names the
+/// new root after the move, because users set it from where they are
+/// (`RUSTFLAGS=--remap-path-prefix=$PWD=.`). `verify --simulate` plans the
+/// copy with env values moved this way, so it predicts what a real move hits.
+#[derive(Debug, Clone)]
+pub struct Move {
+    /// (a spelling of an old root, the new root), longest first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Move {
+    /// Each `(from, to)`: every spelling of the root `from` becomes `to`.
+    pub fn new(roots: &[(&Path, &Path)]) -> Move {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (from, to) in roots {
+            let to = to.to_string_lossy().trim_end_matches('/').to_owned();
+            for s in spellings(from) {
+                if !pairs.iter().any(|(q, _)| *q == s) {
+                    pairs.push((s, to.clone()));
+                }
+            }
+        }
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        Move { pairs }
+    }
+
+    /// `v` after the move: every whole-component occurrence of an old root
+    /// replaced by its new root, in one pass (a new root is never searched
+    /// again). A value that is not UTF-8 is returned unchanged.
+    pub fn apply_os(&self, v: &std::ffi::OsStr) -> std::ffi::OsString {
+        match v.to_str() {
+            Some(s) => self.apply(s).into(),
+            None => v.to_owned(),
+        }
+    }
+
+    /// [`Move::apply_os`] for text.
+    pub fn apply(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut prev: Option<char> = None;
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            let start_ok = prev.is_none_or(|p| !is_path_char(p) && p != '/');
+            let found = start_ok
+                .then(|| {
+                    self.pairs.iter().find(|(root, _)| {
+                        rest.strip_prefix(root.as_str()).is_some_and(|after| {
+                            after
+                                .chars()
+                                .next()
+                                .is_none_or(|a| a == '/' || !is_path_char(a))
+                        })
+                    })
+                })
+                .flatten();
+            match found {
+                Some((root, to)) => {
+                    out.push_str(to);
+                    prev = to.chars().last();
+                    rest = &rest[root.len()..];
+                }
+                None => {
+                    out.push(c);
+                    prev = Some(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        out
     }
 }
 
@@ -506,6 +592,28 @@ mod tests {
         assert_ne!(key(&[]), key(&[input("src/empty", FileState::Dir)]));
         assert_ne!(key(&[link(None)]), key(&[link(to(b"v1"))]));
         assert_ne!(key(&[link(to(b"v1"))]), key(&[link(to(b"v2"))]));
+    }
+
+    #[test]
+    fn a_move_renames_whole_components_of_the_old_roots_once() {
+        let m = Move {
+            pairs: vec![
+                ("/src/app/.cache".into(), "/w/new/depot".into()),
+                ("/src/app".into(), "/w/src/app".into()),
+            ],
+        };
+        assert_eq!(
+            m.apply("--remap-path-prefix=/src/app=."),
+            "--remap-path-prefix=/w/src/app=."
+        );
+        // The new root holds the old one's text: it is not replaced again.
+        assert_eq!(m.apply("/src/app/x:/src/app"), "/w/src/app/x:/w/src/app");
+        assert_eq!(m.apply("/src/app/.cache/b"), "/w/new/depot/b");
+        assert_eq!(
+            m.apply("/src/application /x/src/app"),
+            "/src/application /x/src/app"
+        );
+        assert_eq!(m.apply("@project"), "@project");
     }
 
     #[test]

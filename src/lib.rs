@@ -45,6 +45,7 @@ pub mod reloc;
 pub mod relpath;
 pub mod remote;
 pub mod report;
+pub mod signing;
 pub mod stats;
 pub mod tempname;
 pub mod timings;

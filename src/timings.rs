@@ -781,12 +781,15 @@ deps = ["b", "c"]
             built: targets.len(),
             failed: 0,
             skipped: 0,
+            not_relocatable_elsewhere: 0,
             duration_ms: targets
                 .iter()
                 .map(|t| t.start_ms + t.duration_ms)
                 .max()
                 .unwrap_or(0),
             targets,
+            remote_unsigned: 0,
+            remote_bad_signature: 0,
         }
     }
 

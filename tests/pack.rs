@@ -215,6 +215,7 @@ fn entry(name: &str, output: Digest, inputs: Digest) -> Entry {
         created: "2026-01-01T00:00:00Z".into(),
         duration_ms: 1,
         relocatable: true,
+        root_digest: None,
         reasons: vec![],
         stdout: None,
         stderr: None,

@@ -726,8 +726,11 @@ fn timings_of_a_thousand_instances_render_without_overprinting_in_chromium() {
         built: 200,
         failed: 0,
         skipped: 0,
+        not_relocatable_elsewhere: 0,
         duration_ms: at[0].max(at[1]),
         targets,
+        remote_unsigned: 0,
+        remote_bad_signature: 0,
     };
     let root = Path::new("/project");
     let manifest = relocache::manifest::Manifest::parse(

@@ -658,3 +658,119 @@ fn many_non_relocatable_targets_warn_three_times_then_count() {
         .count();
     assert_eq!(warned, 5, "{j}");
 }
+
+/// How a test takes a project to its new place.
+#[derive(Clone, Copy, Debug)]
+enum MoveBy {
+    /// `mv` of the whole directory: files keep their mtimes, outputs stay.
+    Mv,
+    /// A fresh copy elsewhere (a checkout): every file gets a new mtime.
+    Checkout,
+}
+
+/// Env values as a user sets them for a project at `root`.
+type EnvAt = fn(&Path) -> Vec<(&'static str, String)>;
+
+/// Builds `p` (with `env` from its root), asks `verify --simulate` how many
+/// cached targets would hit after a move, moves the project for real
+/// (`how`), builds there with `env` set from the new root, and returns the
+/// prediction and the real build's `hits`.
+fn predicted_and_real_hits(p: &Project, env: EnvAt, how: MoveBy) -> (usize, usize) {
+    let with_env = |mut c: std::process::Command, root: &Path| {
+        c.envs(env(root));
+        output(c)
+    };
+    with_env(p.cmd(&["build", "--json"]), &p.root).ok();
+    let sim = with_env(p.cmd(&["verify", "--relocatable", "--simulate"]), &p.root);
+    assert!(sim.code <= 1, "{}", sim.render());
+    let line = sim
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("simulated a move: "))
+        .unwrap_or_else(|| panic!("no simulation summary\n{}", sim.render()));
+    let predicted: usize = line.split(' ').next().unwrap().parse().unwrap();
+
+    let moved = p.tmp.path().join("elsewhere").join("proj");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    match how {
+        MoveBy::Mv => {
+            let s = std::process::Command::new("mv")
+                .arg(&p.root)
+                .arg(&moved)
+                .status()
+                .unwrap();
+            assert!(s.success(), "mv failed");
+        }
+        MoveBy::Checkout => copy_tree(&p.root, &moved),
+    }
+    let mut c = bin();
+    c.arg("-C")
+        .arg(&moved)
+        .arg("--depot")
+        .arg(&p.depot)
+        .args(["build", "--json"]);
+    let b = with_env(c, &moved);
+    b.ok();
+    let real = b.json()["hits"].as_u64().unwrap() as usize;
+    (predicted, real)
+}
+
+fn no_env(_: &Path) -> Vec<(&'static str, String)> {
+    vec![]
+}
+
+/// The issue's case: the fix relocache recommends, set from `$PWD`. Keyed
+/// as `--remap-path-prefix=@project=.` wherever the project is, so a real
+/// move hits; the simulation used to read the value naming the old place
+/// in the copy and predict `0 of 2`.
+const REMAP: &str = r#"
+[target.lib]
+run = "cp a.txt lib.txt"
+inputs = ["a.txt"]
+env = ["RUSTFLAGS"]
+outputs = ["lib.txt"]
+
+[target.app]
+run = "cp lib.txt app.txt"
+inputs = ["lib.txt"]
+deps = ["lib"]
+env = ["RUSTFLAGS"]
+outputs = ["app.txt"]
+"#;
+
+fn remap_at(root: &Path) -> Vec<(&'static str, String)> {
+    vec![(
+        "RUSTFLAGS",
+        format!("--remap-path-prefix={}=.", root.display()),
+    )]
+}
+
+fn prefix_map_at(root: &Path) -> Vec<(&'static str, String)> {
+    vec![(
+        "CFLAGS",
+        format!("-g -ffile-prefix-map={}=.", root.display()),
+    )]
+}
+
+#[test]
+fn simulate_predicts_what_a_real_move_hits() {
+    let p = Project::new(REMAP, &[("a.txt", "a\n")]);
+    let (predicted, real) = predicted_and_real_hits(&p, remap_at, MoveBy::Mv);
+    assert_eq!(real, 2, "the real move hits both");
+    assert_eq!(predicted, real, "env naming the root");
+
+    let (predicted, real) = predicted_and_real_hits(&chain(), no_env, MoveBy::Mv);
+    assert_eq!(predicted, real, "plain chain");
+
+    // A fresh checkout changes the mtime an untracked input is keyed by.
+    let p = untracked_project();
+    let (predicted, real) = predicted_and_real_hits(&p, no_env, MoveBy::Checkout);
+    assert_eq!(predicted, real, "untracked input");
+
+    // A real C project: depfiles, a generated header, the prefix map in CFLAGS.
+    require_cc();
+    let p = Project::c_demo();
+    let (predicted, real) = predicted_and_real_hits(&p, prefix_map_at, MoveBy::Mv);
+    assert_eq!(real, 5);
+    assert_eq!(predicted, real, "c-demo with -ffile-prefix-map=$PWD=.");
+}

@@ -4,7 +4,8 @@
 
 use crate::depot::layout::{
     is_shard, CACHEDIR_TAG_FILE, DEPOT_TOML, ENTRIES_DIR, ENTRY_SUFFIX, LEGACY_ENTRIES_DIR,
-    LOCAL_DIRS, OBJECTS_DIR, VARIANTS_DIR, VARIANTS_SUFFIX, VERSIONED_PREFIXES,
+    LOCAL_DIRS, OBJECTS_DIR, SIGNATURES_DIR, SIGNATURE_SUFFIX, VARIANTS_DIR, VARIANTS_SUFFIX,
+    VERSIONED_PREFIXES,
 };
 use crate::digest::{Digest, Key};
 
@@ -18,6 +19,8 @@ pub(super) enum Member {
     Entry(Key),
     /// A variants record, by its base key.
     Variants(Key),
+    /// The signature of the entry of a key.
+    Signature(Key),
 }
 
 /// Maps a member path to the one depot layout form it must be, or says why not.
@@ -39,12 +42,14 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     }
     let outside = || {
         let top = parts[0];
-        let newer = VERSIONED_PREFIXES.iter().any(|p| top.starts_with(p));
+        let newer = VERSIONED_PREFIXES.iter().any(|p| top.starts_with(p))
+            || top.starts_with("signatures-v");
         if LOCAL_DIRS.contains(&top) {
             format!("is not part of the depot layout an archive carries (`{top}/` is local state)")
         } else if top == LEGACY_ENTRIES_DIR {
             "uses depot layout `entries-v1` of an older relocache, whose entries carry no checksum (make the archive again with this relocache)".to_owned()
-        } else if newer && ![OBJECTS_DIR, ENTRIES_DIR, VARIANTS_DIR].contains(&top) {
+        } else if newer && ![OBJECTS_DIR, ENTRIES_DIR, VARIANTS_DIR, SIGNATURES_DIR].contains(&top)
+        {
             format!("uses depot layout `{top}`, which this relocache does not know (made by a newer relocache? then upgrade)")
         } else {
             "is not part of the depot layout".to_owned()
@@ -52,8 +57,10 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
     };
     if is_dir {
         return match parts.as_slice() {
-            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR] => Ok(Member::Dir),
-            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR, s] if is_shard(s) => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR | SIGNATURES_DIR] => Ok(Member::Dir),
+            [OBJECTS_DIR | ENTRIES_DIR | VARIANTS_DIR | SIGNATURES_DIR, s] if is_shard(s) => {
+                Ok(Member::Dir)
+            }
             _ => Err(outside()),
         };
     }
@@ -90,6 +97,18 @@ pub(super) fn classify(path: &str, is_dir: bool) -> Result<Member, String> {
                 ),
             }
         }
+        [SIGNATURES_DIR, s, name] if is_shard(s) => {
+            match name
+                .strip_suffix(SIGNATURE_SUFFIX)
+                .map(|h| (h, h.parse::<Key>()))
+            {
+                Some((h, Ok(k))) if h.starts_with(s) => Ok(Member::Signature(k)),
+                _ => Err(
+                    "is not named `signatures-v1/ab/<key hex>.mac` with `ab` its first two digits"
+                        .into(),
+                ),
+            }
+        }
         _ => Err(outside()),
     }
 }
@@ -111,6 +130,15 @@ mod tests {
             Ok(Member::Variants(_))
         ));
         assert_eq!(classify("variants-v1/0a/", true), Ok(Member::Dir));
+        let signature = format!("signatures-v1/{}/{hex}.mac", &hex[..2]);
+        assert!(matches!(
+            classify(&signature, false),
+            Ok(Member::Signature(_))
+        ));
+        assert!(classify(&format!("signatures-v1/{}/{hex}", &hex[..2]), false).is_err());
+        assert!(classify("signatures-v2/ab/x.mac", false)
+            .unwrap_err()
+            .contains("newer relocache"));
         assert!(classify(&format!("variants-v1/{}/{hex}", &hex[..2]), false).is_err());
         assert_eq!(classify("objects-v1/", true), Ok(Member::Dir));
         assert_eq!(classify("entries-v2/0a/", true), Ok(Member::Dir));

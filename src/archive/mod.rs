@@ -21,9 +21,16 @@
 //! objects-v1/ab/<blake3-hex>        blobs stored raw, by digest, in a compressed frame (0644)
 //! entries-v2/  entries-v2/ab/
 //! entries-v2/ab/<key-hex>.toml      entries, by key (0644)
+//! signatures-v1/  signatures-v1/ab/  (only with a signing key)
+//! signatures-v1/ab/<key-hex>.mac    each entry's signature: 64 hex digits and a newline
 //! variants-v1/  variants-v1/ab/     (only with entries of targets with a depfile)
 //! variants-v1/ab/<key-hex>.toml     their variants records, the packed sets only
 //! ```
+//!
+//! Signatures ([`crate::signing`]) are the keyed blake3 MAC of an entry's
+//! key and its exact member bytes. `pack` writes them whenever a signing key
+//! is set; `unpack` checks them only when asked (`require_signed`), and then
+//! refuses the whole archive at the first entry without a valid one.
 //!
 //! Blobs come before entries, the depot's own publish order, so even a plain
 //! `tar -x` that is interrupted never leaves an entry without its blobs.
@@ -193,6 +200,20 @@ pub enum ArchiveError {
         /// Its format.
         found: u32,
     },
+    /// `unpack --require-signed`: an entry without a valid signature.
+    #[error(
+        "archive member `{member}` ({target}) {problem}; nothing was published\n  help: {help}"
+    )]
+    Unsigned {
+        /// The entry's member.
+        member: String,
+        /// `project/target` of the entry.
+        target: String,
+        /// What is wrong.
+        problem: &'static str,
+        /// What to do.
+        help: &'static str,
+    },
     /// `pack` of named targets could not include every entry they need.
     #[error("cannot pack every entry the targets need:{}\n  help: run `relocache build` for them (a corrupt blob was quarantined and is rebuilt then), then pack again", .0.iter().map(|s| format!("\n  {} {}: {}", s.target.as_deref().unwrap_or("?"), s.key.short(), s.reason)).collect::<String>())]
     Incomplete(Vec<Skipped>),
@@ -254,6 +275,8 @@ pub struct PackOptions {
     pub strict: bool,
     /// [`pack_to_path`]: fsync the archive (and its directory) before returning.
     pub fsync: bool,
+    /// Sign every entry packed (a `signatures-v1/` member each).
+    pub signing: Option<crate::signing::SigningKey>,
 }
 
 impl Default for PackOptions {
@@ -262,6 +285,7 @@ impl Default for PackOptions {
             level: DEFAULT_LEVEL,
             strict: false,
             fsync: false,
+            signing: None,
         }
     }
 }
@@ -282,4 +306,7 @@ pub struct PackSummary {
     /// `pack --current`: targets left out because they have no entry for
     /// their current inputs (empty otherwise).
     pub unbuilt: Vec<Unbuilt>,
+    /// Where the key that signed every entry came from (`None`: unsigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed: Option<crate::signing::KeySource>,
 }

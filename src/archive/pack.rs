@@ -131,6 +131,7 @@ pub fn pack<W: Write + Send>(
         archive_bytes: counter.n,
         skipped,
         unbuilt: Vec::new(),
+        signed: opts.signing.as_ref().map(|k| k.source().clone()),
     })
 }
 
@@ -395,6 +396,7 @@ pub(super) fn write_archive<W: Write + Send>(
     }
     tar.get_mut().compressed().map_err(ArchiveError::Write)?;
     append_dir(&mut tar, &format!("{}/", layout::ENTRIES_DIR))?;
+    let mut signatures = Vec::new();
     let mut shard = String::new();
     for (key, e) in entries.iter() {
         let hex = key.to_hex();
@@ -404,6 +406,22 @@ pub(super) fn write_archive<W: Write + Send>(
         }
         let text = render_entry(e);
         append(&mut tar, &layout::entry(key), text.as_bytes())?;
+        if let Some(signing) = &opts.signing {
+            // Over the exact bytes of the member just written.
+            signatures.push((*key, signing.signature(key, text.as_bytes())));
+        }
+    }
+    if !signatures.is_empty() {
+        append_dir(&mut tar, &format!("{}/", layout::SIGNATURES_DIR))?;
+        let mut shard = String::new();
+        for (key, sig) in &signatures {
+            let hex = key.to_hex();
+            if layout::shard(&hex) != shard {
+                shard = layout::shard(&hex).to_owned();
+                append_dir(&mut tar, &format!("{}/{shard}/", layout::SIGNATURES_DIR))?;
+            }
+            append(&mut tar, &layout::signature(key), sig.as_bytes())?;
+        }
     }
     let records = variants_for(stack, entries);
     if !records.is_empty() {

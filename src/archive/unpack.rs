@@ -38,6 +38,7 @@ use crate::depot::variants::{parse_variants, Variants};
 use crate::depot::{parse_config, Depot, DepotError, DEPOT_FORMAT};
 use crate::digest::{Digest, Key};
 use crate::report::Reporter;
+use crate::signing::Verdict;
 use crate::units::format_size;
 
 /// How to unpack.
@@ -49,6 +50,9 @@ pub struct UnpackOptions {
     pub max_ratio: u64,
     /// The archive's size when known, for progress.
     pub archive_len: Option<u64>,
+    /// Refuse the archive unless every entry carries a valid signature by
+    /// this key (see [`crate::signing`]).
+    pub require_signed: Option<crate::signing::SigningKey>,
 }
 
 impl Default for UnpackOptions {
@@ -57,6 +61,7 @@ impl Default for UnpackOptions {
             max_size: DEFAULT_MAX_SIZE,
             max_ratio: DEFAULT_MAX_RATIO,
             archive_len: None,
+            require_signed: None,
         }
     }
 }
@@ -93,6 +98,10 @@ pub(super) struct Unpacking<'a> {
     /// entries are published.
     variants: BTreeMap<Key, Variants>,
     blobs: HashSet<Digest>,
+    /// With `require_signed`: each entry's member name and exact bytes.
+    entry_texts: BTreeMap<Key, (String, String)>,
+    /// Signature members, by key (kept whether or not they are checked).
+    signatures: BTreeMap<Key, Vec<u8>>,
     trip: Rc<Cell<Option<Trip>>>,
     /// Small blobs read but not yet checked and written (see [`Pending`]).
     pending: Vec<Pending>,
@@ -243,7 +252,8 @@ impl Unpacking<'_> {
             }
             if let Sink::Pack(pack) = &mut self.sink {
                 let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
-                pack.add(&p.digest, &mut &p.bytes[..], raw, size)
+                // Checked against its name above, in parallel.
+                pack.add_checked(&p.digest, &p.bytes, raw, size)
                     .map_err(|e| pack_error(&p.name, e))?;
             }
             self.summary.blobs_added += 1;
@@ -338,6 +348,10 @@ impl Unpacking<'_> {
             Member::Blob(d) => self.blob(&mut m, &name, d, size),
             Member::Entry(k) => self.entry(&mut m, &name, k, size),
             Member::Variants(k) => self.variants(&mut m, &name, k, size),
+            Member::Signature(k) => {
+                let text = self.small(&mut m, &name, size)?;
+                insert_once(&mut self.signatures, &name, k, k, text.into_bytes())
+            }
         }
     }
 
@@ -388,7 +402,41 @@ impl Unpacking<'_> {
             problem: format!("is not a valid entry: {message}"),
         })?;
         let recorded = entry.key;
-        insert_once(&mut self.entries, name, key, recorded, entry)
+        insert_once(&mut self.entries, name, key, recorded, entry)?;
+        if self.opts.require_signed.is_some() {
+            self.entry_texts.insert(key, (name.to_owned(), text));
+        }
+        Ok(())
+    }
+
+    /// With `require_signed`: the first entry (in key order, the archive's)
+    /// without a valid signature refuses the whole archive.
+    fn check_signatures(&self) -> Result<(), ArchiveError> {
+        let Some(signing) = &self.opts.require_signed else {
+            return Ok(());
+        };
+        for (key, (member, text)) in &self.entry_texts {
+            let sig = self.signatures.get(key).map(Vec::as_slice);
+            let (problem, help) = match signing.check(key, text.as_bytes(), sig) {
+                Verdict::Valid => continue,
+                Verdict::Unsigned => (
+                    "has no signature (--require-signed)",
+                    "make the archive with `relocache pack` while the signing key is set",
+                ),
+                Verdict::Bad => (
+                    "is not signed with this signing key (--require-signed)",
+                    "the archive was made with another key, or its entry was changed after packing: make it again with the team's key, and check who can write where it is stored",
+                ),
+            };
+            let e = &self.entries[key];
+            return Err(ArchiveError::Unsigned {
+                member: member.clone(),
+                target: format!("{}/{}", e.project, e.target),
+                problem,
+                help,
+            });
+        }
+        Ok(())
     }
 
     /// A variants record: sealed, sane (paths normalized; absolute only
@@ -571,6 +619,9 @@ impl Unpacking<'_> {
     /// Publishes the held entries once every blob they name is available
     /// and durable.
     fn publish(&mut self) -> Result<(), ArchiveError> {
+        // Before the last blobs are written: a refused archive adds as
+        // little as possible (and publishes nothing).
+        self.check_signatures()?;
         self.flush_pending(true)?;
         for e in self.entries.values() {
             for b in e.blobs() {
@@ -652,6 +703,8 @@ pub fn unpack(
         entries: BTreeMap::new(),
         variants: BTreeMap::new(),
         blobs: HashSet::new(),
+        entry_texts: BTreeMap::new(),
+        signatures: BTreeMap::new(),
         trip,
         pending: Vec::new(),
         pending_bytes: 0,

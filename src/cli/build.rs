@@ -98,6 +98,50 @@ struct Printer {
     reloc_held: AtomicUsize,
     /// Hits with stored output that the default mode did not replay.
     logs_hidden: AtomicUsize,
+    /// Targets whose remote entry signing refused, by kind: said once,
+    /// after the build.
+    unsigned: Mutex<Vec<String>>,
+    bad_signature: Mutex<Vec<String>>,
+    /// Targets restored from non-relocatable entries built at another
+    /// location, in the order they finished: said once, after the build.
+    elsewhere: Mutex<Vec<String>>,
+}
+
+/// Targets named in the one warning about entries built elsewhere.
+const ELSEWHERE_NAMED: usize = 3;
+
+impl Printer {
+    /// The one warning about hits on non-relocatable entries built at
+    /// another location, if there were any.
+    fn elsewhere_warning(&self, root: &Path) -> Option<String> {
+        let names = self.elsewhere.lock().unwrap();
+        let n = names.len();
+        if n == 0 {
+            return None;
+        }
+        let mut first: Vec<String> = names
+            .iter()
+            .take(ELSEWHERE_NAMED)
+            .map(|t| format!("`{t}`"))
+            .collect();
+        if n > ELSEWHERE_NAMED {
+            first.push(format!("and {} more", n - ELSEWHERE_NAMED));
+        }
+        let help = relocache::depot::entries::ReasonKind::EmbeddedPath
+            .help(&root.display().to_string(), "")
+            .unwrap_or_default();
+        let what = if n == 1 {
+            "1 target restored from an entry built at another location embeds".to_owned()
+        } else {
+            format!("{n} targets restored from entries built at another location embed")
+        };
+        Some(format!(
+            "{what} that location: {}\n  \
+             their outputs name paths of the old place (`relocache explain TARGET` says which)\n  \
+             help: {help}; then `relocache build --force` rebuilds them",
+            first.join(", "),
+        ))
+    }
 }
 
 /// Relocatability warnings shown in full before the rest are counted.
@@ -117,6 +161,52 @@ impl Printer {
         if let Some(bar) = self.bar.get() {
             bar.finish();
         }
+    }
+
+    /// Holds back a signing warning (one line per kind after the build);
+    /// true when `w` is one.
+    fn held_signature(&self, w: &relocache::engine::Warning, target: &str) -> bool {
+        let list = match w.kind {
+            WarningKind::Unsigned => &self.unsigned,
+            WarningKind::BadSignature => &self.bad_signature,
+            _ => return false,
+        };
+        list.lock().unwrap().push(target.to_owned());
+        true
+    }
+
+    /// One warning per kind of refused signature: how many, the first
+    /// targets, what to do.
+    fn signature_warnings(&self) -> Vec<String> {
+        let name_list = |names: &[String]| {
+            let mut shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
+            if names.len() > 3 {
+                shown.push(format!("and {} more", names.len() - 3));
+            }
+            shown.join(", ")
+        };
+        let mut out = Vec::new();
+        let unsigned = self.unsigned.lock().unwrap();
+        if !unsigned.is_empty() {
+            out.push(format!(
+                "{} remote entr{} had no signature and {} not used ({}); built here instead\n  help: signing is on, so only entries uploaded with the signing key are restored; a read-write build with the key uploads signed ones (entries uploaded before signing was turned on are replaced as they are rebuilt)",
+                unsigned.len(),
+                if unsigned.len() == 1 { "y" } else { "ies" },
+                if unsigned.len() == 1 { "was" } else { "were" },
+                name_list(&unsigned)
+            ));
+        }
+        let bad = self.bad_signature.lock().unwrap();
+        if !bad.is_empty() {
+            out.push(format!(
+                "{} remote entr{} had a wrong signature and {} not used ({}); built here instead\n  help: the entry was written by someone without this signing key, or signed with another key: check who can write the bucket, and that every uploader has the same key",
+                bad.len(),
+                if bad.len() == 1 { "y" } else { "ies" },
+                if bad.len() == 1 { "was" } else { "were" },
+                name_list(&bad)
+            ));
+        }
+        out
     }
 
     /// `  built NAME  0.52s`: always for failures and skips, for hits and
@@ -167,9 +257,17 @@ impl Reporter for Printer {
         if verdict == Verdict::HiddenByDefault {
             self.logs_hidden.fetch_add(1, Ordering::Relaxed);
         }
+        if r.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::BuiltElsewhere)
+        {
+            self.elsewhere.lock().unwrap().push(r.name.clone());
+        }
         let warnings: Vec<_> = r
             .warnings
             .iter()
+            .filter(|w| !self.held_signature(w, &r.name))
+            .filter(|w| w.kind != WarningKind::BuiltElsewhere)
             .filter(|w| {
                 let held = w.kind == WarningKind::NotRelocatable
                     && self.reloc_shown.fetch_add(1, Ordering::Relaxed) >= RELOC_SHOWN;
@@ -277,11 +375,17 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
         reloc_shown: AtomicUsize::new(0),
         reloc_held: AtomicUsize::new(0),
         logs_hidden: AtomicUsize::new(0),
+        unsigned: Mutex::new(Vec::new()),
+        bad_signature: Mutex::new(Vec::new()),
+        elsewhere: Mutex::new(Vec::new()),
     };
     let started = std::time::SystemTime::now();
     let report = build(&manifest, &depots, &opts, &printer);
     printer.finish();
     let report = report?;
+    for w in printer.signature_warnings() {
+        eprintln!("warning: {w}");
+    }
     if env.cli.json {
         super::print_json(&report)?;
     } else {
@@ -291,6 +395,9 @@ pub fn run(env: &Env, args: &BuildArgs) -> Result<i32> {
                 "warning: {held} more relocatability warning{} like those above (`relocache verify --relocatable` lists every entry)",
                 if held == 1 { "" } else { "s" }
             );
+        }
+        if let Some(w) = printer.elsewhere_warning(&manifest.root) {
+            eprintln!("warning: {w}");
         }
         let hidden = printer.logs_hidden.load(Ordering::Relaxed);
         if hidden > 0 && !env.cli.quiet {

@@ -11,7 +11,7 @@ use relocache::depot::{Depot, DepotStack};
 use relocache::engine::plan::plan;
 use relocache::graph::{graph, GraphOptions};
 use relocache::inspect::{
-    explain, explain_each, status, ChangeKind, Difference, Explanation, Status,
+    explain, explain_each, status, ChangeKind, Difference, Explanation, Status, TargetStatus,
 };
 use relocache::manifest::Manifest;
 
@@ -111,6 +111,18 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
         return Ok(0);
     }
     let width = targets.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    // `ready (not relocatable)`: ready, but restoring it here leaves
+    // outputs naming the location its entry was built at.
+    let state = |t: &TargetStatus| match t.status {
+        Status::Ready if t.not_relocatable_elsewhere => "ready (not relocatable)",
+        s => s.as_str(),
+    };
+    let sw = targets
+        .iter()
+        .map(|t| state(t).len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
     let mut out = std::io::stdout().lock();
     for t in &targets {
         let mut detail = String::new();
@@ -129,7 +141,7 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
         if let Some(r) = &t.record {
             detail.push_str(&format!("  ({r})"));
         }
-        writeln!(out, "{:<9} {:<width$}  {detail}", t.status.as_str(), t.name)?;
+        writeln!(out, "{:<sw$} {:<width$}  {detail}", state(t), t.name)?;
         for c in &t.changed {
             let word = match c.change {
                 ChangeKind::Added => "added",
@@ -140,17 +152,17 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
             if c.from_depfile {
                 writeln!(
                     out,
-                    "{:<9} {:<width$}    {} (from depfile) {word}",
+                    "{:<sw$} {:<width$}    {} (from depfile) {word}",
                     "", "", c.path
                 )?;
             } else {
-                writeln!(out, "{:<9} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
+                writeln!(out, "{:<sw$} {:<width$}    {dir}{word}: {}", "", "", c.path)?;
             }
         }
         if !t.untracked.is_empty() {
             writeln!(
                 out,
-                "{:<9} {:<width$}    untracked inputs: {} (track_content = false: content changes that keep size and mtime are not seen)",
+                "{:<sw$} {:<width$}    untracked inputs: {} (track_content = false: content changes that keep size and mtime are not seen)",
                 "",
                 "",
                 t.untracked.join(", ")
@@ -159,7 +171,7 @@ pub fn run_status(env: &Env, args: &StatusArgs) -> Result<i32> {
         if t.status == Status::Stale && t.changed.is_empty() && t.error.is_none() {
             writeln!(
                 out,
-                "{:<9} {:<width$}    not an input file: `relocache explain {}` says what changed",
+                "{:<sw$} {:<width$}    not an input file: `relocache explain {}` says what changed",
                 "", "", t.name
             )?;
         }
@@ -208,6 +220,14 @@ fn input_word(directory: bool) -> &'static str {
 fn render_explanation(ex: &Explanation, depth: usize, out: &mut String) {
     render_head(ex, depth, out);
     render_reasons(ex, depth, out);
+    if depth == 0 && !ex.not_relocatable_elsewhere.is_empty() {
+        out.push_str(&format!(
+            "`{}` is ready from an entry built at another location, and its outputs name that location ({}): a build here restores them as they are and warns\n  help: build with relative paths (`relocache verify --relocatable` says how), then `relocache build --force {}`\n",
+            ex.target,
+            ex.not_relocatable_elsewhere.join(", "),
+            ex.target
+        ));
+    }
     if depth == 0 && !ex.untracked.is_empty() {
         out.push_str(&format!(
             "`{}` cannot see content changes of {} (track_content = false): an edit that keeps size and mtime leaves its key unchanged\n",

@@ -34,6 +34,8 @@ It holds blobs (as stored), entries, DEPOT.toml and CACHEDIR.TAG; never project
 records, usage logs, locks or staging files. FILE is written atomically (a
 temporary file beside it, then a rename), but not fsync'ed, like `tar` and `zstd`:
 after a power loss it may be truncated, which `unpack` detects and refuses whole.
+With a signing key set (RELOCACHE_SIGNING_KEY, or the variable `[remote]
+signing_key_env` names), every entry is signed, for `unpack --require-signed`.
 --fsync makes it durable before pack returns. --current keeps a CI cache bounded:
 the archive holds only the entries of the current keys, however many runs came
 before; a target with no such entry (its build failed) is left out with a note.
@@ -69,8 +71,9 @@ published only after the whole archive was read and every blob they name is in t
 archive or the depot. Refused (exit 1, no entry published, nothing written outside
 the depot): `..` or absolute member paths, links, devices, fifos, members outside the
 depot layout, blobs whose content does not match their name, entries naming absent
-blobs, a corrupt or truncated stream, more than --max-size decompressed, and a
-stream past 16 MiB that expands more than --max-ratio times.")]
+blobs, a corrupt or truncated stream, more than --max-size decompressed, a
+stream past 16 MiB that expands more than --max-ratio times, and with --require-signed
+an entry without a valid signature by the signing key.")]
 pub struct UnpackArgs {
     /// Archive to read, or `-` for stdin
     pub file: PathBuf,
@@ -80,6 +83,10 @@ pub struct UnpackArgs {
     /// Refuse archives that expand more than N times (past 16 MiB); 0 turns the check off
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RATIO)]
     pub max_ratio: u64,
+    /// Refuse the archive (exit 1, nothing published) unless every entry is signed with the
+    /// signing key (RELOCACHE_SIGNING_KEY, or the variable `[remote] signing_key_env` names)
+    #[arg(long)]
+    pub require_signed: bool,
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -129,6 +136,7 @@ pub fn pack(env: &Env, args: &PackArgs) -> Result<i32> {
         // Only named targets without --current are all-or-nothing.
         strict: !args.current && !args.targets.is_empty(),
         fsync: args.fsync,
+        signing: super::remote::signing_key(manifest.as_ref())?,
     };
     let entries = if !planned_mode {
         // The whole depot: the one that is written, not the read-only rest of a stack.
@@ -231,6 +239,9 @@ fn pack_line(s: &PackSummary, file: &std::path::Path) -> String {
             if s.unbuilt.len() == 1 { "its" } else { "their" }
         ));
     }
+    if let Some(source) = &s.signed {
+        line.push_str(&format!("; signed with the key from {source}"));
+    }
     line
 }
 
@@ -262,6 +273,15 @@ pub fn unpack(env: &Env, args: &UnpackArgs) -> Result<i32> {
             }
         }
     };
+    let require_signed = match args.require_signed {
+        false => None,
+        true => Some(super::remote::signing_key(manifest.as_ref())?.ok_or_else(|| {
+            UsageError(format!(
+                "--require-signed needs the signing key, and {} is not set\n  help: set it to the key the archive was packed with",
+                relocache::signing::ENV_KEY
+            ))
+        })?),
+    };
     let stack = env.depots(manifest.as_ref())?;
     let depot = stack.primary();
     let opts = UnpackOptions {
@@ -271,6 +291,7 @@ pub fn unpack(env: &Env, args: &UnpackArgs) -> Result<i32> {
             .as_ref()
             .and_then(|f| f.metadata().ok())
             .map(|m| m.len()),
+        require_signed,
     };
     let bars = Bars::new(!env.cli.quiet && !env.cli.json);
     let result = match file {

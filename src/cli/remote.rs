@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use relocache::manifest::Manifest;
 use relocache::remote::{config, CheckReport, Mode, Remote};
+use relocache::signing::SigningKey;
 
 use super::open::optional_manifest;
 use super::{Env, UsageError};
@@ -28,7 +29,10 @@ URL forms (relocache.toml `[remote] url`, or RELOCACHE_REMOTE):
 
 Environment: RELOCACHE_REMOTE=<url> (or `off`), RELOCACHE_REMOTE_MODE=read-only|read-write,
 RELOCACHE_REMOTE_TIMEOUT=30s. Passwords belong in the environment, never in relocache.toml;
-they are masked in every output.";
+they are masked in every output.
+Signing: with RELOCACHE_SIGNING_KEY set (or the variable `[remote] signing_key_env` names),
+uploads are signed and only entries signed with that key are restored. A pull-request build
+must run read-only and without the key.";
 
 #[derive(Debug, Args)]
 #[command(after_help = REMOTE_HELP)]
@@ -44,16 +48,29 @@ pub enum RemoteCmd {
     Check,
 }
 
-/// The remote for this run, if one is configured.
+/// The remote for this run, if one is configured, with the signing key
+/// when one is set.
 pub fn open(manifest: Option<&Manifest>) -> Result<Option<Arc<Remote>>> {
     let settings = config::resolve(manifest.and_then(|m| m.remote.as_ref()))
         .map_err(|e| UsageError(e.to_string()))?;
     match settings {
         None => Ok(None),
-        Some(s) => Ok(Some(Arc::new(
-            Remote::open(s).map_err(|e| UsageError(e.to_string()))?,
-        ))),
+        Some(s) => {
+            let key = SigningKey::from_env(s.signing_key_env.as_deref())
+                .map_err(|e| UsageError(e.to_string()))?;
+            let remote = Remote::open(s).map_err(|e| UsageError(e.to_string()))?;
+            Ok(Some(Arc::new(remote.with_signing(key))))
+        }
     }
+}
+
+/// The signing key for `pack` and `unpack`: the variable the manifest's
+/// `[remote] signing_key_env` names, else `RELOCACHE_SIGNING_KEY`.
+pub fn signing_key(manifest: Option<&Manifest>) -> Result<Option<SigningKey>> {
+    let named = manifest
+        .and_then(|m| m.remote.as_ref())
+        .and_then(|r| r.signing_key_env.as_deref());
+    Ok(SigningKey::from_env(named).map_err(|e| UsageError(e.to_string()))?)
 }
 
 pub fn run(env: &Env, args: &RemoteArgs) -> Result<i32> {
@@ -113,5 +130,15 @@ fn render(r: &CheckReport) -> String {
             .unwrap_or_else(|| "-".into()),
     );
     row("timeout", r.timeout.clone());
+    row(
+        "signing",
+        match &r.signing {
+            Some(source) => format!("on (key from {source})"),
+            None => format!(
+                "off (set {} to sign uploads and use only signed entries)",
+                relocache::signing::ENV_KEY
+            ),
+        },
+    );
     s
 }

@@ -20,7 +20,8 @@ Examples:
   relocache stats --reset         zero the counters (entries and last-use times stay)
 
 With a remote cache, `remote` shows its hits, misses, errors, timeouts and corrupt
-downloads, and `transferred` the bytes down and up (the JSON's remote_* fields).
+downloads (with signing, entries refused as unsigned or with a bad signature), and
+`transferred` the bytes down and up (the JSON's remote_* fields).
 
 Counters live in the depot (usage/), so they move with it and add up across every
 process and machine that uses it. Time saved is the stored build time of each hit.")]
@@ -135,6 +136,8 @@ fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
         + t.remote_errors
         + t.remote_timeouts
         + t.remote_corrupt
+        + t.remote_unsigned
+        + t.remote_bad_signature
         + t.remote_uploads
         + t.remote_bytes_up
         > 0;
@@ -142,12 +145,21 @@ fn render(r: &StatsReport, depot: &str, verbose: bool) -> String {
         row(
             "remote",
             format!(
-                "{} hits, {} misses, {} errors, {} timeouts, {} corrupt; {} uploads",
+                "{} hits, {} misses, {} errors, {} timeouts, {} corrupt{}; {} uploads",
                 t.remote_hits,
                 t.remote_misses,
                 t.remote_errors,
                 t.remote_timeouts,
                 t.remote_corrupt,
+                // Only where signing ever refused one: lines stay as they were.
+                if t.remote_unsigned + t.remote_bad_signature > 0 {
+                    format!(
+                        ", {} unsigned, {} bad signature",
+                        t.remote_unsigned, t.remote_bad_signature
+                    )
+                } else {
+                    String::new()
+                },
                 t.remote_uploads
             ),
         );

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{checksum, write, Depot, DepotError};
-use crate::digest::{Digest, Key};
+use crate::digest::{Digest, Key, RootDigest};
 use crate::discovered::DiscoveredInput;
 use crate::file_state::FileState;
 use crate::relpath::RelPath;
@@ -94,6 +94,11 @@ pub struct Entry {
     pub duration_ms: u64,
     /// False when an output or input ties it to one location.
     pub relocatable: bool,
+    /// Where it was built ([`RootDigest`]: a digest, never the path), so a
+    /// hit of a non-relocatable entry at another location can say so.
+    /// Absent in entries written before it existed: where is then unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_digest: Option<RootDigest>,
     /// Why it is not relocatable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<Reason>,
@@ -162,6 +167,14 @@ impl ReasonKind {
             Self::UntrackedInput => "untracked-input",
             Self::Other(s) => s,
         }
+    }
+
+    /// Whether it names the location the entry was built at (an embedded
+    /// root, a symlink out of the project), so that restoring it elsewhere
+    /// leaves outputs pointing at the old place. An untracked input does
+    /// not; a kind this relocache does not know is assumed to.
+    pub fn names_location(&self) -> bool {
+        !matches!(self, Self::UntrackedInput)
     }
 
     /// How to fix it: the one text both the build warning and `verify`
@@ -297,6 +310,29 @@ impl Entry {
     /// path, kind, content and mode, independent of the key.
     pub fn outputs_digest(&self) -> Digest {
         outputs_digest(&self.outputs)
+    }
+
+    /// Whether restoring it at the root whose digest is `here` leaves
+    /// outputs naming another location: it is not relocatable for a reason
+    /// that names its location, and it records being built at another root.
+    /// An entry without a root digest (written before they existed) is
+    /// unknown, so false.
+    pub fn built_elsewhere(&self, here: &RootDigest) -> bool {
+        !self.relocatable
+            && self.root_digest.is_some_and(|d| d != *here)
+            && self.reasons.iter().any(|r| r.kind.names_location())
+    }
+
+    /// The reasons that name its location, as `kind `path``, for messages.
+    pub fn location_reasons(&self) -> Vec<String> {
+        self.reasons
+            .iter()
+            .filter(|r| r.kind.names_location())
+            .map(|r| match &r.path {
+                Some(p) => format!("{} `{p}`", r.kind),
+                None => r.kind.to_string(),
+            })
+            .collect()
     }
 
     /// The path set of its discovered inputs (sorted, as stored).
@@ -527,6 +563,7 @@ mod tests {
             created: "2026-11-21T00:00:00Z".into(),
             duration_ms: 1234,
             relocatable: false,
+            root_digest: None,
             reasons: vec![Reason {
                 kind: ReasonKind::EmbeddedPath,
                 path: Some(RelPath::new("build/lib.o").unwrap()),
@@ -577,6 +614,43 @@ mod tests {
         let golden = include_str!("../../tests/golden/entry-v2.toml");
         assert_eq!(text, golden);
         assert_eq!(parse_entry(golden).unwrap(), sample());
+    }
+
+    /// The root digest is an optional field of schema 2: an entry without
+    /// it (every entry written before, the golden above) reads as unknown,
+    /// and one with it is pinned here.
+    #[test]
+    fn the_root_digest_is_an_optional_field() {
+        let mut e = sample();
+        e.root_digest = Some(RootDigest::of(std::path::Path::new("/home/me/proj")));
+        let text = render_entry(&e);
+        let golden = include_str!("../../tests/golden/entry-v2-root-digest.toml");
+        assert_eq!(text, golden);
+        assert_eq!(parse_entry(golden).unwrap(), e);
+        assert_eq!(
+            parse_entry(include_str!("../../tests/golden/entry-v2.toml"))
+                .unwrap()
+                .root_digest,
+            None
+        );
+    }
+
+    #[test]
+    fn only_a_non_relocatable_entry_from_another_root_is_built_elsewhere() {
+        let here = RootDigest::of(std::path::Path::new("/w/proj"));
+        let there = RootDigest::of(std::path::Path::new("/home/me/proj"));
+        let mut e = sample();
+        assert!(!e.built_elsewhere(&here), "unknown root");
+        e.root_digest = Some(there);
+        assert!(e.built_elsewhere(&here));
+        assert!(!e.built_elsewhere(&there), "same place");
+        e.reasons[0].kind = ReasonKind::UntrackedInput;
+        assert!(!e.built_elsewhere(&here), "names no location");
+        e.reasons[0].kind = ReasonKind::AbsoluteSymlink;
+        assert!(e.built_elsewhere(&here));
+        e.relocatable = true;
+        e.reasons.clear();
+        assert!(!e.built_elsewhere(&here), "relocatable");
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub const ENTRY_SUFFIX: &str = ".toml";
 /// Variants records of targets with a depfile, sharded like entries, each
 /// `<base-key-hex>.toml`; created when first written.
 pub const VARIANTS_DIR: &str = "variants-v1";
+/// Archives only (never a depot directory): an entry's signature, by key
+/// (see [`crate::signing`]).
+pub const SIGNATURES_DIR: &str = "signatures-v1";
+/// Suffix of an archive's signature members.
+pub const SIGNATURE_SUFFIX: &str = ".mac";
 /// The suffix of a variants record.
 pub const VARIANTS_SUFFIX: &str = ".toml";
 /// Project records: `<project>/<target>.toml`.
@@ -162,6 +167,13 @@ fn pack_name_id(name: &str, suffix: &str) -> Option<super::packs::PackId> {
 pub fn entry(key: &Key) -> String {
     let hex = key.to_hex();
     format!("{ENTRIES_DIR}/{}/{hex}{ENTRY_SUFFIX}", shard(&hex))
+}
+
+/// `signatures-v1/ab/<hex>.mac`: the archive member holding the signature
+/// of the entry of `key`.
+pub fn signature(key: &Key) -> String {
+    let hex = key.to_hex();
+    format!("{SIGNATURES_DIR}/{}/{hex}{SIGNATURE_SUFFIX}", shard(&hex))
 }
 
 /// `variants-v1/ab/<hex>.toml`: the path sets seen under base key `key`.

@@ -370,18 +370,8 @@ impl PackWriter {
             return Ok(());
         }
         let path = self.staged.path().to_path_buf();
-        let start = if raw && size >= ALIGN {
-            self.pos.div_ceil(ALIGN) * ALIGN
-        } else {
-            self.pos
-        };
+        let start = self.begin(raw, size)?;
         let file = self.staged.as_file_mut();
-        if start > self.pos {
-            file.set_len(start)
-                .map_err(DepotError::io("write", &path))?;
-        }
-        file.seek(SeekFrom::Start(start))
-            .map_err(DepotError::io("write", &path))?;
         let mut tee = Tee {
             src: stored,
             out: file,
@@ -430,10 +420,66 @@ impl PackWriter {
             let _ = self.staged.as_file().set_len(self.pos);
             return Err(e);
         }
+        self.commit(digest, start, written, raw, size);
+        Ok(())
+    }
+
+    /// Appends one blob whose stored bytes the caller has already checked
+    /// against `digest` (unpack verifies a batch of small blobs in parallel
+    /// before it writes them, and must not pay for a second hash here).
+    /// `raw` must agree with the bytes' first four, as in [`PackWriter::add`].
+    pub fn add_checked(
+        &mut self,
+        digest: &Digest,
+        stored: &[u8],
+        raw: bool,
+        size: u64,
+    ) -> Result<(), DepotError> {
+        if self.seen.contains(digest) {
+            return Ok(());
+        }
+        let path = self.staged.path().to_path_buf();
+        if raw == stored.starts_with(&ZSTD_MAGIC) || (raw && stored.len() as u64 != size) {
+            return Err(DepotError::Damaged {
+                path,
+                message: format!("blob {digest} was offered in a form its bytes do not have"),
+            });
+        }
+        let start = self.begin(raw, size)?;
+        if let Err(e) = self.staged.as_file_mut().write_all(stored) {
+            let _ = self.staged.as_file().set_len(self.pos);
+            return Err(DepotError::io("write", &path)(e));
+        }
+        self.commit(digest, start, stored.len() as u64, raw, size);
+        Ok(())
+    }
+
+    /// Where the next blob starts (a raw blob of a block or more on a block
+    /// boundary, so a reflink of its range can serve it), with the file
+    /// positioned there.
+    fn begin(&mut self, raw: bool, size: u64) -> Result<u64, DepotError> {
+        let start = if raw && size >= ALIGN {
+            self.pos.div_ceil(ALIGN) * ALIGN
+        } else {
+            self.pos
+        };
+        let path = self.staged.path().to_path_buf();
+        let file = self.staged.as_file_mut();
+        if start > self.pos {
+            file.set_len(start)
+                .map_err(DepotError::io("write", &path))?;
+        }
+        file.seek(SeekFrom::Start(start))
+            .map_err(DepotError::io("write", &path))?;
+        Ok(start)
+    }
+
+    /// Records a blob written at `start`.
+    fn commit(&mut self, digest: &Digest, start: u64, length: u64, raw: bool, size: u64) {
         self.entries.push(IndexEntry {
             digest: *digest,
             offset: start,
-            length: written,
+            length,
             size,
             form: if raw {
                 StoredForm::Raw
@@ -442,8 +488,7 @@ impl PackWriter {
             },
         });
         self.seen.insert(*digest);
-        self.pos = start + written;
-        Ok(())
+        self.pos = start + length;
     }
 
     /// Appends blob `d` of `from` (loose or packed) as it is stored there,
@@ -557,6 +602,43 @@ pub struct PackSet {
     pub packs: Vec<LoadedPack>,
     /// Indexes not used, with the reason.
     pub faults: Vec<PackFault>,
+    /// The packs directory as it was just before it was listed, when that
+    /// listing can be trusted to stay current while the stamp is unchanged.
+    settled: Option<DirStamp>,
+}
+
+/// What a change to a directory's entries changes: its mtime (and, for a
+/// directory made anew, its inode). `None` in a stamp: the directory is absent.
+type DirStamp = Option<(u64, i64, i64)>;
+
+/// A directory modified less than this long before it was listed may be
+/// modified again within the same timestamp tick without its mtime
+/// changing, so its stamp proves nothing (as the stat memo's racy rule).
+const RACY_DIR_NS: i128 = 1_000_000_000;
+
+fn dir_stamp(dir: &Path) -> io::Result<DirStamp> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(dir) {
+        Ok(md) => Ok(Some((md.ino(), md.mtime(), md.mtime_nsec()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stamp of `dir` taken now, if a listing made after it stays current
+/// as long as the stamp does: the directory is absent, or was last
+/// modified more than [`RACY_DIR_NS`] ago.
+fn settled_stamp(dir: &Path) -> Option<DirStamp> {
+    let stamp = dir_stamp(dir).ok()?;
+    let Some((_, secs, nanos)) = stamp else {
+        return Some(None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as i128;
+    let modified = secs as i128 * 1_000_000_000 + nanos as i128;
+    (now - modified > RACY_DIR_NS).then_some(stamp)
 }
 
 impl PackSet {
@@ -564,7 +646,10 @@ impl PackSet {
     /// length; overlaps too when `overlap`, as `verify` asks).
     pub fn load(depot: &Depot, overlap: bool) -> Result<PackSet, DepotError> {
         let dir = depot.root().join(layout::PACKS_DIR);
-        let mut set = PackSet::default();
+        let mut set = PackSet {
+            settled: settled_stamp(&dir),
+            ..PackSet::default()
+        };
         let mut names: Vec<(PackId, PathBuf)> = super::list_dir(&dir)?
             .into_iter()
             .filter_map(|e| {
@@ -843,14 +928,29 @@ impl Depot {
     /// or, with `check_hit`, the index of the pack holding `d` is gone (a gc
     /// deleted it; an open pack still reads, but it is no longer there for
     /// the next process). A lookup that hits costs nothing more without
-    /// `check_hit`, one stat with it; a miss costs a listing of the packs.
+    /// `check_hit`, one stat with it; a miss costs one stat of the packs
+    /// directory, or a listing of it when it changed less than a second
+    /// before it was loaded (its mtime could then miss a change).
     fn packs_for(&self, d: &Digest, check_hit: bool) -> Result<Arc<PackSet>, DepotError> {
         let set = self.packs()?;
         let stale = match set.find(d) {
             Some((pack, _)) => {
                 check_hit && !self.root().join(layout::pack_index(&pack.id)).exists()
             }
-            None => self.index_ids()? != set.index_ids(),
+            // A miss: stale when the packs directory changed since it was
+            // listed. One stat tells while its stamp holds (a depot without
+            // packs, or one whose packs settled); else the listing does.
+            None => match &set.settled {
+                Some(stamp)
+                    if dir_stamp(&self.root().join(layout::PACKS_DIR))
+                        .ok()
+                        .as_ref()
+                        == Some(stamp) =>
+                {
+                    false
+                }
+                _ => self.index_ids()? != set.index_ids(),
+            },
         };
         if !stale {
             return Ok(set);
@@ -1110,6 +1210,71 @@ mod tests {
         let (_dir, depot, contents) = packed();
         let d = depot.put_bytes(&contents[0]).unwrap();
         assert!(depot.open_blob(&d).unwrap().unwrap().is_loose());
+    }
+
+    /// Sets `dir`'s mtime an hour back, as a depot whose packs settled.
+    fn age(dir: &Path) {
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let f = File::open(dir).unwrap();
+        f.set_modified(hour_ago).unwrap();
+    }
+
+    #[test]
+    fn a_pack_another_process_adds_is_found_after_a_miss() {
+        let (_dir, depot) = depot();
+        depot.put_bytes(b"first").unwrap();
+        pack_loose_blobs(&depot).unwrap();
+        let packs = depot.root().join(layout::PACKS_DIR);
+        age(&packs);
+        // This process loads the settled packs and misses "second" with one stat.
+        let reader = Depot::open_existing(depot.root()).unwrap();
+        let second = Digest::of(b"second");
+        assert!(!reader.has_blob(&second));
+        assert!(reader.has_blob(&Digest::of(b"first")));
+        // Another process packs "second": the packs directory changes.
+        let writer = Depot::open_existing(depot.root()).unwrap();
+        writer.put_bytes(b"second").unwrap();
+        pack_loose_blobs(&writer).unwrap();
+        assert!(reader.has_blob(&second), "the miss reads the packs again");
+        assert_eq!(reader.read_blob(&second).unwrap(), b"second");
+        // A directory changed within the last second is listed on every
+        // miss, whatever its stamp says.
+        let third = Digest::of(b"third");
+        assert!(!reader.has_blob(&third));
+        writer.put_bytes(b"third").unwrap();
+        pack_loose_blobs(&writer).unwrap();
+        assert!(reader.has_blob(&third));
+    }
+
+    #[test]
+    fn checked_blobs_are_written_as_offered_and_a_wrong_form_is_refused() {
+        let (_dir, depot) = depot();
+        let big = noise(10_000, 3);
+        let text = b"checked ".repeat(1000);
+        let frame = zstd::bulk::compress(&text, 3).unwrap();
+        let mut w = depot.pack_writer().unwrap();
+        w.add_checked(&Digest::of(b"tiny"), b"tiny", true, 4)
+            .unwrap();
+        let e = w
+            .add_checked(&Digest::of(&text), &frame, true, text.len() as u64)
+            .unwrap_err();
+        assert!(e.to_string().contains("form"), "{e}");
+        let e = w
+            .add_checked(&Digest::of(b"raw"), b"raw", false, 3)
+            .unwrap_err();
+        assert!(e.to_string().contains("form"), "{e}");
+        w.add_checked(&Digest::of(&big), &big, true, big.len() as u64)
+            .unwrap();
+        w.add_checked(&Digest::of(&text), &frame, false, text.len() as u64)
+            .unwrap();
+        assert_eq!(w.len(), 3);
+        w.finish().unwrap().unwrap();
+        assert_eq!(depot.read_blob(&Digest::of(b"tiny")).unwrap(), b"tiny");
+        assert_eq!(depot.read_blob(&Digest::of(&text)).unwrap(), text);
+        let b = depot.open_blob(&Digest::of(&big)).unwrap().unwrap();
+        assert_eq!(b.file_range().1 % ALIGN, 0, "a raw blob is aligned");
+        assert_eq!(depot.read_blob(&Digest::of(&big)).unwrap(), big);
+        assert!(!depot.has_blob(&Digest::of(b"raw")));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::{run, BuildError};
 use crate::depot::entries::{outputs_digest, InputsSummary, OutputKind, OutputRecord};
 use crate::depot::{Depot, DepotStack};
-use crate::digest::{Digest, Key};
+use crate::digest::{Digest, Key, RootDigest};
 use crate::file_state::FileState;
 use crate::follow::Follow;
 use crate::inputs::{
@@ -91,6 +91,11 @@ pub(crate) struct Ctx<'a> {
     pub remote: Option<&'a crate::remote::Remote>,
     /// `$PWD` for commands: the project root as relocache names it.
     pub pwd: std::path::PathBuf,
+    /// Where this build is, as new entries record it and hits compare it.
+    pub root_digest: RootDigest,
+    /// Planning a moved copy (`verify --simulate`): env values as they
+    /// would read after the move. `None` for builds and every other plan.
+    pub moved: Option<key::Move>,
     /// Discovered files outside the project, hashed once per build (their
     /// digest and stat; `None` when absent).
     pub outside: std::sync::Mutex<HashMap<String, Option<(Digest, crate::file_state::Stamp)>>>,
@@ -153,6 +158,13 @@ pub(super) fn check_depots_outside_outputs(
         }
     }
     Ok(())
+}
+
+/// The [`RootDigest`] of the project at `root`: of its canonical spelling,
+/// so a symlinked way in is the same place (as given, if it cannot be
+/// resolved).
+pub(crate) fn root_digest_of(root: &std::path::Path) -> RootDigest {
+    RootDigest::of(&std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf()))
 }
 
 /// Depot directories inside the project are never inputs.
@@ -246,6 +258,8 @@ impl<'a> Ctx<'a> {
             usage: crate::depot::usage::Recorder::new(&manifest.name),
             remote: None,
             pwd: run::pwd_for(&manifest.root),
+            root_digest: root_digest_of(&manifest.root),
+            moved: None,
             outside: Default::default(),
         }
     }
@@ -296,7 +310,10 @@ impl<'a> Ctx<'a> {
             .env
             .iter()
             .map(|n| {
-                let v = std::env::var_os(n).map(|v| self.rooted.apply_os(&v));
+                let v = std::env::var_os(n).map(|v| match &self.moved {
+                    Some(m) => self.rooted.apply_os(&m.apply_os(&v)),
+                    None => self.rooted.apply_os(&v),
+                });
                 (n.clone(), v)
             })
             .collect();

@@ -136,11 +136,28 @@ pub fn build(
         }
     }
     let count = |o: Outcome| targets.iter().filter(|t| t.outcome == o).count();
+    let warned = |k: WarningKind| {
+        targets
+            .iter()
+            .flat_map(|t| &t.warnings)
+            .filter(|w| w.kind == k)
+            .count()
+    };
     Ok(BuildReport {
+        remote_unsigned: warned(WarningKind::Unsigned),
+        remote_bad_signature: warned(WarningKind::BadSignature),
         hits: count(Outcome::Hit),
         built: count(Outcome::Built),
         failed: count(Outcome::Failed),
         skipped: count(Outcome::Skipped),
+        not_relocatable_elsewhere: targets
+            .iter()
+            .filter(|t| {
+                t.warnings
+                    .iter()
+                    .any(|w| w.kind == WarningKind::BuiltElsewhere)
+            })
+            .count(),
         duration_ms: started.elapsed().as_millis() as u64,
         targets,
     })

@@ -39,6 +39,10 @@ pub struct Planned {
     /// With a depfile and no entry for the files it would read now: the
     /// files the last build's depfile named that differ now.
     pub discovered: Vec<DiscoveredChange>,
+    /// Its entry is not relocatable and was built at another location
+    /// ([`Entry::built_elsewhere`]): a build would restore outputs naming
+    /// that location, and warn.
+    pub not_relocatable_elsewhere: bool,
 }
 
 impl Planned {
@@ -111,6 +115,19 @@ pub fn plan(
     depot_root: &std::path::Path,
     targets: &[String],
 ) -> Result<Vec<Planned>, BuildError> {
+    plan_moved(manifest, depots, depot_root, targets, None)
+}
+
+/// [`plan`] in a moved copy of the project: env values are read through
+/// `moved` (an old root names the new one), as a user at the new place
+/// would set them. For `verify --simulate`.
+pub(crate) fn plan_moved(
+    manifest: &Manifest,
+    depots: &[Depot],
+    depot_root: &std::path::Path,
+    targets: &[String],
+    moved: Option<crate::key::Move>,
+) -> Result<Vec<Planned>, BuildError> {
     let selected = select_targets(manifest, targets)?;
     let mut roots: Vec<PathBuf> = depots.iter().map(|d| d.root().to_path_buf()).collect();
     roots.push(depot_root.to_path_buf());
@@ -119,7 +136,8 @@ pub fn plan(
     let memo = depots
         .first()
         .map(|d| StatMemo::load(StatMemo::location(d, &manifest.name, &manifest.root)));
-    let ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
+    let mut ctx = Ctx::new(manifest, depots, depot_root, &scan, memo.as_ref());
+    ctx.moved = moved;
     let order = manifest.closure(&selected);
     let mut outs: DepOuts<'_> = HashMap::new();
     let mut result = Vec::new();
@@ -133,6 +151,7 @@ pub fn plan(
             blocked_by: None,
             error: None,
             discovered: vec![],
+            not_relocatable_elsewhere: false,
         };
         if let Some(d) = t.deps.iter().find(|d| !outs.contains_key(d.as_str())) {
             // The key is unknown, but what the target reads on disk now is
@@ -165,6 +184,7 @@ pub fn plan(
                 }
                 if let Some((_, e)) = &p.entry {
                     outs.insert(name, Arc::new(DepOut::of(&t.outputs, &e.outputs)));
+                    p.not_relocatable_elsewhere = e.built_elsewhere(&ctx.root_digest);
                 }
             }
             Err(e) => p.error = Some(e.to_string()),

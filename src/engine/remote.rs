@@ -15,16 +15,20 @@ use crate::remote::Failure;
 /// Counts a failure and turns it into a warning (none for `Disabled`,
 /// which was reported when it happened).
 fn failed(ctx: &Ctx<'_>, t: &Target, f: &Failure, what: &str, warnings: &mut Vec<Warning>) {
-    let bump: fn(&mut Counters) = match f {
+    let (bump, kind): (fn(&mut Counters), _) = match f {
         Failure::Disabled => return,
-        Failure::Timeout(_) => |c| c.remote_timeouts += 1,
-        Failure::Corrupt { .. } => |c| c.remote_corrupt += 1,
-        Failure::Error(_) | Failure::Incomplete(_) => |c| c.remote_errors += 1,
+        Failure::Timeout(_) => (|c| c.remote_timeouts += 1, WarningKind::Remote),
+        Failure::Corrupt { .. } => (|c| c.remote_corrupt += 1, WarningKind::Remote),
+        Failure::Error(_) | Failure::Incomplete(_) => {
+            (|c| c.remote_errors += 1, WarningKind::Remote)
+        }
+        Failure::Unsigned(_) => (|c| c.remote_unsigned += 1, WarningKind::Unsigned),
+        Failure::BadSignature(_) => (|c| c.remote_bad_signature += 1, WarningKind::BadSignature),
     };
     ctx.usage.count(&t.name, bump);
     tracing::debug!(error = %f, "remote: {what}");
     warnings.push(Warning::new(
-        WarningKind::Remote,
+        kind,
         format!("remote: {what} `{}`: {f}", t.name),
     ));
 }

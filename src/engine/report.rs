@@ -87,8 +87,21 @@ pub struct BuildReport {
     pub failed: usize,
     /// Count of skipped targets.
     pub skipped: usize,
+    /// Count of hits restored from an entry that is not relocatable and was
+    /// built at another location (its outputs name that location).
+    pub not_relocatable_elsewhere: usize,
     /// Wall time of the whole build.
     pub duration_ms: u64,
+    /// Remote entries not used for lack of a signature (signing on).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_unsigned: usize,
+    /// Remote entries not used for a wrong signature (signing on).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_bad_signature: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl BuildReport {
@@ -147,10 +160,20 @@ pub enum WarningKind {
     /// symlink leaving the project); a compiled tree can have hundreds,
     /// so the CLI shows a few and counts the rest.
     NotRelocatable,
+    /// A hit restored an entry that is not relocatable and was built at
+    /// another project location: its outputs name that location. The CLI
+    /// says it once per build, with the count and the first targets.
+    BuiltElsewhere,
     /// The entry or the project record could not be written.
     Store,
     /// The remote failed to fetch or upload.
     Remote,
+    /// Signing is on and a remote entry had no signature (a miss); the CLI
+    /// says so once per build, with the count.
+    Unsigned,
+    /// Signing is on and a remote entry's signature was wrong (a miss); the
+    /// CLI says so once per build, with the count.
+    BadSignature,
 }
 
 pub(super) fn report(

@@ -263,6 +263,8 @@ pub struct StoreRequest<'a> {
     pub base: Option<Key>,
     /// With a depfile: what it listed, sorted by path.
     pub discovered: Vec<crate::discovered::DiscoveredInput>,
+    /// Where it was built.
+    pub root_digest: crate::digest::RootDigest,
 }
 
 /// Writes every blob, then the entry. Returns the entry.
@@ -316,6 +318,7 @@ pub fn store(depot: &Depot, root: &Path, req: StoreRequest<'_>) -> Result<Entry,
         created: now_rfc3339(),
         duration_ms: req.duration_ms,
         relocatable: req.reasons.is_empty(),
+        root_digest: Some(req.root_digest),
         reasons: req.reasons.clone(),
         stdout,
         stderr,

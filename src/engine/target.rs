@@ -54,7 +54,7 @@ pub(super) fn process<'a>(
         .collect();
     if !forced {
         if let Some(hit) = try_hit(ctx, t, &key, deps, &mut warnings) {
-            let (r, out) = finish_hit(t, hit, warnings, started, opts);
+            let (r, out) = finish_hit(ctx, t, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -82,7 +82,7 @@ pub(super) fn process<'a>(
             if let Some(l) = lock {
                 l.release();
             }
-            let (r, out) = finish_hit(t, hit, warnings, started, opts);
+            let (r, out) = finish_hit(ctx, t, hit, warnings, started, opts);
             return (r, out, None);
         }
     }
@@ -109,9 +109,10 @@ struct Hit {
 /// The report of a hit (under its entry's key: for a target with a
 /// depfile, the key with its discovered inputs).
 fn finish_hit(
+    ctx: &Ctx<'_>,
     t: &Target,
     hit: Hit,
-    warnings: Vec<Warning>,
+    mut warnings: Vec<Warning>,
     started: Instant,
     opts: &BuildOptions,
 ) -> (TargetReport, Option<DepOut>) {
@@ -136,6 +137,18 @@ fn finish_hit(
         ));
         r.warnings = warnings;
         return (r, None);
+    }
+    // Restored as asked, but never silently: its outputs name the place it
+    // was built at (the CLI says it once for the whole build).
+    if hit.entry.built_elsewhere(&ctx.root_digest) {
+        warnings.push(Warning::new(
+            WarningKind::BuiltElsewhere,
+            format!(
+                "`{}` was restored from an entry built at another location that its outputs embed ({})",
+                t.name,
+                hit.entry.location_reasons().join(", ")
+            ),
+        ));
     }
     let out = DepOut::of(&t.outputs, &hit.entry.outputs);
     let mut r = report(&t.name, Some(key), Outcome::Hit, started);
@@ -574,6 +587,7 @@ impl StoreJob<'_> {
             summary: &self.summary,
             base: self.base,
             discovered: self.discovered.iter().map(|(d, _)| d.clone()).collect(),
+            root_digest: ctx.root_digest,
         };
         let stored = match store::store(primary, &ctx.manifest.root, req) {
             Ok(entry) => {

@@ -22,6 +22,7 @@ pub(super) struct RawRemote {
     pub(super) url: Spanned<String>,
     pub(super) mode: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
+    pub(super) signing_key_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -38,7 +38,8 @@ impl<'a> Cx<'a> {
     }
 
     /// `[remote]`: a URL without a password (a secret committed with the
-    /// project), a mode and a timeout.
+    /// project), a mode, a timeout and the name of the variable holding the
+    /// signing key.
     pub(super) fn remote(
         &self,
         raw: &Spanned<RawRemote>,
@@ -79,11 +80,31 @@ impl<'a> Cx<'a> {
                 )
             })?,
         };
+        let signing_key_env = match &r.signing_key_env {
+            None => None,
+            Some(v) => {
+                let name = v.get_ref();
+                let mut chars = name.chars();
+                let ok = chars
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return Err(self.err(
+                        v.span(),
+                        format!("`{name}` is not an environment variable name"),
+                        "write the variable's name, never the key: signing_key_env = \"TEAM_CACHE_KEY\"",
+                    ));
+                }
+                Some(name.clone())
+            }
+        };
         Ok(RemoteSettings {
             url,
             mode,
             timeout,
             origin: Origin::Manifest,
+            signing_key_env,
         })
     }
 

@@ -22,6 +22,7 @@ impl Remote {
             writable: None,
             mode: None,
             latency_ms: None,
+            signing: self.signing.as_ref().map(|k| k.source().clone()),
             problems: vec![],
         };
         if let Some(addr) = &self.addr {
@@ -95,6 +96,8 @@ pub struct CheckReport {
     pub mode: Option<Mode>,
     /// Round trip of one metadata request.
     pub latency_ms: Option<u64>,
+    /// Where the signing key came from (`None`: signing is off). Never the key.
+    pub signing: Option<crate::signing::KeySource>,
     /// What is wrong, with what to do.
     pub problems: Vec<String>,
 }

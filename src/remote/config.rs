@@ -374,6 +374,10 @@ pub struct RemoteSettings {
     pub timeout: Duration,
     /// Where the URL came from.
     pub origin: Origin,
+    /// `[remote] signing_key_env`: the variable holding the signing key
+    /// (its name; see [`crate::signing`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key_env: Option<String>,
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -439,8 +443,9 @@ pub fn resolve(manifest: Option<&RemoteSettings>) -> Result<Option<RemoteSetting
             RemoteSettings {
                 url,
                 mode: base.as_ref().map(|b| b.mode).unwrap_or(Mode::ReadWrite),
-                timeout: base.map(|b| b.timeout).unwrap_or(DEFAULT_TIMEOUT),
+                timeout: base.as_ref().map(|b| b.timeout).unwrap_or(DEFAULT_TIMEOUT),
                 origin: Origin::Env,
+                signing_key_env: base.and_then(|b| b.signing_key_env),
             }
         }
         None => match manifest {

@@ -9,6 +9,8 @@
 //! <bucket>/<prefix>/relocache/v1/objects/<blake3-hex>   a blob exactly as stored in a depot
 //!                                                       (zstd or raw)
 //! <bucket>/<prefix>/relocache/v1/entries/<key-hex>      an entry's TOML, uploaded after its blobs
+//! <bucket>/<prefix>/relocache/v1/signatures/<key-hex>   with signing on: the entry's MAC (64 hex
+//!                                                       digits, newline), written before it
 //! <bucket>/<prefix>/relocache/v1/variants/<key-hex>     a variants record (depfile targets: the
 //!                                                       path sets seen per base key), sealed,
 //!                                                       merged and written after the entry
@@ -21,6 +23,13 @@
 //! Uploads are idempotent: a HEAD (stat) before each PUT, never relying on
 //! `If-None-Match`. A read-write remote that refuses the first write probe
 //! is used read-only.
+//!
+//! With a signing key ([`Remote::with_signing`], see [`crate::signing`])
+//! an entry is used only when its signature object holds this key's MAC of
+//! its exact bytes: one without is [`Failure::Unsigned`], one with another
+//! [`Failure::BadSignature`], both misses that write nothing into the depot
+//! and are overwritten by this process's next upload of that key. Without
+//! a key, signatures are neither read nor written.
 
 mod backend;
 mod check;
@@ -44,6 +53,7 @@ pub use variants::FetchedVariants;
 use crate::depot::entries::{parse_entry, Entry};
 use crate::depot::Depot;
 use crate::digest::{Digest, Key};
+use crate::signing::{SigningKey, Verdict};
 
 /// Layout version on the remote (in every object name).
 pub const LAYOUT: &str = "relocache/v1";
@@ -98,6 +108,11 @@ pub enum Failure {
     },
     /// The remote answers but lacks something an entry needs.
     Incomplete(String),
+    /// Signing is on and the entry has no signature: never used.
+    Unsigned(String),
+    /// Signing is on and the entry's signature is not this key's over its
+    /// bytes: never used.
+    BadSignature(String),
 }
 
 impl fmt::Display for Failure {
@@ -107,7 +122,9 @@ impl fmt::Display for Failure {
             Failure::Error(m)
             | Failure::Timeout(m)
             | Failure::Corrupt { message: m, .. }
-            | Failure::Incomplete(m) => f.write_str(m),
+            | Failure::Incomplete(m)
+            | Failure::Unsigned(m)
+            | Failure::BadSignature(m) => f.write_str(m),
         }
     }
 }
@@ -138,6 +155,8 @@ pub struct Remote {
     limit: Arc<Semaphore>,
     /// Where a plain TCP connect tells quickly whether the server is up.
     addr: Option<(String, u16)>,
+    /// Signs uploads and checks downloads when set.
+    signing: Option<SigningKey>,
     state: Mutex<State>,
 }
 
@@ -146,6 +165,7 @@ impl fmt::Debug for Remote {
         f.debug_struct("Remote")
             .field("url", &self.settings.url)
             .field("mode", &self.settings.mode)
+            .field("signing", &self.signing)
             .finish()
     }
 }
@@ -171,6 +191,10 @@ fn object_path(d: &Digest) -> String {
 
 fn entry_path(k: &Key) -> String {
     format!("{LAYOUT}/entries/{}", k.0.to_hex())
+}
+
+fn signature_path(k: &Key) -> String {
+    format!("{LAYOUT}/signatures/{}", k.0.to_hex())
 }
 
 impl Remote {
@@ -204,8 +228,21 @@ impl Remote {
             rt,
             op,
             limit: Arc::new(Semaphore::new(IN_FLIGHT)),
+            signing: None,
             state: Mutex::default(),
         })
+    }
+
+    /// Signs every entry uploaded and uses only entries signed by `key`
+    /// (`None`: signing off, signatures neither read nor written).
+    pub fn with_signing(mut self, key: Option<SigningKey>) -> Remote {
+        self.signing = key;
+        self
+    }
+
+    /// The signing key in use, if any.
+    pub fn signing(&self) -> Option<&SigningKey> {
+        self.signing.as_ref()
     }
 
     /// The settings in use.
@@ -289,8 +326,29 @@ impl Remote {
                 blob: None,
                 message: format!("the remote entry {key} is damaged ({why}); it was not used"),
             };
-            let text =
-                String::from_utf8(bytes.to_vec()).map_err(|_| damaged("not UTF-8".into()))?;
+            let bytes = bytes.to_vec();
+            if let Some(signing) = &self.signing {
+                let sig_path = signature_path(key);
+                let sig = io
+                    .call(format!("read {sig_path}"), io.op.read(&sig_path))
+                    .await?
+                    .map(|b| b.to_vec());
+                match signing.check(key, &bytes, sig.as_deref()) {
+                    Verdict::Valid => {}
+                    Verdict::Unsigned => {
+                        return Err(Failure::Unsigned(format!(
+                            "the remote entry {key} has no signature; it was not used"
+                        )))
+                    }
+                    Verdict::Bad => {
+                        return Err(Failure::BadSignature(format!(
+                            "the remote entry {key} is not signed with this signing key; it was not used"
+                        )))
+                    }
+                }
+            }
+            let mut bytes_down = bytes.len() as u64;
+            let text = String::from_utf8(bytes).map_err(|_| damaged("not UTF-8".into()))?;
             let entry = parse_entry(&text).map_err(|e| damaged(e.to_string()))?;
             if entry.key != *key {
                 return Err(damaged(format!("it records key {}", entry.key)));
@@ -301,7 +359,6 @@ impl Remote {
                     set.spawn(io.clone().download(depot.clone(), d));
                 }
             }
-            let mut bytes_down = bytes.len() as u64;
             let mut first_err = None;
             while let Some(r) = set.join_next().await {
                 match r {
@@ -331,7 +388,10 @@ impl Remote {
                 // copies over it after rebuilding.
                 let mut s = self.state.lock().unwrap();
                 s.poisoned.extend(bad.into_inner().unwrap());
-                if let Failure::Corrupt { blob: None, .. } = &e {
+                if let Failure::Corrupt { blob: None, .. }
+                | Failure::Unsigned(_)
+                | Failure::BadSignature(_) = &e
+                {
                     s.poisoned_entries.insert(*key);
                 }
                 return Err(e);
@@ -425,14 +485,26 @@ impl Remote {
             // Only now, with every blob there, may the entry appear.
             let path = entry_path(&key);
             let present = !entry_poisoned
-                && io
-                    .call(format!("stat {path}"), io.op.stat(&path))
-                    .await?
-                    .is_some();
+                && match &self.signing {
+                    None => io
+                        .call(format!("stat {path}"), io.op.stat(&path))
+                        .await?
+                        .is_some(),
+                    Some(signing) => signed_present(&io, signing, &key).await?,
+                };
             if !present {
                 let text = std::fs::read(&entry_file).map_err(|e| {
                     Failure::Incomplete(format!("could not read the local entry: {e}"))
                 })?;
+                // The signature first: a reader between the two writes of a
+                // new entry sees a plain miss rather than an unsigned entry.
+                if let Some(signing) = &self.signing {
+                    let sig_path = signature_path(&key);
+                    let sig = signing.signature(&key, &text).into_bytes();
+                    bytes_up += sig.len() as u64;
+                    io.call_write(format!("write {sig_path}"), io.op.write(&sig_path, sig))
+                        .await?;
+                }
                 bytes_up += text.len() as u64;
                 io.call_write(format!("write {path}"), io.op.write(&path, text))
                     .await?;
@@ -455,6 +527,22 @@ impl Remote {
         }
         result
     }
+}
+
+/// Whether the remote holds an entry under `key` that `signing` signed:
+/// an entry without a valid signature (uploaded without the key, by
+/// someone else, or torn between two uploaders) is replaced.
+async fn signed_present(io: &Io, signing: &SigningKey, key: &Key) -> Result<bool, Failure> {
+    let path = entry_path(key);
+    let Some(entry) = io.call(format!("read {path}"), io.op.read(&path)).await? else {
+        return Ok(false);
+    };
+    let sig_path = signature_path(key);
+    let sig = io
+        .call(format!("read {sig_path}"), io.op.read(&sig_path))
+        .await?;
+    let sig = sig.map(|b| b.to_vec());
+    Ok(signing.check(key, &entry.to_vec(), sig.as_deref()) == Verdict::Valid)
 }
 
 /// Connects to `addr` and hangs up, within `timeout` (at most 5 s).

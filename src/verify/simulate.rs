@@ -4,6 +4,8 @@
 //! a fresh temporary directory; keys are planned there exactly as `build`
 //! would; every target cached at the original location must be cached at the
 //! copy too. Those that are not are reported with the inputs that differ.
+//! The copy's env values are those of a user building there: a value naming
+//! the original project or depot root names the copy's ([`Move`]).
 //!
 //! Only the copy is written (through the depot's own write path); the
 //! original project and depot are read. The copy is removed when done.
@@ -14,8 +16,9 @@ use std::path::{Path, PathBuf};
 use super::{Problem, ProblemKind, Simulated, VerifyError};
 use crate::depot::entries::InputsSummary;
 use crate::depot::Depot;
-use crate::engine::plan::{plan, Planned};
+use crate::engine::plan::{plan, plan_moved, Planned};
 use crate::file_state::FileState;
+use crate::key::Move;
 use crate::manifest::Manifest;
 use crate::relpath::RelPath;
 use crate::report::Reporter;
@@ -85,15 +88,21 @@ pub(crate) fn simulate(
         .strip_prefix(&manifest.root)
         .unwrap_or(Path::new(crate::manifest::MANIFEST_NAME));
     let moved_manifest = Manifest::load(&moved_root.join(rel_manifest))?;
-    let there = plan(
+    // Env values are set at the new place by whoever builds there: one
+    // naming the project or depot names their new location.
+    let env_move = Move::new(&[
+        (&manifest.root, &moved_root),
+        (depots[0].root(), moved_depot.root()),
+    ]);
+    let there = plan_moved(
         &moved_manifest,
         std::slice::from_ref(&moved_depot),
         moved_depot.root(),
         targets,
+        Some(env_move),
     )?;
     let there: HashMap<&str, &Planned> = there.iter().map(|p| (p.name.as_str(), p)).collect();
 
-    let original_root = manifest.root.to_string_lossy().into_owned();
     let mut problems = Vec::new();
     let mut hits = 0;
     for p in &cached {
@@ -101,7 +110,7 @@ pub(crate) fn simulate(
         let moved = there.get(p.name.as_str()).copied();
         let why = match moved {
             None => vec!["it is not planned after the move".to_owned()],
-            Some(m) => why_missed(p, m, &moved_depot, &original_root),
+            Some(m) => why_missed(p, m, &moved_depot),
         };
         if why.is_empty() {
             hits += 1;
@@ -143,12 +152,7 @@ pub(crate) fn simulate(
 }
 
 /// Why `moved` (planned in the copy) is not the hit `here` was; empty when it is.
-fn why_missed(
-    here: &Planned,
-    moved: &Planned,
-    moved_depot: &Depot,
-    original_root: &str,
-) -> Vec<String> {
+fn why_missed(here: &Planned, moved: &Planned, moved_depot: &Depot) -> Vec<String> {
     if let Some(d) = &moved.blocked_by {
         return vec![format!(
             "its dep `{d}` would not hit, so its key cannot be known"
@@ -159,7 +163,7 @@ fn why_missed(
     }
     if moved.key != here.key {
         let diff = match (&here.summary, &moved.summary) {
-            (Some(a), Some(b)) => diff_summaries(a, b, original_root),
+            (Some(a), Some(b)) => diff_summaries(a, b),
             _ => Vec::new(),
         };
         if diff.is_empty() {
@@ -189,7 +193,7 @@ fn first_changed_file(a: Option<&InputsSummary>, b: Option<&InputsSummary>) -> O
 }
 
 /// What differs between the key inputs before and after the move, in words.
-fn diff_summaries(a: &InputsSummary, b: &InputsSummary, original_root: &str) -> Vec<String> {
+fn diff_summaries(a: &InputsSummary, b: &InputsSummary) -> Vec<String> {
     let mut out = Vec::new();
     if a.run != b.run || a.argv != b.argv {
         out.push("its command differs".into());
@@ -201,13 +205,8 @@ fn diff_summaries(a: &InputsSummary, b: &InputsSummary, original_root: &str) -> 
             b.env.get(n).cloned().flatten(),
         );
         if x != y {
-            let note = if y.as_deref().is_some_and(|v| v.contains(original_root)) {
-                " (it names the original location; after a real move it would name the new one)"
-            } else {
-                ""
-            };
             out.push(format!(
-                "env `{n}` is `{}` there but was `{}`{note}",
+                "env `{n}` is `{}` there but was `{}`",
                 y.as_deref().unwrap_or("<unset>"),
                 x.as_deref().unwrap_or("<unset>")
             ));
@@ -355,13 +354,13 @@ mod tests {
                 mtime_ns: 2,
             },
         );
-        let d = diff_summaries(&a, &b, "/orig");
+        let d = diff_summaries(&a, &b);
         assert_eq!(d.len(), 1);
         assert!(
             d[0].contains("vendor/huge.bin") && d[0].contains("mtime"),
             "{d:?}"
         );
         assert_eq!(first_changed_file(Some(&a), Some(&b)), Some(p));
-        assert!(diff_summaries(&a, &a, "/orig").is_empty());
+        assert!(diff_summaries(&a, &a).is_empty());
     }
 }

@@ -45,6 +45,12 @@ pub struct Counters {
     /// Downloads whose content did not match their name (never restored).
     #[serde(skip_serializing_if = "is_zero")]
     pub remote_corrupt: u64,
+    /// Remote entries without a signature while signing was on (never restored).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_unsigned: u64,
+    /// Remote entries whose signature was not this key's (never restored).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub remote_bad_signature: u64,
     /// Entries uploaded to the remote.
     #[serde(skip_serializing_if = "is_zero")]
     pub remote_uploads: u64,
@@ -79,6 +85,10 @@ impl Counters {
         self.remote_errors = self.remote_errors.saturating_add(other.remote_errors);
         self.remote_timeouts = self.remote_timeouts.saturating_add(other.remote_timeouts);
         self.remote_corrupt = self.remote_corrupt.saturating_add(other.remote_corrupt);
+        self.remote_unsigned = self.remote_unsigned.saturating_add(other.remote_unsigned);
+        self.remote_bad_signature = self
+            .remote_bad_signature
+            .saturating_add(other.remote_bad_signature);
         self.remote_uploads = self.remote_uploads.saturating_add(other.remote_uploads);
         self.remote_bytes_down = self
             .remote_bytes_down

@@ -194,6 +194,13 @@ fn damaged(kind: &str, integrity: bool, damage: impl FnOnce(&Project)) {
     let r = p.build(&[]);
     assert_eq!(r.outcome("noise"), "hit", "{kind}: {}", r.stdout);
     assert_eq!(snapshot(&p), built);
+    // `gc --repack` keeps the rebuilt blob loose where its packed copy is
+    // damaged (readers never look past it): the next build still hits.
+    p.run(&["gc", "--repack"]).ok();
+    remove_outputs(&p);
+    let r = p.build(&[]);
+    assert_eq!(r.outcome("noise"), "hit", "{kind}: {}", r.stdout);
+    assert_eq!(snapshot(&p), built);
 }
 
 #[test]
@@ -258,4 +265,195 @@ fn an_index_without_its_pack_is_reported_as_missing_pack() {
         let (_, pack, _) = the_pack(p);
         std::fs::remove_file(pack).unwrap();
     });
+}
+
+/// Builds, packs, damages the pack's index (or pack) with `damage`, which
+/// returns the targets whose blobs it left sound; then runs `gc`: the
+/// damaged pair goes to `quarantine/`, `verify --integrity` is clean, and
+/// after deleting the outputs those targets restore while every other one
+/// rebuilds; every output is what a clean build makes. Returns gc's
+/// `salvaged` report.
+fn salvaged(damage: impl FnOnce(&Project) -> Vec<&'static str>) -> serde_json::Value {
+    let p = project();
+    p.build(&[]).ok();
+    let built = snapshot(&p);
+    pack_depot(&p);
+    let hits = damage(&p);
+    let (code, kinds) = problem_kinds(&p, &[]);
+    assert_eq!(code, 1);
+    assert!(kinds.iter().any(|k| k == "damaged-pack-index"), "{kinds:?}");
+
+    let dry = p.run(&["gc", "--dry-run", "--json"]);
+    let dry_report = dry.ok().json()["salvaged"].clone();
+    assert!(
+        std::fs::read_dir(p.depot.join("objects-v1/packs"))
+            .unwrap()
+            .count()
+            == 2,
+        "a dry run moves nothing"
+    );
+    let gc = p.run(&["gc", "--json"]);
+    let report = gc.ok().json()["salvaged"].clone();
+    assert_eq!(report["packs"], 1, "{}", gc.stdout);
+    assert_eq!(report["blobs"], dry_report["blobs"], "{}", dry.stdout);
+    assert_eq!(report["lost"], dry_report["lost"], "{}", dry.stdout);
+    assert!(
+        gc.stdout.contains("moved to quarantine/"),
+        "a warning says where the pack went: {}",
+        gc.stdout
+    );
+    let mut moved: Vec<String> = std::fs::read_dir(p.depot.join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pack-"))
+        .map(|n| {
+            n.rsplit_once('.')
+                .unwrap()
+                .0
+                .rsplit_once('.')
+                .unwrap()
+                .1
+                .to_owned()
+        })
+        .collect();
+    moved.sort();
+    assert_eq!(moved, ["idx", "pack"], "the pair is kept, not deleted");
+    assert_eq!(problem_kinds(&p, &["--integrity"]), (0, vec![]));
+    check_depot_invariants(&p.depot);
+
+    remove_outputs(&p);
+    let r = p.build(&[]);
+    r.ok();
+    for t in ["text", "tool", "noise"] {
+        let want = if hits.contains(&t) { "hit" } else { "built" };
+        assert_eq!(r.outcome(t), want, "{t}: {}", r.stdout);
+    }
+    assert_eq!(snapshot(&p), built, "outputs are what a clean build makes");
+    report
+}
+
+/// Flips one byte of the index, past its header.
+fn flip_index_byte(p: &Project, at_from_end: usize) {
+    let (_, _, idx) = the_pack(p);
+    let mut bytes = std::fs::read(&idx).unwrap();
+    let n = bytes.len();
+    bytes[n - at_from_end] ^= 0x10;
+    std::fs::write(&idx, bytes).unwrap();
+}
+
+const ALL: [&str; 3] = ["text", "tool", "noise"];
+
+/// The targets whose entries name blob `d` (an output, or the entry's
+/// inputs summary).
+fn owners(p: &Project, d: &Digest) -> Vec<&'static str> {
+    let depot = Depot::open_existing(&p.depot).unwrap();
+    depot
+        .list_entries()
+        .unwrap()
+        .iter()
+        .map(|k| depot.read_entry(k).unwrap().unwrap())
+        .filter(|e| e.blobs().contains(d))
+        .map(|e| *ALL.iter().find(|t| **t == e.target).unwrap())
+        .collect()
+}
+
+#[test]
+fn gc_salvages_every_blob_of_a_pack_whose_index_fails_its_checksum() {
+    let report = salvaged(|p| {
+        flip_index_byte(p, 1);
+        ALL.to_vec()
+    });
+    assert_eq!(report["lost"], 0, "{report}");
+    assert!(report["blobs"].as_u64().unwrap() >= 5, "{report}");
+}
+
+#[test]
+fn gc_salvages_a_pack_whose_index_is_out_of_order() {
+    let report = salvaged(|p| {
+        let (_, pack, idx) = the_pack(p);
+        let mut bytes = std::fs::read(&idx).unwrap();
+        let (a, b) = (24, 24 + 64);
+        let first = bytes[a..b].to_vec();
+        bytes.copy_within(b..b + 64, a);
+        bytes[b..b + 64].copy_from_slice(&first);
+        let n = bytes.len() - 32;
+        let sum = *blake3::hash(&bytes[..n]).as_bytes();
+        bytes[n..].copy_from_slice(&sum);
+        republish(&pack, &idx, &bytes);
+        ALL.to_vec()
+    });
+    assert_eq!(report["lost"], 0, "{report}");
+}
+
+#[test]
+fn gc_salvages_a_truncated_pack_but_the_blob_it_cut_rebuilds() {
+    let report = salvaged(|p| {
+        // Cut inside the pack's last blob: only its target loses a blob.
+        let (id, pack, idx) = the_pack(p);
+        let entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
+        let last = entries.iter().max_by_key(|e| e.offset).unwrap();
+        let f = std::fs::File::options().write(true).open(&pack).unwrap();
+        f.set_len(last.offset + last.length / 2).unwrap();
+        let cut = owners(p, &last.digest);
+        ALL.into_iter().filter(|t| !cut.contains(t)).collect()
+    });
+    assert_eq!(report["lost"], 1, "{report}");
+    assert_eq!(report["entries"], 1, "its entry is quarantined: {report}");
+}
+
+#[test]
+fn gc_salvages_nothing_from_an_index_pointing_past_the_end_and_every_target_rebuilds() {
+    let report = salvaged(|p| {
+        let (id, pack, idx) = the_pack(p);
+        let mut entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
+        let len = std::fs::metadata(&pack).unwrap().len();
+        for e in entries.iter_mut() {
+            e.offset += len;
+        }
+        let (_, bytes) = encode_index(&mut entries);
+        republish(&pack, &idx, &bytes);
+        vec![]
+    });
+    assert_eq!(report["blobs"], 0, "{report}");
+    assert_eq!(report["entries"], 3, "{report}");
+}
+
+#[test]
+fn gc_never_salvages_a_blob_whose_bytes_are_not_its_name() {
+    // The index is damaged and one blob inside the pack too: salvage keeps
+    // the sound blobs and drops that one, whose target rebuilds.
+    let report = salvaged(|p| {
+        let depot = Depot::open_existing(&p.depot).unwrap();
+        let d = Digest::of(&std::fs::read(p.path("noise.bin")).unwrap());
+        let blob = depot.open_blob(&d).unwrap().unwrap();
+        let BlobLocation::Packed { pack, offset, .. } = blob.location().clone() else {
+            panic!("packed")
+        };
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[offset as usize + 1000] ^= 0x40;
+        std::fs::write(&pack, bytes).unwrap();
+        flip_index_byte(p, 1);
+        vec!["text", "tool"]
+    });
+    assert_eq!(report["lost"], 1, "{report}");
+    assert_eq!(report["entries"], 1, "{report}");
+}
+
+#[test]
+fn gc_salvages_the_entries_a_truncated_index_still_holds() {
+    // Cutting 100 bytes takes the checksum and the last two entries: their
+    // blobs are not even named any more, so salvage cannot copy them, and
+    // the entries needing them go to quarantine/ by their missing blobs.
+    let report = salvaged(|p| {
+        let (id, _, idx) = the_pack(p);
+        let bytes = std::fs::read(&idx).unwrap();
+        let entries = decode_index(&bytes, Some(&id)).unwrap();
+        std::fs::write(&idx, &bytes[..bytes.len() - 100]).unwrap();
+        let cut: Vec<&str> = entries[entries.len() - 2..]
+            .iter()
+            .flat_map(|e| owners(p, &e.digest))
+            .collect();
+        ALL.into_iter().filter(|t| !cut.contains(t)).collect()
+    });
+    assert!(report["entries"].as_u64().unwrap() >= 1, "{report}");
 }

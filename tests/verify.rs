@@ -33,6 +33,13 @@ fn blob(p: &Project, content: &[u8]) -> PathBuf {
     p.depot.join("objects-v1").join(&hex[..2]).join(hex)
 }
 
+/// Builds without the packed pass's `gc --repack`, for the tests about what
+/// stands where a loose blob file belongs (a pack has no such file; its own
+/// damage is tests/packed_depot.rs's).
+fn build_loose(p: &Project) {
+    p.run(&["build"]).ok();
+}
+
 /// The entry file whose text contains `needle`.
 fn entry_with(p: &Project, needle: &str) -> PathBuf {
     walkdir::WalkDir::new(p.depot.join("entries-v2"))
@@ -380,7 +387,7 @@ fn a_symlink_leaving_the_depot_is_flagged() {
 #[test]
 fn a_symlink_standing_in_for_a_blob_is_flagged_even_without_relocatable() {
     let p = chain();
-    p.build(&[]).ok();
+    build_loose(&p);
     let b = blob(&p, b"gamma\n");
     let real = p.tmp.path().join("gamma-blob");
     std::fs::rename(&b, &real).unwrap();
@@ -394,7 +401,7 @@ fn a_symlink_standing_in_for_a_blob_is_flagged_even_without_relocatable() {
 #[test]
 fn a_missing_blob_is_flagged() {
     let p = chain();
-    p.build(&[]).ok();
+    build_loose(&p);
     let b = blob(&p, b"alpha\n");
     std::fs::remove_file(&b).unwrap();
     let entry = entry_with(&p, "path = \"out/a.txt\"");
@@ -418,10 +425,9 @@ fn a_missing_blob_is_flagged() {
 fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched() {
     let p = chain();
     p.build(&[]).ok();
-    let b = blob(&p, b"alpha\n");
-    let mut raw = std::fs::read(&b).unwrap();
-    raw[0] ^= 0x20;
-    std::fs::write(&b, &raw).unwrap();
+    // Loose, or (the packed pass) inside its pack.
+    let b = stored(&p.depot, &Digest::of(b"alpha\n"));
+    b.flip(0, 0x20);
     let before = tree(&p.depot);
 
     verify(&p, &[]).ok();
@@ -429,8 +435,8 @@ fn a_flipped_byte_is_found_only_with_integrity_and_the_depot_is_left_untouched()
     assert_eq!(r.code, 1);
     let ps = problems(&r);
     assert_eq!(ps.len(), 1, "{ps:?}");
-    assert_eq!(ps[0]["kind"], "corrupt-blob");
-    assert_eq!(ps[0]["path"], depot_rel(&p, &b).as_str());
+    assert_eq!(ps[0]["kind"], b.corrupt_kind());
+    assert_eq!(ps[0]["path"], depot_rel(&p, &b.file).as_str());
     assert!(ps[0]["entry"].is_null());
     // --simulate, --integrity and every check read only: not even quarantine.
     assert_eq!(verify(&p, &["--integrity", "--simulate"]).code, 1);
@@ -595,7 +601,7 @@ fn cc_g_embeds_the_build_directory_and_a_prefix_map_fixes_it() {
 #[test]
 fn a_directory_where_a_blob_or_an_entry_belongs_is_a_problem() {
     let p = chain();
-    p.build(&[]).ok();
+    build_loose(&p);
     let b = blob(&p, b"alpha\n");
     std::fs::remove_file(&b).unwrap();
     std::fs::create_dir(&b).unwrap();

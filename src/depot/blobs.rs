@@ -407,6 +407,15 @@ pub(crate) fn with_stream<R: Read, T>(
     })
 }
 
+/// Whether `stored` (a blob's stored bytes, a zstd frame or raw) is the
+/// content named `d`, `size` bytes long: what a dry-run salvage checks.
+pub(crate) fn stream_matches(stored: &mut dyn Read, d: &Digest, size: u64) -> bool {
+    matches!(
+        with_stream(stored, hash_stream),
+        Ok(Ok((actual, got))) if actual == *d && got == size
+    )
+}
+
 /// The digest and length of everything `reader` yields, read in big chunks
 /// so blake3 hashes many at once.
 pub(crate) fn hash_stream(reader: &mut dyn Read) -> io::Result<(Digest, u64)> {

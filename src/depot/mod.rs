@@ -399,6 +399,27 @@ impl Depot {
         dir.join(format!("{name}.{stamp}"))
     }
 
+    /// Puts a copy of the depot file at `path` in `quarantine/` (see
+    /// [`Depot::quarantine_path`]), leaving `path` where it is: a hard link,
+    /// else a durable copy through the write door. For a file the caller
+    /// is about to replace or remove, whose bytes must not be lost.
+    pub(crate) fn keep_in_quarantine(&self, path: &Path) -> Result<PathBuf, DepotError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = self.quarantine_path(&name);
+        if std::fs::hard_link(path, &to).is_ok() {
+            return Ok(to);
+        }
+        let mut staged = write::staging(self)?;
+        let mut from = std::fs::File::open(path).map_err(DepotError::io("read", path))?;
+        std::io::copy(&mut from, staged.as_file_mut())
+            .map_err(DepotError::io("copy to quarantine", path))?;
+        write::persist(staged, &to)?;
+        Ok(to)
+    }
+
     /// `DEPOT.toml` settings.
     pub fn config(&self) -> &DepotConfig {
         &self.config

@@ -226,6 +226,44 @@ pub fn decode_index(bytes: &[u8], id: Option<&PackId>) -> Result<Vec<IndexEntry>
     Ok(entries)
 }
 
+/// What a damaged index still says, for gc's salvage: every whole entry
+/// after the header whose stored form is known, in the order found; the
+/// header, checksum, count, order and bounds are not checked. Nothing here
+/// is trusted: the caller checks each range against the pack and verifies
+/// each blob against its digest before it keeps it.
+pub fn lenient_entries(index: &[u8]) -> Vec<IndexEntry> {
+    let body = index.get(INDEX_HEADER..).unwrap_or_default();
+    body.chunks_exact(ENTRY_LEN)
+        .filter_map(|raw| {
+            let u64_at = |at: usize| u64::from_le_bytes(raw[at..at + 8].try_into().expect("8"));
+            let form = match raw[56] {
+                0 => StoredForm::Raw,
+                1 => StoredForm::Zstd,
+                _ => return None,
+            };
+            Some(IndexEntry {
+                digest: Digest(raw[..32].try_into().expect("32 bytes")),
+                offset: u64_at(32),
+                length: u64_at(40),
+                size: u64_at(48),
+                form,
+            })
+        })
+        .collect()
+}
+
+impl IndexEntry {
+    /// Whether its stored bytes lie inside a pack of `pack_len` bytes,
+    /// past the pack's header.
+    pub fn is_inside(&self, pack_len: u64) -> bool {
+        self.offset >= PACK_HEADER
+            && self
+                .offset
+                .checked_add(self.length)
+                .is_some_and(|end| end <= pack_len)
+    }
+}
+
 /// Checks that every entry lies inside a pack of `pack_len` bytes, past its
 /// header. With `overlap`, also that no two entries share a byte (sorting
 /// by offset: `verify` pays for it, readers do not).

@@ -32,12 +32,14 @@ use crate::report::Reporter;
 mod clear;
 mod inventory;
 mod packs;
+mod salvage;
 
 pub use clear::{clear, resolve_key, ClearReport, KeyError, Selection};
 use inventory::{age_of, read_item, rfc3339_of_ms};
 pub(crate) use inventory::{inventory, tree_size, Inventory};
 pub use packs::PacksReport;
 use packs::{plan_packs, PackPlan};
+pub use salvage::SalvageReport;
 
 /// How old an unreferenced blob, staging file or dead lock must be before
 /// gc takes it, unless told otherwise.
@@ -148,6 +150,10 @@ pub struct GcReport {
     pub orphans: Orphans,
     /// Packs deleted, rewritten and written, loose blobs packed.
     pub packs: PacksReport,
+    /// Packs whose index was damaged: their sound blobs copied into a new
+    /// pack, the pair moved to `quarantine/`.
+    #[serde(skip_serializing_if = "SalvageReport::is_empty")]
+    pub salvaged: SalvageReport,
     /// Total bytes freed (net of a new pack).
     pub bytes_freed: u64,
     /// Usage logs folded into the merged log.
@@ -357,6 +363,8 @@ pub fn gc(
     reporter: &dyn Reporter,
 ) -> Result<GcReport, DepotError> {
     let _span = tracing::debug_span!("gc", depot = %depot.root().display()).entered();
+    // First, so the plan below sees the salvaged blobs in their new pack.
+    let (salvaged, salvage_notes) = salvage::salvage(depot, opts.dry_run, reporter)?;
     let inv = inventory(depot, reporter)?;
     let mut refs = inv.refs();
     let sweep = plan_sweep(depot, &inv, &refs, opts.grace)?;
@@ -420,9 +428,13 @@ pub fn gc(
         removed: std::mem::take(&mut plan.removed),
         orphans: sweep.report.clone(),
         packs: packs.report.clone(),
+        salvaged,
         bytes_freed,
         usage_logs_merged: inv.usage.pending_logs,
-        warnings: inv.warnings.clone(),
+        warnings: salvage_notes
+            .into_iter()
+            .chain(inv.warnings.clone())
+            .collect(),
     };
     tracing::debug!(
         entries = plan.victims.len(),

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::inventory::{age_of, Inventory};
+use crate::depot::blobs::{check_stored, BlobHealth};
 use crate::depot::{layout, sync_dir, Depot, DepotError};
 use crate::digest::Digest;
 use crate::report::Reporter;
@@ -247,12 +248,20 @@ pub(super) fn delete_old(
     }
     let going: HashSet<usize> = plan.going.iter().map(|g| g.0).collect();
     for d in &plan.unloose {
+        // A copy in a kept pack counts only when it is sound: the loose
+        // file may be the rebuild of a packed blob found damaged, and
+        // readers never look past a damaged packed copy to another pack.
+        let in_kept_pack = inv.packed.get(d).is_some_and(|(i, _)| !going.contains(i));
         let still_packed =
-            written.blobs.contains(d) || inv.packed.get(d).is_some_and(|(i, _)| !going.contains(i));
+            written.blobs.contains(d) || (in_kept_pack && packed_copy_is_sound(depot, d));
         if still_packed {
             remove(&depot.blob_path(d))?;
         } else {
-            // Left out of the new pack (damaged): it stays loose.
+            if in_kept_pack {
+                plan.report.damaged += 1;
+            }
+            // Left out of the new pack (damaged), or its packed copy is:
+            // it stays loose.
             plan.report.loose_packed -= 1;
             let bytes = inv.blobs.get(d).map_or(0, |b| b.bytes);
             plan.report.bytes_removed = plan.report.bytes_removed.saturating_sub(bytes);
@@ -268,6 +277,14 @@ pub(super) fn delete_old(
     sync_dir(&dir);
     depot.forget_packs();
     Ok(())
+}
+
+/// Whether blob `d`'s packed copy (the one readers find) is its content.
+fn packed_copy_is_sound(depot: &Depot, d: &Digest) -> bool {
+    match depot.open_packed(d) {
+        Ok(Some(blob)) => matches!(check_stored(blob), BlobHealth::Sound { .. }),
+        _ => false,
+    }
 }
 
 /// Whether the pack or index at `path` has its other half now.

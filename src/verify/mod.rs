@@ -151,7 +151,7 @@ impl ProblemKind {
             Self::EmbeddedPath => "build with relative paths (`-ffile-prefix-map`, `--remap-path-prefix`), then rebuild",
             Self::AbsoluteSymlink | Self::EscapingSymlink => "make the link relative to its directory (e.g. `ln -sr`) and rebuild",
             Self::UntrackedInput => "drop `track_content = false` so the input's content is hashed",
-            Self::DamagedPackIndex => "builds ignore the pack, so entries needing only its blobs miss and rebuild (storing them loose); remove the pack and its index, or restore the depot from a good copy",
+            Self::DamagedPackIndex => "builds ignore the pack, so entries needing only its blobs miss and rebuild (storing them loose); run `relocache gc`: it copies the pack's sound blobs into a new pack and moves the damaged pair to quarantine/",
             Self::MissingPack => "builds ignore the index; remove it, or restore the pack from a good copy of the depot",
             Self::CorruptPackedBlob => "builds skip that blob (its targets rebuild and store it loose) and leave the pack as it is, since its other blobs are sound; restore the depot from a good copy to get it back",
         }

@@ -515,3 +515,76 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
         })
         .collect()
 }
+
+/// Where a blob's stored bytes are: its loose file, else the pack holding
+/// it, and their range in that file.
+pub struct Stored {
+    /// The loose file or the pack.
+    pub file: PathBuf,
+    /// Where the stored bytes start in it.
+    pub offset: u64,
+    /// How many stored bytes.
+    pub len: u64,
+    /// Whether `file` is a pack.
+    pub packed: bool,
+}
+
+/// Where blob `d` of `depot` is stored. Tests that damage a stored blob on
+/// purpose go through it, so under `RELOCACHE_TEST_PACKED=1` (every blob in
+/// a pack) the same test damages the pack: its packed twin.
+pub fn stored(depot: &Path, d: &relocache::digest::Digest) -> Stored {
+    use relocache::depot::packs::BlobLocation;
+    let depot = relocache::depot::Depot::open_existing(depot).expect("depot opens");
+    let blob = depot
+        .open_blob(d)
+        .expect("blob readable")
+        .unwrap_or_else(|| panic!("blob {d} is stored nowhere"));
+    match blob.location().clone() {
+        BlobLocation::Loose(file) => Stored {
+            len: std::fs::metadata(&file).unwrap().len(),
+            file,
+            offset: 0,
+            packed: false,
+        },
+        BlobLocation::Packed {
+            pack,
+            offset,
+            length,
+        } => Stored {
+            file: pack,
+            offset,
+            len: length,
+            packed: true,
+        },
+    }
+}
+
+impl Stored {
+    /// The stored bytes.
+    pub fn read(&self) -> Vec<u8> {
+        let all = std::fs::read(&self.file).unwrap();
+        all[self.offset as usize..(self.offset + self.len) as usize].to_vec()
+    }
+
+    /// XORs byte `at` of the stored bytes with `mask`, in place.
+    pub fn flip(&self, at: u64, mask: u8) {
+        assert!(
+            at < self.len,
+            "byte {at} is past the blob's {} bytes",
+            self.len
+        );
+        let mut all = std::fs::read(&self.file).unwrap();
+        all[(self.offset + at) as usize] ^= mask;
+        std::fs::write(&self.file, all).unwrap();
+    }
+
+    /// The problem kind `verify --integrity` reports for a damaged blob
+    /// stored here.
+    pub fn corrupt_kind(&self) -> &'static str {
+        if self.packed {
+            "corrupt-packed-blob"
+        } else {
+            "corrupt-blob"
+        }
+    }
+}

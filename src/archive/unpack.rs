@@ -121,7 +121,7 @@ enum Sink {
     /// Loose files: a small archive.
     Loose,
     /// One new pack, published before the entries.
-    Pack(PackWriter),
+    Pack(Box<PackWriter>),
 }
 
 /// An archive bringing fewer new blobs than this keeps them loose (git's
@@ -235,7 +235,7 @@ impl Unpacking<'_> {
             self.sink = if last && new < LOOSE_LIMIT {
                 Sink::Loose
             } else {
-                Sink::Pack(self.depot.pack_writer()?)
+                Sink::Pack(Box::new(self.depot.pack_writer()?))
             };
         }
         let loose = matches!(self.sink, Sink::Loose);
@@ -266,7 +266,7 @@ impl Unpacking<'_> {
     /// when this unpack keeps its blobs loose.
     fn pack(&mut self) -> Result<Option<&mut PackWriter>, ArchiveError> {
         if matches!(self.sink, Sink::Undecided) {
-            self.sink = Sink::Pack(self.depot.pack_writer()?);
+            self.sink = Sink::Pack(Box::new(self.depot.pack_writer()?));
         }
         Ok(match &mut self.sink {
             Sink::Pack(pack) => Some(pack),

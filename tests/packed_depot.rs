@@ -242,20 +242,25 @@ fn a_sealed_index_pointing_past_the_end_is_refused() {
     });
 }
 
+/// The index at `idx` with its first two entries swapped, sealed again:
+/// out of order, though its checksum holds.
+fn swapped_and_resealed(idx: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(idx).unwrap();
+    let (a, b) = (24, 24 + 64);
+    let first = bytes[a..b].to_vec();
+    bytes.copy_within(b..b + 64, a);
+    bytes[b..b + 64].copy_from_slice(&first);
+    let n = bytes.len() - 32;
+    let sum = *blake3::hash(&bytes[..n]).as_bytes();
+    bytes[n..].copy_from_slice(&sum);
+    bytes
+}
+
 #[test]
 fn a_sealed_index_out_of_order_is_refused() {
     damaged("damaged-pack-index", false, |p| {
         let (_, pack, idx) = the_pack(p);
-        let mut bytes = std::fs::read(&idx).unwrap();
-        // Swap the first two entries, then seal the result again.
-        let (a, b) = (24, 24 + 64);
-        let first = bytes[a..b].to_vec();
-        bytes.copy_within(b..b + 64, a);
-        bytes[b..b + 64].copy_from_slice(&first);
-        let n = bytes.len() - 32;
-        let sum = *blake3::hash(&bytes[..n]).as_bytes();
-        bytes[n..].copy_from_slice(&sum);
-        republish(&pack, &idx, &bytes);
+        republish(&pack, &idx, &swapped_and_resealed(&idx));
     });
 }
 
@@ -371,15 +376,7 @@ fn gc_salvages_every_blob_of_a_pack_whose_index_fails_its_checksum() {
 fn gc_salvages_a_pack_whose_index_is_out_of_order() {
     let report = salvaged(|p| {
         let (_, pack, idx) = the_pack(p);
-        let mut bytes = std::fs::read(&idx).unwrap();
-        let (a, b) = (24, 24 + 64);
-        let first = bytes[a..b].to_vec();
-        bytes.copy_within(b..b + 64, a);
-        bytes[b..b + 64].copy_from_slice(&first);
-        let n = bytes.len() - 32;
-        let sum = *blake3::hash(&bytes[..n]).as_bytes();
-        bytes[n..].copy_from_slice(&sum);
-        republish(&pack, &idx, &bytes);
+        republish(&pack, &idx, &swapped_and_resealed(&idx));
         ALL.to_vec()
     });
     assert_eq!(report["lost"], 0, "{report}");

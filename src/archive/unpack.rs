@@ -112,6 +112,22 @@ pub(super) struct Unpacking<'a> {
     content: Arc<AtomicU64>,
     /// Where new blobs go.
     sink: Sink,
+    /// The batch of small blobs being checked, if any.
+    checking: Option<InCheck>,
+}
+
+/// A batch of small blobs being checked on other threads, and the result
+/// of each: its content size, or why it was refused.
+type InCheck = std::thread::JoinHandle<(Vec<Pending>, Vec<Result<u64, ArchiveError>>)>;
+
+impl Drop for Unpacking<'_> {
+    /// An unpack that fails waits for the batch still being checked, so no
+    /// thread of it outlives the call.
+    fn drop(&mut self) {
+        if let Some(checking) = self.checking.take() {
+            let _ = checking.join();
+        }
+    }
 }
 
 /// Where an unpack's new blobs go, decided by the first that needs writing.
@@ -223,10 +239,12 @@ impl Unpacking<'_> {
         }
     }
 
-    /// Checks the pending blobs in parallel, and writes the new ones: loose
-    /// (in parallel too), or into the pack in archive order. The first
-    /// failure in archive order is the one reported. `last`: the archive
-    /// has no more blobs.
+    /// Sends the pending blobs to be checked on all cores while the stream
+    /// is read on, and writes the batch sent before, now checked: loose (in
+    /// parallel, while it is checked), or into the pack in archive order.
+    /// Within a batch, the first failure in archive order is the one
+    /// reported. `last`: the archive has no more blobs; every batch is
+    /// written before this returns.
     fn flush_pending(&mut self, last: bool) -> Result<(), ArchiveError> {
         let batch = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
@@ -238,12 +256,34 @@ impl Unpacking<'_> {
                 Sink::Pack(Box::new(self.depot.pack_writer()?))
             };
         }
-        let loose = matches!(self.sink, Sink::Loose);
-        let (depot, limit, budget) = (self.depot, self.opts.max_size, self.budget());
-        let results: Vec<Result<u64, ArchiveError>> = batch
-            .par_iter()
-            .map(|p| settle_pending(depot, limit, &budget, p, loose))
-            .collect();
+        let before = self.checking.take();
+        if !batch.is_empty() {
+            let loose = matches!(self.sink, Sink::Loose);
+            let (depot, limit, budget) = (self.depot.clone(), self.opts.max_size, self.budget());
+            self.checking = Some(std::thread::spawn(move || {
+                let results = batch
+                    .par_iter()
+                    .map(|p| settle_pending(&depot, limit, &budget, p, loose))
+                    .collect();
+                (batch, results)
+            }));
+        }
+        // The previous batch goes into the pack while this one is checked.
+        if let Some(checking) = before {
+            self.write_checked(checking)?;
+        }
+        if last {
+            if let Some(checking) = self.checking.take() {
+                self.write_checked(checking)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a batch's check, then counts it and appends its new blobs
+    /// to the pack (loose ones were written by the check).
+    fn write_checked(&mut self, checking: InCheck) -> Result<(), ArchiveError> {
+        let (batch, results) = checking.join().expect("checking a batch of blobs panicked");
         for (p, r) in batch.iter().zip(results) {
             let size = r?;
             if p.present {
@@ -252,7 +292,7 @@ impl Unpacking<'_> {
             }
             if let Sink::Pack(pack) = &mut self.sink {
                 let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
-                // Checked against its name above, in parallel.
+                // Checked against its name by the batch's check.
                 pack.add_checked(&p.digest, &p.bytes, raw, size)
                     .map_err(|e| pack_error(&p.name, e))?;
             }
@@ -711,6 +751,7 @@ pub fn unpack(
         compressed: compressed.clone(),
         content: Default::default(),
         sink: Sink::Undecided,
+        checking: None,
     };
     let mut archive = tar::Archive::new(guard);
     {
@@ -753,7 +794,7 @@ pub fn unpack(
     }
     state.summary.archive_bytes = compressed.load(Relaxed);
     state.summary.tar_bytes = decompressed.get();
-    Ok(state.summary)
+    Ok(std::mem::take(&mut state.summary))
 }
 
 /// Keeps the record member `name` holds under `key`, the key its name gives:

@@ -107,8 +107,17 @@ struct Printer {
     elsewhere: Mutex<Vec<String>>,
 }
 
-/// Targets named in the one warning about entries built elsewhere.
-const ELSEWHERE_NAMED: usize = 3;
+/// Targets named in a warning said once after the build (the rest counted).
+const NAMED: usize = 3;
+
+/// "`a`, `b`, `c` and 4 more": the first [`NAMED`] of `names`.
+fn first_named(names: &[String]) -> String {
+    let mut shown: Vec<String> = names.iter().take(NAMED).map(|n| format!("`{n}`")).collect();
+    if names.len() > NAMED {
+        shown.push(format!("and {} more", names.len() - NAMED));
+    }
+    shown.join(", ")
+}
 
 impl Printer {
     /// The one warning about hits on non-relocatable entries built at
@@ -118,14 +127,6 @@ impl Printer {
         let n = names.len();
         if n == 0 {
             return None;
-        }
-        let mut first: Vec<String> = names
-            .iter()
-            .take(ELSEWHERE_NAMED)
-            .map(|t| format!("`{t}`"))
-            .collect();
-        if n > ELSEWHERE_NAMED {
-            first.push(format!("and {} more", n - ELSEWHERE_NAMED));
         }
         let help = relocache::depot::entries::ReasonKind::EmbeddedPath
             .help(&root.display().to_string(), "")
@@ -139,7 +140,7 @@ impl Printer {
             "{what} that location: {}\n  \
              their outputs name paths of the old place (`relocache explain TARGET` says which)\n  \
              help: {help}; then `relocache build --force` rebuilds them",
-            first.join(", "),
+            first_named(&names),
         ))
     }
 }
@@ -178,32 +179,32 @@ impl Printer {
     /// One warning per kind of refused signature: how many, the first
     /// targets, what to do.
     fn signature_warnings(&self) -> Vec<String> {
-        let name_list = |names: &[String]| {
-            let mut shown: Vec<String> = names.iter().take(3).map(|n| format!("`{n}`")).collect();
-            if names.len() > 3 {
-                shown.push(format!("and {} more", names.len() - 3));
-            }
-            shown.join(", ")
+        let said = |names: &[String], had: &str, help: &str| {
+            let (entries, were) = match names.len() {
+                1 => ("entry", "was"),
+                _ => ("entries", "were"),
+            };
+            format!(
+                "{} remote {entries} had {had} and {were} not used ({}); built here instead\n  help: {help}",
+                names.len(),
+                first_named(names)
+            )
         };
         let mut out = Vec::new();
         let unsigned = self.unsigned.lock().unwrap();
         if !unsigned.is_empty() {
-            out.push(format!(
-                "{} remote entr{} had no signature and {} not used ({}); built here instead\n  help: signing is on, so only entries uploaded with the signing key are restored; a read-write build with the key uploads signed ones (entries uploaded before signing was turned on are replaced as they are rebuilt)",
-                unsigned.len(),
-                if unsigned.len() == 1 { "y" } else { "ies" },
-                if unsigned.len() == 1 { "was" } else { "were" },
-                name_list(&unsigned)
+            out.push(said(
+                &unsigned,
+                "no signature",
+                "signing is on, so only entries uploaded with the signing key are restored; a read-write build with the key uploads signed ones (entries uploaded before signing was turned on are replaced as they are rebuilt)",
             ));
         }
         let bad = self.bad_signature.lock().unwrap();
         if !bad.is_empty() {
-            out.push(format!(
-                "{} remote entr{} had a wrong signature and {} not used ({}); built here instead\n  help: the entry was written by someone without this signing key, or signed with another key: check who can write the bucket, and that every uploader has the same key",
-                bad.len(),
-                if bad.len() == 1 { "y" } else { "ies" },
-                if bad.len() == 1 { "was" } else { "were" },
-                name_list(&bad)
+            out.push(said(
+                &bad,
+                "a wrong signature",
+                "the entry was written by someone without this signing key, or signed with another key: check who can write the bucket, and that every uploader has the same key",
             ));
         }
         out

@@ -113,7 +113,7 @@ pub(super) struct Unpacking<'a> {
     /// Where new blobs go.
     sink: Sink,
     /// The batch of small blobs being checked, if any.
-    checking: Option<InCheck>,
+    in_check: Option<InCheck>,
 }
 
 /// A batch of small blobs being checked on other threads, and the result
@@ -124,7 +124,7 @@ impl Drop for Unpacking<'_> {
     /// An unpack that fails waits for the batch still being checked, so no
     /// thread of it outlives the call.
     fn drop(&mut self) {
-        if let Some(checking) = self.checking.take() {
+        if let Some(checking) = self.in_check.take() {
             let _ = checking.join();
         }
     }
@@ -256,11 +256,11 @@ impl Unpacking<'_> {
                 Sink::Pack(Box::new(self.depot.pack_writer()?))
             };
         }
-        let before = self.checking.take();
+        let before = self.in_check.take();
         if !batch.is_empty() {
             let loose = matches!(self.sink, Sink::Loose);
             let (depot, limit, budget) = (self.depot.clone(), self.opts.max_size, self.budget());
-            self.checking = Some(std::thread::spawn(move || {
+            self.in_check = Some(std::thread::spawn(move || {
                 let results = batch
                     .par_iter()
                     .map(|p| settle_pending(&depot, limit, &budget, p, loose))
@@ -273,7 +273,7 @@ impl Unpacking<'_> {
             self.write_checked(checking)?;
         }
         if last {
-            if let Some(checking) = self.checking.take() {
+            if let Some(checking) = self.in_check.take() {
                 self.write_checked(checking)?;
             }
         }
@@ -751,7 +751,7 @@ pub fn unpack(
         compressed: compressed.clone(),
         content: Default::default(),
         sink: Sink::Undecided,
-        checking: None,
+        in_check: None,
     };
     let mut archive = tar::Archive::new(guard);
     {

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use relocache::depot::packs::{self, decode_index, encode_index, BlobLocation, PackId};
+use relocache::depot::packs::{self, decode_index, encode_index, PackId};
 use relocache::depot::Depot;
 use relocache::digest::Digest;
 
@@ -203,18 +203,18 @@ fn damaged(kind: &str, integrity: bool, damage: impl FnOnce(&Project)) {
     assert_eq!(snapshot(&p), built);
 }
 
+/// Flips a byte inside `noise.bin`'s blob, stored in a pack.
+fn flip_packed_noise(p: &Project) {
+    let d = Digest::of(&std::fs::read(p.path("noise.bin")).unwrap());
+    let at = stored(&p.depot, &d);
+    assert!(at.packed, "noise.bin's blob is packed");
+    at.flip(1000, 0x40);
+}
+
 #[test]
 fn a_flipped_byte_in_a_pack_is_never_restored_and_its_target_rebuilds() {
     damaged("corrupt-packed-blob", true, |p| {
-        let depot = Depot::open_existing(&p.depot).unwrap();
-        let d = Digest::of(&std::fs::read(p.path("noise.bin")).unwrap());
-        let blob = depot.open_blob(&d).unwrap().unwrap();
-        let BlobLocation::Packed { pack, offset, .. } = blob.location().clone() else {
-            panic!("packed")
-        };
-        let mut bytes = std::fs::read(&pack).unwrap();
-        bytes[offset as usize + 1000] ^= 0x40;
-        std::fs::write(&pack, bytes).unwrap();
+        flip_packed_noise(p);
     });
 }
 
@@ -228,17 +228,22 @@ fn a_truncated_pack_hides_its_blobs_and_their_targets_rebuild() {
     });
 }
 
+/// Rewrites the pack's index, sealed, with every entry past the pack's end.
+fn point_past_the_end(p: &Project) {
+    let (id, pack, idx) = the_pack(p);
+    let mut entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
+    let len = std::fs::metadata(&pack).unwrap().len();
+    for e in entries.iter_mut() {
+        e.offset += len;
+    }
+    let (_, bytes) = encode_index(&mut entries);
+    republish(&pack, &idx, &bytes);
+}
+
 #[test]
 fn a_sealed_index_pointing_past_the_end_is_refused() {
     damaged("damaged-pack-index", false, |p| {
-        let (id, pack, idx) = the_pack(p);
-        let mut entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
-        let len = std::fs::metadata(&pack).unwrap().len();
-        for e in entries.iter_mut() {
-            e.offset += len;
-        }
-        let (_, bytes) = encode_index(&mut entries);
-        republish(&pack, &idx, &bytes);
+        point_past_the_end(p);
     });
 }
 
@@ -401,14 +406,7 @@ fn gc_salvages_a_truncated_pack_but_the_blob_it_cut_rebuilds() {
 #[test]
 fn gc_salvages_nothing_from_an_index_pointing_past_the_end_and_every_target_rebuilds() {
     let report = salvaged(|p| {
-        let (id, pack, idx) = the_pack(p);
-        let mut entries = decode_index(&std::fs::read(&idx).unwrap(), Some(&id)).unwrap();
-        let len = std::fs::metadata(&pack).unwrap().len();
-        for e in entries.iter_mut() {
-            e.offset += len;
-        }
-        let (_, bytes) = encode_index(&mut entries);
-        republish(&pack, &idx, &bytes);
+        point_past_the_end(p);
         vec![]
     });
     assert_eq!(report["blobs"], 0, "{report}");
@@ -420,15 +418,7 @@ fn gc_never_salvages_a_blob_whose_bytes_are_not_its_name() {
     // The index is damaged and one blob inside the pack too: salvage keeps
     // the sound blobs and drops that one, whose target rebuilds.
     let report = salvaged(|p| {
-        let depot = Depot::open_existing(&p.depot).unwrap();
-        let d = Digest::of(&std::fs::read(p.path("noise.bin")).unwrap());
-        let blob = depot.open_blob(&d).unwrap().unwrap();
-        let BlobLocation::Packed { pack, offset, .. } = blob.location().clone() else {
-            panic!("packed")
-        };
-        let mut bytes = std::fs::read(&pack).unwrap();
-        bytes[offset as usize + 1000] ^= 0x40;
-        std::fs::write(&pack, bytes).unwrap();
+        flip_packed_noise(p);
         flip_index_byte(p, 1);
         vec!["text", "tool"]
     });

@@ -1312,3 +1312,36 @@ fn a_refused_archive_leaves_no_pack() {
     );
     assert_eq!(files_below(&fresh.join("tmp")), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn new_blobs_after_batches_the_depot_all_holds_still_go_into_the_pack() {
+    // unpack appends checked batches of small blobs on a thread started by
+    // the first batch. When the first batches hold only blobs the depot
+    // has, no pack is open yet: the blobs that come after them must still
+    // be written, never counted and dropped.
+    let p = many_outputs(300);
+    let archive = pack(&p, "many.tar.zst", &[]);
+    let fresh = p.tmp.path().join("fresh-depot");
+    with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap()]).ok();
+    // The same archive again (every blob present: two full batches and
+    // more), then 150 new blobs and an entry naming two of them.
+    let news: Vec<Vec<u8>> = (0..150)
+        .map(|i| format!("late blob {i}").into_bytes())
+        .collect();
+    let mut extra: Vec<Member> = news.iter().map(|c| blob(c)).collect();
+    let late = entry("late", Digest::of(&news[0]), Digest::of(&news[1]));
+    extra.push(entry_member(&late));
+    let file = p.tmp.path().join("late.tar.zst");
+    std::fs::write(&file, genuine_plus(&archive, &extra)).unwrap();
+    let r = with_depot(&p, &fresh, &["unpack", file.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert_eq!(r.json()["blobs_added"], 150, "{}", r.render());
+    assert!(r.json()["pack"].is_string(), "{}", r.render());
+    let d = Depot::open_existing(&fresh).unwrap();
+    for c in &news {
+        assert!(d.has_blob(&Digest::of(c)), "a new blob was dropped");
+        let mut back = Vec::new();
+        d.copy_blob(&Digest::of(c), &mut back).unwrap();
+        assert_eq!(&back, c);
+    }
+}

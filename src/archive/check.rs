@@ -306,17 +306,32 @@ pub(super) fn stored_content_digest(
             Ok(hc.done())
         };
     }
+    thread_local! {
+        /// Decoded bytes on their way to the hash: one buffer per thread,
+        /// not one allocated and zeroed per blob.
+        static DECODED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+    }
     let hashed = blobs::with_stream(stored, |reader| {
         let mut hc = HashCount::new(limit, budget.clone());
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => return Ok(hc.done()),
-                Ok(n) => write_checked(&mut hc, &buf[..n])?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(CheckError::Invalid),
+        DECODED.with(|cell| {
+            let mut own;
+            let mut slot = cell.try_borrow_mut().ok();
+            let buf = match slot.as_deref_mut() {
+                Some(b) => b,
+                None => {
+                    own = vec![0; 64 * 1024];
+                    &mut own
+                }
+            };
+            loop {
+                match reader.read(buf) {
+                    Ok(0) => return Ok(hc.done()),
+                    Ok(n) => write_checked(&mut hc, &buf[..n])?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Err(CheckError::Invalid),
+                }
             }
-        }
+        })
     });
     hashed.unwrap_or(Err(CheckError::Invalid))
 }

@@ -16,7 +16,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -114,11 +114,44 @@ pub(super) struct Unpacking<'a> {
     sink: Sink,
     /// The batch of small blobs being checked, if any.
     in_check: Option<InCheck>,
+    /// The thread appending checked batches, started by the first.
+    appender: Option<Appender>,
+    /// Buffers of blobs already written, back from the appender for the
+    /// next blobs read: a buffer is zeroed only where it grows, never
+    /// again per blob.
+    spare: Option<mpsc::Receiver<Vec<u8>>>,
 }
 
-/// A batch of small blobs being checked on other threads, and the result
-/// of each: its content size, or why it was refused.
-type InCheck = std::thread::JoinHandle<(Vec<Pending>, Vec<Result<u64, ArchiveError>>)>;
+/// A batch of small blobs being checked on all cores, then handed to the
+/// [`Appender`]: `Ok(false)` when the appender had stopped (its failure
+/// says why), `Err` the batch's first failure in archive order.
+type InCheck = std::thread::JoinHandle<Result<bool, ArchiveError>>;
+
+/// The thread that appends checked batches to the pack in archive order
+/// (with loose blobs, written by their check, it only counts them), so
+/// that reading the stream, checking one batch and writing the one before
+/// run at once. It holds at most one batch waiting: reading never runs
+/// more than two batches ahead of the disk.
+struct Appender {
+    tx: mpsc::SyncSender<Checked>,
+    handle: std::thread::JoinHandle<Appended>,
+    /// Whether it appends to the pack (else the blobs are loose or were all
+    /// present when it started).
+    packs: bool,
+}
+
+/// A checked batch: its blobs and their content sizes.
+type Checked = (Vec<Pending>, Vec<u64>);
+
+/// What the appender did, and its failure, after which it wrote nothing
+/// more and took no more batches.
+#[derive(Default)]
+struct Appended {
+    blobs_added: u64,
+    blobs_present: u64,
+    bytes_added: u64,
+    failed: Option<ArchiveError>,
+}
 
 impl Drop for Unpacking<'_> {
     /// An unpack that fails waits for the batch still being checked, so no
@@ -126,6 +159,10 @@ impl Drop for Unpacking<'_> {
     fn drop(&mut self) {
         if let Some(checking) = self.in_check.take() {
             let _ = checking.join();
+        }
+        if let Some(appender) = self.appender.take() {
+            drop(appender.tx);
+            let _ = appender.handle.join();
         }
     }
 }
@@ -136,8 +173,9 @@ enum Sink {
     Undecided,
     /// Loose files: a small archive.
     Loose,
-    /// One new pack, published before the entries.
-    Pack(Box<PackWriter>),
+    /// One new pack, published before the entries; shared with the thread
+    /// appending a checked batch while the stream is read on.
+    Pack(Arc<Mutex<PackWriter>>),
 }
 
 /// An archive bringing fewer new blobs than this keeps them loose (git's
@@ -191,6 +229,43 @@ pub(super) fn settle_pending(
     Ok(size)
 }
 
+/// The appender's loop: appends each checked batch's new blobs to `pack`
+/// (or, without one, counts the loose blobs their check wrote) and hands
+/// their buffers back through `spare`.
+fn append_batches(
+    batches: mpsc::Receiver<Checked>,
+    pack: Option<Arc<Mutex<PackWriter>>>,
+    spare: mpsc::Sender<Vec<u8>>,
+) -> Appended {
+    let mut done = Appended::default();
+    for (batch, sizes) in batches {
+        let mut pack = pack
+            .as_ref()
+            .map(|p| p.lock().expect("the pack writer's lock"));
+        for (p, size) in batch.iter().zip(sizes) {
+            if p.present {
+                done.blobs_present += 1;
+                continue;
+            }
+            if let Some(pack) = pack.as_mut() {
+                let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
+                // Checked against its name by the batch's check.
+                if let Err(e) = pack.add_checked(&p.digest, &p.bytes, raw, size) {
+                    done.failed = Some(pack_error(&p.name, e));
+                    return done;
+                }
+            }
+            done.blobs_added += 1;
+            done.bytes_added += p.bytes.len() as u64;
+        }
+        drop(pack);
+        for p in batch {
+            let _ = spare.send(p.bytes);
+        }
+    }
+    done
+}
+
 /// A blob member on its way into a pack: every byte the pack writer pulls
 /// passes the archive's own content check ([`ContentCheck`]: the limits and
 /// the budget) first, so a decompression bomb stops here, before the
@@ -239,10 +314,12 @@ impl Unpacking<'_> {
         }
     }
 
-    /// Sends the pending blobs to be checked on all cores while the stream
-    /// is read on, and writes the batch sent before, now checked: loose (in
-    /// parallel, while it is checked), or into the pack in archive order.
-    /// Within a batch, the first failure in archive order is the one
+    /// Sends the pending blobs to be checked on all cores, then appended to
+    /// the pack by the [`Appender`] (loose ones are written by the check),
+    /// while the stream is read on: the thread reading the archive neither
+    /// hashes nor writes small blobs. One batch is checked at a time; the
+    /// one before is waited for first, so a failure surfaces a batch late at
+    /// most, and within a batch the first in archive order is the one
     /// reported. `last`: the archive has no more blobs; every batch is
     /// written before this returns.
     fn flush_pending(&mut self, last: bool) -> Result<(), ArchiveError> {
@@ -253,63 +330,87 @@ impl Unpacking<'_> {
             self.sink = if last && new < LOOSE_LIMIT {
                 Sink::Loose
             } else {
-                Sink::Pack(Box::new(self.depot.pack_writer()?))
+                Sink::Pack(Arc::new(Mutex::new(self.depot.pack_writer()?)))
             };
         }
-        let before = self.in_check.take();
+        self.wait_for_check()?;
         if !batch.is_empty() {
+            let tx = self.appender()?.tx.clone();
             let loose = matches!(self.sink, Sink::Loose);
             let (depot, limit, budget) = (self.depot.clone(), self.opts.max_size, self.budget());
             self.in_check = Some(std::thread::spawn(move || {
-                let results = batch
+                let sizes = batch
                     .par_iter()
                     .map(|p| settle_pending(&depot, limit, &budget, p, loose))
-                    .collect();
-                (batch, results)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .collect::<Result<Vec<u64>, _>>()?;
+                Ok(tx.send((batch, sizes)).is_ok())
             }));
         }
-        // The previous batch goes into the pack while this one is checked.
-        if let Some(checking) = before {
-            self.write_checked(checking)?;
-        }
         if last {
-            if let Some(checking) = self.in_check.take() {
-                self.write_checked(checking)?;
-            }
+            self.wait_for_check()?;
+            self.finish_appender()?;
         }
         Ok(())
     }
 
-    /// Waits for a batch's check, then counts it and appends its new blobs
-    /// to the pack (loose ones were written by the check).
-    fn write_checked(&mut self, checking: InCheck) -> Result<(), ArchiveError> {
-        let (batch, results) = checking.join().expect("checking a batch of blobs panicked");
-        for (p, r) in batch.iter().zip(results) {
-            let size = r?;
-            if p.present {
-                self.summary.blobs_present += 1;
-                continue;
-            }
-            if let Sink::Pack(pack) = &mut self.sink {
-                let raw = !p.bytes.starts_with(&ZSTD_MAGIC);
-                // Checked against its name by the batch's check.
-                pack.add_checked(&p.digest, &p.bytes, raw, size)
-                    .map_err(|e| pack_error(&p.name, e))?;
-            }
-            self.summary.blobs_added += 1;
-            self.summary.bytes_added += p.bytes.len() as u64;
+    /// The appender for the sink as it is now: started when the first
+    /// batch is checked, and started again once a pack is opened after
+    /// batches of blobs all present (or a large blob) went by without one.
+    fn appender(&mut self) -> Result<&Appender, ArchiveError> {
+        let pack = match &self.sink {
+            Sink::Pack(pack) => Some(pack.clone()),
+            _ => None,
+        };
+        if (self.appender.as_ref()).is_some_and(|a| a.packs != pack.is_some()) {
+            self.finish_appender()?;
         }
-        Ok(())
+        Ok(self.appender.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let (spare_tx, spare_rx) = mpsc::channel();
+            let packs = pack.is_some();
+            let handle = std::thread::spawn(move || append_batches(rx, pack, spare_tx));
+            self.spare = Some(spare_rx);
+            Appender { tx, handle, packs }
+        }))
+    }
+
+    /// Waits for the batch being checked, if any.
+    fn wait_for_check(&mut self) -> Result<(), ArchiveError> {
+        let Some(checking) = self.in_check.take() else {
+            return Ok(());
+        };
+        match checking.join().expect("checking a batch of blobs panicked") {
+            Ok(true) => Ok(()),
+            // The appender stopped: its failure is the one to report.
+            Ok(false) => self.finish_appender(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Waits for the appender to write every batch handed to it, and counts
+    /// what it added.
+    fn finish_appender(&mut self) -> Result<(), ArchiveError> {
+        let Some(Appender { tx, handle, .. }) = self.appender.take() else {
+            return Ok(());
+        };
+        drop(tx);
+        let done = handle.join().expect("appending blobs to the pack panicked");
+        self.summary.blobs_added += done.blobs_added;
+        self.summary.blobs_present += done.blobs_present;
+        self.summary.bytes_added += done.bytes_added;
+        done.failed.map_or(Ok(()), Err)
     }
 
     /// The pack new blobs go into, opened when the first needs it; `None`
     /// when this unpack keeps its blobs loose.
-    fn pack(&mut self) -> Result<Option<&mut PackWriter>, ArchiveError> {
+    fn pack(&mut self) -> Result<Option<Arc<Mutex<PackWriter>>>, ArchiveError> {
         if matches!(self.sink, Sink::Undecided) {
-            self.sink = Sink::Pack(Box::new(self.depot.pack_writer()?));
+            self.sink = Sink::Pack(Arc::new(Mutex::new(self.depot.pack_writer()?)));
         }
-        Ok(match &mut self.sink {
-            Sink::Pack(pack) => Some(pack),
+        Ok(match &self.sink {
+            Sink::Pack(pack) => Some(pack.clone()),
             _ => None,
         })
     }
@@ -506,10 +607,21 @@ impl Unpacking<'_> {
     ) -> Result<(), ArchiveError> {
         let present = self.blobs.contains(&d) || self.depot.has_blob(&d);
         if size <= PENDING_MAX_BLOB {
-            let mut bytes = Vec::with_capacity(size as usize);
-            m.read_to_end(&mut bytes).map_err(|e| self.read_err(e))?;
-            if bytes.len() as u64 != size {
-                return Err(ArchiveError::Truncated);
+            let mut bytes = (self.spare.as_ref())
+                .and_then(|spare| spare.try_recv().ok())
+                .unwrap_or_default();
+            if bytes.len() < size as usize {
+                bytes.resize(size as usize, 0);
+            }
+            bytes.truncate(size as usize);
+            let mut got = 0;
+            while got < bytes.len() {
+                match m.read(&mut bytes[got..]) {
+                    Ok(0) => return Err(ArchiveError::Truncated),
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.read_err(e)),
+                }
             }
             self.blobs.insert(d);
             self.pending_bytes += bytes.len();
@@ -575,10 +687,13 @@ impl Unpacking<'_> {
             got: 0,
             failed: None,
         };
-        let Sink::Pack(pack) = &mut self.sink else {
+        let Sink::Pack(pack) = &self.sink else {
             unreachable!("stream_packed is called with a pack open")
         };
-        let added = pack.add(&d, &mut checking, raw, content);
+        let added =
+            pack.lock()
+                .expect("the pack writer's lock")
+                .add(&d, &mut checking, raw, content);
         match checking.failed.take() {
             Some(Failed::Read(e)) => return Err(self.read_err(e)),
             Some(Failed::Check(e)) => return Err(check_error(name, limit, &budget, e)),
@@ -677,6 +792,11 @@ impl Unpacking<'_> {
         // The pack, then its index, durable (a pack dropped unfinished by
         // an error above leaves nothing); then the loose blobs.
         if let Sink::Pack(pack) = std::mem::replace(&mut self.sink, Sink::Loose) {
+            // flush_pending(true) ended the appender: no other holder.
+            let pack = Arc::into_inner(pack)
+                .expect("no batch is in flight")
+                .into_inner()
+                .expect("the pack writer's lock");
             self.summary.pack = pack.finish()?.map(|id| id.to_string());
         }
         self.depot.sync_batch()?;
@@ -752,6 +872,8 @@ pub fn unpack(
         content: Default::default(),
         sink: Sink::Undecided,
         in_check: None,
+        appender: None,
+        spare: None,
     };
     let mut archive = tar::Archive::new(guard);
     {

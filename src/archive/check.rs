@@ -309,29 +309,22 @@ pub(super) fn stored_content_digest(
     thread_local! {
         /// Decoded bytes on their way to the hash: one buffer per thread,
         /// not one allocated and zeroed per blob.
-        static DECODED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+        static DECODED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
     }
     let hashed = blobs::with_stream(stored, |reader| {
         let mut hc = HashCount::new(limit, budget.clone());
-        DECODED.with(|cell| {
-            let mut own;
-            let mut slot = cell.try_borrow_mut().ok();
-            let buf = match slot.as_deref_mut() {
-                Some(b) => b,
-                None => {
-                    own = vec![0; 64 * 1024];
-                    &mut own
-                }
-            };
-            loop {
+        blobs::with_context(
+            &DECODED,
+            || vec![0; 64 * 1024],
+            |buf| loop {
                 match reader.read(buf) {
                     Ok(0) => return Ok(hc.done()),
                     Ok(n) => write_checked(&mut hc, &buf[..n])?,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => return Err(CheckError::Invalid),
                 }
-            }
-        })
+            },
+        )
     });
     hashed.unwrap_or(Err(CheckError::Invalid))
 }

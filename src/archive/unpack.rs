@@ -383,8 +383,15 @@ impl Unpacking<'_> {
         };
         match checking.join().expect("checking a batch of blobs panicked") {
             Ok(true) => Ok(()),
-            // The appender stopped: its failure is the one to report.
-            Ok(false) => self.finish_appender(),
+            // The appender stopped: its failure is the one to report. Only
+            // a failure stops it while batches are handed over; were it
+            // ever otherwise, the batch it did not take must still fail
+            // the unpack, never go missing.
+            Ok(false) => self.finish_appender().and(Err(ArchiveError::Io {
+                action: "append blobs to the new pack in",
+                path: self.depot.root().to_path_buf(),
+                source: io::Error::other("the thread writing the pack stopped"),
+            })),
             Err(e) => Err(e),
         }
     }

@@ -411,16 +411,7 @@ fn copy_whole(blob: &super::packs::StoredBlob, out: &mut impl Write) -> Whole {
         } else {
             content.clear();
             content.reserve(size as usize);
-            let decoded = DCTX.with(|c| {
-                let mut own;
-                let mut slot = c.try_borrow_mut().ok();
-                let ctx = match slot.as_deref_mut() {
-                    Some(s) => s.get_or_insert_with(DCtx::create),
-                    None => {
-                        own = DCtx::create();
-                        &mut own
-                    }
-                };
+            let decoded = with_context(&DCTX, DCtx::create, |ctx| {
                 ctx.reset(ResetDirective::SessionOnly).is_ok()
                     && ctx.decompress(content, stored).is_ok()
             });
@@ -443,19 +434,31 @@ fn zstd_error(code: usize) -> io::Error {
     io::Error::other(zstd::zstd_safe::get_error_name(code))
 }
 
-/// Runs `f` with this thread's compression context, reset to defaults and
-/// set to `level` (a nested use on one thread gets a context of its own).
-fn with_cctx<T>(level: i32, f: impl FnOnce(&mut CCtx<'static>) -> io::Result<T>) -> io::Result<T> {
-    CCTX.with(|cell| {
+/// Runs `f` with this thread's context kept in `slot` (made by `create` on
+/// first use); a nested use on one thread gets a context of its own.
+pub(crate) fn with_context<C, T>(
+    slot: &'static std::thread::LocalKey<RefCell<Option<C>>>,
+    create: fn() -> C,
+    f: impl FnOnce(&mut C) -> T,
+) -> T {
+    slot.with(|cell| {
         let mut own;
-        let mut slot = cell.try_borrow_mut().ok();
-        let ctx = match slot.as_deref_mut() {
-            Some(s) => s.get_or_insert_with(CCtx::create),
+        let mut borrowed = cell.try_borrow_mut().ok();
+        let ctx = match borrowed.as_deref_mut() {
+            Some(s) => s.get_or_insert_with(create),
             None => {
-                own = CCtx::create();
+                own = create();
                 &mut own
             }
         };
+        f(ctx)
+    })
+}
+
+/// Runs `f` with this thread's compression context, reset to defaults and
+/// set to `level` (a nested use on one thread gets a context of its own).
+fn with_cctx<T>(level: i32, f: impl FnOnce(&mut CCtx<'static>) -> io::Result<T>) -> io::Result<T> {
+    with_context(&CCTX, CCtx::create, |ctx| {
         ctx.reset(ResetDirective::SessionAndParameters)
             .map_err(zstd_error)?;
         ctx.set_parameter(CParameter::CompressionLevel(level))

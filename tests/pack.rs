@@ -1345,3 +1345,44 @@ fn new_blobs_after_batches_the_depot_all_holds_still_go_into_the_pack() {
         assert_eq!(&back, c);
     }
 }
+
+#[test]
+fn a_pack_write_that_fails_mid_unpack_publishes_nothing_and_leaves_no_pack() {
+    // The appender thread writes checked batches into the pack; a write of
+    // it failing (here: past the file size limit, as a full disk would)
+    // must fail the unpack, publish no entry and leave no pack behind.
+    let p = Project::new(
+        "[target.many]\nrun = '''mkdir -p out && for i in $(seq 1 400); do seq $i $((i + 300)) > out/f$i.txt; done'''\noutputs = ['out']\n",
+        &[],
+    );
+    p.build(&[]).ok();
+    let archive = pack(&p, "many.tar.zst", &[]);
+    let fresh = p.tmp.path().join("fresh-depot");
+    let mut c = without_relocache_env(std::process::Command::new("sh"));
+    // SIGXFSZ ignored: a write past the limit fails with EFBIG instead.
+    c.args(["-c", "trap '' XFSZ; ulimit -f 16; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_relocache"))
+        .arg("--depot")
+        .arg(&fresh)
+        .args(["unpack", archive.to_str().unwrap()]);
+    let r = output(c);
+    assert_eq!(r.code, 1, "{}", r.render());
+    r.assert_stderr_has(&["File too large"])
+        .assert_stderr_lacks(&["panicked"]);
+    let left: Vec<PathBuf> = files_below(&fresh)
+        .into_iter()
+        .filter(|f| {
+            f.starts_with("entries-v2") || f.starts_with("objects-v1") || f.starts_with("tmp")
+        })
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<PathBuf>::new(),
+        "no entry, pack or temporary file"
+    );
+    // Without the limit the same archive unpacks, complete and sound.
+    let r = with_depot(&p, &fresh, &["unpack", archive.to_str().unwrap(), "--json"]);
+    r.ok();
+    assert!(r.json()["pack"].is_string(), "{}", r.render());
+    with_depot(&p, &fresh, &["verify", "--integrity"]).ok();
+}

@@ -301,13 +301,7 @@ fn verify_reports_a_damaged_entry_as_corrupt_without_integrity() {
     std::fs::write(&path, without_line(&text, "executable = true")).unwrap();
     let r = p.run(&["verify", "--json"]);
     assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    let kinds: Vec<String> = r.json()["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(kinds, ["corrupt-entry"]);
+    assert_eq!(r.problem_kinds(), ["corrupt-entry"]);
     let human = p.run(&["verify"]);
     assert_eq!(human.code, 1);
     assert!(human.stdout.contains("checksum") || human.stderr.contains("checksum"));

@@ -84,13 +84,7 @@ fn problem_kinds(p: &Project, args: &[&str]) -> (i32, Vec<String>) {
     let mut a = vec!["verify", "--json"];
     a.extend_from_slice(args);
     let r = p.run(&a);
-    let kinds = r.json()["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap().to_owned())
-        .collect();
-    (r.code, kinds)
+    (r.code, r.problem_kinds())
 }
 
 fn archive(p: &Project, name: &str) -> Vec<u8> {

@@ -487,13 +487,7 @@ fn a_flipped_byte_in_a_blob_is_reported_rebuilt_and_quarantined() {
             .join(&hex)
             .is_file());
         let v = p.run(&["verify", "--integrity", "--json"]);
-        let kinds: Vec<String> = v.json()["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["kind"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(kinds, ["corrupt-packed-blob"], "{}", v.stdout);
+        assert_eq!(v.problem_kinds(), ["corrupt-packed-blob"], "{}", v.stdout);
     } else {
         check_depot_invariants(&p.depot);
     }

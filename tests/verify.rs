@@ -20,13 +20,6 @@ fn problems(r: &Run) -> Vec<Value> {
     r.json()["problems"].as_array().unwrap().clone()
 }
 
-fn kinds(r: &Run) -> Vec<String> {
-    problems(r)
-        .iter()
-        .map(|p| p["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The path of blob `content` in the depot.
 fn blob(p: &Project, content: &[u8]) -> PathBuf {
     let hex = Digest::of(content).to_hex();
@@ -376,7 +369,10 @@ fn a_symlink_leaving_the_depot_is_flagged() {
     let r = verify(&p, &[]);
     assert_eq!(r.code, 1);
     let ps = problems(&r);
-    assert_eq!(kinds(&r), ["symlink-leaves-depot", "symlink-leaves-depot"]);
+    assert_eq!(
+        r.problem_kinds(),
+        ["symlink-leaves-depot", "symlink-leaves-depot"]
+    );
     let paths: Vec<&str> = ps.iter().map(|p| p["path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["locks/up", "usage-link"]);
     assert!(ps.iter().all(|p| p["entry"].is_null()));
@@ -394,7 +390,7 @@ fn a_symlink_standing_in_for_a_blob_is_flagged_even_without_relocatable() {
     std::os::unix::fs::symlink(&real, &b).unwrap();
     let r = p.run(&["verify", "--json"]);
     assert_eq!(r.code, 1);
-    assert_eq!(kinds(&r), ["symlink-in-store"]);
+    assert_eq!(r.problem_kinds(), ["symlink-in-store"]);
     assert_eq!(problems(&r)[0]["path"], depot_rel(&p, &b).as_str());
 }
 
@@ -458,7 +454,7 @@ fn a_misnamed_entry_is_flagged() {
     std::fs::rename(&entry, &dest).unwrap();
     let r = p.run(&["verify", "--json"]);
     assert_eq!(r.code, 1);
-    assert_eq!(kinds(&r), ["misnamed-entry"]);
+    assert_eq!(r.problem_kinds(), ["misnamed-entry"]);
     assert_eq!(problems(&r)[0]["entry"], other.as_str());
 }
 
@@ -470,7 +466,7 @@ fn an_unparseable_entry_is_flagged() {
     std::fs::write(&entry, "schema = 1\nthis is not toml").unwrap();
     let r = p.run(&["verify", "--json"]);
     assert_eq!(r.code, 1);
-    assert_eq!(kinds(&r), ["corrupt-entry"]);
+    assert_eq!(r.problem_kinds(), ["corrupt-entry"]);
     assert_eq!(problems(&r)[0]["entry"], key_of(&entry).as_str());
 }
 

@@ -30,6 +30,15 @@ impl Run {
             )
         })
     }
+    /// The kind of each problem `verify --json` reported, in its order.
+    pub fn problem_kinds(&self) -> Vec<String> {
+        self.json()["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
     /// target name → outcome, from `build --json`.
     pub fn outcomes(&self) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = self.json()["targets"]

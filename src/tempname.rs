@@ -10,8 +10,14 @@
 //! lowercase hex digits of a per-process random value. The random part makes
 //! the name unguessable, so no file a user writes carries it by accident,
 //! and keeps two processes with the same pid (containers) apart.
+//!
+//! A process using a temporary name holds an advisory lock (`flock`) on it
+//! where it can be left behind at length (a pack's archive, a restore's
+//! staging directory); [`abandoned`] finds the ones whose process died.
 
+use std::fs::File;
 use std::hash::BuildHasher;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -32,12 +38,47 @@ fn process_random() -> u64 {
 pub fn temp_name(purpose: &str) -> String {
     debug_assert!(is_purpose(purpose), "purpose `{purpose}`");
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    // The pid, asked once: a restore names a file per output, and relocache
+    // never forks without exec.
+    static PID: OnceLock<u32> = OnceLock::new();
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!(
         "{PREFIX}{purpose}-{}-{n}-{:016x}{SUFFIX}",
-        std::process::id(),
+        PID.get_or_init(std::process::id),
         process_random()
     )
+}
+
+/// The temporary files or directories for `purpose` in `dir` that a killed
+/// process left (kill -9, a lost CI runner): untouched for a minute (one
+/// just created may not be locked yet) and not locked by a live process.
+/// Each comes with its lock, held, for the caller to remove it under.
+pub fn abandoned(dir: &Path, purpose: &str) -> Vec<(PathBuf, File)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in rd.flatten() {
+        if temp_purpose(&e.file_name().to_string_lossy()) != Some(purpose) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        if !old {
+            continue;
+        }
+        let Ok(f) = File::open(e.path()) else {
+            continue;
+        };
+        if f.try_lock().is_ok() {
+            found.push((e.path(), f));
+        }
+    }
+    found
 }
 
 /// The purpose of `name` when it has exactly the shape [`temp_name`] gives.

@@ -730,3 +730,101 @@ fn quiet_hides_the_target_lines_and_logs_decide_the_command_output() {
     full.assert_stderr_has(&["warn-err"])
         .assert_stderr_lacks(&["hit t"]);
 }
+
+/// A target writing `dist/` with `n` files in ten directories.
+fn dist_of(n: usize) -> Project {
+    Project::new(
+        &format!(
+            "[target.t]\nrun = 'for i in $(seq 1 {n}); do d=dist/d$((i % 10)); mkdir -p $d; echo file-$i > $d/f$i; done'\noutputs = ['dist']\n"
+        ),
+        &[],
+    )
+}
+
+/// Every file below `dir`.
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => count_files(&e.path()),
+            _ => 1,
+        })
+        .sum()
+}
+
+#[test]
+fn a_missing_output_directory_appears_whole_and_leaves_nothing_beside_it() {
+    let n = 3000;
+    let p = dist_of(n);
+    p.build(&[]).ok();
+    for round in 0..3 {
+        std::fs::remove_dir_all(p.path("dist")).unwrap();
+        // A reader polling while the hit restores: the first time it sees
+        // `dist`, every file is in it.
+        let dist = p.path("dist");
+        let watcher = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(60) {
+                if std::fs::symlink_metadata(&dist).is_ok() {
+                    return Some(count_files(&dist));
+                }
+                std::thread::yield_now();
+            }
+            None
+        });
+        assert_eq!(p.build(&[]).outcome("t"), "hit");
+        assert_eq!(
+            watcher.join().unwrap(),
+            Some(n),
+            "round {round}: `dist` was seen before it was complete"
+        );
+        assert_eq!(p.read("dist/d7/f1237"), "file-1237\n");
+        let beside: Vec<_> = std::fs::read_dir(&p.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".relocache-"))
+            .collect();
+        assert!(beside.is_empty(), "left beside the output: {beside:?}");
+    }
+}
+
+#[test]
+fn a_staging_directory_a_killed_restore_left_is_swept_and_a_live_one_is_not() {
+    let p = dist_of(20);
+    p.build(&[]).ok();
+    // As a restore killed mid-way leaves them: an abandoned one (a minute
+    // old, unlocked), one just made, and one a live restore holds locked.
+    let stage = |name: &str, age_secs: u64| {
+        let dir = p.path(name);
+        std::fs::create_dir_all(dir.join("d1")).unwrap();
+        std::fs::write(dir.join("d1/f1"), "half").unwrap();
+        let f = std::fs::File::open(&dir).unwrap();
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(age_secs);
+        f.set_modified(then).unwrap();
+        f
+    };
+    let abandoned = ".relocache-stage-4242-0-0123456789abcdef.tmp";
+    let young = ".relocache-stage-4242-1-0123456789abcdef.tmp";
+    let live = ".relocache-stage-4243-0-fedcba9876543210.tmp";
+    stage(abandoned, 120);
+    stage(young, 0);
+    let held = stage(live, 120);
+    held.lock().unwrap();
+    // Never an input: the build is a hit with them beside it.
+    std::fs::remove_dir_all(p.path("dist")).unwrap();
+    assert_eq!(p.build(&[]).outcome("t"), "hit");
+    assert_eq!(count_files(&p.path("dist")), 20);
+    assert!(
+        !p.path(abandoned).exists(),
+        "the abandoned staging directory is removed"
+    );
+    assert!(
+        p.path(young).is_dir(),
+        "one made less than a minute ago is left"
+    );
+    assert!(p.path(live).is_dir(), "one a live process holds is left");
+    drop(held);
+}

@@ -5,7 +5,6 @@
 //! writes only the archive the user named.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -32,27 +31,8 @@ pub(super) const PACK_TMP: &str = "pack";
 /// its own) and untouched for a minute (a pack that just created its file
 /// may not have locked it yet).
 pub(super) fn sweep_dead_packs(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if crate::tempname::temp_purpose(&name) != Some(PACK_TMP) {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() >= 60);
-        let Ok(f) = File::open(e.path()) else {
-            continue;
-        };
-        if old && f.try_lock().is_ok() {
-            let _ = std::fs::remove_file(e.path());
-        }
+    for (path, _lock) in crate::tempname::abandoned(dir, PACK_TMP) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

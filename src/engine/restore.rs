@@ -1,7 +1,9 @@
 //! Restoring an entry's outputs into the project: each file is written to a
 //! temporary name beside its destination and renamed over it, so a reader
 //! never sees half a file; outputs that already hold the right content are
-//! left untouched. Restores are copies (reflinks where the filesystem can);
+//! left untouched. A directory output missing on disk (a fresh checkout) is
+//! built whole under a temporary name beside it and renamed into place once
+//! complete ([`Stage`]): its files need no name of their own on the way. Restores are copies (reflinks where the filesystem can);
 //! hard links into the depot only on request (`RELOCACHE_RESTORE=hardlink`).
 //! It must never write or delete outside the target's declared outputs, nor
 //! through a symlink.
@@ -109,14 +111,171 @@ pub fn restore(
             path: depot.entry_path(&entry.key),
             message: e.to_string(),
         })?;
+    let stages = Stage::missing_dirs(entry, root, declared)?;
+    match restore_outputs(depot, entry, root, declared, memo, mode, stages) {
+        // Something made a staged output meanwhile (the staging directories
+        // are gone with the error): restore over whatever is there now.
+        Err(Staged::Taken) => restore_outputs(depot, entry, root, declared, memo, mode, Vec::new())
+            .map_err(Staged::into_error),
+        r => r.map_err(Staged::into_error),
+    }
+}
+
+/// How a restore failed.
+enum Staged {
+    /// A staged directory could not be renamed into place: its destination
+    /// appeared while it was being built.
+    Taken,
+    Failed(DepotError),
+}
+
+impl From<DepotError> for Staged {
+    fn from(e: DepotError) -> Self {
+        Staged::Failed(e)
+    }
+}
+
+impl Staged {
+    fn into_error(self) -> DepotError {
+        match self {
+            Staged::Failed(e) => e,
+            Staged::Taken => unreachable!("an unstaged restore renames no directory"),
+        }
+    }
+}
+
+/// A directory output missing on disk, built under a temporary name beside
+/// it and renamed into place when complete: a reader, `make` or the next
+/// build sees no directory or the whole one, never a half-written file
+/// under its final name, and its files are written where they will stay
+/// (a file's own temporary name and rename cost a fifth of writing 20k
+/// small files on ext4). Dropped before [`Stage::finish`] (an error, a
+/// panic), it removes what it built; a process killed meanwhile leaves it
+/// to the next staged restore beside it ([`crate::tempname::abandoned`]).
+struct Stage {
+    /// The declared output.
+    output: RelPath,
+    /// Where it goes.
+    dest: std::path::PathBuf,
+    /// The temporary directory it is built in.
+    dir: std::path::PathBuf,
+    /// The staging directory's lock, held while it is built.
+    lock: Option<fs::File>,
+}
+
+/// Staging directories are temporary names for this purpose.
+const STAGE_TMP: &str = "stage";
+
+impl Stage {
+    /// Stages for `entry`'s declared directory outputs that are missing on
+    /// disk (not for one below another declared output: it is built in
+    /// place with its parent's). A directory that cannot be staged (say,
+    /// an unwritable parent) is restored in place, which reports the
+    /// problem.
+    fn missing_dirs(
+        entry: &Entry,
+        root: &Path,
+        declared: &[RelPath],
+    ) -> Result<Vec<Stage>, DepotError> {
+        let mut stages = Vec::new();
+        for d in declared {
+            let is_dir = (entry.outputs.iter()).any(|o| o.path == *d && o.kind == OutputKind::Dir);
+            let nested = declared.iter().any(|top| top != d && d.is_within(top));
+            let dest = d.to_path(root);
+            if !is_dir || nested || fs::symlink_metadata(&dest).is_ok() {
+                continue;
+            }
+            let parent = dest.parent().expect("outputs have a parent");
+            fs::create_dir_all(parent)
+                .map_err(DepotError::io("create output directory", parent))?;
+            for (old, _lock) in crate::tempname::abandoned(parent, STAGE_TMP) {
+                let _ = remove_any(&old);
+            }
+            let dir = parent.join(crate::tempname::temp_name(STAGE_TMP));
+            if fs::create_dir(&dir).is_err() {
+                continue;
+            }
+            let mut stage = Stage {
+                output: d.clone(),
+                dest,
+                dir,
+                lock: None,
+            };
+            match fs::File::open(&stage.dir) {
+                Ok(f) if f.try_lock().is_ok() => stage.lock = Some(f),
+                _ => continue, // dropped: removed
+            }
+            stages.push(stage);
+        }
+        Ok(stages)
+    }
+
+    /// Where `path` is written: below the staging directory when it lies in
+    /// this stage's output.
+    fn place(&self, path: &RelPath) -> Option<std::path::PathBuf> {
+        if !path.is_within(&self.output) {
+            return None;
+        }
+        Some(
+            match path.as_str()[self.output.as_str().len()..].strip_prefix('/') {
+                Some(rest) => self.dir.join(rest),
+                None => self.dir.clone(),
+            },
+        )
+    }
+
+    /// Renames the built directory into place.
+    fn finish(mut self) -> Result<(), Staged> {
+        match fs::rename(&self.dir, &self.dest) {
+            Ok(()) => {
+                self.lock = None;
+                self.dir = std::path::PathBuf::new();
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EEXIST | libc::ENOTEMPTY | libc::ENOTDIR | libc::EISDIR)
+                ) =>
+            {
+                Err(Staged::Taken)
+            }
+            Err(e) => Err(DepotError::io("write output", &self.dest)(e).into()),
+        }
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = remove_any(&self.dir);
+        }
+    }
+}
+
+/// [`restore`] with `stages` for the declared directories missing on disk.
+fn restore_outputs(
+    depot: &Depot,
+    entry: &Entry,
+    root: &Path,
+    declared: &[RelPath],
+    memo: Option<&StatMemo>,
+    mode: RestoreMode,
+    stages: Vec<Stage>,
+) -> Result<Restored, Staged> {
+    // Where each output goes, and whether it is staged (nothing is there).
+    let place = |p: &RelPath| match stages.iter().find_map(|s| s.place(p)) {
+        Some(staged) => (staged, true),
+        None => (p.to_path(root), false),
+    };
     // Directories and symlinks first, in path order, so parents exist.
     // Directories this restore creates are empty: their files need no stat.
-    let mut fresh: HashSet<&str> = HashSet::new();
+    let mut fresh: HashSet<&str> = stages.iter().map(|s| s.output.as_str()).collect();
     // Directories whose recorded mode would keep this restore from writing
     // into them get it last, deepest first.
     let mut closed: Vec<(std::path::PathBuf, u32)> = Vec::new();
     for o in &entry.outputs {
-        let dest = o.path.to_path(root);
+        let (dest, _) = place(&o.path);
         match o.kind {
             OutputKind::Dir => {
                 let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
@@ -157,7 +316,15 @@ pub fn restore(
         .collect();
     let one = |o: &&OutputRecord| {
         let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-        restore_file(depot, o, &o.path.to_path(root), new, memo, mode)
+        let (dest, staged) = place(&o.path);
+        let to = if staged {
+            Destination::Staged
+        } else if new {
+            Destination::NewDir
+        } else {
+            Destination::Existing
+        };
+        restore_file(depot, o, &dest, to, memo, mode)
     };
     // Waking the thread pool costs more than a few small files.
     let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
@@ -175,10 +342,18 @@ pub fn restore(
             None => stats.files_unchanged += 1,
         }
     }
-    prune_extra(entry, root, declared)?;
+    // A staged directory holds only what this restore wrote.
+    let unstaged: Vec<RelPath> = (declared.iter())
+        .filter(|d| !stages.iter().any(|s| s.output == **d))
+        .cloned()
+        .collect();
+    prune_extra(entry, root, &unstaged)?;
     for (dest, mode) in closed.iter().rev() {
         fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
             .map_err(DepotError::io("set the mode of", dest))?;
+    }
+    for stage in stages {
+        stage.finish()?;
     }
     tracing::debug!(
         written = stats.files_written,
@@ -276,19 +451,29 @@ fn parent_of(path: &RelPath) -> Option<&str> {
     path.as_str().rfind('/').map(|i| &path.as_str()[..i])
 }
 
-/// Writes one output file; `in_new_dir` says its directory was created by
-/// this restore, so nothing can be there yet.
+/// What stands where an output file is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// Its directory was there before: the file may be too.
+    Existing,
+    /// Its directory was created by this restore: nothing is there yet.
+    NewDir,
+    /// In a [`Stage`]: nothing is there, and nobody looks yet.
+    Staged,
+}
+
+/// Writes one output file at `dest`.
 fn restore_file(
     depot: &Depot,
     o: &OutputRecord,
     dest: &Path,
-    in_new_dir: bool,
+    to: Destination,
     memo: Option<&StatMemo>,
     mode: RestoreMode,
 ) -> Result<Option<u64>, DepotError> {
     // One stat says both whether the output is already right and whether a
     // directory is in the way.
-    if let Some(md) = (!in_new_dir)
+    if let Some(md) = (to == Destination::Existing)
         .then(|| fs::symlink_metadata(dest).ok())
         .flatten()
     {
@@ -310,19 +495,29 @@ fn restore_file(
             return Ok(Some(n));
         }
     }
+    let Some(blob) = depot.open_blob(&digest)? else {
+        return Err(DepotError::MissingBlob(digest));
+    };
     if mode != RestoreMode::Copy {
-        if let Some(n) = try_reflink(depot, &digest, o, dest, parent)? {
+        if let Some(n) = try_reflink(depot, &blob, o, dest, parent)? {
             return Ok(Some(n));
         }
     }
-    let tmp = temp_name(parent, &digest);
+    // A staged file is written under its own name: the directory is not
+    // in place until the whole restore is.
+    let tmp = match to {
+        Destination::Staged => dest.to_path_buf(),
+        _ => temp_name(parent),
+    };
     let file = create_temp(&tmp, parent)?;
     let written = (|| {
         // Small blobs go out in one write (see `Depot::copy_blob`), large
         // ones in 64 KiB chunks: no buffer of its own in between.
-        let n = depot.copy_blob(&digest, &mut &file)?;
+        let n = depot.copy_opened(blob, &mut &file)?;
         set_file_mode(&file, &tmp, o)?;
-        fs::rename(&tmp, dest).map_err(DepotError::io("write output", dest))?;
+        if tmp != dest {
+            fs::rename(&tmp, dest).map_err(DepotError::io("write output", dest))?;
+        }
         Ok(n)
     })();
     if written.is_err() {
@@ -388,7 +583,7 @@ fn try_hardlink(
     if !matches!(hash_file(&blob), Ok((d, _)) if d == *digest) {
         return Err(depot.quarantine(digest));
     }
-    let tmp = temp_name(parent, digest);
+    let tmp = temp_name(parent);
     let _ = fs::remove_file(&tmp);
     if fs::hard_link(&blob, &tmp).is_err() {
         return Ok(None);
@@ -441,7 +636,7 @@ fn set_file_mode(file: &fs::File, tmp: &Path, o: &OutputRecord) -> Result<(), De
 /// renamed into place. `None` when a reflink is not possible here.
 fn try_reflink(
     depot: &Depot,
-    digest: &Digest,
+    blob: &crate::depot::packs::StoredBlob,
     o: &OutputRecord,
     dest: &Path,
     parent: &Path,
@@ -453,10 +648,7 @@ fn try_reflink(
     if UNSUPPORTED.load(Ordering::Relaxed) {
         return Ok(None);
     }
-    // A missing or unreadable blob is the copy path's to report.
-    let Ok(Some(blob)) = depot.open_blob(digest) else {
-        return Ok(None);
-    };
+    let digest = blob.digest();
     if !blob.is_raw() {
         return Ok(None); // compressed: it must be decompressed, not cloned
     }
@@ -464,7 +656,7 @@ fn try_reflink(
     if !blob.is_loose() && length < CLONE_BLOCK {
         return Ok(None); // no whole block of a pack to share: a copy is as good
     }
-    let tmp = temp_name(parent, digest);
+    let tmp = temp_name(parent);
     let file = create_temp(&tmp, parent)?;
     let cloned = if blob.is_loose() {
         reflink_copy::reflink_file(src, &file)
@@ -533,7 +725,7 @@ fn clone_range(src: &fs::File, offset: u64, length: u64, dest: &fs::File) -> std
 /// A temporary name beside an output, unique within this process (two
 /// outputs with the same content in one directory are restored in parallel)
 /// and recognized by the walk as never an input ([`crate::tempname`]).
-fn temp_name(parent: &Path, _digest: &Digest) -> std::path::PathBuf {
+fn temp_name(parent: &Path) -> std::path::PathBuf {
     parent.join(crate::tempname::temp_name("restore"))
 }
 

@@ -11,9 +11,9 @@
 //! them loose, as git keeps a small fetch loose (`fetch.unpackLimit`).
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
@@ -98,6 +98,9 @@ pub(super) struct Unpacking<'a> {
     /// entries are published.
     variants: BTreeMap<Key, Variants>,
     blobs: HashSet<Digest>,
+    /// The depot's loose fan-out directories asked about so far, and
+    /// whether each exists ([`Depot::holds_blob`]).
+    loose_dirs: HashMap<PathBuf, bool>,
     /// With `require_signed`: each entry's member name and exact bytes.
     entry_texts: BTreeMap<Key, (String, String)>,
     /// Signature members, by key (kept whether or not they are checked).
@@ -612,7 +615,7 @@ impl Unpacking<'_> {
         d: Digest,
         size: u64,
     ) -> Result<(), ArchiveError> {
-        let present = self.blobs.contains(&d) || self.depot.has_blob(&d);
+        let present = self.blobs.contains(&d) || self.depot.holds_blob(&d, &mut self.loose_dirs);
         if size <= PENDING_MAX_BLOB {
             let mut bytes = (self.spare.as_ref())
                 .and_then(|spare| spare.try_recv().ok())
@@ -870,6 +873,7 @@ pub fn unpack(
         entries: BTreeMap::new(),
         variants: BTreeMap::new(),
         blobs: HashSet::new(),
+        loose_dirs: HashMap::new(),
         entry_texts: BTreeMap::new(),
         signatures: BTreeMap::new(),
         trip,

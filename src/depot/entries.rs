@@ -418,7 +418,7 @@ impl Depot {
     pub fn write_entry(&self, entry: &Entry) -> Result<(), DepotError> {
         let text = render_entry(entry);
         let _gc = self.gc_lock(false);
-        if let Some(d) = entry.blobs().into_iter().find(|d| !self.has_blob(d)) {
+        if let Some(d) = self.first_missing_blob(entry.blobs()) {
             return Err(DepotError::MissingBlob(d));
         }
         write::write_bytes(self, &self.entry_path(&entry.key), text.as_bytes())

@@ -828,3 +828,29 @@ fn a_staging_directory_a_killed_restore_left_is_swept_and_a_live_one_is_not() {
     assert!(p.path(live).is_dir(), "one a live process holds is left");
     drop(held);
 }
+
+#[test]
+fn a_missing_output_directory_with_a_declared_output_inside_it_is_restored() {
+    let p = Project::new(
+        "[target.t]\nrun = 'mkdir -p dist/sub/deep && echo top > dist/top && echo in > dist/sub/deep/in && chmod 555 dist/sub'\noutputs = ['dist', 'dist/sub']\n",
+        &[],
+    );
+    p.build(&[]).ok();
+    for gone in ["dist", "dist/sub"] {
+        std::process::Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(p.path("dist"))
+            .status()
+            .unwrap();
+        std::fs::remove_dir_all(p.path(gone)).unwrap();
+        assert_eq!(p.build(&[]).outcome("t"), "hit", "{gone}");
+        assert_eq!(p.read("dist/top"), "top\n", "{gone}");
+        assert_eq!(p.read("dist/sub/deep/in"), "in\n", "{gone}");
+        let mode = std::fs::metadata(p.path("dist/sub")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o555,
+            "{gone}"
+        );
+    }
+}

@@ -111,14 +111,31 @@ pub fn restore(
             path: depot.entry_path(&entry.key),
             message: e.to_string(),
         })?;
-    let stages = Stage::missing_dirs(entry, root, declared)?;
-    match restore_outputs(depot, entry, root, declared, memo, mode, stages) {
+    let restoring = Restoring {
+        depot,
+        entry,
+        root,
+        declared,
+        memo,
+        mode,
+    };
+    match restoring.outputs(Stage::missing_dirs(entry, root, declared)?) {
         // Something made a staged output meanwhile (the staging directories
         // are gone with the error): restore over whatever is there now.
-        Err(Staged::Taken) => restore_outputs(depot, entry, root, declared, memo, mode, Vec::new())
-            .map_err(Staged::into_error),
+        Err(Staged::Taken) => restoring.outputs(Vec::new()).map_err(Staged::into_error),
         r => r.map_err(Staged::into_error),
     }
+}
+
+/// One entry's restore: [`restore`]'s arguments, checked.
+#[derive(Clone, Copy)]
+struct Restoring<'a> {
+    depot: &'a Depot,
+    entry: &'a Entry,
+    root: &'a Path,
+    declared: &'a [RelPath],
+    memo: Option<&'a StatMemo>,
+    mode: RestoreMode,
 }
 
 /// How a restore failed.
@@ -253,115 +270,118 @@ impl Drop for Stage {
     }
 }
 
-/// [`restore`] with `stages` for the declared directories missing on disk.
-fn restore_outputs(
-    depot: &Depot,
-    entry: &Entry,
-    root: &Path,
-    declared: &[RelPath],
-    memo: Option<&StatMemo>,
-    mode: RestoreMode,
-    stages: Vec<Stage>,
-) -> Result<Restored, Staged> {
-    // Where each output goes, and whether it is staged (nothing is there).
-    let place = |p: &RelPath| match stages.iter().find_map(|s| s.place(p)) {
-        Some(staged) => (staged, true),
-        None => (p.to_path(root), false),
-    };
-    // Directories and symlinks first, in path order, so parents exist.
-    // Directories this restore creates are empty: their files need no stat.
-    let mut fresh: HashSet<&str> = stages.iter().map(|s| s.output.as_str()).collect();
-    // Directories whose recorded mode would keep this restore from writing
-    // into them get it last, deepest first.
-    let mut closed: Vec<(std::path::PathBuf, u32)> = Vec::new();
-    for o in &entry.outputs {
-        let (dest, _) = place(&o.path);
-        match o.kind {
-            OutputKind::Dir => {
-                let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-                let existing = if parent_fresh {
-                    None
-                } else {
-                    match fs::symlink_metadata(&dest) {
-                        Ok(md) if md.is_dir() => Some(md),
-                        Ok(_) => {
-                            remove_any(&dest)?;
-                            None
-                        }
-                        Err(_) => None,
-                    }
-                };
-                let md = match existing {
-                    Some(md) => md,
-                    None => {
-                        fs::create_dir_all(&dest)
-                            .map_err(DepotError::io("create output directory", &dest))?;
-                        fresh.insert(o.path.as_str());
-                        fs::symlink_metadata(&dest)
-                            .map_err(DepotError::io("create output directory", &dest))?
-                    }
-                };
-                if let Some(last) = set_dir_mode(&dest, md.permissions().mode(), o.perm())? {
-                    closed.push((dest, last));
-                }
-            }
-            OutputKind::Symlink => restore_symlink(o, &dest)?,
-            OutputKind::File => {}
-        }
-    }
-    let files: Vec<&OutputRecord> = entry
-        .outputs
-        .iter()
-        .filter(|o| o.kind == OutputKind::File)
-        .collect();
-    let one = |o: &&OutputRecord| {
-        let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
-        let (dest, staged) = place(&o.path);
-        let to = if staged {
-            Destination::Staged
-        } else if new {
-            Destination::NewDir
-        } else {
-            Destination::Existing
+impl Restoring<'_> {
+    /// Writes the entry's outputs, with `stages` for the declared directories
+    /// missing on disk.
+    fn outputs(self, stages: Vec<Stage>) -> Result<Restored, Staged> {
+        let Restoring {
+            depot,
+            entry,
+            root,
+            declared,
+            memo,
+            mode,
+        } = self;
+        // Where each output goes, and whether it is staged (nothing is there).
+        let place = |p: &RelPath| match stages.iter().find_map(|s| s.place(p)) {
+            Some(staged) => (staged, true),
+            None => (p.to_path(root), false),
         };
-        restore_file(depot, o, &dest, to, memo, mode)
-    };
-    // Waking the thread pool costs more than a few small files.
-    let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
-        files.iter().map(one).collect()
-    } else {
-        files.par_iter().map(one).collect()
-    };
-    let mut stats = Restored::default();
-    for r in results {
-        match r? {
-            Some(n) => {
-                stats.files_written += 1;
-                stats.bytes_written += n;
+        // Directories and symlinks first, in path order, so parents exist.
+        // Directories this restore creates are empty: their files need no stat.
+        let mut fresh: HashSet<&str> = stages.iter().map(|s| s.output.as_str()).collect();
+        // Directories whose recorded mode would keep this restore from writing
+        // into them get it last, deepest first.
+        let mut closed: Vec<(std::path::PathBuf, u32)> = Vec::new();
+        for o in &entry.outputs {
+            let (dest, _) = place(&o.path);
+            match o.kind {
+                OutputKind::Dir => {
+                    let parent_fresh = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
+                    let existing = if parent_fresh {
+                        None
+                    } else {
+                        match fs::symlink_metadata(&dest) {
+                            Ok(md) if md.is_dir() => Some(md),
+                            Ok(_) => {
+                                remove_any(&dest)?;
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    };
+                    let md = match existing {
+                        Some(md) => md,
+                        None => {
+                            fs::create_dir_all(&dest)
+                                .map_err(DepotError::io("create output directory", &dest))?;
+                            fresh.insert(o.path.as_str());
+                            fs::symlink_metadata(&dest)
+                                .map_err(DepotError::io("create output directory", &dest))?
+                        }
+                    };
+                    if let Some(last) = set_dir_mode(&dest, md.permissions().mode(), o.perm())? {
+                        closed.push((dest, last));
+                    }
+                }
+                OutputKind::Symlink => restore_symlink(o, &dest)?,
+                OutputKind::File => {}
             }
-            None => stats.files_unchanged += 1,
         }
+        let files: Vec<&OutputRecord> = entry
+            .outputs
+            .iter()
+            .filter(|o| o.kind == OutputKind::File)
+            .collect();
+        let one = |o: &&OutputRecord| {
+            let new = parent_of(&o.path).is_some_and(|p| fresh.contains(p));
+            let (dest, staged) = place(&o.path);
+            let to = if staged {
+                Destination::Staged
+            } else if new {
+                Destination::NewDir
+            } else {
+                Destination::Existing
+            };
+            restore_file(depot, o, &dest, to, memo, mode)
+        };
+        // Waking the thread pool costs more than a few small files.
+        let results: Vec<Result<Option<u64>, DepotError>> = if files.len() < 16 {
+            files.iter().map(one).collect()
+        } else {
+            files.par_iter().map(one).collect()
+        };
+        let mut stats = Restored::default();
+        for r in results {
+            match r? {
+                Some(n) => {
+                    stats.files_written += 1;
+                    stats.bytes_written += n;
+                }
+                None => stats.files_unchanged += 1,
+            }
+        }
+        // A staged directory holds only what this restore wrote.
+        let unstaged: Vec<RelPath> = (declared.iter())
+            .filter(|d| !stages.iter().any(|s| s.output == **d))
+            .cloned()
+            .collect();
+        prune_extra(entry, root, &unstaged)?;
+        for (dest, mode) in closed.iter().rev() {
+            fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
+                .map_err(DepotError::io("set the mode of", dest))?;
+        }
+        for stage in stages {
+            stage.finish()?;
+        }
+        tracing::debug!(
+            written = stats.files_written,
+            bytes = stats.bytes_written,
+            unchanged = stats.files_unchanged,
+            "restored"
+        );
+        Ok(stats)
     }
-    // A staged directory holds only what this restore wrote.
-    let unstaged: Vec<RelPath> = (declared.iter())
-        .filter(|d| !stages.iter().any(|s| s.output == **d))
-        .cloned()
-        .collect();
-    prune_extra(entry, root, &unstaged)?;
-    for (dest, mode) in closed.iter().rev() {
-        fs::set_permissions(dest, fs::Permissions::from_mode(*mode))
-            .map_err(DepotError::io("set the mode of", dest))?;
-    }
-    for stage in stages {
-        stage.finish()?;
-    }
-    tracing::debug!(
-        written = stats.files_written,
-        bytes = stats.bytes_written,
-        unchanged = stats.files_unchanged,
-        "restored"
-    );
-    Ok(stats)
 }
 
 /// Gives a restored directory its recorded permission bits `want` (its

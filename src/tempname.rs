@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::hash::BuildHasher;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -62,6 +63,11 @@ pub fn abandoned(dir: &Path, purpose: &str) -> Vec<(PathBuf, File)> {
         if temp_purpose(&e.file_name().to_string_lossy()) != Some(purpose) {
             continue;
         }
+        // Only what relocache makes: a fifo would block the open below, and
+        // a symlink is never followed.
+        if !e.file_type().is_ok_and(|t| t.is_file() || t.is_dir()) {
+            continue;
+        }
         let old = e
             .metadata()
             .ok()
@@ -71,7 +77,11 @@ pub fn abandoned(dir: &Path, purpose: &str) -> Vec<(PathBuf, File)> {
         if !old {
             continue;
         }
-        let Ok(f) = File::open(e.path()) else {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(e.path());
+        let Ok(f) = opened else {
             continue;
         };
         if f.try_lock().is_ok() {

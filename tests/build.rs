@@ -813,6 +813,23 @@ fn a_staging_directory_a_killed_restore_left_is_swept_and_a_live_one_is_not() {
     stage(young, 0);
     let held = stage(live, 120);
     held.lock().unwrap();
+    // Never opened: a fifo (the open would block) or a symlink by that name.
+    let fifo = p.path(".relocache-stage-4244-0-0123456789abcdef.tmp");
+    let link = p.path(".relocache-stage-4245-0-0123456789abcdef.tmp");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::os::unix::fs::symlink("dist", &link).unwrap();
+    for odd in [&fifo, &link] {
+        assert!(std::process::Command::new("touch")
+            .args(["-h", "-d", "2 minutes ago"])
+            .arg(odd)
+            .status()
+            .unwrap()
+            .success());
+    }
     // Never an input: the build is a hit with them beside it.
     std::fs::remove_dir_all(p.path("dist")).unwrap();
     assert_eq!(p.build(&[]).outcome("t"), "hit");
@@ -826,6 +843,9 @@ fn a_staging_directory_a_killed_restore_left_is_swept_and_a_live_one_is_not() {
         "one made less than a minute ago is left"
     );
     assert!(p.path(live).is_dir(), "one a live process holds is left");
+    for odd in [&fifo, &link] {
+        assert!(std::fs::symlink_metadata(odd).is_ok(), "{odd:?} is left");
+    }
     drop(held);
 }
 

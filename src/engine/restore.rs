@@ -3,8 +3,9 @@
 //! never sees half a file; outputs that already hold the right content are
 //! left untouched. A directory output missing on disk (a fresh checkout) is
 //! built whole under a temporary name beside it and renamed into place once
-//! complete ([`Stage`]): its files need no name of their own on the way. Restores are copies (reflinks where the filesystem can);
-//! hard links into the depot only on request (`RELOCACHE_RESTORE=hardlink`).
+//! complete ([`Stage`]): its files need no name of their own on the way.
+//! Restores are copies (reflinks where the filesystem can); hard links into
+//! the depot only on request (`RELOCACHE_RESTORE=hardlink`).
 //! It must never write or delete outside the target's declared outputs, nor
 //! through a symlink.
 

@@ -741,19 +741,6 @@ fn dist_of(n: usize) -> Project {
     )
 }
 
-/// Every file below `dir`.
-fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => count_files(&e.path()),
-            _ => 1,
-        })
-        .sum()
-}
-
 #[test]
 fn a_missing_output_directory_appears_whole_and_leaves_nothing_beside_it() {
     let n = 3000;
@@ -768,7 +755,7 @@ fn a_missing_output_directory_appears_whole_and_leaves_nothing_beside_it() {
             let start = std::time::Instant::now();
             while start.elapsed() < std::time::Duration::from_secs(60) {
                 if std::fs::symlink_metadata(&dist).is_ok() {
-                    return Some(count_files(&dist));
+                    return Some(files_below(&dist).len());
                 }
                 std::thread::yield_now();
             }
@@ -833,7 +820,7 @@ fn a_staging_directory_a_killed_restore_left_is_swept_and_a_live_one_is_not() {
     // Never an input: the build is a hit with them beside it.
     std::fs::remove_dir_all(p.path("dist")).unwrap();
     assert_eq!(p.build(&[]).outcome("t"), "hit");
-    assert_eq!(count_files(&p.path("dist")), 20);
+    assert_eq!(files_below(&p.path("dist")).len(), 20);
     assert!(
         !p.path(abandoned).exists(),
         "the abandoned staging directory is removed"

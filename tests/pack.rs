@@ -1190,18 +1190,6 @@ fn many_outputs(n: usize) -> Project {
     p
 }
 
-/// The files below `dir`, relative to it.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.path().strip_prefix(dir).unwrap().to_path_buf())
-        .collect();
-    all.sort();
-    all
-}
-
 #[test]
 fn unpack_of_a_thousand_blobs_writes_one_pack_and_no_loose_blob() {
     let p = many_outputs(1000);

@@ -246,7 +246,6 @@ impl Stage {
     fn finish(mut self) -> Result<(), Staged> {
         match fs::rename(&self.dir, &self.dest) {
             Ok(()) => {
-                self.lock = None;
                 self.dir = std::path::PathBuf::new();
                 Ok(())
             }

@@ -597,3 +597,15 @@ impl Stored {
         }
     }
 }
+
+/// The files below `dir`, relative to it.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_path_buf())
+        .collect();
+    all.sort();
+    all
+}

@@ -40,7 +40,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::file_hash::hash_file_len;
+use crate::file_hash::{hash_file_len, hash_file_unsized};
 use crate::inputs::{InputError, ProjectScan};
 use crate::relpath::RelPath;
 use crate::walk::Meta;
@@ -142,15 +142,16 @@ impl TreeHashError {
 /// Hashes the files `args` name below `base` (see the module docs).
 pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashError> {
     let mut scan: Option<ProjectScan> = None;
-    // Each file with the stat the walk took of it, if it was walked: hashing
-    // then needs no second stat (one `open` + `read` + `close` per file).
+    // Each file with its stat when it has one (a literal argument, a
+    // symlink): a walked regular file is not stat'ed at all, only opened
+    // and read to its end (one `open` + `read` + `close`).
     let mut wanted: Vec<(RelPath, Option<Meta>)> = Vec::new();
     for arg in args {
         let mut any = false;
         if arg.contains(['*', '?', '[', '{']) {
             let glob = glob(base, arg)?;
             if scan.is_none() {
-                scan = Some(ProjectScan::walk(base, &[]).map_err(TreeHashError::Walk)?);
+                scan = Some(ProjectScan::list(base).map_err(TreeHashError::Walk)?);
             }
             let scan = scan.as_ref().expect("walked");
             if let Some(u) = scan
@@ -182,7 +183,7 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
                 Err(source) => return Err(TreeHashError::Io { path: abs, source }),
             };
             if md.is_dir() {
-                let below = ProjectScan::walk(&abs, &[]).map_err(TreeHashError::Walk)?;
+                let below = ProjectScan::list(&abs).map_err(TreeHashError::Walk)?;
                 if let Some(u) = below.unusable().first() {
                     return Err(unusable(arg, rel.as_ref(), u));
                 }
@@ -206,20 +207,13 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
     }
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
-    // A large file is hashed by every core on its own (blake3's rayon
-    // mode, as b3sum does); hashing several at once makes them compete for
-    // the cores and the page cache. The rest are hashed in parallel.
-    let (large, small): (Vec<_>, Vec<_>) = wanted.into_iter().partition(|(_, meta)| {
-        meta.as_ref()
-            .is_some_and(|m| !m.symlink && m.stamp.size >= crate::file_hash::RAYON_MIN)
-    });
-    let mut files: Vec<HashedFile> = small
+    // A large file is hashed by every core (blake3's rayon mode, as b3sum
+    // does), nested in this parallel loop: a core done with one file's
+    // part takes another file's.
+    let mut files: Vec<HashedFile> = wanted
         .into_par_iter()
         .map(|(path, meta)| hash_one(base, path, meta))
         .collect::<Result<_, _>>()?;
-    for (path, meta) in large {
-        files.push(hash_one(base, path, meta)?);
-    }
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(TreeHash {
         digest: combine(&files),
@@ -284,16 +278,21 @@ fn glob(base: &Path, arg: &str) -> Result<globset::GlobMatcher, TreeHashError> {
 }
 
 /// Hashes `path`, whose stat (without following links) is `meta` when the
-/// caller has it.
+/// caller has it; without it, `path` is a regular file by its directory's
+/// word.
 fn hash_one(base: &Path, path: RelPath, meta: Option<Meta>) -> Result<HashedFile, TreeHashError> {
     let abs = path.to_path(base);
     let io = |source| TreeHashError::Io {
         path: abs.clone(),
         source,
     };
-    let meta = match meta {
-        Some(m) => m,
-        None => Meta::of(&std::fs::symlink_metadata(&abs).map_err(io)?),
+    let Some(meta) = meta else {
+        let digest = hash_file_unsized(&abs).map_err(io)?.0;
+        return Ok(HashedFile {
+            path,
+            kind: Kind::File,
+            digest,
+        });
     };
     let (kind, digest) = if meta.symlink {
         let target = std::fs::read_link(&abs).map_err(io)?;

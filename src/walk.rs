@@ -1,5 +1,6 @@
 //! The project walk: every file, symlink and directory below a directory
-//! that `.gitignore` does not exclude, each file with its stat, in one
+//! that `.gitignore` does not exclude, each file with its stat (or, for a
+//! reader that opens the files anyway, only the symlinks'), in one
 //! parallel pass; names that cannot be written in a manifest (not UTF-8, or
 //! holding `\`) are reported apart, never dropped silently. It only reads
 //! the tree; it never follows a symlink or leaves the start directory.
@@ -73,7 +74,8 @@ impl Meta {
 
 /// One file found by the walk: its path relative to the walk's base, with
 /// `/` separators, and its meta (`None` when the stat failed for a reason
-/// other than the file vanishing; whoever reads the file reports it).
+/// other than the file vanishing, whoever reads the file reports it; or
+/// when [`Stats::NotRegularFiles`] left a regular file unstat'ed).
 pub type Found = (String, Option<Meta>);
 
 /// A file, symlink or directory whose path cannot be written in a manifest:
@@ -177,8 +179,21 @@ pub struct WalkError {
     pub source: io::Error,
 }
 
+/// Which files the walk stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stats {
+    /// Every file and symlink: a build compares each stat with its memo.
+    All,
+    /// Only symlinks and entries whose type the directory did not say;
+    /// a regular file comes with `None` (a reader learns its size from the
+    /// open file). For `hash` and template listing, which never compare
+    /// stamps: a stat is a path lookup, a tenth of hashing a small file.
+    NotRegularFiles,
+}
+
 struct Walk<'a> {
     skip: &'a [PathBuf],
+    stats: Stats,
     /// The names only the base directory cannot hold as inputs.
     top_only: &'a [&'a str],
     found: Mutex<Vec<Vec<Found>>>,
@@ -200,11 +215,18 @@ impl Walk<'_> {
 /// `skip`. relocache's own temporary files ([`crate::tempname`]) and, at the
 /// top only, the names in `top_only` are left out. Paths that cannot be
 /// written in a manifest (not UTF-8, or holding `\`) go to
-/// [`Walked::unusable`], with everything below such a directory. Unsorted.
-pub fn walk(base: &Path, skip: &[PathBuf], top_only: &[&str]) -> Result<Walked, WalkError> {
+/// [`Walked::unusable`], with everything below such a directory. `stats`
+/// says which files come with their stat. Unsorted.
+pub fn walk(
+    base: &Path,
+    skip: &[PathBuf],
+    top_only: &[&str],
+    stats: Stats,
+) -> Result<Walked, WalkError> {
     let _span = tracing::debug_span!("walk", base = %base.display()).entered();
     let w = Walk {
         skip,
+        stats,
         top_only,
         found: Mutex::new(Vec::new()),
         dirs: Mutex::new(Vec::new()),
@@ -374,6 +396,10 @@ fn visit<'s>(
             continue;
         }
         let child = String::from_utf8(child).expect("checked");
+        if w.stats == Stats::NotRegularFiles && ft == FileType::RegularFile {
+            local.push((child, None));
+            continue;
+        }
         // Relative to the open directory: no path resolution per file.
         let meta = match stat.map_or_else(|| statat(&dir, cname, AtFlags::SYMLINK_NOFOLLOW), Ok) {
             Ok(st) => Some(Meta::of_stat(&st)),

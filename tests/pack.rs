@@ -981,6 +981,51 @@ fn hash_json_lists_each_file_and_skips_ignored_ones_in_globs() {
     );
 }
 
+/// A walked file is read to its end without a stat; a named one with its
+/// size known. Both give every size the blake3 of its bytes, and a link its
+/// target text.
+#[test]
+fn hash_reads_files_of_every_size_alike_walked_or_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    let k = 64 * 1024;
+    let sizes = [0, 1, k - 1, k, k + 1, 300 * 1024, 5 << 20];
+    let mut want = std::collections::BTreeMap::new();
+    for size in sizes {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let name = format!("d/f{size:08}");
+        std::fs::write(tmp.path().join(&name), &data).unwrap();
+        want.insert(name, blake3::hash(&data).to_hex().to_string());
+    }
+    std::os::unix::fs::symlink("f00000001", d.join("link")).unwrap();
+    want.insert(
+        "d/link".to_owned(),
+        blake3::hash(b"f00000001").to_hex().to_string(),
+    );
+    let mut c = bin();
+    c.arg("-C").arg(tmp.path()).args(["hash", "--json", "d"]);
+    let r = output(c);
+    r.ok();
+    let j = r.json();
+    let got: std::collections::BTreeMap<String, String> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    let walked = j["digest"].as_str().unwrap().to_owned();
+    assert_eq!(digest_of(tmp.path(), &["d/*"]), walked, "a glob walks too");
+    let named: Vec<&str> = want.keys().map(String::as_str).collect();
+    assert_eq!(digest_of(tmp.path(), &named), walked, "named, with sizes");
+}
+
 #[test]
 fn hash_of_nothing_is_a_usage_error() {
     let tmp = tempfile::tempdir().unwrap();

@@ -29,6 +29,7 @@ use scan::{first_unusable, walk_files};
 use crate::manifest::{Location, Pattern, Target};
 use crate::memo::{Slot, StatMemo};
 use crate::relpath::{prefix_range, RelPath};
+use crate::walk::Stats;
 
 use crate::digest::Digest;
 use crate::file_state::{FileState, Stamp};
@@ -326,7 +327,7 @@ impl<'a> Inputs<'a> {
     /// The files, symlinks and directories below directory `dir` on disk
     /// (`.gitignore` respected), for following a symlink to it.
     pub(crate) fn below_on_disk(&self, dir: &RelPath) -> Result<Vec<RelPath>, InputError> {
-        let below = walk_files(&dir.to_path(self.root), &[])?;
+        let below = walk_files(&dir.to_path(self.root), &[], Stats::NotRegularFiles)?;
         if let Some(u) = below.unusable.first() {
             return Err(InputError::UnusableBehindLink {
                 dir: dir.clone(),
@@ -395,7 +396,7 @@ impl<'a> Inputs<'a> {
             Err(e) => return Err(io_err(&abs)(e)),
         };
         if md.is_dir() {
-            let below = walk_files(&abs, &[])?;
+            let below = walk_files(&abs, &[], Stats::NotRegularFiles)?;
             first_unusable(
                 &below.unusable,
                 p.as_str(),

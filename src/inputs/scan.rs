@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::InputError;
 use crate::manifest::Location;
 use crate::relpath::RelPath;
-use crate::walk::{self, Meta, Unusable};
+use crate::walk::{self, Meta, Stats, Unusable};
 
 /// Every non-ignored file and symlink below the project root, walked once,
 /// with the stat the walk took of each.
@@ -24,11 +24,22 @@ impl ProjectScan {
     /// Walks `root` in parallel, skipping `.git` and every directory in `skip`
     /// (the depot, when it lives inside the project).
     pub fn walk(root: &Path, skip: &[PathBuf]) -> Result<ProjectScan, InputError> {
+        Self::walk_with(root, skip, Stats::All)
+    }
+
+    /// [`ProjectScan::walk`] for a reader that opens every file it wants
+    /// anyway (`hash`): only symlinks are stat'ed, and a regular file's meta
+    /// is `None`.
+    pub fn list(root: &Path) -> Result<ProjectScan, InputError> {
+        Self::walk_with(root, &[], Stats::NotRegularFiles)
+    }
+
+    fn walk_with(root: &Path, skip: &[PathBuf], stats: Stats) -> Result<ProjectScan, InputError> {
         let Below {
             files: mut found,
             unusable,
             ..
-        } = walk_files(root, skip)?;
+        } = walk_files(root, skip, stats)?;
         found.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let (files, meta) = found.into_iter().unzip();
         Ok(ProjectScan {
@@ -44,7 +55,8 @@ impl ProjectScan {
     }
 
     /// The files, sorted, each with the stat the walk took of it (`None`
-    /// when that stat failed: whoever reads the file reports why).
+    /// when that stat failed, whoever reads the file reports why; or when
+    /// [`ProjectScan::list`] did not stat a regular file).
     pub fn files_with_meta(&self) -> impl Iterator<Item = (&RelPath, Option<Meta>)> {
         self.files.iter().zip(self.meta.iter().copied())
     }
@@ -67,8 +79,8 @@ pub(super) struct Below {
 
 /// The files and directories below `dir`, relative to `dir`; `build
 /// --timings`' default report at the top is never an input.
-pub(super) fn walk_files(dir: &Path, skip: &[PathBuf]) -> Result<Below, InputError> {
-    let walked = walk::walk(dir, skip, &["relocache-timings.html"])?;
+pub(super) fn walk_files(dir: &Path, skip: &[PathBuf], stats: Stats) -> Result<Below, InputError> {
+    let walked = walk::walk(dir, skip, &["relocache-timings.html"], stats)?;
     let mut unusable = walked.unusable;
     unusable.sort_unstable();
     // The walk joins normal, manifest-writable components: already normalized.

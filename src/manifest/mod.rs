@@ -381,8 +381,13 @@ impl Manifest {
 /// The project's files for templates: one walk (`.gitignore` honoured,
 /// `.git` and relocache's own temporary files left out).
 fn list_project(root: &Path) -> Result<expand::ProjectFiles, String> {
-    let walked =
-        crate::walk::walk(root, &[], &["relocache-timings.html"]).map_err(|e| e.to_string())?;
+    let walked = crate::walk::walk(
+        root,
+        &[],
+        &["relocache-timings.html"],
+        crate::walk::Stats::NotRegularFiles,
+    )
+    .map_err(|e| e.to_string())?;
     let mut files: Vec<RelPath> = walked
         .files
         .into_iter()

@@ -36,7 +36,6 @@
 use std::path::{Path, PathBuf};
 
 use globset::GlobBuilder;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::digest::Digest;
@@ -208,12 +207,15 @@ pub fn hash_paths(base: &Path, args: &[String]) -> Result<TreeHash, TreeHashErro
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
     // A large file is hashed by every core (blake3's rayon mode, as b3sum
-    // does), nested in this parallel loop: a core done with one file's
-    // part takes another file's.
-    let mut files: Vec<HashedFile> = wanted
-        .into_par_iter()
-        .map(|(path, meta)| hash_one(base, path, meta))
-        .collect::<Result<_, _>>()?;
+    // does), nested in this loop over the files. A few files (a lockfile
+    // for a CI cache key) are hashed on this thread: starting the pool's
+    // threads would cost more than hashing them.
+    let parallel = wanted.len() >= crate::par::MIN_ITEMS;
+    let hashed: Result<Vec<HashedFile>, TreeHashError> =
+        crate::par::map(&wanted, parallel, |(path, meta)| {
+            hash_one(base, path.clone(), *meta)
+        });
+    let mut files = hashed?;
     files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(TreeHash {
         digest: combine(&files),

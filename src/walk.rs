@@ -186,8 +186,9 @@ pub enum Stats {
     All,
     /// Only symlinks and entries whose type the directory did not say;
     /// a regular file comes with `None` (a reader learns its size from the
-    /// open file). For `hash` and template listing, which never compare
-    /// stamps: a stat is a path lookup, a tenth of hashing a small file.
+    /// open file). For readers that never compare stamps (`hash`, template
+    /// listing, the files below a directory input): a stat is a path
+    /// lookup, a tenth of hashing a small file.
     NotRegularFiles,
 }
 

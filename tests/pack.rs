@@ -941,6 +941,21 @@ fn hash_is_the_same_at_another_path_and_changes_with_one_byte() {
     assert_ne!(digest_of(&a, &args), da);
 }
 
+/// (path, digest) of each file in `hash --json`'s output, in its order.
+fn hashed_files(j: &serde_json::Value) -> Vec<(String, String)> {
+    j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_owned(),
+                f["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn hash_json_lists_each_file_and_skips_ignored_ones_in_globs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -952,17 +967,7 @@ fn hash_json_lists_each_file_and_skips_ignored_ones_in_globs() {
     let r = output(c);
     r.ok();
     let j = r.json();
-    let files: Vec<(String, String)> = j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_owned(),
-                f["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let files = hashed_files(&j);
     let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, ["src/lib/util.c", "src/main.c"], "build/ is ignored");
     assert_eq!(
@@ -1008,17 +1013,7 @@ fn hash_reads_files_of_every_size_alike_walked_or_named() {
     let r = output(c);
     r.ok();
     let j = r.json();
-    let got: std::collections::BTreeMap<String, String> = j["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["path"].as_str().unwrap().to_owned(),
-                f["digest"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let got: std::collections::BTreeMap<String, String> = hashed_files(&j).into_iter().collect();
     assert_eq!(got, want);
     let walked = j["digest"].as_str().unwrap().to_owned();
     assert_eq!(digest_of(tmp.path(), &["d/*"]), walked, "a glob walks too");

@@ -14,16 +14,25 @@ use crate::digest::{Digest, Key};
 use crate::key::Rooted;
 use crate::relpath::{RelPath, RelPathError};
 
-/// A discovered input's name: project-relative, or absolute outside the
-/// project (a system header). Stored as one string: a [`RelPath`] never
-/// starts with `/`, an outside path always does. Outside paths name the
-/// host, not the project, so they are the one kind of absolute path a depot
-/// may hold (and never make an entry non-relocatable).
+/// A discovered input's name: project-relative; relative to the project
+/// root but outside it (`../lib/x.h`, a sibling directory the command
+/// reached by a relative path); or absolute outside the project (a system
+/// header). Stored as one string: a [`RelPath`] never starts with `/` or
+/// `..`, a beside path always starts with `../`, an outside path with `/`.
+/// Outside paths name the host, not the project, so they are the one kind
+/// of absolute path a depot may hold (and never make an entry
+/// non-relocatable). A beside path is read from wherever the project now
+/// is: another checkout's `../lib/x.h` is that checkout's sibling, never
+/// the first one's (an absolute name would let the second checkout hit on
+/// the first one's header).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DiscoveredPath {
     /// A file of the project.
     Project(RelPath),
+    /// A file outside the project reached by a relative path: one or more
+    /// `..` components, then normal ones (at least one).
+    Beside(String),
     /// A file outside the project: absolute, normalized (no `.`, `..` or
     /// empty component).
     Outside(String),
@@ -34,12 +43,25 @@ impl DiscoveredPath {
     pub fn as_str(&self) -> &str {
         match self {
             Self::Project(p) => p.as_str(),
-            Self::Outside(s) => s,
+            Self::Beside(s) | Self::Outside(s) => s,
         }
     }
 
     /// Parses a stored spelling, refusing anything not normalized.
     pub fn parse(s: &str) -> Result<DiscoveredPath, RelPathError> {
+        if s.starts_with("../") {
+            let rest = s.trim_start_matches("../");
+            let normal = !rest.is_empty()
+                && !s.contains('\0')
+                && rest
+                    .split('/')
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            return if normal {
+                Ok(Self::Beside(s.to_owned()))
+            } else {
+                Err(RelPathError::NotNormalized(s.to_owned()))
+            };
+        }
         match s.strip_prefix('/') {
             Some(rest) => {
                 let normal = !rest.is_empty()
@@ -83,7 +105,7 @@ impl From<DiscoveredPath> for String {
     fn from(p: DiscoveredPath) -> String {
         match p {
             DiscoveredPath::Project(p) => p.as_str().to_owned(),
-            DiscoveredPath::Outside(s) => s,
+            DiscoveredPath::Beside(s) | DiscoveredPath::Outside(s) => s,
         }
     }
 }
@@ -142,6 +164,21 @@ pub fn name(prereq: &str, project: &str, rooted: &Rooted) -> Result<DiscoveredPa
     }
 }
 
+/// The beside name of normalized absolute `abs` outside the project whose
+/// root's real path is `root_real`: `..` up to their common ancestor, then
+/// down. `None` when they share only `/` (then the absolute name is the
+/// stable one: a path under another top directory is no sibling).
+pub fn beside(abs: &str, root_real: &str) -> Option<DiscoveredPath> {
+    let a: Vec<&str> = abs.split('/').filter(|c| !c.is_empty()).collect();
+    let r: Vec<&str> = root_real.split('/').filter(|c| !c.is_empty()).collect();
+    let common = a.iter().zip(&r).take_while(|(x, y)| x == y).count();
+    if common == 0 || common >= a.len() || common >= r.len() {
+        return None;
+    }
+    let ups = "../".repeat(r.len() - common);
+    DiscoveredPath::parse(&format!("{ups}{}", a[common..].join("/"))).ok()
+}
+
 /// `/`-joined components of absolute `p` with `.` and empty ones dropped
 /// and `..` applied (never above `/`); `None` for a NUL byte or the root.
 fn normalize_abs(p: &str) -> Option<String> {
@@ -168,6 +205,31 @@ mod tests {
 
     fn rooted() -> Rooted {
         Rooted::new(Path::new("/w/proj"), Path::new("/w/proj/.cache"))
+    }
+
+    #[test]
+    fn beside_names_climb_to_the_common_ancestor_and_parse_back() {
+        let b = |abs: &str, root: &str| beside(abs, root).map(|d| d.to_string());
+        assert_eq!(b("/w/lib/z.h", "/w/proj").as_deref(), Some("../lib/z.h"));
+        assert_eq!(
+            b("/w/a/b/c.h", "/w/x/y/proj").as_deref(),
+            Some("../../../a/b/c.h")
+        );
+        assert_eq!(b("/usr/include/stdio.h", "/w/proj"), None, "only / shared");
+        assert_eq!(
+            b("/w/proj2/x.h", "/w/proj").as_deref(),
+            Some("../proj2/x.h")
+        );
+        assert_eq!(b("/w", "/w/proj"), None, "an ancestor is no file beside");
+        for ok in ["../x.h", "../../a/b.h"] {
+            assert!(matches!(
+                DiscoveredPath::parse(ok),
+                Ok(DiscoveredPath::Beside(_))
+            ));
+        }
+        for bad in ["../", "../..", "../a/../b", "../a//b", "../a/./b", ".."] {
+            assert!(DiscoveredPath::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -444,3 +444,69 @@ fn a_depfile_path_through_a_symlinked_directory_and_dotdot_keys_what_was_read() 
     let r = p.build(&[]);
     assert_eq!(r.outcome("m"), "hit", "{}", r.stdout);
 }
+
+/// Builds `ws/app` (whose `a.o` includes `../lib/x.h` through `-I../lib`)
+/// with `depot`; the outcome of its one target.
+fn build_beside(ws: &Path, depot: &Path) -> String {
+    let mut c = bin();
+    c.arg("-C")
+        .arg(ws.join("app"))
+        .arg("--depot")
+        .arg(depot)
+        .args(["build", "--json"]);
+    let r = output(c);
+    r.ok();
+    r.outcomes()[0].1.clone()
+}
+
+/// Two checkouts of a workspace share a depot; each app's object includes
+/// a header of its sibling `lib/` through a relative `-I../lib`. The second
+/// checkout's different header must rebuild, never hit on the first one's
+/// (its absolute path still exists); a third checkout with the first one's
+/// header hits, wherever it is.
+#[test]
+fn a_header_beside_the_project_is_read_from_this_checkout_not_the_first() {
+    require_cc();
+    let tmp = tempfile::tempdir().unwrap();
+    let depot = tmp.path().join("depot");
+    let ws1 = tmp.path().join("ws1");
+    std::fs::create_dir_all(ws1.join("app/src")).unwrap();
+    std::fs::create_dir_all(ws1.join("lib")).unwrap();
+    std::fs::write(
+        ws1.join("app/relocache.toml"),
+        r#"[target.a]
+run = "mkdir -p build && cc -I../lib -c src/a.c -o build/a.o -MMD -MF build/a.d"
+inputs = ["src/a.c"]
+depfile = "build/a.d"
+outputs = ["build/a.o"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        ws1.join("app/src/a.c"),
+        "#include \"x.h\"\nint f(void) { return X; }\n",
+    )
+    .unwrap();
+    std::fs::write(ws1.join("lib/x.h"), "#define X 1\n").unwrap();
+    let ws2 = tmp.path().join("ws2");
+    copy_tree(&ws1, &ws2);
+    std::fs::write(ws2.join("lib/x.h"), "#define X 2\n").unwrap();
+    let ws3 = tmp.path().join("deeper/ws3");
+    copy_tree(&ws1, &ws3);
+
+    assert_eq!(build_beside(&ws1, &depot), "built");
+    assert_eq!(build_beside(&ws2, &depot), "built", "ws2's own x.h differs");
+    let o1 = std::fs::read(ws1.join("app/build/a.o")).unwrap();
+    let o2 = std::fs::read(ws2.join("app/build/a.o")).unwrap();
+    assert_ne!(o1, o2, "X is 1 in ws1 and 2 in ws2");
+    assert_eq!(build_beside(&ws3, &depot), "hit", "ws1's header, elsewhere");
+    assert_eq!(std::fs::read(ws3.join("app/build/a.o")).unwrap(), o1);
+    let entries = entries_text(&depot);
+    assert!(entries.contains("\"../lib/x.h\""), "{entries}");
+    assert!(!entries.contains(&*ws1.to_string_lossy()), "{entries}");
+    // An edit of the sibling header in one checkout rebuilds there only.
+    std::fs::write(ws3.join("lib/x.h"), "#define X 2\n").unwrap();
+    assert_eq!(build_beside(&ws3, &depot), "hit", "the same as ws2's now");
+    assert_eq!(std::fs::read(ws3.join("app/build/a.o")).unwrap(), o2);
+    assert_eq!(build_beside(&ws1, &depot), "hit");
+}

@@ -94,7 +94,9 @@ pub(super) fn read(
     })?;
     let project = root.to_string_lossy();
     let mut paths = Vec::with_capacity(prereqs.len());
+    let mut root_real: Option<String> = None;
     for p in &prereqs {
+        let relative = !p.starts_with('/');
         // `dir/../x.h` names what the kernel found, which is not `x.h` when
         // `dir` is a symlink: such a path is resolved as the command's open
         // resolved it, never shortened by its spelling alone.
@@ -111,16 +113,28 @@ pub(super) fn read(
         } else {
             p
         };
-        let name =
+        let mut name =
             discovered::name(p, &project, &ctx.rooted).map_err(|error| DiscoverError::Name {
                 path: depfile.clone(),
                 error,
             })?;
+        // Reached by a relative path from the root: named from the root, so
+        // another checkout reads its own sibling, not this one's.
+        if let (DiscoveredPath::Outside(abs), true) = (&name, relative) {
+            let real = root_real.get_or_insert_with(|| {
+                std::fs::canonicalize(root)
+                    .map(|r| r.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| project.to_string())
+            });
+            if let Some(b) = discovered::beside(abs, real) {
+                name = b;
+            }
+        }
         let own = match &name {
             DiscoveredPath::Project(rel) => {
                 rel == depfile || t.outputs.iter().any(|o| rel.is_within(o))
             }
-            DiscoveredPath::Outside(_) => false,
+            DiscoveredPath::Beside(_) | DiscoveredPath::Outside(_) => false,
         };
         if !own {
             paths.push(name);
@@ -158,6 +172,7 @@ pub(crate) fn hash(
 fn now(ctx: &Ctx<'_>, p: &DiscoveredPath) -> Result<Option<(Digest, Stamp)>, InputError> {
     match p {
         DiscoveredPath::Project(rel) => ctx.inputs.content(rel),
+        DiscoveredPath::Beside(rel) => outside(ctx, &beside_path(ctx, rel)),
         DiscoveredPath::Outside(abs) => outside(ctx, abs),
     }
 }
@@ -180,7 +195,7 @@ pub(crate) fn digests(
                     _ => None,
                 })
             }),
-            DiscoveredPath::Outside(_) => None,
+            DiscoveredPath::Beside(_) | DiscoveredPath::Outside(_) => None,
         };
         let found = match from_dep {
             Some(d) => Some(d),
@@ -195,6 +210,15 @@ pub(crate) fn digests(
         });
     }
     Ok(Some(out))
+}
+
+/// Where beside path `rel` is for this checkout: joined to the root as the
+/// command's relative open would (`..` taken by the kernel, after symlinks).
+fn beside_path(ctx: &Ctx<'_>, rel: &str) -> String {
+    format!(
+        "{}/{rel}",
+        ctx.manifest.root.to_string_lossy().trim_end_matches('/')
+    )
 }
 
 fn outside(ctx: &Ctx<'_>, abs: &str) -> Result<Option<(Digest, Stamp)>, InputError> {
@@ -250,6 +274,7 @@ pub(super) fn first_changed<'h>(ctx: &Ctx<'_>, hashed: &'h [Hashed]) -> Option<&
         .find(|(d, stamp)| {
             let abs = match &d.path {
                 DiscoveredPath::Project(rel) => rel.to_path(&ctx.manifest.root),
+                DiscoveredPath::Beside(rel) => beside_path(ctx, rel).into(),
                 DiscoveredPath::Outside(abs) => abs.into(),
             };
             std::fs::metadata(abs).map_or(true, |md| Stamp::of(&md) != *stamp)

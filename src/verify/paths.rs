@@ -118,7 +118,7 @@ fn is_discovered_path(field: &str) -> bool {
 pub(super) fn discovered_flaw(s: &str, roots: &[String]) -> Option<PathFlaw> {
     use crate::discovered::DiscoveredPath;
     match DiscoveredPath::parse(s) {
-        Ok(DiscoveredPath::Project(_)) => None,
+        Ok(DiscoveredPath::Project(_) | DiscoveredPath::Beside(_)) => None,
         Ok(DiscoveredPath::Outside(abs)) => roots
             .iter()
             .any(|r| abs == *r || abs.starts_with(&format!("{}/", r.trim_end_matches('/'))))

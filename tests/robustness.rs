@@ -1040,3 +1040,33 @@ fn unpack_failing_at_the_last_entry(p: &Project) -> (PathBuf, PathBuf) {
     assert_eq!(r.code, 1, "{}", r.stderr);
     (archive, fresh)
 }
+
+/// relocache killed alone (kill -9 of its pid) leaves its command running;
+/// the next build, for another key of the same target, waits for that
+/// orphan rather than restoring an output the orphan then overwrites.
+#[test]
+fn a_build_waits_for_the_commands_a_killed_build_left_running() {
+    let p = Project::new(
+        r#"
+[target.a]
+run = "X=$(cat in.txt); sleep 1; echo $X > out.txt"
+inputs = ["in.txt"]
+outputs = ["out.txt"]
+"#,
+        &[("in.txt", "A\n")],
+    );
+    build_in(&p.root, &p.depot).ok();
+    p.write("in.txt", "B\n");
+    let mut killed = spawn_build(&p.root, &p.depot);
+    std::thread::sleep(Duration::from_millis(300));
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    p.write("in.txt", "A\n");
+    let r = build_in(&p.root, &p.depot);
+    r.ok();
+    r.assert_stderr_has(&["waiting for the commands of an interrupted build"]);
+    assert_eq!(r.outcomes(), [("a".to_owned(), "hit".to_owned())]);
+    // The orphan has finished: nothing lands after the build.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(std::fs::read_to_string(p.path("out.txt")).unwrap(), "A\n");
+}

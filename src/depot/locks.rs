@@ -102,6 +102,43 @@ impl Depot {
 }
 
 impl Depot {
+    /// Waits for the commands a killed build left running. A command
+    /// inherits its key's lock (see [`KeyLock::raw_fd`]), so a placeholder
+    /// whose lock is held although the relocache process named in it is gone
+    /// is held by such orphans; they may still write their target's outputs,
+    /// over whatever this build restores there for another key. `waiting` is
+    /// told once per such lock before the wait.
+    pub fn wait_for_orphans(&self, mut waiting: impl FnMut(&str)) {
+        let Ok(paths) = self.lock_files() else {
+            return;
+        };
+        for path in paths {
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            if file.try_lock_shared().is_ok() {
+                continue; // free, or abandoned by a build with no command left
+            }
+            let text = holder(&file);
+            let Some(pid) = text
+                .strip_prefix("relocache pid ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: signal 0 only asks whether the process exists.
+            let gone = unsafe { libc::kill(pid, 0) } != 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+            if gone {
+                waiting(&text);
+                let _ = file.lock_shared();
+            }
+        }
+    }
+}
+
+impl Depot {
     /// The depot-wide gc lock (`locks/gc`), shared by entry publishes and
     /// exclusive for gc's delete phase (see [`Depot::write_entry`]); held
     /// until the file is dropped. `None` when it cannot be opened (a

@@ -98,6 +98,13 @@ pub fn build(
     let selected = select_targets(manifest, &opts.targets)?;
     ctx::check_depots_outside_outputs(manifest, depots)?;
     let started = Instant::now();
+    // Before anything is hashed or restored: a killed build's commands
+    // still running would write over this build's outputs.
+    depots.primary().wait_for_orphans(|holder| {
+        reporter.warning(&format!(
+            "waiting for the commands of an interrupted build to finish ({holder}, killed): they still run and would write over this build's outputs"
+        ))
+    });
     let forced: BTreeSet<String> = if opts.force {
         selected.iter().cloned().collect()
     } else {

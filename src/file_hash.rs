@@ -28,7 +28,7 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
 fn not_regular() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "not a regular file (a fifo, socket or device cannot be hashed)",
+        "not a regular file (a fifo, socket or device cannot be read as one)",
     )
 }
 

@@ -98,7 +98,7 @@ impl StatMemo {
             path: Some(path.clone()),
             ..StatMemo::default()
         };
-        if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(bytes) = crate::depot::read_regular(&path) {
             if let Some((written, old)) = decode(&bytes) {
                 memo.written_ns = written;
                 memo.seen = old.iter().map(|_| AtomicBool::new(false)).collect();

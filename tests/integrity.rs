@@ -567,3 +567,91 @@ fn status_and_verify_say_an_old_format_depot_holds_entries_they_never_read() {
     p.run(&["status"]).ok().assert_stderr_lacks(&["format 1"]);
     p.run(&["verify"]).ok().assert_stderr_lacks(&["format 1"]);
 }
+
+/// Every file of `dir` below it whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+fn mkfifo(p: &Path) {
+    std::fs::remove_file(p).unwrap();
+    assert!(std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A fifo planted in a depot (a loose blob, a pack index, a pack, an entry)
+/// is damage: no command waits on it for a writer that never comes, and the
+/// target still builds right.
+#[test]
+fn a_fifo_in_place_of_a_blob_a_pack_or_an_entry_never_hangs_a_command() {
+    let limit = std::time::Duration::from_secs(20);
+    let run = |p: &Project, args: &[&str]| output_within(p.cmd(args), limit);
+    // A loose blob.
+    let p = two_step();
+    p.build(&[]).ok();
+    for b in files_ending(&p.depot.join("objects-v1"), "") {
+        mkfifo(&b);
+    }
+    std::fs::remove_dir_all(p.path("out")).unwrap();
+    std::fs::remove_file(p.path("use.txt")).unwrap();
+    run(&p, &["build"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(p.path("use.txt")).unwrap(),
+        "#!/bin/sh\necho generated\ndata\n"
+    );
+    for args in [
+        &["verify", "--integrity"][..],
+        &["gc", "--repack"],
+        &["stats"],
+    ] {
+        let r = run(&p, args);
+        assert!(r.code == 0 || r.code == 1, "{args:?}: {}", r.stderr);
+    }
+    // A pack index, a pack, an entry.
+    for (dir, suffix) in [
+        ("objects-v1", ".idx"),
+        ("objects-v1", ".pack"),
+        (ENTRIES, ".toml"),
+    ] {
+        let p = two_step();
+        p.build(&[]).ok();
+        p.run(&["gc", "--repack"]).ok();
+        let planted = files_ending(&p.depot.join(dir), suffix);
+        assert!(!planted.is_empty(), "{suffix}");
+        for f in &planted {
+            mkfifo(f);
+        }
+        for args in [
+            &["build"][..],
+            &["verify", "--integrity"],
+            &["gc"],
+            &["gc", "--repack"],
+            &["stats"],
+            &["status"],
+        ] {
+            let r = run(&p, args);
+            assert!(
+                r.code == 0 || r.code == 1,
+                "{suffix} {args:?}: {}",
+                r.stderr
+            );
+        }
+        p.run(&["build"]).ok();
+    }
+    // DEPOT.toml: every command stops with its usual damage message.
+    let p = two_step();
+    p.build(&[]).ok();
+    mkfifo(&p.depot.join("DEPOT.toml"));
+    let r = run(&p, &["build"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    r.assert_stderr_has(&["DEPOT.toml` is damaged: it is not a regular file"]);
+}

@@ -37,7 +37,14 @@ impl Depot {
     /// period protects it until the entry that references it is published.
     fn reuse_blob(&self, d: &Digest) -> bool {
         let path = self.blob_path(d);
-        match std::fs::OpenOptions::new().append(true).open(&path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            // Anything but a regular file there is damage: store the blob.
+            Ok(f) if !f.metadata().is_ok_and(|m| m.is_file()) => false,
             Ok(f) => {
                 let _ = f.set_modified(std::time::SystemTime::now());
                 true

@@ -389,7 +389,7 @@ impl Depot {
     /// The entry for `key`, if present.
     pub fn read_entry(&self, key: &Key) -> Result<Option<Entry>, DepotError> {
         let path = self.entry_path(key);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::read_regular_text(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DepotError::io("read entry", &path)(e)),

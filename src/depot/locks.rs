@@ -113,7 +113,7 @@ impl Depot {
             return;
         };
         for path in paths {
-            let Ok(file) = File::open(&path) else {
+            let Ok(file) = crate::file_hash::open_regular(&path) else {
                 continue;
             };
             if file.try_lock_shared().is_ok() {

@@ -274,7 +274,7 @@ impl Depot {
                 message: "it is not a regular file".into(),
             });
         }
-        let text = std::fs::read_to_string(&conf_path).map_err(|e| {
+        let text = read_regular_text(&conf_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 DepotError::NotADepot(root.clone())
             } else {
@@ -317,7 +317,7 @@ impl Depot {
     /// lower; the file is read again, as another process may have bumped it.
     pub(crate) fn require_packed_format(&self) -> Result<(), DepotError> {
         let path = self.config_path();
-        let text = std::fs::read_to_string(&path).map_err(DepotError::io("read", &path))?;
+        let text = read_regular_text(&path).map_err(DepotError::io("read", &path))?;
         let config = parse_config(&text, &path)?;
         if config.format >= PACKED_FORMAT {
             return Ok(());
@@ -526,6 +526,22 @@ fn checksum_body(text: &str) -> &str {
 
 /// The entries of a depot directory; a directory that does not exist (yet)
 /// is empty. Errors name the directory.
+/// The bytes of regular file `path`. A fifo, socket or device planted in a
+/// depot is an error (read as damage), never a read that waits forever.
+pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = crate::file_hash::open_regular(path)?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub(crate) fn read_regular_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, DepotError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,

@@ -742,10 +742,10 @@ fn load_one(
     overlap: bool,
 ) -> Result<LoadedPack, IndexFault> {
     let unreadable = |e: io::Error| IndexFault::Unreadable(e.to_string());
-    let bytes = std::fs::read(index).map_err(unreadable)?;
+    let bytes = super::read_regular(index).map_err(unreadable)?;
     let entries = decode_index(&bytes, Some(id))?;
     let path = depot.root().join(layout::pack_file(id));
-    let file = match File::open(&path) {
+    let file = match crate::file_hash::open_regular(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(IndexFault::MissingPack),
         Err(e) => return Err(unreadable(e)),
@@ -791,13 +791,13 @@ impl BlobLocation {
     /// blob a second time after verifying it). Not verified.
     pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
         match self {
-            BlobLocation::Loose(p) => Ok(Box::new(File::open(p)?)),
+            BlobLocation::Loose(p) => Ok(Box::new(crate::file_hash::open_regular(p)?)),
             BlobLocation::Packed {
                 pack,
                 offset,
                 length,
             } => Ok(Box::new(Range {
-                file: File::open(pack)?,
+                file: crate::file_hash::open_regular(pack)?,
                 pos: *offset,
                 end: offset + length,
             })),
@@ -934,9 +934,16 @@ impl Depot {
     /// skipped). `None` when it is stored nowhere.
     pub fn open_blob(&self, d: &Digest) -> Result<Option<StoredBlob>, DepotError> {
         let path = self.blob_path(d);
-        match File::open(&path) {
+        match crate::file_hash::open_regular(&path) {
             Ok(f) => return Ok(Some(loose(d, path, f)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // A fifo, device or directory planted in its place.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput || path.is_dir() => {
+                return Err(DepotError::Damaged {
+                    path,
+                    message: e.to_string(),
+                })
+            }
             Err(e) => return Err(DepotError::io("read blob", &path)(e)),
         }
         self.open_packed(d)
@@ -1184,7 +1191,9 @@ pub fn pack_loose_blobs(depot: &Depot) -> Result<PackedLoose, DepotError> {
     let mut packed = Vec::new();
     for d in &loose_blobs {
         let path = depot.blob_path(d);
-        let Ok(f) = File::open(&path) else { continue };
+        let Ok(f) = crate::file_hash::open_regular(&path) else {
+            continue;
+        };
         let mut blob = loose(d, path, f)?;
         let raw = blob.is_raw();
         let size = match blob.size() {

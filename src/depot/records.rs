@@ -28,7 +28,7 @@ impl Depot {
     pub fn read_record(&self, project: &str, target: &str) -> Result<Option<Record>, DepotError> {
         let path = self.record_path(project, target);
         let damaged = |path, message| DepotError::Damaged { path, message };
-        match std::fs::read_to_string(&path) {
+        match super::read_regular_text(&path) {
             Ok(t) => match checksum::open(&t) {
                 Ok(body) => toml::from_str(body)
                     .map(Some)
@@ -49,7 +49,7 @@ impl Depot {
         // Usually unchanged (every hit of a no-op build lands here): compare
         // the first line as written below before parsing anything, and
         // rewrite a record that fails its checksum.
-        if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(text) = super::read_regular_text(&path) {
             let same = text
                 .strip_prefix("key = \"")
                 .and_then(|t| t.get(..64))

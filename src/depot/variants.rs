@@ -126,7 +126,7 @@ impl Depot {
     /// [`DepotError::Damaged`], which lookups treat as none.
     pub fn read_variants(&self, key: &Key) -> Result<Option<Variants>, DepotError> {
         let path = self.variants_path(key);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match super::read_regular_text(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(DepotError::io("read variants record", &path)(e)),

@@ -262,7 +262,22 @@ mod tests {
             assert_eq!(n, size as u64);
             assert_eq!(hash_file_len(&p, size as u64).unwrap(), (d, n));
             assert_eq!(hash_file_unsized(&p).unwrap(), (d, n));
+            if size as u64 > PIECE {
+                // The fallback when no map can be made.
+                let f = File::open(&p).unwrap();
+                assert_eq!(hash_pieces(&f, size as u64).unwrap(), (d, n), "{size}");
+            }
         }
+    }
+
+    /// Cuts the file at `p` to `len` bytes, as another process would.
+    fn truncate(p: &Path, len: u64) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
     }
 
     #[test]
@@ -303,12 +318,7 @@ mod tests {
         File::create(&p).unwrap().set_len(len).unwrap();
         let file = File::open(&p).unwrap();
         // As if truncated between the stat and the reads.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(len / 2)
-            .unwrap();
+        truncate(&p, len / 2);
         let e = hash_pieces(&file, len).unwrap_err();
         assert!(e.to_string().contains("shrank"), "{e}");
     }
@@ -323,12 +333,7 @@ mod tests {
         let mut file = File::open(&p).unwrap();
         assert_eq!(hash_large(&mut file, len).unwrap().0, Digest::of(&data));
         let map = mapped::Mapped::new(&file, len).expect("a map");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_len(len / 2)
-            .unwrap();
+        truncate(&p, len / 2);
         // Without the guard this read is killed by SIGBUS.
         let tail: u64 = map.bytes()[len as usize / 2..]
             .iter()

@@ -152,6 +152,11 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     }
     // Not ours: what would have happened without this module.
     let Some(Some(prev)) = PREVIOUS.get() else {
+        // Ours is being installed: the default action, so the repeated
+        // fault kills as it would have (a bare return would repeat it
+        // forever).
+        // SAFETY: `signal` with SIG_DFL is async-signal-safe.
+        unsafe { libc::signal(libc::SIGBUS, libc::SIG_DFL) };
         return;
     };
     // SAFETY: calls or restores the action that was installed before ours.

@@ -655,3 +655,39 @@ fn a_fifo_in_place_of_a_blob_a_pack_or_an_entry_never_hangs_a_command() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     r.assert_stderr_has(&["DEPOT.toml` is damaged: it is not a regular file"]);
 }
+
+/// A depot directory swapped for a symlink (a restored CI cache can hold
+/// one) would let builds write and gc/clear delete wherever it points:
+/// every command refuses the depot instead, and nothing there changes.
+#[test]
+fn a_depot_directory_that_is_a_symlink_is_refused_and_nothing_outside_changes() {
+    for dir in ["objects-v1", ENTRIES, "usage", "locks"] {
+        let p = two_step();
+        p.build(&[]).ok();
+        let outside = p.tmp.path().join("elsewhere");
+        std::fs::rename(p.depot.join(dir), &outside).unwrap();
+        std::os::unix::fs::symlink(&outside, p.depot.join(dir)).unwrap();
+        let listing = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+            let mut v: Vec<_> = walkdir::WalkDir::new(d)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
+                .collect();
+            v.sort();
+            v
+        };
+        let before = listing(&outside);
+        p.write("gen.sh", "#!/bin/sh\necho changed\n");
+        for args in [
+            &["build"][..],
+            &["gc", "--max-size", "1"],
+            &["clear", "--all"],
+        ] {
+            let r = p.run(args);
+            assert_eq!(r.code, 2, "{dir} {args:?}: {}", r.stderr);
+            r.assert_stderr_has(&["is a symbolic link", dir]);
+        }
+        assert_eq!(listing(&outside), before, "{dir}: nothing outside changed");
+    }
+}

@@ -248,6 +248,7 @@ fn depot_code(d: &DepotError) -> i32 {
     match d {
         DepotError::NotADepot(_)
         | DepotError::NotADirectory(_)
+        | DepotError::SymlinkedDir(_)
         | DepotError::BadConfig { .. }
         | DepotError::ConfigChecksum { .. }
         | DepotError::NewerFormat { .. }

@@ -67,6 +67,9 @@ pub enum DepotError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// One of the depot's own directories is a symbolic link.
+    #[error("`{}` is a symbolic link: relocache never follows one of a depot's own directories (a restored cache could point it anywhere, and gc and clear delete there)\n  help: put the real directory in its place (remove the link, then `mv` the directory it points to there), or remove the link and let the next build recreate the directory empty", .0.display())]
+    SymlinkedDir(PathBuf),
     /// The depot path names something that is not a directory.
     #[error("`{}` is not a directory, so it cannot be a depot\n  help: point --depot/RELOCACHE_DEPOT at a directory (a new or empty one makes a new depot)", .0.display())]
     NotADirectory(PathBuf),
@@ -287,6 +290,25 @@ impl Depot {
                 path: root,
                 found: config.format,
             });
+        }
+        // Writes, gc and clear go through these: never through a link to
+        // somewhere else.
+        for dir in [
+            layout::OBJECTS_DIR,
+            layout::PACKS_DIR,
+            layout::ENTRIES_DIR,
+            layout::VARIANTS_DIR,
+            layout::SIGNATURES_DIR,
+            layout::PROJECTS_DIR,
+            layout::USAGE_DIR,
+            layout::LOCKS_DIR,
+            layout::TMP_DIR,
+            layout::QUARANTINE_DIR,
+        ] {
+            let p = root.join(dir);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(DepotError::SymlinkedDir(p));
+            }
         }
         Ok(Depot {
             root,

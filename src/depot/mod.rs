@@ -546,8 +546,6 @@ fn checksum_body(text: &str) -> &str {
     }
 }
 
-/// The entries of a depot directory; a directory that does not exist (yet)
-/// is empty. Errors name the directory.
 /// The bytes of regular file `path`. A fifo, socket or device planted in a
 /// depot is an error (read as damage), never a read that waits forever.
 pub(crate) fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -564,6 +562,8 @@ pub(crate) fn read_regular_text(path: &Path) -> std::io::Result<String> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// The entries of a depot directory; a directory that does not exist (yet)
+/// is empty. Errors name the directory.
 pub(crate) fn list_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, DepotError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,

@@ -938,7 +938,7 @@ impl Depot {
             Ok(f) => return Ok(Some(loose(d, path, f)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // A fifo, device or directory planted in its place.
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput || path.is_dir() => {
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 return Err(DepotError::Damaged {
                     path,
                     message: e.to_string(),

@@ -712,7 +712,9 @@ fn fifos_never_hang_a_build() {
 #[test]
 fn quiet_hides_the_target_lines_and_logs_decide_the_command_output() {
     let p = Project::new(
-        "[target.t]\nrun = \"echo hello-out; echo warn-err >&2; echo x > o.txt\"\noutputs = [\"o.txt\"]\n",
+        // The sleep: a run under a millisecond saves no time, and the
+        // summary then says nothing of it.
+        "[target.t]\nrun = \"echo hello-out; echo warn-err >&2; sleep 0.02; echo x > o.txt\"\noutputs = [\"o.txt\"]\n",
         &[],
     );
     let r = p.run(&["build", "-q"]);

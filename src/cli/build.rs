@@ -498,7 +498,9 @@ fn summary(r: &BuildReport) -> String {
         r.skipped,
         secs(r.duration_ms)
     );
-    if saved > 0 {
+    // Whenever a hit says what it saved (as its own line does), even 0.00s:
+    // a summary that drops it for fast commands reads differently by chance.
+    if r.targets.iter().any(|t| t.saved_ms.is_some()) {
         s.push_str(&format!(" (saved {})", secs(saved)));
     }
     s

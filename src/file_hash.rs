@@ -18,11 +18,22 @@ pub(crate) const RAYON_MIN: u64 = 4 * 1024 * 1024;
 /// Opens a regular file for reading. A fifo (whose plain open blocks until
 /// a writer comes), socket or device is an error, never a hang.
 pub fn open_regular(path: &Path) -> io::Result<File> {
+    open_regular_len(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], with the file's size from the same `fstat`.
+pub fn open_regular_len(path: &Path) -> io::Result<(File, u64)> {
     let file = open_nonblocking(path)?;
-    if !file.metadata()?.is_file() {
+    let md = file.metadata()?;
+    if !md.is_file() {
         return Err(not_regular());
     }
-    Ok(file)
+    Ok((file, md.len()))
+}
+
+thread_local! {
+    /// The reused read buffer of [`hash_file_len`] and [`hash_file_unsized`].
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn not_regular() -> io::Error {
@@ -50,9 +61,6 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
     if len >= WHOLE_MAX {
         return hash_file(path);
     }
-    thread_local! {
-        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     // The caller's stat found a file of `len` bytes; only a size of 0 can be
     // a fifo, socket or device (their sizes are 0), so only then is the
     // opened file checked: no second stat per file on the hot path.
@@ -61,7 +69,7 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
     } else {
         open_nonblocking(path)?
     };
-    BUF.with(|b| {
+    READ_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         buf.resize(len as usize, 0);
         let filled = read_full(&mut file, &mut buf)?;
@@ -78,14 +86,11 @@ pub fn hash_file_len(path: &Path, len: u64) -> io::Result<(Digest, u64)> {
 pub fn hash_file_unsized(path: &Path) -> io::Result<(Digest, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     const BUF: usize = 64 * 1024;
-    thread_local! {
-        static BUF_64K: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)?;
-    BUF_64K.with(|b| {
+    READ_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         buf.resize(BUF, 0);
         let filled = read_full(&mut file, &mut buf)?;
@@ -133,8 +138,7 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// [`WHOLE_MAX`] bytes or more is hashed through a guarded memory map
 /// (see [`mapped`]), on every core from [`RAYON_MIN`] bytes, as b3sum does.
 pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut file = open_regular(path)?;
-    let len = file.metadata()?.len();
+    let (mut file, len) = open_regular_len(path)?;
     if len >= WHOLE_MAX {
         return hash_large(&mut file, len);
     }

@@ -568,14 +568,12 @@ fn status_and_verify_say_an_old_format_depot_holds_entries_they_never_read() {
     p.run(&["verify"]).ok().assert_stderr_lacks(&["format 1"]);
 }
 
-/// Every file of `dir` below it whose name ends with `suffix`.
+/// Every file below `dir` whose name ends with `suffix`.
 fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
+    files_below(dir)
         .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
         .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .map(|p| dir.join(p))
         .collect()
 }
 
@@ -667,17 +665,7 @@ fn a_depot_directory_that_is_a_symlink_is_refused_and_nothing_outside_changes() 
         let outside = p.tmp.path().join("elsewhere");
         std::fs::rename(p.depot.join(dir), &outside).unwrap();
         std::os::unix::fs::symlink(&outside, p.depot.join(dir)).unwrap();
-        let listing = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
-            let mut v: Vec<_> = walkdir::WalkDir::new(d)
-                .into_iter()
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_file())
-                .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
-                .collect();
-            v.sort();
-            v
-        };
-        let before = listing(&outside);
+        let before = tree(&outside);
         p.write("gen.sh", "#!/bin/sh\necho changed\n");
         for args in [
             &["build"][..],
@@ -688,6 +676,6 @@ fn a_depot_directory_that_is_a_symlink_is_refused_and_nothing_outside_changes() 
             assert_eq!(r.code, 2, "{dir} {args:?}: {}", r.stderr);
             r.assert_stderr_has(&["is a symbolic link", dir]);
         }
-        assert_eq!(listing(&outside), before, "{dir}: nothing outside changed");
+        assert_eq!(tree(&outside), before, "{dir}: nothing outside changed");
     }
 }

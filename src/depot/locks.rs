@@ -119,9 +119,9 @@ impl Depot {
             if file.try_lock_shared().is_ok() {
                 continue; // free, or abandoned by a build with no command left
             }
-            let text = holder(&file);
+            let text = placeholder(&file);
             let Some(pid) = text
-                .strip_prefix("relocache pid ")
+                .strip_prefix("pid ")
                 .and_then(|r| r.split_whitespace().next())
                 .and_then(|p| p.parse::<libc::pid_t>().ok())
             else {
@@ -131,7 +131,7 @@ impl Depot {
             let gone = unsafe { libc::kill(pid, 0) } != 0
                 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
             if gone {
-                waiting(&text);
+                waiting(&format!("relocache {text}"));
                 let _ = file.lock_shared();
             }
         }
@@ -210,10 +210,15 @@ impl KeyLock {
     }
 }
 
-fn holder(mut file: &File) -> String {
+/// What a lock placeholder says of its holder (`pid N since …`), trimmed.
+fn placeholder(mut file: &File) -> String {
     let mut s = String::new();
     let _ = file.read_to_string(&mut s);
-    let s = s.trim();
+    s.trim().to_owned()
+}
+
+fn holder(file: &File) -> String {
+    let s = placeholder(file);
     if s.is_empty() {
         "another relocache process".to_owned()
     } else {

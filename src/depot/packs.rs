@@ -934,8 +934,8 @@ impl Depot {
     /// skipped). `None` when it is stored nowhere.
     pub fn open_blob(&self, d: &Digest) -> Result<Option<StoredBlob>, DepotError> {
         let path = self.blob_path(d);
-        match crate::file_hash::open_regular(&path) {
-            Ok(f) => return Ok(Some(loose(d, path, f)?)),
+        match crate::file_hash::open_regular_len(&path) {
+            Ok((f, len)) => return Ok(Some(loose(d, path, f, len)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // A fifo, device or directory planted in its place.
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
@@ -1125,12 +1125,8 @@ impl Depot {
 }
 
 /// A loose blob's [`StoredBlob`]: its form from its first bytes, its size
-/// from its length (raw) or its frame header (zstd, when recorded).
-fn loose(d: &Digest, path: PathBuf, f: File) -> Result<StoredBlob, DepotError> {
-    let len = f
-        .metadata()
-        .map_err(DepotError::io("read blob", &path))?
-        .len();
+/// from its length `len` (raw) or its frame header (zstd, when recorded).
+fn loose(d: &Digest, path: PathBuf, f: File, len: u64) -> Result<StoredBlob, DepotError> {
     let mut head = [0u8; 18];
     let got = read_head(&f, &mut head).map_err(DepotError::io("read blob", &path))?;
     let zstd = got >= 4 && head[..4] == ZSTD_MAGIC;
@@ -1191,10 +1187,10 @@ pub fn pack_loose_blobs(depot: &Depot) -> Result<PackedLoose, DepotError> {
     let mut packed = Vec::new();
     for d in &loose_blobs {
         let path = depot.blob_path(d);
-        let Ok(f) = crate::file_hash::open_regular(&path) else {
+        let Ok((f, len)) = crate::file_hash::open_regular_len(&path) else {
             continue;
         };
-        let mut blob = loose(d, path, f)?;
+        let mut blob = loose(d, path, f, len)?;
         let raw = blob.is_raw();
         let size = match blob.size() {
             Some(s) => s,
